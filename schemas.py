@@ -1,0 +1,144 @@
+"""Pydantic models of every request and response body of the HTTP API (see API.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from settings import get_settings
+from task_registry import TaskRecord, TaskStatus
+
+
+class RunTaskRequest(BaseModel):
+    """Start a task: a requirement for the four agents."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}]
+        },
+    )
+
+    user_requirement: StrictStr = Field(description="The software requirement, in any language. Trimmed.")
+    skip_confirmation: StrictBool = Field(
+        default=True, description="false = pause for a human after the requirements analysis"
+    )
+    stream_tokens: StrictBool = Field(default=False, description="true = the stream also carries `delta` events")
+    priority: Annotated[StrictInt, Field(ge=0, le=9)] = Field(
+        default=0, description="0-9; higher starts first when tasks wait for a worker slot"
+    )
+
+    @field_validator("user_requirement")
+    @classmethod
+    def _requirement_text(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("user_requirement must not be empty or only whitespace")
+        if "\x00" in text:
+            raise ValueError("user_requirement must not contain NUL characters")
+        limit = get_settings().max_requirement_chars
+        if len(text) > limit:
+            raise ValueError(f"user_requirement has {len(text)} characters; the limit is {limit} (MAX_REQUIREMENT_CHARS)")
+        return text
+
+
+class RunTaskResponse(BaseModel):
+    task_id: str
+    status: str = Field(description="`started`, or `queued` when every worker slot is busy")
+    message: str
+    stream_url: str
+    status_url: str
+
+
+class TaskStatusResponse(BaseModel):
+    task_id: str
+    status: TaskStatus
+    current_agent: str | None
+    completed_steps: int
+    total_steps: int
+    last_sequence: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskStatusResponse:
+        return cls(
+            task_id=record.task_id,
+            status=record.status,
+            current_agent=record.current_agent,
+            completed_steps=record.completed_steps,
+            total_steps=record.total_steps,
+            last_sequence=record.last_sequence,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            error=record.error,
+        )
+
+
+class DeliverableModel(BaseModel):
+    agent_name: str
+    title: str
+    content: str = Field(description="markdown")
+
+
+class TaskResultResponse(BaseModel):
+    task_id: str
+    status: TaskStatus
+    deliverables: list[DeliverableModel]
+    summary: str | None
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskResultResponse:
+        return cls(
+            task_id=record.task_id,
+            status=record.status,
+            deliverables=[DeliverableModel(agent_name=d.agent_name, title=d.title, content=d.content) for d in record.deliverables],
+            summary=record.summary,
+        )
+
+
+class StreamSummary(BaseModel):
+    task_id: str
+    status: TaskStatus
+    subscribers: int
+    last_sequence: int
+    created_at: str
+
+
+class StreamsResponse(BaseModel):
+    streams: list[StreamSummary]
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    status: TaskStatus
+    requirement: str = Field(description="the first 200 characters of the requirement")
+    created_at: str
+    finished_at: str | None
+
+
+class TasksResponse(BaseModel):
+    tasks: list[TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: dict[str, Any]
+    tasks: int
+    version: str
+
+
+class ReadinessResponse(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+class ErrorResponse(BaseModel):
+    detail: str

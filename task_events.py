@@ -1,0 +1,74 @@
+"""The event a task's stream carries, and its SSE framing.
+
+One `TaskEvent` model describes the wire format of API.md. Events are serialised once, when they
+are sequenced, into a ready-made SSE frame that every subscriber of the task shares.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+
+class EventType(str, Enum):
+    """The `event_type` of an event (API.md, "Event types")."""
+
+    START = "start"
+    AGENT_START = "agent_start"
+    THOUGHT = "thought"
+    ACTION = "action"
+    OUTPUT = "output"
+    STEP_END = "step_end"
+    DELTA = "delta"
+    CONFIRMATION_REQUIRED = "confirmation_required"
+    END = "end"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_EVENT_TYPES = frozenset({EventType.END, EventType.ERROR, EventType.CANCELLED})
+
+SYSTEM_AGENT = "System"
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as ISO 8601 with microseconds and a `Z` suffix."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class TaskEvent(BaseModel):
+    """One event of a task's stream, exactly as clients receive it in an SSE `data:` line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    sequence: int = Field(ge=1, description="1, 2, 3... per task; also the SSE `id:`")
+    agent_name: str = Field(description="ProductManager, QAEngineer, SoftwareDeveloper, Coordinator or System")
+    event_type: EventType
+    content: str
+    timestamp: str = Field(description="UTC, ISO 8601, ending in Z")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def agent(self) -> str:
+        """Alias of `agent_name` kept for existing clients."""
+        return self.agent_name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def type(self) -> EventType:
+        """Alias of `event_type` kept for existing clients."""
+        return self.event_type
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.event_type in TERMINAL_EVENT_TYPES
+
+    def sse_frame(self) -> bytes:
+        """The complete SSE frame: `id:` line, one `data:` line of JSON, blank line."""
+        return b"id: %d\ndata: %s\n\n" % (self.sequence, self.model_dump_json().encode())
+

@@ -1,0 +1,115 @@
+"""Task records: what a task asked for and where it stands, as a projection of its events.
+
+A record changes only by applying its own stream's events, in sequence order, on the event loop. So
+the status, current agent, deliverables and summary a client reads always agree with the events it
+has been sent, and a store that keeps the events can rebuild every record from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from agents_config import AGENTS
+from task_events import EventType, TaskEvent, utc_now_iso
+
+
+class TaskStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+_TERMINAL_STATUS = {
+    EventType.END: TaskStatus.COMPLETED,
+    EventType.ERROR: TaskStatus.FAILED,
+    EventType.CANCELLED: TaskStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class Deliverable:
+    agent_name: str
+    title: str
+    content: str
+
+
+@dataclass
+class TaskRecord:
+    """One task: its request, and the state its events have produced so far."""
+
+    task_id: str
+    requirement: str
+    skip_confirmation: bool
+    stream_tokens: bool
+    priority: int
+    model: dict[str, Any]
+    status: TaskStatus = TaskStatus.QUEUED
+    current_agent: str | None = None
+    completed_steps: int = 0
+    total_steps: int = len(AGENTS)
+    last_sequence: int = 0
+    created_at: str = field(default_factory=utc_now_iso)
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    summary: str | None = None
+    deliverables: list[Deliverable] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def apply(self, event: TaskEvent) -> None:
+        """Advance the record by one event of its stream (events arrive in sequence order)."""
+        self.last_sequence = event.sequence
+        kind = event.event_type
+        if kind is EventType.START:
+            self.status = TaskStatus.RUNNING
+            self.started_at = event.timestamp
+        elif kind is EventType.AGENT_START:
+            self.current_agent = event.agent_name
+        elif kind is EventType.OUTPUT:
+            title = str(event.metadata.get("title") or event.agent_name)
+            self.deliverables.append(Deliverable(event.agent_name, title, event.content))
+        elif kind is EventType.STEP_END:
+            self.completed_steps += 1
+        elif kind in _TERMINAL_STATUS:
+            self.status = _TERMINAL_STATUS[kind]
+            self.finished_at = event.timestamp
+            self.current_agent = None
+            if kind is EventType.END:
+                self.summary = event.content
+            elif kind is EventType.ERROR:
+                self.error = event.content
+
+
+class TaskRegistry:
+    """The task records of this process, in creation order."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, TaskRecord] = {}
+
+    def add(self, record: TaskRecord) -> None:
+        self._records[record.task_id] = record
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    def newest_first(self, limit: int, offset: int) -> list[TaskRecord]:
+        records = list(self._records.values())
+        records.reverse()
+        return records[offset : offset + limit]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def forget(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            self._records.pop(task_id, None)

@@ -1,0 +1,91 @@
+"""An OpenAI-compatible chat-completions server for tests, run by a real uvicorn on 127.0.0.1.
+
+Its behaviour is chosen by the first path segment of the base URL a test configures, so one server
+covers every case: `/ok/v1` answers (streaming or not), `/status/<code>/v1` fails with that HTTP
+status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts). Every request
+body it receives is kept, newest last, at `GET /requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+app = FastAPI()
+received: list[dict[str, Any]] = []
+
+_REQUIREMENT = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
+_HEADING = re.compile(r"^#\s+.+$", re.MULTILINE)
+
+
+def stub_answer(body: dict[str, Any]) -> str:
+    """A markdown deliverable that names the outline's first heading and the requirement it was given."""
+    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    requirement = _REQUIREMENT.search(prompt)
+    heading = _HEADING.findall(prompt)
+    title = heading[0] if heading else "# Deliverable"
+    subject = requirement.group(1) if requirement else "unknown"
+    return f"{title}\n\nStub deliverable for: {subject}\n\n## Summary\n\nStub summary of {subject}."
+
+
+def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
+    payload = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+@app.get("/requests")
+async def requests_seen() -> list[dict[str, Any]]:
+    return received
+
+
+@app.post("/ok/v1/chat/completions")
+async def ok(request: Request) -> Any:
+    body = await request.json()
+    received.append(body)
+    answer = stub_answer(body)
+    model = body.get("model", "stub")
+    usage = {"prompt_tokens": 10, "completion_tokens": len(answer.split()), "total_tokens": 10 + len(answer.split())}
+    if not body.get("stream"):
+        return {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": usage,
+        }
+
+    async def chunks() -> Any:
+        yield _chunk("chatcmpl-stub", model, {"role": "assistant", "content": ""}, None)
+        for word in re.findall(r"\S+\s*", answer):
+            yield _chunk("chatcmpl-stub", model, {"content": word}, None)
+        yield _chunk("chatcmpl-stub", model, {}, "stop")
+        yield f"data: {json.dumps({'id': 'chatcmpl-stub', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
+@app.post("/status/{code}/v1/chat/completions")
+async def failing(code: int, request: Request) -> JSONResponse:
+    received.append(await request.json())
+    error = {"message": f"stub failure with status {code}", "type": "stub_error", "code": str(code)}
+    return JSONResponse({"error": error}, status_code=code)
+
+
+@app.post("/hang/v1/chat/completions")
+async def hang(request: Request) -> None:
+    received.append(await request.json())
+    await asyncio.Event().wait()

@@ -1,0 +1,56 @@
+"""422 responses people can read: FastAPI's error shape, with plain messages and without echoing input.
+
+The body keeps FastAPI's documented `{"detail": [{"loc", "msg", "type"}]}` shape, so the OpenAPI
+schema stays true, but each message says what to send instead, and the rejected input (which may be
+a 1 MB requirement) is not sent back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+_EXAMPLE_BODY = '{"user_requirement": "...", "skip_confirmation": true}'
+
+_MESSAGES = {
+    "json_invalid": "The request body is not valid JSON ({error}). Send a JSON object such as " + _EXAMPLE_BODY + ".",
+    "model_attributes_type": "The request body must be a JSON object such as "
+    + _EXAMPLE_BODY
+    + ", sent with Content-Type: application/json.",
+    "dict_type": "The request body must be a JSON object such as " + _EXAMPLE_BODY + ".",
+    "missing": "The field {field} is required.",
+    "string_type": "The field {field} must be a string.",
+    "bool_type": "The field {field} must be true or false.",
+    "int_type": "The field {field} must be a whole number.",
+    "extra_forbidden": "Unknown field {field}: remove it (see /docs for the accepted fields).",
+}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    names = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
+    return ".".join(names) or "body"
+
+
+def readable_error(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error with a plain message and no echoed input."""
+    loc = tuple(error.get("loc", ()))
+    kind = str(error.get("type", "value_error"))
+    template = _MESSAGES.get(kind)
+    ctx = error.get("ctx") or {}
+    if template is not None:
+        message = template.format(field=_field_name(loc), error=ctx.get("error", "parse error"))
+    else:
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if kind != "value_error":
+            message = f"{_field_name(loc)}: {message}"
+    return {"loc": list(loc), "msg": message, "type": kind}
+
+
+async def request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [readable_error(error) for error in exc.errors()]
+    return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
