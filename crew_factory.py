@@ -20,7 +20,6 @@ from agents_config import (
     AGENTS_BY_ROLE,
     TASK_TEMPLATES,
     AgentSpec,
-    PromptStyle,
     as_prompt_data,
     requirement_language,
 )
@@ -136,13 +135,13 @@ class CrewEventsHandler:
         return {key: sum(agent_usage[key] for agent_usage in self._usage.values()) for key in _USAGE_KEYS}
 
 
-def build_crew(requirement: str, llm: Any, style: PromptStyle) -> tuple[crewai.Crew, dict[str, int]]:
+def build_crew(requirement: str, llm: Any) -> tuple[crewai.Crew, dict[str, int]]:
     """A new sequential crew for one requirement, and the step number (1-4) of each CrewAI task id.
 
     Each agent's task gets every earlier task as context, so later agents see earlier deliverables.
     """
     language = requirement_language(requirement)
-    templates = TASK_TEMPLATES[style]
+    templates = TASK_TEMPLATES["full"]
     agents: list[crewai.Agent] = []
     tasks: list[crewai.Task] = []
     for spec in AGENTS:

@@ -16,6 +16,7 @@ from agents_config import PromptStyle
 from crewai_runtime import crewai
 from fake_llm import ScriptedLLM
 from local_model import LOCAL_MODEL_ALIAS, local_model_server
+from skeleton_llm import SkeletonLLM
 from settings import ResolvedProvider, Settings
 
 LOCAL_MODEL_NOTE = (
@@ -67,9 +68,7 @@ def model_info(settings: Settings) -> ModelInfo:
     return ModelInfo(provider, "scripted", None, "full", FAKE_MODEL_NOTE)
 
 
-def _openai_compatible_llm(
-    settings: Settings, *, model: str, base_url: str | None, api_key: str, max_tokens: int, **extra: Any
-) -> crewai.LLM:
+def _openai_compatible_llm(settings: Settings, *, model: str, base_url: str | None, api_key: str) -> crewai.LLM:
     return crewai.LLM(
         model=f"openai/{model}",
         base_url=base_url,
@@ -77,26 +76,25 @@ def _openai_compatible_llm(
         stream=True,
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
-        max_tokens=max_tokens,
+        max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
-        **extra,
     )
 
 
-def build_llm(settings: Settings) -> Any:
+def build_llm(settings: Settings, requirement: str) -> Any:
     """A new LLM instance for one task (blocking for the local model's first start: call off the loop)."""
     provider = settings.resolved_provider()
     if provider == "fake":
         return ScriptedLLM(model="scripted", chunk_delay_seconds=settings.fake_llm_delay_ms / 1000)
     if provider == "local":
         endpoint = local_model_server.endpoint(settings)
-        return _openai_compatible_llm(
-            settings,
+        return SkeletonLLM(
             model=LOCAL_MODEL_ALIAS,
             base_url=endpoint.base_url,
             api_key="embedded",
-            max_tokens=settings.local_model_max_tokens,
-            additional_params={"extra_body": {"repeat_penalty": 1.3}},
+            requirement=requirement,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
         )
     if provider == "dashscope":
         key = settings.dashscope_api_key.get_secret_value() if settings.dashscope_api_key else ""
@@ -105,9 +103,6 @@ def build_llm(settings: Settings) -> Any:
             model=settings.dashscope_model,
             base_url=settings.dashscope_base_url,
             api_key=key,
-            max_tokens=settings.llm_max_tokens,
         )
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
-    return _openai_compatible_llm(
-        settings, model=settings.llm_model, base_url=settings.llm_base_url, api_key=key, max_tokens=settings.llm_max_tokens
-    )
+    return _openai_compatible_llm(settings, model=settings.llm_model, base_url=settings.llm_base_url, api_key=key)

@@ -73,7 +73,6 @@ class LocalModelServer:
         params.port = 0
         params.n_parallel = settings.local_model_slots
         params.n_ctx = settings.local_model_context
-        params.n_predict = settings.local_model_max_tokens
         params.cpuparams.n_threads = settings.local_model_threads
         params.cpuparams_batch.n_threads = settings.local_model_threads
         params.model_alias = {LOCAL_MODEL_ALIAS}

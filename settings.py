@@ -42,7 +42,6 @@ class Settings(BaseSettings):
     local_model_threads: int = Field(default=2, ge=1)
     local_model_slots: int = Field(default=2, ge=1)
     local_model_context: int = Field(default=8192, ge=512)
-    local_model_max_tokens: int = Field(default=320, ge=16)
 
     # --- scripted model (LLM_PROVIDER=fake) ----------------------------------------------------
     fake_llm_delay_ms: float = Field(default=0.0, ge=0)

@@ -95,8 +95,8 @@ class TaskRunner:
                 f"Task started on {self._model.provider} model {self._model.model}",
                 {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)},
             )
-            llm = build_llm(self._settings)
-            crew, step_by_task_id = build_crew(record.requirement, llm, self._model.prompt_style)
+            llm = build_llm(self._settings, record.requirement)
+            crew, step_by_task_id = build_crew(record.requirement, llm)
             handler = self._handler_class(stream, stream_tokens=record.stream_tokens, step_by_task_id=step_by_task_id)
             output = run_crew(crew, handler)
             stream.publish_system(

