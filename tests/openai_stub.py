@@ -3,7 +3,7 @@
 Its behaviour is chosen by the first path segment of the base URL a test configures, so one server
 covers every case: `/ok/v1` answers (streaming or not), `/status/<code>/v1` fails with that HTTP
 status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts). Every request
-body it receives is kept, newest last, at `GET /requests`.
+it receives (path, Authorization header, JSON body) is kept, newest last, at `GET /requests`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | 
     return f"data: {json.dumps(payload)}\n\n"
 
 
+async def record(request: Request) -> dict[str, Any]:
+    body: dict[str, Any] = await request.json()
+    received.append({"path": request.url.path, "authorization": request.headers.get("authorization"), "body": body})
+    return body
+
+
 @app.get("/requests")
 async def requests_seen() -> list[dict[str, Any]]:
     return received
@@ -52,8 +58,7 @@ async def requests_seen() -> list[dict[str, Any]]:
 
 @app.post("/ok/v1/chat/completions")
 async def ok(request: Request) -> Any:
-    body = await request.json()
-    received.append(body)
+    body = await record(request)
     answer = stub_answer(body)
     model = body.get("model", "stub")
     usage = {"prompt_tokens": 10, "completion_tokens": len(answer.split()), "total_tokens": 10 + len(answer.split())}
@@ -80,12 +85,12 @@ async def ok(request: Request) -> Any:
 
 @app.post("/status/{code}/v1/chat/completions")
 async def failing(code: int, request: Request) -> JSONResponse:
-    received.append(await request.json())
+    await record(request)
     error = {"message": f"stub failure with status {code}", "type": "stub_error", "code": str(code)}
     return JSONResponse({"error": error}, status_code=code)
 
 
 @app.post("/hang/v1/chat/completions")
 async def hang(request: Request) -> None:
-    received.append(await request.json())
+    await record(request)
     await asyncio.Event().wait()

@@ -1,0 +1,243 @@
+"""A task's stream over a real uvicorn: the event contract, fan-out, replay, resume, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from conftest import ServerProcess, read_stream, sequences, start_task, wait_until
+
+AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+EVENT_TYPES = {
+    "start", "agent_start", "thought", "action", "output", "step_end", "delta",
+    "confirmation_required", "end", "error", "cancelled",
+}
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3,6}Z$")
+
+
+def assert_event_shape(event: dict[str, Any], task_id: str) -> None:
+    assert set(event) == {
+        "task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type", "metadata"
+    }
+    assert event["task_id"] == task_id
+    assert isinstance(event["sequence"], int) and event["sequence"] >= 1
+    assert event["agent_name"] in {*AGENTS, "System"}
+    assert event["event_type"] in EVENT_TYPES
+    assert event["agent"] == event["agent_name"] and event["type"] == event["event_type"]
+    assert isinstance(event["content"], str)
+    assert TIMESTAMP.match(event["timestamp"]), event["timestamp"]
+    assert isinstance(event["metadata"], dict)
+
+
+def test_full_task_streams_every_agent_in_order(fake_service: ServerProcess) -> None:
+    requirement = "开发一个简单的待办事项应用"
+    task_id = start_task(fake_service.base_url, requirement)
+    events = read_stream(fake_service.base_url, task_id)
+
+    assert sequences(events) == list(range(1, len(events) + 1))
+    for event in events:
+        assert_event_shape(event, task_id)
+    kinds = [event["event_type"] for event in events]
+    assert kinds[0] == "start" and events[0]["agent_name"] == "System"
+    assert events[0]["metadata"]["model"]["provider"] == "fake"
+    assert kinds[-1] == "end" and kinds.count("end") == 1
+    assert not {"error", "cancelled"} & set(kinds)
+    assert "delta" not in kinds, "deltas are only sent when the task asks for stream_tokens"
+
+    agent_order = [event["agent_name"] for event in events if event["event_type"] == "agent_start"]
+    assert agent_order == AGENTS
+    for step, agent in enumerate(AGENTS, start=1):
+        own = [event for event in events if event["agent_name"] == agent]
+        own_kinds = [event["event_type"] for event in own]
+        assert own_kinds[0] == "agent_start" and own_kinds[-1] == "step_end"
+        assert own_kinds.index("thought") < own_kinds.index("output") < own_kinds.index("step_end")
+        output = next(event for event in own if event["event_type"] == "output")
+        assert output["content"].startswith("# "), "deliverables are headed markdown"
+        assert own[-1]["metadata"]["step"] == step and own[-1]["metadata"]["total_steps"] == 4
+        if step > 1:
+            assert "action" in own_kinds, "later agents receive a hand-off"
+    assert requirement in events[-1]["content"], "the end event carries the delivery summary"
+
+
+def test_status_result_and_listings_after_completion(fake_service: ServerProcess) -> None:
+    base = fake_service.base_url
+    task_id = start_task(base, "Build a todo app")
+    events = read_stream(base, task_id)
+
+    status = httpx.get(f"{base}/api/task/{task_id}/status").json()
+    assert status["status"] == "completed"
+    assert status["completed_steps"] == status["total_steps"] == 4
+    assert status["last_sequence"] == len(events)
+    assert status["current_agent"] is None and status["error"] is None
+    assert status["finished_at"] == events[-1]["timestamp"]
+
+    result = httpx.get(f"{base}/api/task/{task_id}/result").json()
+    assert [d["agent_name"] for d in result["deliverables"]] == AGENTS
+    assert [d["title"] for d in result["deliverables"]] == [
+        "Requirements analysis", "Test plan", "Technical design", "Delivery review"
+    ]
+    outputs = [e["content"] for e in events if e["event_type"] == "output"]
+    assert [d["content"] for d in result["deliverables"]] == outputs
+    assert result["summary"] == events[-1]["content"]
+
+    markdown = httpx.get(f"{base}/api/task/{task_id}/result", params={"format": "markdown"})
+    assert markdown.status_code == 200
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    assert "attachment" in markdown.headers["content-disposition"]
+    for output in outputs:
+        assert output in markdown.text
+
+    tasks = httpx.get(f"{base}/api/tasks", params={"limit": 1}).json()
+    assert tasks["tasks"][0]["task_id"] == task_id and tasks["limit"] == 1
+    streams = httpx.get(f"{base}/api/streams").json()["streams"]
+    listed = next(stream for stream in streams if stream["task_id"] == task_id)
+    assert listed["status"] == "completed" and listed["last_sequence"] == len(events)
+    assert listed["subscribers"] == 0
+
+
+def test_two_subscribers_late_replay_and_resume(slow_service: ServerProcess) -> None:
+    base = slow_service.base_url
+    task_id = start_task(base)
+
+    async def both() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(asyncio.to_thread(read_stream, base, task_id) for _ in range(2)))
+
+    first, second = asyncio.run(both())
+    assert first == second
+    total = len(first)
+    assert sequences(first) == list(range(1, total + 1))
+
+    late = read_stream(base, task_id)
+    assert late == first, "a subscriber joining after the end gets the full replay, then the stream closes"
+
+    k = total // 2
+    assert sequences(read_stream(base, task_id, headers={"Last-Event-ID": str(k)})) == list(range(k + 1, total + 1))
+    assert sequences(read_stream(base, task_id, params={"last_event_id": k})) == list(range(k + 1, total + 1))
+    assert read_stream(base, task_id, headers={"Last-Event-ID": str(total)}) == []
+
+
+def test_resume_mid_run_loses_nothing(slow_service: ServerProcess) -> None:
+    """Read part of a live stream, drop the connection, resume with Last-Event-ID: nothing lost or repeated."""
+    base = slow_service.base_url
+    task_id = start_task(base)
+    received: list[dict[str, Any]] = []
+    with httpx.Client(timeout=60) as client:
+        with client.stream("GET", f"{base}/api/stream/{task_id}") as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    received.append(json.loads(line[6:]))
+                    if len(received) == 5:
+                        break
+    status = httpx.get(f"{base}/api/task/{task_id}/status").json()
+    assert status["status"] == "running", "the first connection was dropped while the task ran"
+    rest = read_stream(base, task_id, headers={"Last-Event-ID": "5"})
+    whole = received + rest
+    assert sequences(whole) == list(range(1, len(whole) + 1))
+    assert whole[-1]["event_type"] == "end"
+
+
+def test_twenty_tasks_two_subscribers_each_are_isolated(fake_service: ServerProcess) -> None:
+    base = fake_service.base_url
+
+    async def subscriber(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
+        events = []
+        async with aconnect_sse(client, "GET", f"{base}/api/stream/{task_id}") as source:
+            async for sse in source.aiter_sse():
+                events.append(json.loads(sse.data))
+        return events
+
+    async def run() -> tuple[list[str], list[list[dict[str, Any]]]]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            posts = await asyncio.gather(
+                *(client.post(f"{base}/api/run_task", json={"user_requirement": f"requirement number {n}"}) for n in range(20))
+            )
+            task_ids = [post.json()["task_id"] for post in posts]
+            streams = await asyncio.gather(*(subscriber(client, task_id) for task_id in task_ids for _ in range(2)))
+            return task_ids, list(streams)
+
+    task_ids, streams = asyncio.run(run())
+    assert len(set(task_ids)) == 20
+    for index, events in enumerate(streams):
+        task_id = task_ids[index // 2]
+        assert {event["task_id"] for event in events} == {task_id}
+        assert sequences(events) == list(range(1, len(events) + 1)), "no gap, no duplicate, in order"
+        assert events[-1]["event_type"] == "end"
+        number = task_ids.index(task_id)
+        assert f"requirement number {number}" in events[-1]["content"]
+        assert events == streams[index ^ 1], "both subscribers of a task see the same events"
+
+
+def test_stalled_subscriber_delays_no_one(fake_service: ServerProcess) -> None:
+    """A client that connects and never reads: the task and another subscriber still finish.
+
+    The scripted model echoes the long requirement, so with token deltas the stream carries about 6 MB:
+    more than the kernel buffers of the stalled connection hold (4 MB at most here), so its sender
+    really is stuck while the rest goes on.
+    """
+    base = fake_service.base_url
+    task_id = start_task(base, "stalled reader " * 26000, stream_tokens=True)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    stalled.connect(("127.0.0.1", fake_service.port))
+    stalled.sendall(f"GET /api/stream/{task_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    try:
+        wait_until(
+            lambda: next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
+                "subscribers"
+            ]
+            == 1,
+            10,
+            "the stalled subscriber to be connected",
+        )
+        events = read_stream(base, task_id)
+        assert events[-1]["event_type"] == "end"
+        assert sequences(events) == list(range(1, len(events) + 1))
+        deltas = [event for event in events if event["event_type"] == "delta"]
+        assert deltas, "stream_tokens=true sends deltas"
+        assert httpx.get(f"{base}/api/task/{task_id}/status").json()["status"] == "completed"
+        listed = next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)
+        assert listed["subscribers"] == 1, "the stalled client is still connected, unread, while the task is done"
+    finally:
+        stalled.close()
+    wait_until(
+        lambda: next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
+            "subscribers"
+        ]
+        == 0,
+        30,
+        "the closed subscriber to be released",
+    )
+
+
+def test_deltas_concatenate_to_each_output(fake_service: ServerProcess) -> None:
+    base = fake_service.base_url
+    task_id = start_task(base, "Write a CLI calculator", stream_tokens=True)
+    events = read_stream(base, task_id)
+    for agent in AGENTS:
+        text = "".join(e["content"] for e in events if e["agent_name"] == agent and e["event_type"] == "delta")
+        output = next(e["content"] for e in events if e["agent_name"] == agent and e["event_type"] == "output")
+        assert output in text, "the streamed tokens contain the final deliverable"
+
+
+def test_heartbeat_comments_while_quiet(slow_service: ServerProcess) -> None:
+    """While an agent is busy, `: ping` comments (without `id:`) keep the connection alive."""
+    base = slow_service.base_url
+    task_id = start_task(base, "heartbeat check " * 400, stream_tokens=False)
+    pings = 0
+    with httpx.Client(timeout=60) as client:
+        with client.stream("GET", f"{base}/api/stream/{task_id}") as response:
+            previous = ""
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    assert line == ": ping"
+                    assert not previous.startswith("id:"), "a heartbeat is a comment, never an event"
+                    pings += 1
+                previous = line
+    assert pings >= 1
