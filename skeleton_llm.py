@@ -26,7 +26,7 @@ from crewai.llms.base_llm import BaseLLM, llm_call_context
 
 SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(r"\[([^\]]*)…\]")
-_SENTENCE_END = re.compile(r"^(.{12,}?[.!?。！？])(\s|$)")
+_SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 _EXAMPLE_BODY = '{"user_requirement": "...", "skip_confirmation": true}'
 
+_EMPTY_BODY = "The request body is empty. Send a JSON object such as " + _EXAMPLE_BODY + "."
 _MESSAGES = {
     "json_invalid": "The request body is not valid JSON ({error}). Send a JSON object such as " + _EXAMPLE_BODY + ".",
     "model_attributes_type": "The request body must be a JSON object such as "
@@ -39,10 +40,10 @@ def readable_error(error: dict[str, Any]) -> dict[str, Any]:
     """One validation error with a plain message and no echoed input."""
     loc = tuple(error.get("loc", ()))
     kind = str(error.get("type", "value_error"))
-    template = _MESSAGES.get(kind)
+    template = _EMPTY_BODY if loc == ("body",) and kind == "missing" else _MESSAGES.get(kind)
     ctx = error.get("ctx") or {}
     if template is not None:
-        message = template.format(field=_field_name(loc), error=ctx.get("error", "parse error"))
+        message = template.replace("{field}", _field_name(loc)).replace("{error}", str(ctx.get("error", "parse error")))
     else:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind != "value_error":

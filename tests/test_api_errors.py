@@ -1,0 +1,128 @@
+"""Bad input gets a clear 422, unknown tasks a JSON 404, unfinished results a 409."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerProcess, start_task, wait_until
+
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"user_requirement": ""}, "must not be empty"),
+        ({"user_requirement": "   \n\t "}, "must not be empty"),
+        ({"user_requirement": "x" * 20001}, "the limit is 20000 (MAX_REQUIREMENT_CHARS)"),
+        ({"user_requirement": "ok\x00"}, "NUL"),
+        ({}, "The field user_requirement is required"),
+        ({"user_requirement": 42}, "The field user_requirement must be a string"),
+        ({"user_requirement": ["a"]}, "The field user_requirement must be a string"),
+        ({"user_requirement": "ok", "skip_confirmation": "yes"}, "skip_confirmation must be true or false"),
+        ({"user_requirement": "ok", "stream_tokens": 1}, "stream_tokens must be true or false"),
+        ({"user_requirement": "ok", "priority": 10}, "priority"),
+        ({"user_requirement": "ok", "priority": "1"}, "priority must be a whole number"),
+        ({"user_requirement": "ok", "unexpected": 1}, "Unknown field unexpected"),
+        (["user_requirement"], "must be a JSON object"),
+    ],
+)
+def test_bad_bodies_get_422_with_a_readable_message(slow_service: ServerProcess, body: Any, message: str) -> None:
+    before = httpx.get(f"{slow_service.base_url}/api/tasks").json()["total"]
+    response = httpx.post(f"{slow_service.base_url}/api/run_task", json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert any(message in error["msg"] for error in detail), detail
+    assert all("input" not in error for error in detail), "the rejected input is not echoed back"
+    assert httpx.get(f"{slow_service.base_url}/api/tasks").json()["total"] == before, "no task was created"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"", "application/json", "The request body is empty"),
+        (b"user_requirement=hi", "application/x-www-form-urlencoded", "must be a JSON object"),
+        (b"\xff\xfe{}", "application/json", "not valid JSON"),
+    ],
+)
+def test_non_json_bodies_get_422(slow_service: ServerProcess, content: bytes, content_type: str, message: str) -> None:
+    response = httpx.post(
+        f"{slow_service.base_url}/api/run_task", content=content, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 422
+    assert any(message in error["msg"] for error in response.json()["detail"])
+
+
+def test_accepted_task_answers_202_with_location(slow_service: ServerProcess) -> None:
+    response = httpx.post(
+        f"{slow_service.base_url}/api/run_task", json={"user_requirement": "  padded requirement  ", "priority": 9}
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] in {"started", "queued"}
+    assert response.headers["location"] == body["status_url"] == f"/api/task/{body['task_id']}/status"
+    assert body["stream_url"] == f"/api/stream/{body['task_id']}"
+    tasks = httpx.get(f"{slow_service.base_url}/api/tasks").json()["tasks"]
+    assert next(t for t in tasks if t["task_id"] == body["task_id"])["requirement"] == "padded requirement"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/stream/{UNKNOWN_ID}",
+        f"/api/task/{UNKNOWN_ID}/status",
+        f"/api/task/{UNKNOWN_ID}/result",
+        "/api/task/..%2F..%2Fetc%2Fpasswd/status",
+        "/api/stream/not-a-task",
+    ],
+)
+def test_unknown_task_ids_get_json_404(slow_service: ServerProcess, path: str) -> None:
+    response = httpx.get(f"{slow_service.base_url}{path}")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert "not found" in response.json()["detail"].lower()
+
+
+def test_result_is_409_until_the_task_finishes(slow_service: ServerProcess) -> None:
+    base = slow_service.base_url
+    task_id = start_task(base)
+    response = httpx.get(f"{base}/api/task/{task_id}/result")
+    assert response.status_code == 409
+    assert "ready when it has finished" in response.json()["detail"]
+    wait_until(lambda: httpx.get(f"{base}/api/task/{task_id}/status").json()["status"] == "completed", 120, "the task")
+    assert httpx.get(f"{base}/api/task/{task_id}/result").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "params"),
+    [({"Last-Event-ID": "abc"}, None), ({"Last-Event-ID": "-1"}, None), (None, {"last_event_id": "-3"}), (None, {"last_event_id": "x"})],
+)
+def test_bad_resume_positions_get_422(slow_service: ServerProcess, headers: Any, params: Any) -> None:
+    task_id = start_task(slow_service.base_url)
+    response = httpx.get(f"{slow_service.base_url}/api/stream/{task_id}", headers=headers, params=params)
+    assert response.status_code == 422
+
+
+def test_list_parameters_are_validated(slow_service: ServerProcess) -> None:
+    assert httpx.get(f"{slow_service.base_url}/api/tasks", params={"limit": 0}).status_code == 422
+    assert httpx.get(f"{slow_service.base_url}/api/tasks", params={"offset": -1}).status_code == 422
+    page = httpx.get(f"{slow_service.base_url}/api/tasks", params={"limit": 2, "offset": 0}).json()
+    assert len(page["tasks"]) <= 2
+
+
+def test_service_endpoints(slow_service: ServerProcess) -> None:
+    base = slow_service.base_url
+    health = httpx.get(f"{base}/healthz").json()
+    assert health["status"] == "ok" and health["model"]["provider"] == "fake"
+    assert httpx.get(f"{base}/readyz").json() == {"ready": True, "checks": {"worker_pool": "ok"}}
+    schema = httpx.get(f"{base}/openapi.json").json()
+    assert {"/api/run_task", "/api/stream/{task_id}", "/api/task/{task_id}/status", "/api/task/{task_id}/result"} <= set(
+        schema["paths"]
+    )
+    assert "text/html" in httpx.get(f"{base}/docs").headers["content-type"]
+    ui = httpx.get(f"{base}/test-ui")
+    assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
