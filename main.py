@@ -43,6 +43,7 @@ VERSION = "0.1.0"
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("multi_agent_service")
+logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 class ServiceState:

@@ -81,16 +81,19 @@ class ServerProcess:
         self._log.close()
 
 
-@pytest.fixture(scope="session")
-def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServerProcess]]:
-    """Start the service with extra settings: `start_service(LLM_PROVIDER="fake", ...)`."""
+def _launch(workdir: Path, settings: dict[str, str]) -> ServerProcess:
+    env = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", **settings}
+    return ServerProcess("main:app", env, workdir, "/healthz")
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start the service with extra settings, `start_service(LLM_PROVIDER="local")`; stopped after the test."""
     started: list[ServerProcess] = []
 
     def start(**settings: str) -> ServerProcess:
-        env = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", **settings}
-        server = ServerProcess("main:app", env, tmp_path_factory.mktemp("service"), "/healthz")
-        started.append(server)
-        return server
+        started.append(_launch(tmp_path, settings))
+        return started[-1]
 
     yield start
     for server in started:
@@ -98,15 +101,22 @@ def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture(scope="session")
-def fake_service(start_service: Callable[..., ServerProcess]) -> ServerProcess:
+def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The service on the scripted model, at full speed, accepting requirements up to 400,000 characters."""
-    return start_service(LLM_PROVIDER="fake", MAX_CONCURRENT_TASKS="8", MAX_REQUIREMENT_CHARS="400000")
+    server = _launch(
+        tmp_path_factory.mktemp("fake"),
+        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000"},
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def slow_service(start_service: Callable[..., ServerProcess]) -> ServerProcess:
+def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The scripted model slowed to 20 ms per chunk, so tests catch tasks mid-run; heartbeats every second."""
-    return start_service(LLM_PROVIDER="fake", FAKE_LLM_DELAY_MS="20", HEARTBEAT_SECONDS="1")
+    server = _launch(tmp_path_factory.mktemp("slow"), {"FAKE_LLM_DELAY_MS": "20", "HEARTBEAT_SECONDS": "1"})
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
