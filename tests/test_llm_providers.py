@@ -74,6 +74,7 @@ def test_dashscope_is_chosen_by_its_key(start_service: Callable[..., ServerProce
     [
         ("/status/401/v1", ["rejected the API key", "HTTP 401", "LLM_API_KEY"]),
         ("/status/500/v1", ["HTTP 500", "submit the task again later"]),
+        ("/status/429/v1", ["kept answering 429", "Wait a minute"]),
         ("/status/404/v1", ["404", "LLM_MODEL", "LLM_BASE_URL"]),
         ("refused", ["Could not connect", "LLM_BASE_URL"]),
         ("/hang/v1", ["did not answer within LLM_TIMEOUT_SECONDS=1 s", "Raise LLM_TIMEOUT_SECONDS"]),

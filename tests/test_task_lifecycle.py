@@ -1,0 +1,37 @@
+"""Worker slots and retention: queued tasks wait their turn, finished tasks leave memory after retention."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from conftest import ServerProcess, read_stream, start_task, wait_until
+
+
+def test_tasks_beyond_the_worker_slots_wait_in_order(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(MAX_CONCURRENT_TASKS="1", FAKE_LLM_DELAY_MS="5")
+    base = service.base_url
+    first = httpx.post(f"{base}/api/run_task", json={"user_requirement": "first"}).json()
+    second = httpx.post(f"{base}/api/run_task", json={"user_requirement": "second"}).json()
+    assert first["status"] == "started"
+    assert second["status"] == "queued" and "busy" in second["message"]
+    assert httpx.get(f"{base}/api/task/{second['task_id']}/status").json()["status"] == "queued"
+
+    first_events = read_stream(base, first["task_id"])
+    second_events = read_stream(base, second["task_id"])
+    assert first_events[-1]["event_type"] == second_events[-1]["event_type"] == "end"
+    assert first_events[-1]["timestamp"] <= second_events[0]["timestamp"], "the queued task started after the first ended"
+
+
+def test_finished_tasks_are_dropped_after_retention(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2")
+    base = service.base_url
+    task_id = start_task(base)
+    assert read_stream(base, task_id)[-1]["event_type"] == "end"
+    wait_until(
+        lambda: httpx.get(f"{base}/api/task/{task_id}/status").status_code == 404, 30, "the task to expire"
+    )
+    assert httpx.get(f"{base}/api/stream/{task_id}").status_code == 404
+    assert all(s["task_id"] != task_id for s in httpx.get(f"{base}/api/streams").json()["streams"])
+    assert httpx.get(f"{base}/api/tasks").json()["total"] == 0
