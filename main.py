@@ -37,6 +37,7 @@ from settings import Settings, get_settings
 from stream_manager import StreamLimits, StreamManager, TaskStream
 from task_registry import TaskRecord, TaskRegistry
 from task_runner import TaskRequest, TaskRunner
+from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
 from validation_errors import request_validation_handler
 
 VERSION = "0.1.0"
@@ -99,6 +100,7 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_exception_handler(RequestValidationError, request_validation_handler)
+install_event_schema(app)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
@@ -176,9 +178,10 @@ async def run_task(body: RunTaskRequest, response: Response, state: State) -> Ru
 
 @app.get(
     "/api/stream/{task_id}",
+    response_class=EventSourceResponse,
     tags=["tasks"],
     summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE frames `id: N` + `data: {TaskEvent}`"}, **NOT_FOUND},
+    responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND},
 )
 async def stream_task(
     stream: Annotated[TaskStream, Depends(get_stream)],

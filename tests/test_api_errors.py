@@ -123,6 +123,12 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     assert {"/api/run_task", "/api/stream/{task_id}", "/api/task/{task_id}/status", "/api/task/{task_id}/result"} <= set(
         schema["paths"]
     )
+    stream_200 = schema["paths"]["/api/stream/{task_id}"]["get"]["responses"]["200"]["content"]
+    assert stream_200 == {"text/event-stream": {"schema": {"$ref": "#/components/schemas/TaskEvent"}}}
+    event_fields = schema["components"]["schemas"]["TaskEvent"]["properties"]
+    assert {"task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type", "metadata"} == set(
+        event_fields
+    )
     assert "text/html" in httpx.get(f"{base}/docs").headers["content-type"]
     ui = httpx.get(f"{base}/test-ui")
     assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
