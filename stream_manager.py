@@ -124,7 +124,10 @@ class TaskStream:
         for event, frame in batch:
             self._frames.append(frame)
             if self._listener is not None:
-                self._listener(event)
+                try:
+                    self._listener(event)
+                except Exception:
+                    logger.exception("listener failed on event %d of task %s", event.sequence, self.task_id)
             if event.is_terminal:
                 self.finished = True
                 self.finished_monotonic = time.monotonic()

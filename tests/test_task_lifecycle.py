@@ -35,3 +35,25 @@ def test_finished_tasks_are_dropped_after_retention(start_service: Callable[...,
     assert httpx.get(f"{base}/api/stream/{task_id}").status_code == 404
     assert all(s["task_id"] != task_id for s in httpx.get(f"{base}/api/streams").json()["streams"])
     assert httpx.get(f"{base}/api/tasks").json()["total"] == 0
+
+
+def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(CREW_EVENTS_HANDLER="custom_handler:WordCountingHandler")
+    events = read_stream(service.base_url, start_task(service.base_url))
+    counts = [e for e in events if e["metadata"].get("kind") == "word_count"]
+    assert [e["agent_name"] for e in counts] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    for count in counts:
+        output = events[count["sequence"] - 2]
+        assert output["event_type"] == "output" and count["content"] == f"{len(output['content'].split())} words"
+    assert events[-1]["event_type"] == "end"
+
+
+def test_a_task_over_its_memory_bound_ends_with_an_error(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(MAX_STREAM_BYTES_PER_TASK="65536", MAX_REQUIREMENT_CHARS="100000")
+    task_id = start_task(service.base_url, "long requirement " * 5000, stream_tokens=True)
+    events = read_stream(service.base_url, task_id)
+    assert events[-1]["event_type"] == "error"
+    assert "MAX_STREAM_BYTES_PER_TASK" in events[-1]["content"]
+    assert events[-1]["metadata"]["error_type"] == "stream_limit"
+    assert sum(len(e["content"]) for e in events[:-1]) < 65536
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
