@@ -1,7 +1,7 @@
 """A deterministic, scripted model for tests and benchmarks (LLM_PROVIDER=fake).
 
 It behaves like a streaming LLM towards CrewAI (call-started, stream-chunk and call-completed
-events, token usage) but answers from a fixed script keyed by the agent's role, so a run is
+events, estimated token usage) but answers from a fixed script keyed by the agent's role, so a run is
 reproducible, needs no network and costs no tokens. Every answer says that it is scripted.
 """
 
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from agents_config import AGENTS_BY_ROLE
-from crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
-from crewai.events.types.llm_events import LLMCallType
-from crewai.llms.base_llm import BaseLLM, llm_call_context
+from chunk_llm import ChunkStreamingLLM, Conversation, prompt_text
 
 _REQUIREMENT_BLOCK = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
 _FEEDBACK_BLOCK = re.compile(r"<feedback>\s*(.*?)\s*</feedback>", re.DOTALL)
@@ -67,12 +66,6 @@ _SCRIPTS: dict[str, str] = {
 }
 
 
-def _prompt_text(messages: str | list[Any]) -> str:
-    if isinstance(messages, str):
-        return messages
-    return "\n".join(str(message.get("content", "")) for message in messages if isinstance(message, dict))
-
-
 def scripted_answer(role: str, prompt: str) -> str:
     """The scripted answer of the agent whose CrewAI role is `role` to `prompt` (a fixed script per agent)."""
     requirement_match = _REQUIREMENT_BLOCK.search(prompt)
@@ -89,45 +82,16 @@ def scripted_answer(role: str, prompt: str) -> str:
     )
 
 
-class ScriptedLLM(BaseLLM):
-    """A CrewAI LLM that streams a scripted answer in small chunks, `chunk_delay_seconds` apart."""
+class ScriptedLLM(ChunkStreamingLLM):
+    """Streams a scripted answer in `chunk_chars`-sized chunks, `chunk_delay_seconds` apart."""
 
     llm_type: str = "fake"
     chunk_delay_seconds: float = 0.0
     chunk_chars: int = 24
 
-    def call(
-        self,
-        messages: str | list[Any],
-        tools: list[dict[str, Any]] | None = None,
-        callbacks: list[Any] | None = None,
-        available_functions: dict[str, Any] | None = None,
-        from_task: Any | None = None,
-        from_agent: Any | None = None,
-        response_model: Any | None = None,
-    ) -> str:
-        prompt = _prompt_text(messages)
-        role = getattr(from_agent, "role", "") or ""
-        answer = scripted_answer(role, prompt)
-        with llm_call_context():
-            self._emit_call_started_event(messages=messages, from_task=from_task, from_agent=from_agent)
-            for start in range(0, len(answer), self.chunk_chars):
-                if self.chunk_delay_seconds:
-                    time.sleep(self.chunk_delay_seconds)
-                self._emit_stream_chunk_event(
-                    answer[start : start + self.chunk_chars], from_task=from_task, from_agent=from_agent
-                )
-            usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(answer) // 4}
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            self._emit_call_completed_event(
-                response=answer,
-                call_type=LLMCallType.LLM_CALL,
-                from_task=from_task,
-                from_agent=from_agent,
-                messages=messages,
-                usage=usage,
-            )
-        return answer
-
-    def supports_function_calling(self) -> bool:
-        return False
+    def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
+        answer = scripted_answer(getattr(from_agent, "role", "") or "", prompt_text(conversation))
+        for start in range(0, len(answer), self.chunk_chars):
+            if self.chunk_delay_seconds:
+                time.sleep(self.chunk_delay_seconds)
+            yield answer[start : start + self.chunk_chars]

@@ -14,15 +14,14 @@ model continues), streaming, with the openai SDK, and emits CrewAI's LLM events 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import openai
 from pydantic import PrivateAttr
 
 from agents_config import AGENTS_BY_ROLE, as_prompt_data, compact_template
-from crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
-from crewai.events.types.llm_events import LLMCallType
-from crewai.llms.base_llm import BaseLLM, llm_call_context
+from chunk_llm import ChunkStreamingLLM, Conversation
 
 SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(r"\[([^\]]*)…\]")
@@ -41,7 +40,7 @@ def _one_sentence(text: str) -> str:
     return lead + body.rstrip(",;:，；：") + ("" if body.endswith((".", "。")) else "…")
 
 
-class SkeletonLLM(BaseLLM):
+class SkeletonLLM(ChunkStreamingLLM):
     """Fills the compact skeleton of the calling agent, for one task's requirement."""
 
     llm_type: str = "skeleton"
@@ -58,16 +57,8 @@ class SkeletonLLM(BaseLLM):
             )
         return self._client
 
-    def call(
-        self,
-        messages: str | list[Any],
-        tools: list[dict[str, Any]] | None = None,
-        callbacks: list[Any] | None = None,
-        available_functions: dict[str, Any] | None = None,
-        from_task: Any | None = None,
-        from_agent: Any | None = None,
-        response_model: Any | None = None,
-    ) -> str:
+    def conversation(self, messages: str | list[Any], from_task: Any, from_agent: Any) -> Conversation:
+        """A two-line prompt from the agent's compact template, in place of CrewAI's long one."""
         agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
         template = compact_template(agent.name, self.requirement)
         earlier = [task.output.raw for task in (getattr(from_task, "context", None) or []) if getattr(task, "output", None)]
@@ -75,40 +66,25 @@ class SkeletonLLM(BaseLLM):
             requirement=as_prompt_data(self.requirement),
             earlier="\n".join(text[:_EARLIER_EXCERPT_CHARS] for text in earlier[-1:]),
         )
-        conversation = [
+        return [
             {"role": "system", "content": f"You are a {agent.role}. You write short, concrete markdown."},
             {"role": "user", "content": prompt},
         ]
-        skeleton = template.expected_output.format(title=self.requirement.splitlines()[0][:80])
-        with llm_call_context():
-            self._emit_call_started_event(messages=conversation, from_task=from_task, from_agent=from_agent)
-            answer = self._fill(skeleton, conversation, from_task, from_agent)
-            self._emit_call_completed_event(
-                response=answer,
-                call_type=LLMCallType.LLM_CALL,
-                from_task=from_task,
-                from_agent=from_agent,
-                messages=conversation,
-            )
-        return answer
 
-    def _fill(self, skeleton: str, conversation: list[dict[str, str]], from_task: Any, from_agent: Any) -> str:
-        """The skeleton with every slot continued by the model, streamed chunk by chunk as CrewAI events."""
-        parts: list[str] = []
+    def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
+        """The skeleton's fixed markdown, and the model's continuation of each slot, in order."""
+        agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        skeleton = compact_template(agent.name, self.requirement).expected_output.format(
+            title=self.requirement.splitlines()[0][:80]
+        )
         cursor = 0
         for slot in _SLOT.finditer(skeleton):
-            fixed = skeleton[cursor : slot.start()] + slot.group(1)
-            self._emit_stream_chunk_event(fixed, from_task=from_task, from_agent=from_agent)
-            continuation = _one_sentence(self._continue(conversation, slot.group(1)))
-            self._emit_stream_chunk_event(continuation, from_task=from_task, from_agent=from_agent)
-            parts += [fixed, continuation]
+            yield skeleton[cursor : slot.start()] + slot.group(1)
+            yield _one_sentence(self._continue(conversation, slot.group(1)))
             cursor = slot.end()
-        tail = skeleton[cursor:] + "\n"
-        self._emit_stream_chunk_event(tail, from_task=from_task, from_agent=from_agent)
-        parts.append(tail)
-        return "".join(parts)
+        yield skeleton[cursor:] + "\n"
 
-    def _continue(self, conversation: list[dict[str, str]], opening: str) -> str:
+    def _continue(self, conversation: Conversation, opening: str) -> str:
         """The model's continuation of `opening`, one line at most."""
         stream = self._openai().chat.completions.create(
             model=self.model,
@@ -121,5 +97,3 @@ class SkeletonLLM(BaseLLM):
         )
         return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
 
-    def supports_function_calling(self) -> bool:
-        return False
