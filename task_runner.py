@@ -89,6 +89,7 @@ class TaskRunner:
 
     def _run(self, record: TaskRecord, stream: TaskStream) -> None:
         """One task, start to terminal event, on a worker thread."""
+        logger.info("task %s started on %s/%s", record.task_id, self._model.provider, self._model.model)
         try:
             stream.publish_system(
                 EventType.START,
@@ -99,6 +100,7 @@ class TaskRunner:
             crew, step_by_task_id = build_crew(record.requirement, llm)
             handler = self._handler_class(stream, stream_tokens=record.stream_tokens, step_by_task_id=step_by_task_id)
             output = run_crew(crew, handler)
+            logger.info("task %s completed", record.task_id)
             stream.publish_system(
                 EventType.END,
                 delivery_summary(output.raw),
