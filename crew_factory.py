@@ -30,6 +30,7 @@ from crewai.events.types.llm_events import LLMCallCompletedEvent, LLMStreamChunk
 from crewai.events.types.logging_events import AgentLogsExecutionEvent
 from crewai.events.types.task_events import TaskCompletedEvent, TaskStartedEvent
 from crewai.events.types.tool_usage_events import ToolUsageStartedEvent
+from crewai.hooks import HookAborted
 from stream_manager import TaskStream
 from task_events import EventType
 
@@ -88,7 +89,13 @@ class CrewEventsHandler:
 
     # --- CrewAI events ----------------------------------------------------------------------------
     def __call__(self, source: Any, event: Any) -> None:
-        """The stream sink: called by CrewAI for every event of this run, in order."""
+        """The stream sink: called by CrewAI for every event of this run, in order.
+
+        Once the task has ended from outside (the server stopping), it stops the crew at its next
+        event: CrewAI lets HookAborted through without retrying.
+        """
+        if self.stream.terminated:
+            raise HookAborted("the task has already ended")
         if isinstance(event, LLMStreamChunkEvent):
             if self.stream_tokens and event.chunk and (agent := AGENTS_BY_ROLE.get(event.agent_role or "")):
                 self.on_agent_token(agent, event.chunk)

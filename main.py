@@ -7,9 +7,7 @@ run on the TaskRunner's worker threads, and events reach clients through the Str
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,7 +17,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from llm_providers import model_info
 from local_model import local_model_server
+from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
 from schemas import (
     ErrorResponse,
     HealthResponse,
@@ -33,11 +33,11 @@ from schemas import (
     TaskStatusResponse,
     TaskSummary,
 )
-from settings import Settings, get_settings
-from stream_manager import StreamLimits, StreamManager, TaskStream
-from task_registry import TaskRecord, TaskRegistry
-from task_runner import TaskRequest, TaskRunner
-from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
+from service import ServiceState, lifespan
+from settings import get_settings
+from task_records import TaskRecord
+from task_runner import ServiceStopping, TaskRequest
+from task_store import StoreUnavailable
 from validation_errors import request_validation_handler
 
 VERSION = "0.1.0"
@@ -45,52 +45,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("multi_agent_service")
 logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-class ServiceState:
-    """The long-lived objects of one running service, created in the lifespan."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.streams = StreamManager(
-            StreamLimits(settings.max_stream_bytes_per_task, settings.max_event_content_chars),
-            settings.stream_retention_seconds,
-        )
-        self.registry = TaskRegistry()
-        self.runner = TaskRunner(settings, self.streams, self.registry)
-        self.model_error: str | None = None
-
-
-async def _warm_local_model(state: ServiceState) -> None:
-    """Load the embedded model off the event loop, so the first task does not pay for it."""
-    try:
-        await asyncio.to_thread(local_model_server.endpoint, state.settings)
-    except Exception as exc:
-        state.model_error = str(exc)
-        logger.error("the embedded model could not be started: %s", exc)
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    state = ServiceState(get_settings())
-    app.state.service = state
-    model = state.runner.model
-    logger.info("LLM provider %s, model %s", model.provider, model.model)
-    if model.note:
-        logger.warning(model.note)
-    background = [
-        asyncio.create_task(
-            state.streams.run_cleanup(state.settings.stream_cleanup_interval_seconds, state.registry.forget)
-        )
-    ]
-    if model.provider == "local":
-        background.append(asyncio.create_task(_warm_local_model(state)))
-    try:
-        yield
-    finally:
-        for job in background:
-            job.cancel()
-        state.runner.shutdown()
 
 
 app = FastAPI(
@@ -106,32 +60,37 @@ app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 # --- dependencies -------------------------------------------------------------------------------
 async def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
+    state: ServiceState | None = request.app.state.service
+    if state is None:
+        raise HTTPException(status_code=503, detail=f"The task store is unavailable: {request.app.state.unavailable}")
+    return state
 
 
 State = Annotated[ServiceState, Depends(get_state)]
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No task with this id (never existed or expired)"}}
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "No task with this id (never existed or purged)"}}
 
 
 def _task_not_found(task_id: str) -> HTTPException:
     return HTTPException(
         status_code=404,
-        detail=f"Task {task_id} not found. Check the id; finished tasks are kept for STREAM_RETENTION_SECONDS.",
+        detail=f"Task {task_id} not found. Check the id; finished tasks are kept for TASK_RETENTION_DAYS.",
     )
 
 
-async def get_record(task_id: str, state: State) -> TaskRecord:
-    record = state.registry.get(task_id)
+async def _stored_task(state: ServiceState, task_id: str) -> TaskRecord:
+    try:
+        record = await asyncio.to_thread(state.store.task, task_id)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     if record is None:
         raise _task_not_found(task_id)
     return record
 
 
-async def get_stream(task_id: str, state: State) -> TaskStream:
+async def get_record(task_id: str, state: State) -> TaskRecord:
+    """The task's record: live from memory while its stream is held there, else from the store."""
     stream = state.streams.get_stream(task_id)
-    if stream is None:
-        raise _task_not_found(task_id)
-    return stream
+    return stream.record if stream is not None else await _stored_task(state, task_id)
 
 
 async def resume_after(
@@ -162,9 +121,13 @@ async def resume_after(
     summary="Start a task; answers at once, the agents run in the background",
 )
 async def run_task(body: RunTaskRequest, response: Response, state: State) -> RunTaskResponse:
-    record, waits = state.runner.start(
-        TaskRequest(body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority)
-    )
+    request = TaskRequest(body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority)
+    try:
+        record, waits = await state.runner.start(request)
+    except ServiceStopping as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
     status_url = f"/api/task/{record.task_id}/status"
     response.headers["Location"] = status_url
     return RunTaskResponse(
@@ -183,13 +146,15 @@ async def run_task(body: RunTaskRequest, response: Response, state: State) -> Ru
     summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
     responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND},
 )
-async def stream_task(
-    stream: Annotated[TaskStream, Depends(get_stream)],
-    cursor: Annotated[int, Depends(resume_after)],
-    state: State,
-) -> EventSourceResponse:
+async def stream_task(task_id: str, cursor: Annotated[int, Depends(resume_after)], state: State) -> EventSourceResponse:
+    stream = state.streams.get_stream(task_id)
+    if stream is not None:
+        frames = stream.frames_after(cursor)
+    else:
+        await _stored_task(state, task_id)
+        frames = state.streams.stored_frames(task_id, cursor)
     return EventSourceResponse(
-        stream.frames_after(cursor),
+        frames,
         ping=state.settings.heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -212,9 +177,11 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)]) -> Tas
     },
 )
 async def task_result(
-    record: Annotated[TaskRecord, Depends(get_record)],
+    task_id: str,
+    state: State,
     format: Annotated[Literal["json", "markdown"], Query(description="json (default) or markdown")] = "json",
 ) -> Response | TaskResultResponse:
+    record = await _stored_task(state, task_id)
     if not record.finished:
         raise HTTPException(
             status_code=409,
@@ -243,20 +210,18 @@ def render_markdown(result: TaskResultResponse, requirement: str) -> str:
 
 @app.get("/api/streams", response_model=StreamsResponse, tags=["streams"])
 async def list_streams(state: State) -> StreamsResponse:
-    summaries = []
-    for info in state.streams.list_streams():
-        record = state.registry.get(info.task_id)
-        if record is not None:
-            summaries.append(
-                StreamSummary(
-                    task_id=info.task_id,
-                    status=record.status,
-                    subscribers=info.subscribers,
-                    last_sequence=info.last_sequence,
-                    created_at=info.created_at,
-                )
+    return StreamsResponse(
+        streams=[
+            StreamSummary(
+                task_id=stream.task_id,
+                status=stream.record.status,
+                subscribers=stream.subscribers,
+                last_sequence=stream.last_sequence,
+                created_at=stream.created_at,
             )
-    return StreamsResponse(streams=summaries)
+            for stream in state.streams.streams()
+        ]
+    )
 
 
 @app.get("/api/tasks", response_model=TasksResponse, tags=["tasks"])
@@ -265,7 +230,10 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TasksResponse:
-    records = state.registry.newest_first(limit, offset)
+    try:
+        records, total = await asyncio.to_thread(state.store.tasks, limit, offset)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     return TasksResponse(
         tasks=[
             TaskSummary(
@@ -277,7 +245,7 @@ async def list_tasks(
             )
             for r in records
         ],
-        total=len(state.registry),
+        total=total,
         limit=limit,
         offset=offset,
     )
@@ -285,18 +253,29 @@ async def list_tasks(
 
 # --- service ------------------------------------------------------------------------------------
 @app.get("/healthz", response_model=HealthResponse, tags=["service"])
-async def healthz(state: State) -> HealthResponse:
-    return HealthResponse(status="ok", model=state.runner.model.public(), tasks=len(state.registry), version=VERSION)
+async def healthz(request: Request) -> HealthResponse:
+    """Liveness: the process answers. Says which model tasks run on."""
+    state: ServiceState | None = request.app.state.service
+    store = "ok" if state is not None else f"unavailable: {request.app.state.unavailable}"
+    return HealthResponse(status="ok", model=model_info(get_settings()).public(), store=store, version=VERSION)
 
 
 @app.get("/readyz", response_model=ReadinessResponse, tags=["service"], responses={503: {"model": ReadinessResponse}})
-async def readyz(state: State) -> JSONResponse:
-    checks = {"worker_pool": "ok"}
-    if state.runner.model.provider == "local":
-        if state.model_error:
-            checks["local_model"] = state.model_error
-        else:
-            checks["local_model"] = "ok" if local_model_server.started else "loading"
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the store answers, events are being stored, the service takes tasks, the model is loaded."""
+    state: ServiceState | None = request.app.state.service
+    checks: dict[str, str] = {}
+    if state is None:
+        checks["store"] = f"unavailable: {request.app.state.unavailable}"
+    else:
+        try:
+            await asyncio.to_thread(state.store.check)
+            checks["store"] = state.streams.writer.failure or "ok"
+        except StoreUnavailable as exc:
+            checks["store"] = str(exc)
+        checks["tasks"] = "ok" if state.runner.accepting else "shutting down"
+        if state.runner.model.provider == "local":
+            checks["local_model"] = state.model_error or ("ok" if local_model_server.started else "loading")
     ready = all(value == "ok" for value in checks.values())
     body = ReadinessResponse(ready=ready, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from settings import get_settings
-from task_registry import TaskRecord, TaskStatus
+from task_records import TaskRecord, TaskStatus
 
 
 class RunTaskRequest(BaseModel):
@@ -131,7 +131,7 @@ class TasksResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     model: dict[str, Any]
-    tasks: int
+    store: str = Field(description="`ok`, or why the task store is unavailable")
     version: str
 
 

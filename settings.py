@@ -50,11 +50,17 @@ class Settings(BaseSettings):
     max_requirement_chars: int = Field(default=20000, ge=1)
     max_concurrent_tasks: int = Field(default=4, ge=1, le=64)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
-    stream_retention_seconds: float = Field(default=3600.0, ge=0)
+    stream_retention_seconds: float = Field(default=600.0, ge=0)
     stream_cleanup_interval_seconds: float = Field(default=60.0, gt=0)
     max_stream_bytes_per_task: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     max_event_content_chars: int = Field(default=100_000, ge=256)
     crew_events_handler: str = "crew_factory:CrewEventsHandler"
+
+    # --- storage and lifecycle ----------------------------------------------------------------
+    task_store: Literal["sqlite", "memory"] = "sqlite"
+    data_dir: Path = Path("data")
+    task_retention_days: float = Field(default=7.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     # --- server -------------------------------------------------------------------------------
     host: str = "0.0.0.0"

@@ -1,11 +1,12 @@
 """Per-task event streams: an ordered, append-only log with live fan-out to any number of subscribers.
 
-Publishing (any thread, usually a crew's worker thread) assigns the next sequence number, builds the
-event and its SSE frame once, and drops the frame into the stream's inbox. The first event of a batch
-schedules one drain on the event loop with `asyncio.run_coroutine_threadsafe`; the publisher never
-waits for it, so a crew is never blocked by the loop or by any subscriber. The drain appends the batch
-to the log and wakes subscribers. Each subscriber walks the shared log with its own cursor, so a slow
-one holds no one back and costs no extra memory, and any subscriber can start from any sequence.
+Publishing (any thread, usually a crew's worker thread) assigns the next sequence number and builds
+the event and its SSE frame once, then hands them to the `EventWriter`, which stores them and only
+then passes them back to the event loop (`StreamManager.deliver`): so subscribers see nothing that is
+not durable, and the publisher never waits for the disk, the loop or any subscriber. Each subscriber
+walks the shared log with its own cursor, so a slow one holds no one back and costs no extra memory,
+and any subscriber can start from any sequence. Streams of tasks no longer in memory are replayed
+from the store with the same framing (`stored_frames`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+from event_writer import EventWriter, PendingEvent
+from task_events import SYSTEM_AGENT, EventType, TaskEvent, sse_frame, utc_now_iso
+from task_records import TaskRecord
+from task_store import TaskStore
 
 logger = logging.getLogger(__name__)
 
-EventListener = Callable[[TaskEvent], None]
+STORED_PAGE_EVENTS = 500
 
 MAX_FRAMES_PER_WRITE = 256
 _TRUNCATION_NOTE = "\n\n[... {omitted} characters omitted: the event exceeded MAX_EVENT_CONTENT_CHARS]"
@@ -43,19 +47,16 @@ class StreamLimits:
 class TaskStream:
     """The event log of one task. `publish` is thread-safe; everything else runs on the event loop."""
 
-    def __init__(
-        self, task_id: str, loop: asyncio.AbstractEventLoop, limits: StreamLimits, listener: EventListener | None
-    ) -> None:
-        self.task_id = task_id
-        self.created_at = utc_now_iso()
-        self._loop = loop
+    def __init__(self, record: TaskRecord, writer: EventWriter, limits: StreamLimits) -> None:
+        self.record = record
+        self.task_id = record.task_id
+        self.created_at = record.created_at
+        self._writer = writer
         self._limits = limits
-        self._listener = listener
         self._publish_lock = threading.Lock()
-        self._next_sequence = 1
+        self._next_sequence = record.last_sequence + 1
         self._stream_bytes = 0
         self._terminated = False
-        self._inbox: list[tuple[TaskEvent, bytes]] = []
         self._frames: list[bytes] = []
         self._changed = asyncio.Event()
         self.finished = False
@@ -88,7 +89,7 @@ class TaskStream:
                 timestamp=utc_now_iso(),
                 metadata=metadata or {},
             )
-            frame = event.sse_frame()
+            frame = sse_frame(event.sequence, event.model_dump_json())
             if not event.is_terminal and self._stream_bytes + len(frame) > self._limits.max_stream_bytes:
                 raise StreamLimitExceeded(
                     f"task {self.task_id} produced more than {self._limits.max_stream_bytes} bytes of events"
@@ -96,11 +97,13 @@ class TaskStream:
             self._next_sequence += 1
             self._stream_bytes += len(frame)
             self._terminated = event.is_terminal
-            self._inbox.append((event, frame))
-            first_of_batch = len(self._inbox) == 1
-        if first_of_batch:
-            self._schedule_drain()
+            self._writer.submit(self, event, frame)
         return event
+
+    @property
+    def terminated(self) -> bool:
+        """True once the terminal event is published (it may not be stored and delivered yet)."""
+        return self._terminated
 
     def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
         """Publish a task-level event (agent_name `System`)."""
@@ -112,25 +115,12 @@ class TaskStream:
             return content
         return content[:limit] + _TRUNCATION_NOTE.format(omitted=len(content) - limit)
 
-    def _schedule_drain(self) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self._drain(), self._loop)
-        except RuntimeError:
-            logger.warning("event loop closed: events of task %s after shutdown are not delivered", self.task_id)
-
-    async def _drain(self) -> None:
-        with self._publish_lock:
-            batch, self._inbox = self._inbox, []
-        for event, frame in batch:
-            self._frames.append(frame)
-            if self._listener is not None:
-                try:
-                    self._listener(event)
-                except Exception:
-                    logger.exception("listener failed on event %d of task %s", event.sequence, self.task_id)
-            if event.is_terminal:
-                self.finished = True
-                self.finished_monotonic = time.monotonic()
+    def show(self, frames: list[bytes], terminal: bool) -> None:
+        """Make stored frames visible to subscribers (event loop only)."""
+        self._frames.extend(frames)
+        if terminal:
+            self.finished = True
+            self.finished_monotonic = time.monotonic()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -157,37 +147,55 @@ class TaskStream:
             self.subscribers -= 1
 
 
-@dataclass(frozen=True)
-class StreamInfo:
-    task_id: str
-    subscribers: int
-    last_sequence: int
-    created_at: str
-    finished: bool
-
-
 class StreamManager:
-    """All streams of this process, and their retention once finished."""
+    """All streams held in memory (live and recently finished tasks), their writer, and their retention."""
 
-    def __init__(self, limits: StreamLimits, retention_seconds: float) -> None:
+    def __init__(self, store: TaskStore, limits: StreamLimits, retention_seconds: float) -> None:
+        self._store = store
         self._limits = limits
         self._retention_seconds = retention_seconds
         self._streams: dict[str, TaskStream] = {}
+        self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver)
 
-    def create_stream(self, task_id: str, listener: EventListener | None = None) -> TaskStream:
-        """A new, empty stream for `task_id` (call on the event loop)."""
-        stream = TaskStream(task_id, asyncio.get_running_loop(), self._limits, listener)
-        self._streams[task_id] = stream
+    async def create_stream(self, record: TaskRecord) -> TaskStream:
+        """Store a new task and open its stream (raises StoreUnavailable when it cannot be stored)."""
+        await asyncio.wrap_future(self.writer.create_task(record))
+        return self.open_stream(record)
+
+    def open_stream(self, record: TaskRecord) -> TaskStream:
+        """A stream for an already stored task, continuing after its last stored sequence."""
+        stream = TaskStream(record, self.writer, self._limits)
+        self._streams[record.task_id] = stream
         return stream
+
+    async def deliver(self, batch: list[PendingEvent]) -> None:
+        """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
+        frames: dict[str, list[bytes]] = {}
+        terminal: set[str] = set()
+        for item in batch:
+            frames.setdefault(item.event.task_id, []).append(item.frame)
+            if item.event.is_terminal:
+                terminal.add(item.event.task_id)
+        for task_id, task_frames in frames.items():
+            stream = self._streams.get(task_id)
+            if stream is not None:
+                stream.show(task_frames, task_id in terminal)
 
     def get_stream(self, task_id: str) -> TaskStream | None:
         return self._streams.get(task_id)
 
-    def list_streams(self) -> list[StreamInfo]:
-        return [
-            StreamInfo(s.task_id, s.subscribers, s.last_sequence, s.created_at, s.finished)
-            for s in self._streams.values()
-        ]
+    def streams(self) -> list[TaskStream]:
+        return list(self._streams.values())
+
+    async def stored_frames(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
+        """The SSE frames of a task that is no longer in memory, read from the store page by page."""
+        cursor = last_sequence
+        while True:
+            rows = await asyncio.to_thread(self._store.event_payloads, task_id, cursor, STORED_PAGE_EVENTS)
+            if not rows:
+                return
+            yield b"".join(sse_frame(sequence, payload) for sequence, payload in rows)
+            cursor = rows[-1][0]
 
     def remove_expired(self) -> list[str]:
         """Forget finished streams older than the retention time that nobody is reading; their task ids."""
@@ -204,11 +212,6 @@ class StreamManager:
             del self._streams[task_id]
         return expired
 
-    async def run_cleanup(self, interval_seconds: float, on_expired: Callable[[list[str]], None]) -> None:
-        """Every `interval_seconds`, drop expired streams and tell `on_expired` which ones went."""
-        while True:
-            await asyncio.sleep(interval_seconds)
-            expired = self.remove_expired()
-            if expired:
-                logger.info("removed %d finished streams past retention", len(expired))
-                on_expired(expired)
+    async def close(self) -> None:
+        """Store and deliver every queued event, then stop the writer."""
+        await asyncio.to_thread(self.writer.close)

@@ -68,7 +68,7 @@ class TaskEvent(BaseModel):
     def is_terminal(self) -> bool:
         return self.event_type in TERMINAL_EVENT_TYPES
 
-    def sse_frame(self) -> bytes:
-        """The complete SSE frame: `id:` line, one `data:` line of JSON, blank line."""
-        return b"id: %d\ndata: %s\n\n" % (self.sequence, self.model_dump_json().encode())
 
+def sse_frame(sequence: int, payload_json: str) -> bytes:
+    """The complete SSE frame of an event: `id:` line, one `data:` line of JSON, blank line."""
+    return b"id: %d\ndata: %s\n\n" % (sequence, payload_json.encode())

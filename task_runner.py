@@ -7,6 +7,8 @@ terminal event (`end`, or `error` with a message the user can act on) to the tas
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 import threading
@@ -20,10 +22,20 @@ from llm_errors import describe_failure
 from llm_providers import ModelInfo, build_llm, model_info
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
-from task_events import EventType
-from task_registry import TaskRecord, TaskRegistry
+from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+from task_records import TaskRecord
+from task_store import TaskStore
 
 logger = logging.getLogger(__name__)
+
+RESTART_MESSAGE = (
+    "The server restarted while this task was queued or running, so the task did not finish. What it produced "
+    "so far is kept; submit the requirement again to run it anew."
+)
+SHUTDOWN_MESSAGE = (
+    "The server was stopped while this task was running, so the task did not finish. What it produced so far "
+    "is kept; submit the requirement again to run it anew."
+)
 
 
 def load_handler_class(import_path: str) -> type[CrewEventsHandler]:
@@ -43,30 +55,59 @@ class TaskRequest:
     priority: int
 
 
+def fail_interrupted_tasks(store: TaskStore) -> int:
+    """End every task a previous process left queued or running with one terminal `error` (at start-up).
+
+    The error takes the next sequence number after the task's last stored event, so a client resuming
+    with its Last-Event-ID receives exactly the rest of the stream, ending in this error.
+    """
+    interrupted = store.unfinished()
+    for record in interrupted:
+        event = TaskEvent(
+            task_id=record.task_id,
+            sequence=record.last_sequence + 1,
+            agent_name=SYSTEM_AGENT,
+            event_type=EventType.ERROR,
+            content=RESTART_MESSAGE,
+            timestamp=utc_now_iso(),
+            metadata={"error_type": "server_restarted"},
+        )
+        record.apply(event)
+        store.save([record], [event])
+    return len(interrupted)
+
+
+class ServiceStopping(RuntimeError):
+    """The service is shutting down and takes no new tasks."""
+
+
 class TaskRunner:
     """Owns the worker pool that runs crews, MAX_CONCURRENT_TASKS at a time; the rest wait in FIFO order."""
 
-    def __init__(self, settings: Settings, streams: StreamManager, registry: TaskRegistry) -> None:
+    def __init__(self, settings: Settings, streams: StreamManager) -> None:
         self._settings = settings
         self._streams = streams
-        self._registry = registry
         self._handler_class = load_handler_class(settings.crew_events_handler)
         self._model = model_info(settings)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.accepting = True
 
     @property
     def model(self) -> ModelInfo:
         return self._model
 
-    @property
-    def in_flight(self) -> int:
-        """Tasks submitted and not yet finished (running or waiting for a worker)."""
-        return self._in_flight
+    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        """Store the task and queue its crew. Returns the record and whether it waits for a worker.
 
-    def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        """Create the task and queue its crew (call on the event loop). Returns the record and whether it must wait."""
+        Raises ServiceStopping during shutdown and StoreUnavailable when the task cannot be stored.
+        """
+        if not self.accepting:
+            raise ServiceStopping("The service is shutting down and takes no new tasks. Submit the task again shortly.")
         record = TaskRecord(
             task_id=str(uuid.uuid4()),
             requirement=request.requirement,
@@ -75,20 +116,32 @@ class TaskRunner:
             priority=request.priority,
             model=self._model.public(),
         )
-        self._registry.add(record)
-        stream = self._streams.create_stream(record.task_id, listener=record.apply)
+        stream = await self._streams.create_stream(record)
         with self._in_flight_lock:
             waits = self._in_flight >= self._settings.max_concurrent_tasks
             self._in_flight += 1
-        self._pool.submit(self._run, record, stream)
+            self._idle.clear()
+        self._pool.submit(self._run, stream)
         return record, waits
 
-    def shutdown(self) -> None:
-        """Stop taking work; tasks still waiting for a worker are dropped, running crews finish."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def drain(self, grace_seconds: float) -> int:
+        """Stop taking tasks, let running ones finish for up to `grace_seconds`, then end the rest.
 
-    def _run(self, record: TaskRecord, stream: TaskStream) -> None:
+        Every task still unfinished gets one terminal `error` saying the server stopped; its crew is
+        stopped at its next step. Returns how many tasks were ended that way.
+        """
+        self.accepting = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        interrupted = [stream for stream in self._streams.streams() if not stream.terminated]
+        for stream in interrupted:
+            stream.publish_system(EventType.ERROR, SHUTDOWN_MESSAGE, {"error_type": "server_stopped"})
+        return len(interrupted)
+
+    def _run(self, stream: TaskStream) -> None:
         """One task, start to terminal event, on a worker thread."""
+        record = stream.record
         logger.info("task %s started on %s/%s", record.task_id, self._model.provider, self._model.model)
         try:
             stream.publish_system(
@@ -113,3 +166,10 @@ class TaskRunner:
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._loop.call_soon_threadsafe(self._set_idle_if_done)
+
+    def _set_idle_if_done(self) -> None:
+        with self._in_flight_lock:
+            if self._in_flight == 0:
+                self._idle.set()

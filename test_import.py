@@ -46,12 +46,17 @@ def check_agents() -> None:
 def check_stream_manager() -> None:
     from stream_manager import StreamLimits, StreamManager
     from task_events import EventType
+    from task_records import TaskRecord
+    from task_store import MemoryTaskStore
 
     async def publish_and_read() -> bytes:
-        stream = StreamManager(StreamLimits(1_000_000, 10_000), 60).create_stream("smoke")
+        streams = StreamManager(MemoryTaskStore(), StreamLimits(1_000_000, 10_000), 60)
+        stream = await streams.create_stream(TaskRecord("smoke", "smoke test", True, False, 0, {}))
         stream.publish_system(EventType.START, "go")
         stream.publish_system(EventType.END, "done")
-        return b"".join([frame async for frame in stream.frames_after(0)])
+        frames = b"".join([frame async for frame in stream.frames_after(0)])
+        await streams.close()
+        return frames
 
     frames = asyncio.run(publish_and_read())
     assert frames.startswith(b"id: 1\ndata: ") and b"id: 2\n" in frames

@@ -118,7 +118,7 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     base = slow_service.base_url
     health = httpx.get(f"{base}/healthz").json()
     assert health["status"] == "ok" and health["model"]["provider"] == "fake"
-    assert httpx.get(f"{base}/readyz").json() == {"ready": True, "checks": {"worker_pool": "ok"}}
+    assert httpx.get(f"{base}/readyz").json() == {"ready": True, "checks": {"store": "ok", "tasks": "ok"}}
     schema = httpx.get(f"{base}/openapi.json").json()
     assert {"/api/run_task", "/api/stream/{task_id}", "/api/task/{task_id}/status", "/api/task/{task_id}/result"} <= set(
         schema["paths"]

@@ -8,9 +8,20 @@ import json
 import pytest
 
 from stream_manager import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
-from task_events import EventType, TaskEvent
+from task_events import EventType
+from task_records import TaskRecord
+from task_store import MemoryTaskStore
 
 LIMITS = StreamLimits(max_stream_bytes=1_000_000, max_event_content_chars=1000)
+
+
+def manager(limits: StreamLimits = LIMITS, retention_seconds: float = 60) -> StreamManager:
+    return StreamManager(MemoryTaskStore(), limits, retention_seconds)
+
+
+async def new_stream(streams: StreamManager, task_id: str) -> TaskStream:
+    record = TaskRecord(task_id, "requirement", True, False, 0, {"provider": "fake"})
+    return await streams.create_stream(record)
 
 
 def decode(frames: list[bytes]) -> list[dict]:
@@ -30,9 +41,9 @@ async def collect(stream: TaskStream, after: int = 0) -> list[dict]:
 
 
 def test_concurrent_publishers_get_gapless_ordered_sequences() -> None:
-    async def scenario() -> tuple[list[dict], list[TaskEvent]]:
-        applied: list[TaskEvent] = []
-        stream = StreamManager(LIMITS, 60).create_stream("t1", listener=applied.append)
+    async def scenario() -> tuple[list[dict], TaskStream]:
+        streams = manager()
+        stream = await new_stream(streams, "t1")
         subscriber = asyncio.create_task(collect(stream))
 
         def publisher(worker: int) -> None:
@@ -41,11 +52,14 @@ def test_concurrent_publishers_get_gapless_ordered_sequences() -> None:
 
         await asyncio.gather(*(asyncio.to_thread(publisher, worker) for worker in range(8)))
         stream.publish_system(EventType.END, "done")
-        return await subscriber, applied
+        events = await subscriber
+        stored = streams._store.event_payloads("t1", 0, 10_000)
+        assert [json.loads(payload) for _, payload in stored] == events, "what was delivered is what was stored"
+        return events, stream
 
-    events, applied = asyncio.run(scenario())
+    events, stream = asyncio.run(scenario())
     assert [e["sequence"] for e in events] == list(range(1, 1602))
-    assert [e.sequence for e in applied] == list(range(1, 1602)), "the listener sees every event once, in order"
+    assert stream.record.last_sequence == 1601 and stream.record.status.value == "completed"
     for worker in range(8):
         own = [int(e["content"].split(":")[1]) for e in events[:-1] if e["content"].startswith(f"{worker}:")]
         assert own == list(range(200)), "each publisher's events keep their order"
@@ -53,7 +67,7 @@ def test_concurrent_publishers_get_gapless_ordered_sequences() -> None:
 
 def test_terminal_event_is_last_and_only_once() -> None:
     async def scenario() -> tuple[list[dict], object]:
-        stream = StreamManager(LIMITS, 60).create_stream("t2")
+        stream = await new_stream(manager(), "t2")
         stream.publish_system(EventType.START, "go")
         stream.publish_system(EventType.ERROR, "failed")
         late = stream.publish("Coordinator", EventType.OUTPUT, "too late")
@@ -67,11 +81,10 @@ def test_terminal_event_is_last_and_only_once() -> None:
 
 def test_replay_from_any_sequence_and_multiple_subscribers() -> None:
     async def scenario() -> list[list[dict]]:
-        stream = StreamManager(LIMITS, 60).create_stream("t3")
+        stream = await new_stream(manager(), "t3")
         early = asyncio.create_task(collect(stream))
         for n in range(10):
             stream.publish("QAEngineer", EventType.THOUGHT, str(n))
-        await asyncio.sleep(0)
         middle = asyncio.create_task(collect(stream, after=4))
         stream.publish_system(EventType.END, "done")
         return [await early, await middle, await collect(stream, after=11), await collect(stream, after=99)]
@@ -85,7 +98,7 @@ def test_replay_from_any_sequence_and_multiple_subscribers() -> None:
 def test_byte_budget_stops_the_stream_but_not_its_terminal_event() -> None:
     async def scenario() -> list[dict]:
         limits = StreamLimits(max_stream_bytes=4000, max_event_content_chars=1000)
-        stream = StreamManager(limits, 60).create_stream("t4")
+        stream = await new_stream(manager(limits), "t4")
         with pytest.raises(StreamLimitExceeded):
             for _ in range(100):
                 stream.publish("ProductManager", EventType.DELTA, "x" * 500)
@@ -100,7 +113,7 @@ def test_byte_budget_stops_the_stream_but_not_its_terminal_event() -> None:
 
 def test_oversized_content_is_truncated_with_a_note() -> None:
     async def scenario() -> list[dict]:
-        stream = StreamManager(LIMITS, 60).create_stream("t5")
+        stream = await new_stream(manager(), "t5")
         stream.publish("ProductManager", EventType.OUTPUT, "y" * 1500)
         stream.publish_system(EventType.END, "done")
         return await collect(stream)
@@ -111,20 +124,20 @@ def test_oversized_content_is_truncated_with_a_note() -> None:
 
 def test_retention_keeps_live_and_read_streams() -> None:
     async def scenario() -> tuple[list[str], list[str], list[str]]:
-        manager = StreamManager(LIMITS, retention_seconds=0)
-        live = manager.create_stream("live")
+        streams = manager(retention_seconds=0)
+        live = await new_stream(streams, "live")
         live.publish_system(EventType.START, "go")
-        done = manager.create_stream("done")
+        done = await new_stream(streams, "done")
         done.publish_system(EventType.END, "done")
-        read = manager.create_stream("read")
+        read = await new_stream(streams, "read")
         read.publish_system(EventType.END, "done")
-        await asyncio.sleep(0)
         reader = read.frames_after(0)
         await reader.__anext__()
-        first = manager.remove_expired()
+        await collect(done)
+        first = streams.remove_expired()
         await reader.aclose()
-        second = manager.remove_expired()
-        return first, second, [info.task_id for info in manager.list_streams()]
+        second = streams.remove_expired()
+        return first, second, [stream.task_id for stream in streams.streams()]
 
     first, second, left = asyncio.run(scenario())
     assert first == ["done"], "finished and unread streams past retention go"

@@ -24,16 +24,35 @@ def test_tasks_beyond_the_worker_slots_wait_in_order(start_service: Callable[...
     assert first_events[-1]["timestamp"] <= second_events[0]["timestamp"], "the queued task started after the first ended"
 
 
-def test_finished_tasks_are_dropped_after_retention(start_service: Callable[..., ServerProcess]) -> None:
+def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2")
     base = service.base_url
     task_id = start_task(base)
-    assert read_stream(base, task_id)[-1]["event_type"] == "end"
+    live = read_stream(base, task_id)
+    assert live[-1]["event_type"] == "end"
     wait_until(
-        lambda: httpx.get(f"{base}/api/task/{task_id}/status").status_code == 404, 30, "the task to expire"
+        lambda: all(s["task_id"] != task_id for s in httpx.get(f"{base}/api/streams").json()["streams"]),
+        30,
+        "the finished stream to leave memory",
     )
+    assert read_stream(base, task_id) == live, "replayed from the store with the same framing"
+    assert read_stream(base, task_id, headers={"Last-Event-ID": "10"}) == live[10:]
+    assert read_stream(base, task_id, params={"last_event_id": len(live)}) == []
+    status = httpx.get(f"{base}/api/task/{task_id}/status").json()
+    assert status["status"] == "completed" and status["last_sequence"] == len(live)
+    result = httpx.get(f"{base}/api/task/{task_id}/result").json()
+    assert [d["content"] for d in result["deliverables"]] == [e["content"] for e in live if e["event_type"] == "output"]
+    assert httpx.get(f"{base}/api/tasks").json()["tasks"][0]["task_id"] == task_id
+
+
+def test_finished_tasks_are_purged_after_task_retention(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(TASK_RETENTION_DAYS="0.00001", STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2")
+    base = service.base_url
+    task_id = start_task(base)
+    assert read_stream(base, task_id)[-1]["event_type"] == "end"
+    wait_until(lambda: httpx.get(f"{base}/api/task/{task_id}/status").status_code == 404, 30, "the task to be purged")
     assert httpx.get(f"{base}/api/stream/{task_id}").status_code == 404
-    assert all(s["task_id"] != task_id for s in httpx.get(f"{base}/api/streams").json()["streams"])
+    assert httpx.get(f"{base}/api/task/{task_id}/result").status_code == 404
     assert httpx.get(f"{base}/api/tasks").json()["total"] == 0
 
 

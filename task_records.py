@@ -1,8 +1,8 @@
 """Task records: what a task asked for and where it stands, as a projection of its events.
 
-A record changes only by applying its own stream's events, in sequence order, on the event loop. So
-the status, current agent, deliverables and summary a client reads always agree with the events it
-has been sent, and a store that keeps the events can rebuild every record from them.
+A record changes only by applying its own events, in sequence order, on the event writer's thread
+right before they are stored together. So the status, current agent, deliverables and summary a
+client reads always agree with the stored events, and the events alone could rebuild every record.
 """
 
 from __future__ import annotations
@@ -88,28 +88,3 @@ class TaskRecord:
                 self.summary = event.content
             elif kind is EventType.ERROR:
                 self.error = event.content
-
-
-class TaskRegistry:
-    """The task records of this process, in creation order."""
-
-    def __init__(self) -> None:
-        self._records: dict[str, TaskRecord] = {}
-
-    def add(self, record: TaskRecord) -> None:
-        self._records[record.task_id] = record
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        return self._records.get(task_id)
-
-    def newest_first(self, limit: int, offset: int) -> list[TaskRecord]:
-        records = list(self._records.values())
-        records.reverse()
-        return records[offset : offset + limit]
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def forget(self, task_ids: list[str]) -> None:
-        for task_id in task_ids:
-            self._records.pop(task_id, None)
