@@ -5,8 +5,9 @@ writer thread takes everything that has arrived, advances each task's record, st
 events in one transaction (group commit: one disk sync for many events), and only then hands the
 batch to the event loop with `asyncio.run_coroutine_threadsafe`, where the streams show it to their
 subscribers. So a client's Last-Event-ID is always a stored sequence, and neither a crew nor the loop
-ever waits for the disk. If a write fails (disk full, database locked) the batch is kept and retried
-with backoff; `failure` says why meanwhile, and /readyz reports it.
+ever waits for the disk. If a write fails (disk full, database locked) the records are put back as
+they were, and the batch is kept and retried with backoff; `failure` says why meanwhile, and /readyz
+reports it.
 """
 
 from __future__ import annotations
@@ -98,19 +99,20 @@ class EventWriter:
                 batch, self._pending = self._pending, []
                 closing = self._closing
             new_tasks = [item for item in batch if isinstance(item, PendingTask)]
-            for item in batch:
-                if isinstance(item, PendingEvent):
-                    item.target.record.apply(item.event)
-                    unsaved.append(item)
+            unsaved += [item for item in batch if isinstance(item, PendingEvent)]
             if not new_tasks and not unsaved:
                 if closing:
                     return
                 continue
+            records = _distinct_records(unsaved)
+            before = [record.snapshot() for record in records]
+            for item in unsaved:
+                item.target.record.apply(item.event)
             try:
-                self._store.save(
-                    [task.record for task in new_tasks] + _distinct_records(unsaved), [item.event for item in unsaved]
-                )
+                self._store.save([task.record for task in new_tasks] + records, [item.event for item in unsaved])
             except StoreUnavailable as exc:
+                for record, previous in zip(records, before, strict=True):
+                    record.restore(previous)
                 self._on_failure(exc, new_tasks)
                 if closing:
                     logger.error("%d events could not be stored before shutdown: %s", len(unsaved), exc)

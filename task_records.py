@@ -7,7 +7,7 @@ client reads always agree with the stored events, and the events alone could reb
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -88,3 +88,12 @@ class TaskRecord:
                 self.summary = event.content
             elif kind is EventType.ERROR:
                 self.error = event.content
+
+    def snapshot(self) -> TaskRecord:
+        """An independent copy of the current state, for `restore`."""
+        return replace(self, deliverables=list(self.deliverables))
+
+    def restore(self, snapshot: TaskRecord) -> None:
+        """Go back to the state of `snapshot`, when events applied since could not be stored."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(snapshot, name))

@@ -140,6 +140,11 @@ class SqliteTaskStore:
         connection.execute("PRAGMA foreign_keys=OFF")
         return connection
 
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does itself on a full disk)."""
+        if self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
+
     def _fail(self, action: str, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(
             f"Could not {action} the task database {self.path}: {exc}. Check free space and permissions of DATA_DIR "
@@ -167,7 +172,7 @@ class SqliteTaskStore:
                     )
                     self._writer.execute("COMMIT")
                 except BaseException:
-                    self._writer.execute("ROLLBACK")
+                    self._rollback()
                     raise
             except sqlite3.Error as exc:
                 raise self._fail("write to", exc) from exc
@@ -221,7 +226,7 @@ class SqliteTaskStore:
                     ).rowcount
                     self._writer.execute("COMMIT")
                 except BaseException:
-                    self._writer.execute("ROLLBACK")
+                    self._rollback()
                     raise
             except sqlite3.Error as exc:
                 raise self._fail("purge old tasks from", exc) from exc

@@ -46,6 +46,7 @@ class ServerProcess:
     """A uvicorn subprocess serving `app_path` on a free loopback port."""
 
     def __init__(self, app_path: str, env: dict[str, str], workdir: Path, health_path: str) -> None:
+        self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
@@ -71,13 +72,19 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self._log.close()
 
 
@@ -88,7 +95,11 @@ def _launch(workdir: Path, settings: dict[str, str]) -> ServerProcess:
 
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start the service with extra settings, `start_service(LLM_PROVIDER="local")`; stopped after the test."""
+    """Start the service with extra settings, `start_service(LLM_PROVIDER="local")`; stopped after the test.
+
+    Every service of one test runs in the same working directory, so a second one started after the
+    first has stopped finds the first one's data (`./data`): that is a restart.
+    """
     started: list[ServerProcess] = []
 
     def start(**settings: str) -> ServerProcess:
