@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from task_events import TaskEvent
+from task_events import EventType, TaskEvent
 from task_records import FINISHED_STATUSES, Deliverable, TaskRecord, TaskStatus
 
 UNFINISHED_STATUSES = tuple(status.value for status in TaskStatus if status not in FINISHED_STATUSES)
@@ -140,10 +142,21 @@ class SqliteTaskStore:
         connection.execute("PRAGMA foreign_keys=OFF")
         return connection
 
-    def _rollback(self) -> None:
-        """Undo the open transaction, if SQLite has not already (it does itself on a full disk)."""
-        if self._writer.in_transaction:
-            self._writer.execute("ROLLBACK")
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[None]:
+        """One write transaction: all of it or none of it; SQLite errors become StoreUnavailable."""
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    if self._writer.in_transaction:  # SQLite has already rolled back on a full disk
+                        self._writer.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._fail(action, exc) from exc
 
     def _fail(self, action: str, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(
@@ -155,27 +168,18 @@ class SqliteTaskStore:
         deliverables = [
             (event.task_id, event.sequence, event.agent_name, str(event.metadata.get("title") or event.agent_name), event.content)
             for event in events
-            if event.event_type.value == "output"
+            if event.event_type is EventType.OUTPUT
         ]
-        with self._write_lock:
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    self._writer.executemany(_UPSERT_TASK, [_task_row(record) for record in records])
-                    self._writer.executemany(
-                        "INSERT INTO events (task_id, sequence, payload) VALUES (?, ?, ?)",
-                        [(event.task_id, event.sequence, event.model_dump_json()) for event in events],
-                    )
-                    self._writer.executemany(
-                        "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?)",
-                        deliverables,
-                    )
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            except sqlite3.Error as exc:
-                raise self._fail("write to", exc) from exc
+        with self._transaction("write to"):
+            self._writer.executemany(_UPSERT_TASK, [_task_row(record) for record in records])
+            self._writer.executemany(
+                "INSERT INTO events (task_id, sequence, payload) VALUES (?, ?, ?)",
+                [(event.task_id, event.sequence, event.model_dump_json()) for event in events],
+            )
+            self._writer.executemany(
+                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?)",
+                deliverables,
+            )
 
     def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -215,21 +219,12 @@ class SqliteTaskStore:
 
     def purge_finished_before(self, timestamp: str) -> int:
         expired = "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?"
-        with self._write_lock:
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    self._writer.execute(f"DELETE FROM events WHERE task_id IN ({expired})", (timestamp,))
-                    self._writer.execute(f"DELETE FROM deliverables WHERE task_id IN ({expired})", (timestamp,))
-                    purged = self._writer.execute(
-                        "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?", (timestamp,)
-                    ).rowcount
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-            except sqlite3.Error as exc:
-                raise self._fail("purge old tasks from", exc) from exc
+        with self._transaction("purge old tasks from"):
+            self._writer.execute(f"DELETE FROM events WHERE task_id IN ({expired})", (timestamp,))
+            self._writer.execute(f"DELETE FROM deliverables WHERE task_id IN ({expired})", (timestamp,))
+            purged = self._writer.execute(
+                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?", (timestamp,)
+            ).rowcount
         return int(purged)
 
     def check(self) -> None:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -163,6 +164,20 @@ def read_stream(
                 assert sse.id == str(event["sequence"])
                 assert sse.event == "message"
                 events.append(event)
+    return events
+
+
+def follow_in_background(base_url: str, task_id: str) -> Callable[[], list[dict[str, Any]]]:
+    """Read a task's whole stream on another thread; call the result to wait for its events."""
+    received: list[list[dict[str, Any]]] = []
+    reader = threading.Thread(target=lambda: received.append(read_stream(base_url, task_id)))
+    reader.start()
+
+    def events() -> list[dict[str, Any]]:
+        reader.join(timeout=120)
+        assert received, "the stream did not end"
+        return received[0]
+
     return events
 
 

@@ -6,14 +6,13 @@ import asyncio
 import json
 import signal
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from conftest import ServerProcess, read_stream, sequences, start_task, wait_until
+from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
 
 RESTART_ERROR = "The server restarted while this task was queued or running"
 SHUTDOWN_ERROR = "The server was stopped while this task was running"
@@ -109,9 +108,7 @@ def test_sigterm_lets_running_tasks_finish_within_the_grace_period(
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="10", SHUTDOWN_GRACE_SECONDS="60")
     task_id = start_task(service.base_url)
-    streamed: list[list[dict[str, Any]]] = []
-    reader = threading.Thread(target=lambda: streamed.append(read_stream(service.base_url, task_id)))
-    reader.start()
+    streamed = follow_in_background(service.base_url, task_id)
     read_first(service.base_url, task_id, 2)
     service.process.send_signal(signal.SIGTERM)
     wait_until(
@@ -123,11 +120,10 @@ def test_sigterm_lets_running_tasks_finish_within_the_grace_period(
     assert refused.status_code == 503 and "shutting down" in refused.json()["detail"]
     assert refused.headers["retry-after"] == "5"
     service.process.wait(timeout=120)
-    reader.join(timeout=60)
-    assert streamed[0][-1]["event_type"] == "end", "the running task finished within the grace period"
+    assert streamed()[-1]["event_type"] == "end", "the running task finished within the grace period"
 
     restarted = start_service()
-    assert read_stream(restarted.base_url, task_id) == streamed[0]
+    assert read_stream(restarted.base_url, task_id) == streamed()
     assert httpx.get(f"{restarted.base_url}/api/task/{task_id}/status").json()["status"] == "completed"
 
 
@@ -136,14 +132,11 @@ def test_sigterm_past_the_grace_period_ends_tasks_and_closes_streams(
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="200", SHUTDOWN_GRACE_SECONDS="0.5")
     task_id = start_task(service.base_url)
-    streamed: list[list[dict[str, Any]]] = []
-    reader = threading.Thread(target=lambda: streamed.append(read_stream(service.base_url, task_id)))
-    reader.start()
+    streamed = follow_in_background(service.base_url, task_id)
     read_first(service.base_url, task_id, 3)
     service.process.send_signal(signal.SIGTERM)
     service.process.wait(timeout=60)
-    reader.join(timeout=30)
-    events = streamed[0]
+    events = streamed()
     assert events[-1]["event_type"] == "error" and SHUTDOWN_ERROR in events[-1]["content"]
     assert events[-1]["metadata"]["error_type"] == "server_stopped"
     assert sequences(events) == list(range(1, len(events) + 1))

@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from conftest import ServerProcess, read_stream, sequences, start_task, wait_until
+from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs for DATA_DIR needs root")
 
@@ -72,9 +70,7 @@ def test_full_data_dir_holds_events_back_until_space_returns(
     small_events = read_stream(base, small)
 
     big = start_task(base, "fill the disk " * 4000, stream_tokens=True)
-    streamed: list[list[dict[str, Any]]] = []
-    reader = threading.Thread(target=lambda: streamed.append(read_stream(base, big)))
-    reader.start()
+    streamed = follow_in_background(base, big)
     wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 503, 60, "the disk to fill up")
     problem = httpx.get(f"{base}/readyz").json()["checks"]["store"]
     assert "full" in problem and "Check free space" in problem
@@ -84,8 +80,7 @@ def test_full_data_dir_holds_events_back_until_space_returns(
     assert held_back["status"] in {"queued", "running"}, "the status tells what is stored, not what is held back"
 
     data_mount("size=64m")
-    reader.join(timeout=120)
-    events = streamed[0]
+    events = streamed()
     assert events[-1]["event_type"] == "end", "the held-back events were stored and delivered"
     assert sequences(events) == list(range(1, len(events) + 1))
     assert held_back["last_sequence"] < len(events)
@@ -99,9 +94,7 @@ def test_locked_database_refuses_new_tasks_clearly_and_loses_no_events(
     service = start_service(FAKE_LLM_DELAY_MS="5")
     base = service.base_url
     running = start_task(base)
-    streamed: list[list[dict[str, Any]]] = []
-    reader = threading.Thread(target=lambda: streamed.append(read_stream(base, running)))
-    reader.start()
+    streamed = follow_in_background(base, running)
     locker = sqlite3.connect(service.workdir / "data" / "tasks.db", isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
@@ -113,8 +106,7 @@ def test_locked_database_refuses_new_tasks_clearly_and_loses_no_events(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    reader.join(timeout=60)
-    assert streamed[0][-1]["event_type"] == "end"
-    assert sequences(streamed[0]) == list(range(1, len(streamed[0]) + 1))
+    assert streamed()[-1]["event_type"] == "end"
+    assert sequences(streamed()) == list(range(1, len(streamed()) + 1))
     wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "readiness to recover")
     assert start_task(base)
