@@ -242,12 +242,12 @@ def compact_template(agent_name: str, requirement: str) -> TaskTemplate:
     return TASK_TEMPLATES["compact_zh" if chinese else "compact"][agent_name]
 
 
-_REQUIREMENT_TAG = re.compile(r"<\s*/?\s*requirement\s*>", re.IGNORECASE)
+_DATA_TAG = re.compile(r"<\s*/?\s*(requirement|feedback|analysis|previous_analysis)\s*>", re.IGNORECASE)
 
 
-def as_prompt_data(requirement: str) -> str:
-    """The requirement made safe to place between requirement tags: it cannot close them early."""
-    return _REQUIREMENT_TAG.sub(lambda match: match.group(0).replace("<", "‹").replace(">", "›"), requirement)
+def as_prompt_data(text: str) -> str:
+    """User text made safe to place between the prompts' data tags: it cannot open or close any of them."""
+    return _DATA_TAG.sub(lambda match: match.group(0).replace("<", "‹").replace(">", "›"), text)
 
 
 def requirement_language(text: str) -> str:

@@ -63,6 +63,23 @@ def _in_process_lock(name: str, *, timeout: float) -> Iterator[None]:
 
 set_lock_backend(_in_process_lock)
 
+
+@contextmanager
+def without_crewai_retries() -> Iterator[None]:
+    """Run a crew without CrewAI's own silent retries of rate-limited model calls.
+
+    The service retries model requests itself, visibly and up to LLM_MAX_RETRIES (`llm_retry`);
+    CrewAI's extra attempts on a 429 would multiply them. CrewAI skips its retry loop when this
+    (private, version-pinned) flag is set in the context, which it copies into its helper threads.
+    """
+    from crewai.llms.retry import _active_llm_rate_limit_retry
+
+    token = _active_llm_rate_limit_retry.set(True)
+    try:
+        yield
+    finally:
+        _active_llm_rate_limit_retry.reset(token)
+
 # CrewAI warns on every call to a model without a native token counter (DashScope, local, fake) that
 # it estimates input tokens; that is expected here and would bury the service's own log lines.
 logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)

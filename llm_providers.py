@@ -1,9 +1,10 @@
 """Builds the CrewAI LLM a task runs on, from the settings (LLM_PROVIDER and friends).
 
-Every provider but `fake` goes through CrewAI's native OpenAI provider and the openai SDK:
-DashScope's compatible mode, any OpenAI-compatible endpoint, and the embedded model, which
-serves the same protocol on loopback. A fresh LLM instance is built per task, because CrewAI
-counts token usage per instance.
+Every provider but `fake` speaks the OpenAI protocol through the openai SDK: DashScope's
+compatible mode and any OpenAI-compatible endpoint through CrewAI's native OpenAI provider, and the
+embedded model, which serves the same protocol on loopback, through `SkeletonLLM`. Their requests go
+through the task's `RetryingTransport`. A fresh LLM instance is built per task (CrewAI counts token
+usage per instance, and the transport reports retries to that task's stream).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+import openai
+
 from agents_config import PromptStyle
-from crewai_runtime import crewai
+from crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
+from crewai.llms.providers.openai.completion import OpenAICompletion
 from fake_llm import ScriptedLLM
+from llm_retry import RetryingTransport
 from local_model import LOCAL_MODEL_ALIAS, local_model_server
 from skeleton_llm import SkeletonLLM
 from settings import ResolvedProvider, Settings
@@ -68,41 +74,48 @@ def model_info(settings: Settings) -> ModelInfo:
     return ModelInfo(provider, "scripted", None, "full", FAKE_MODEL_NOTE)
 
 
-def _openai_compatible_llm(settings: Settings, *, model: str, base_url: str | None, api_key: str) -> crewai.LLM:
-    return crewai.LLM(
-        model=f"openai/{model}",
-        base_url=base_url,
-        api_key=api_key,
-        stream=True,
-        timeout=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-        max_tokens=settings.llm_max_tokens,
-        temperature=settings.llm_temperature,
-    )
+class RetryingOpenAICompletion(OpenAICompletion):
+    """CrewAI's native OpenAI provider, sending its requests through a RetryingTransport."""
+
+    retry_transport: Any = None
+
+    def _build_sync_client(self) -> Any:
+        config = self._get_client_params()
+        config["max_retries"] = 0
+        config["http_client"] = httpx.Client(transport=self.retry_transport, timeout=self.timeout)
+        return openai.OpenAI(**config)
 
 
-def build_llm(settings: Settings, requirement: str) -> Any:
-    """A new LLM instance for one task (blocking for the local model's first start: call off the loop)."""
+def build_llm(settings: Settings, requirement: str, retries: RetryingTransport) -> Any:
+    """A new LLM instance for one task, its requests retried through `retries`.
+
+    Blocking the first time the embedded model starts: call off the event loop.
+    """
     provider = settings.resolved_provider()
     if provider == "fake":
         return ScriptedLLM(model="scripted", chunk_delay_seconds=settings.fake_llm_delay_ms / 1000)
+    http_client = httpx.Client(transport=retries, timeout=settings.llm_timeout_seconds)
     if provider == "local":
-        endpoint = local_model_server.endpoint(settings)
         return SkeletonLLM(
             model=LOCAL_MODEL_ALIAS,
-            base_url=endpoint.base_url,
+            base_url=local_model_server.endpoint(settings).base_url,
             api_key="embedded",
             requirement=requirement,
-            timeout=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
+            http_client=http_client,
         )
     if provider == "dashscope":
         key = settings.dashscope_api_key.get_secret_value() if settings.dashscope_api_key else ""
-        return _openai_compatible_llm(
-            settings,
-            model=settings.dashscope_model,
-            base_url=settings.dashscope_base_url,
-            api_key=key,
-        )
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
-    return _openai_compatible_llm(settings, model=settings.llm_model, base_url=settings.llm_base_url, api_key=key)
+        model, base_url = settings.dashscope_model, settings.dashscope_base_url
+    else:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        model, base_url = settings.llm_model, settings.llm_base_url
+    return RetryingOpenAICompletion(
+        model=model,
+        base_url=base_url,
+        api_key=key,
+        stream=True,
+        timeout=settings.llm_timeout_seconds,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+        retry_transport=retries,
+    )

@@ -7,6 +7,7 @@ run on the TaskRunner's worker threads, and events reach clients through the Str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +22,7 @@ from llm_providers import model_info
 from local_model import local_model_server
 from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
 from schemas import (
+    ConfirmRequest,
     ErrorResponse,
     HealthResponse,
     ReadinessResponse,
@@ -36,11 +38,12 @@ from schemas import (
 from service import ServiceState, lifespan
 from settings import get_settings
 from task_records import TaskRecord
-from task_runner import ServiceStopping, TaskRequest
+from task_runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
 from task_store import StoreUnavailable
 from validation_errors import request_validation_handler
 
 VERSION = "0.1.0"
+CONTROL_WAIT_SECONDS = 5.0
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("multi_agent_service")
@@ -126,6 +129,8 @@ async def run_task(body: RunTaskRequest, response: Response, state: State) -> Ru
         record, waits = await state.runner.start(request)
     except ServiceStopping as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
+    except QueueFull as exc:
+        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}) from exc
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
     status_url = f"/api/task/{record.task_id}/status"
@@ -162,8 +167,48 @@ async def stream_task(task_id: str, cursor: Annotated[int, Depends(resume_after)
 
 
 @app.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, tags=["tasks"], responses=NOT_FOUND)
-async def task_status(record: Annotated[TaskRecord, Depends(get_record)]) -> TaskStatusResponse:
-    return TaskStatusResponse.of(record)
+async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state: State) -> TaskStatusResponse:
+    return TaskStatusResponse.of(record, state.runner.queue_position(record.task_id))
+
+
+@app.post(
+    "/api/task/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskStatusResponse,
+    tags=["tasks"],
+    responses=NOT_FOUND,
+    summary="Cancel a task; idempotent (a task that has ended is left as it is)",
+)
+async def cancel_task(task_id: str, state: State) -> TaskStatusResponse:
+    await get_record(task_id, state)
+    state.runner.cancel(task_id)
+    return await _status_once_stored(task_id, state)
+
+
+@app.post(
+    "/api/task/{task_id}/confirm",
+    status_code=202,
+    response_model=TaskStatusResponse,
+    tags=["tasks"],
+    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The task is not waiting for a confirmation"}},
+    summary="Approve the requirements analysis, or reject it with feedback to have it revised",
+)
+async def confirm_task(task_id: str, body: ConfirmRequest, state: State) -> TaskStatusResponse:
+    record = await get_record(task_id, state)
+    try:
+        state.runner.confirm(task_id, body.approved, body.feedback)
+    except NotAwaitingConfirmation as exc:
+        raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
+    return await _status_once_stored(task_id, state)
+
+
+async def _status_once_stored(task_id: str, state: ServiceState) -> TaskStatusResponse:
+    """The task's status after what a control request published is stored (bounded wait)."""
+    stream = state.streams.get_stream(task_id)
+    if stream is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
+    return TaskStatusResponse.of(await get_record(task_id, state), state.runner.queue_position(task_id))
 
 
 @app.get(

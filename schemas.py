@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from settings import get_settings
 from task_records import TaskRecord, TaskStatus
@@ -43,6 +43,22 @@ class RunTaskRequest(BaseModel):
         return text
 
 
+class ConfirmRequest(BaseModel):
+    """A decision on the requirements analysis of a task that waits for one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"approved": False, "feedback": "Add offline use."}]})
+
+    approved: StrictBool = Field(description="true continues the task; false has the analysis revised")
+    feedback: StrictStr = Field(default="", max_length=5000, description="what to change (required when approved is false)")
+
+    @model_validator(mode="after")
+    def _feedback_for_rejection(self) -> ConfirmRequest:
+        self.feedback = self.feedback.strip()
+        if not self.approved and not self.feedback:
+            raise ValueError("feedback must say what to change when approved is false")
+        return self
+
+
 class RunTaskResponse(BaseModel):
     task_id: str
     status: str = Field(description="`started`, or `queued` when every worker slot is busy")
@@ -54,6 +70,7 @@ class RunTaskResponse(BaseModel):
 class TaskStatusResponse(BaseModel):
     task_id: str
     status: TaskStatus
+    queue_position: int | None = Field(description="1 = starts next; null unless the task waits for a worker")
     current_agent: str | None
     completed_steps: int
     total_steps: int
@@ -64,10 +81,11 @@ class TaskStatusResponse(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, record: TaskRecord) -> TaskStatusResponse:
+    def of(cls, record: TaskRecord, queue_position: int | None = None) -> TaskStatusResponse:
         return cls(
             task_id=record.task_id,
             status=record.status,
+            queue_position=queue_position,
             current_agent=record.current_agent,
             completed_steps=record.completed_steps,
             total_steps=record.total_steps,

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_base_seconds: float = Field(default=1.0, ge=0)
     llm_max_tokens: int = Field(default=4096, ge=16)
     llm_temperature: float = Field(default=0.3, ge=0, le=2)
 
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     # --- tasks and streams --------------------------------------------------------------------
     max_requirement_chars: int = Field(default=20000, ge=1)
     max_concurrent_tasks: int = Field(default=4, ge=1, le=64)
+    max_queued_tasks: int = Field(default=100, ge=0)
+    task_timeout_seconds: float = Field(default=900.0, gt=0)
+    confirmation_timeout_seconds: float = Field(default=3600.0, gt=0)
+    max_revisions: int = Field(default=3, ge=0)
+    delta_interval_ms: float = Field(default=50.0, ge=0)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_retention_seconds: float = Field(default=600.0, ge=0)
     stream_cleanup_interval_seconds: float = Field(default=60.0, gt=0)

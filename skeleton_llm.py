@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 from pydantic import PrivateAttr
 
@@ -27,6 +28,7 @@ SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(r"\[([^\]]*)…\]")
 _SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
+_APPROVED_ANALYSIS = re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL)
 
 
 def _one_sentence(text: str) -> str:
@@ -40,20 +42,28 @@ def _one_sentence(text: str) -> str:
     return lead + body.rstrip(",;:，；：") + ("" if body.endswith((".", "。")) else "…")
 
 
+def _latest_deliverable(task: Any) -> str:
+    """The deliverable just before this task: its crew context, or the approved analysis it was given."""
+    earlier = [context.output.raw for context in (getattr(task, "context", None) or []) if getattr(context, "output", None)]
+    if earlier:
+        return str(earlier[-1])
+    approved = _APPROVED_ANALYSIS.search(str(getattr(task, "description", "")))
+    return approved.group(1) if approved else ""
+
+
 class SkeletonLLM(ChunkStreamingLLM):
     """Fills the compact skeleton of the calling agent, for one task's requirement."""
 
     llm_type: str = "skeleton"
     requirement: str
-    timeout: float = 60.0
-    max_retries: int = 2
+    http_client: httpx.Client
     repeat_penalty: float = 1.3
     _client: openai.OpenAI | None = PrivateAttr(default=None)
 
     def _openai(self) -> openai.OpenAI:
         if self._client is None:
             self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=self.api_key or "embedded", timeout=self.timeout, max_retries=self.max_retries
+                base_url=self.base_url, api_key=self.api_key or "embedded", max_retries=0, http_client=self.http_client
             )
         return self._client
 
@@ -61,10 +71,8 @@ class SkeletonLLM(ChunkStreamingLLM):
         """A two-line prompt from the agent's compact template, in place of CrewAI's long one."""
         agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
         template = compact_template(agent.name, self.requirement)
-        earlier = [task.output.raw for task in (getattr(from_task, "context", None) or []) if getattr(task, "output", None)]
         prompt = template.description.format(
-            requirement=as_prompt_data(self.requirement),
-            earlier="\n".join(text[:_EARLIER_EXCERPT_CHARS] for text in earlier[-1:]),
+            requirement=as_prompt_data(self.requirement), earlier=_latest_deliverable(from_task)[:_EARLIER_EXCERPT_CHARS]
         )
         return [
             {"role": "system", "content": f"You are a {agent.role}. You write short, concrete markdown."},

@@ -56,7 +56,7 @@ class TaskStream:
         self._publish_lock = threading.Lock()
         self._next_sequence = record.last_sequence + 1
         self._stream_bytes = 0
-        self._terminated = False
+        self.ended = threading.Event()
         self._frames: list[bytes] = []
         self._changed = asyncio.Event()
         self.finished = False
@@ -78,7 +78,7 @@ class TaskStream:
         """
         content = self._bounded(content)
         with self._publish_lock:
-            if self._terminated:
+            if self.ended.is_set():
                 return None
             event = TaskEvent(
                 task_id=self.task_id,
@@ -96,14 +96,15 @@ class TaskStream:
                 )
             self._next_sequence += 1
             self._stream_bytes += len(frame)
-            self._terminated = event.is_terminal
+            if event.is_terminal:
+                self.ended.set()
             self._writer.submit(self, event, frame)
         return event
 
     @property
     def terminated(self) -> bool:
         """True once the terminal event is published (it may not be stored and delivered yet)."""
-        return self._terminated
+        return self.ended.is_set()
 
     def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
         """Publish a task-level event (agent_name `System`)."""
@@ -114,6 +115,11 @@ class TaskStream:
         if len(content) <= limit:
             return content
         return content[:limit] + _TRUNCATION_NOTE.format(omitted=len(content) - limit)
+
+    async def caught_up(self) -> None:
+        """Return once every event published so far is stored and visible (event loop only)."""
+        while self.last_sequence < self._next_sequence - 1:
+            await self._changed.wait()
 
     def show(self, frames: list[bytes], terminal: bool) -> None:
         """Make stored frames visible to subscribers (event loop only)."""

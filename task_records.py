@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from agents_config import AGENTS
-from task_events import EventType, TaskEvent, utc_now_iso
+from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
 
 
 class TaskStatus(str, Enum):
@@ -25,6 +25,9 @@ class TaskStatus(str, Enum):
 
 
 FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# System `action` events that move a task between waiting for a worker and running.
+_SCHEDULING_STATUS = {"queued": TaskStatus.QUEUED, "resumed": TaskStatus.RUNNING}
 
 _TERMINAL_STATUS = {
     EventType.END: TaskStatus.COMPLETED,
@@ -74,12 +77,17 @@ class TaskRecord:
             self.status = TaskStatus.RUNNING
             self.started_at = event.timestamp
         elif kind is EventType.AGENT_START:
+            self.status = TaskStatus.RUNNING
             self.current_agent = event.agent_name
         elif kind is EventType.OUTPUT:
-            title = str(event.metadata.get("title") or event.agent_name)
-            self.deliverables.append(Deliverable(event.agent_name, title, event.content))
+            self._keep_deliverable(event)
         elif kind is EventType.STEP_END:
-            self.completed_steps += 1
+            self.completed_steps = max(self.completed_steps, int(event.metadata.get("step", self.completed_steps + 1)))
+        elif kind is EventType.CONFIRMATION_REQUIRED:
+            self.status = TaskStatus.AWAITING_CONFIRMATION
+            self.current_agent = None
+        elif kind is EventType.ACTION and event.agent_name == SYSTEM_AGENT:
+            self.status = _SCHEDULING_STATUS.get(str(event.metadata.get("kind")), self.status)
         elif kind in _TERMINAL_STATUS:
             self.status = _TERMINAL_STATUS[kind]
             self.finished_at = event.timestamp
@@ -88,6 +96,16 @@ class TaskRecord:
                 self.summary = event.content
             elif kind is EventType.ERROR:
                 self.error = event.content
+
+    def _keep_deliverable(self, event: TaskEvent) -> None:
+        """Add an agent's deliverable; a revised one replaces the agent's earlier version."""
+        title = str(event.metadata.get("title") or event.agent_name)
+        deliverable = Deliverable(event.agent_name, title, event.content)
+        for index, kept in enumerate(self.deliverables):
+            if kept.agent_name == event.agent_name:
+                self.deliverables[index] = deliverable
+                return
+        self.deliverables.append(deliverable)
 
     def snapshot(self) -> TaskRecord:
         """An independent copy of the current state, for `restore`."""

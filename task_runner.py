@@ -1,28 +1,46 @@
-"""Starts tasks: a record and a stream on the event loop, the crew on a bounded pool of worker threads.
+"""Runs tasks: admission, a priority line for worker slots, the two phases of a delivery, and control.
 
-The event loop only creates the task and hands it to the pool; building the LLM, the crew and the
-whole kickoff happen on a worker thread, which publishes `start`, the agents' events and exactly one
-terminal event (`end`, or `error` with a message the user can act on) to the task's stream.
+A task runs as two crews on a bounded pool of worker threads: the *analysis* (ProductManager), then
+the *delivery* (QAEngineer, SoftwareDeveloper, Coordinator). With `skip_confirmation: false` the task
+pauses between them (`confirmation_required`) without holding a worker slot; the requester approves,
+or rejects with feedback and the analysis is revised. Tasks beyond MAX_CONCURRENT_TASKS wait in line
+by priority, up to MAX_QUEUED_TASKS. Cancel, the task timeout, the confirmation timeout and a server
+stop all end a task the same way: they publish its terminal event, and its crew stops at its next
+step (`CrewEventsHandler` refuses to go on once the stream has ended).
+
+Everything here runs on the event loop, except `_run_phase`, which runs on a worker thread and only
+publishes events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import importlib
 import logging
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 from agents_config import AGENT_NAMES
-from crew_factory import CrewEventsHandler, build_crew, delivery_summary, run_crew
+from crew_factory import (
+    ANALYSIS_STEPS,
+    DELIVERY_STEPS,
+    CrewEventsHandler,
+    Revision,
+    build_crew,
+    delivery_summary,
+    run_crew,
+)
 from llm_errors import describe_failure
 from llm_providers import ModelInfo, build_llm, model_info
+from llm_retry import RetryingTransport
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
 from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+from task_queue import TaskQueue
 from task_records import TaskRecord
 from task_store import TaskStore
 
@@ -36,6 +54,7 @@ SHUTDOWN_MESSAGE = (
     "The server was stopped while this task was running, so the task did not finish. What it produced so far "
     "is kept; submit the requirement again to run it anew."
 )
+QUEUE_FULL_RETRY_AFTER_SECONDS = 30
 
 
 def load_handler_class(import_path: str) -> type[CrewEventsHandler]:
@@ -47,16 +66,8 @@ def load_handler_class(import_path: str) -> type[CrewEventsHandler]:
     return handler_class
 
 
-@dataclass(frozen=True)
-class TaskRequest:
-    requirement: str
-    skip_confirmation: bool
-    stream_tokens: bool
-    priority: int
-
-
 def fail_interrupted_tasks(store: TaskStore) -> int:
-    """End every task a previous process left queued or running with one terminal `error` (at start-up).
+    """End every task a previous process left unfinished with one terminal `error` (at start-up).
 
     The error takes the next sequence number after the task's last stored event, so a client resuming
     with its Last-Event-ID receives exactly the rest of the stream, ending in this error.
@@ -81,8 +92,62 @@ class ServiceStopping(RuntimeError):
     """The service is shutting down and takes no new tasks."""
 
 
+class QueueFull(RuntimeError):
+    """Every worker slot is busy and the waiting line is full."""
+
+    retry_after_seconds = QUEUE_FULL_RETRY_AFTER_SECONDS
+
+
+class NotAwaitingConfirmation(RuntimeError):
+    """A decision was sent for a task that is not waiting for one."""
+
+
+class Phase(enum.Enum):
+    ANALYSIS = "analysis"
+    DELIVERY = "delivery"
+
+
+class PhaseOutcome(enum.Enum):
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    requirement: str
+    skip_confirmation: bool
+    stream_tokens: bool
+    priority: int
+
+
+@dataclass
+class LiveTask:
+    """What the runner knows of a task that has not ended (event loop only, but `usage` and `analysis`,
+    which the task's one running phase updates on its worker thread)."""
+
+    stream: TaskStream
+    phase: Phase = Phase.ANALYSIS
+    revision: Revision | None = None
+    revisions: int = 0
+    analysis: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    awaiting: bool = False
+    running: bool = False
+    running_seconds: float = 0.0
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def task_id(self) -> str:
+        return self.stream.task_id
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
 class TaskRunner:
-    """Owns the worker pool that runs crews, MAX_CONCURRENT_TASKS at a time; the rest wait in FIFO order."""
+    """Admission, scheduling and control of tasks; see the module docstring."""
 
     def __init__(self, settings: Settings, streams: StreamManager) -> None:
         self._settings = settings
@@ -90,9 +155,10 @@ class TaskRunner:
         self._handler_class = load_handler_class(settings.crew_events_handler)
         self._model = model_info(settings)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
+        self._live: dict[str, LiveTask] = {}
+        self._waiting: TaskQueue[tuple[LiveTask, Phase]] = TaskQueue()
+        self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.accepting = True
@@ -101,13 +167,22 @@ class TaskRunner:
     def model(self) -> ModelInfo:
         return self._model
 
-    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        """Store the task and queue its crew. Returns the record and whether it waits for a worker.
+    def queue_position(self, task_id: str) -> int | None:
+        return self._waiting.position(task_id)
 
-        Raises ServiceStopping during shutdown and StoreUnavailable when the task cannot be stored.
+    # --- requests ---------------------------------------------------------------------------------
+    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        """Store the task and put it in line. Returns the record and whether it waits for a worker.
+
+        Raises ServiceStopping, QueueFull, or StoreUnavailable when the task cannot be stored.
         """
         if not self.accepting:
             raise ServiceStopping("The service is shutting down and takes no new tasks. Submit the task again shortly.")
+        if self._busy >= self._settings.max_concurrent_tasks and len(self._waiting) >= self._settings.max_queued_tasks:
+            raise QueueFull(
+                f"All {self._settings.max_concurrent_tasks} workers are busy and {len(self._waiting)} tasks are "
+                f"waiting (MAX_QUEUED_TASKS). Submit the task again in {QUEUE_FULL_RETRY_AFTER_SECONDS} seconds."
+            )
         record = TaskRecord(
             task_id=str(uuid.uuid4()),
             requirement=request.requirement,
@@ -116,60 +191,202 @@ class TaskRunner:
             priority=request.priority,
             model=self._model.public(),
         )
-        stream = await self._streams.create_stream(record)
-        with self._in_flight_lock:
-            waits = self._in_flight >= self._settings.max_concurrent_tasks
-            self._in_flight += 1
-            self._idle.clear()
-        self._pool.submit(self._run, stream)
-        return record, waits
+        task = LiveTask(await self._streams.create_stream(record))
+        self._live[record.task_id] = task
+        return record, self._schedule(task, Phase.ANALYSIS)
+
+    def cancel(self, task_id: str) -> bool:
+        """End a task that has not ended with `cancelled`; False (and no change) if it had already ended."""
+        task = self._live.get(task_id)
+        if task is None or task.stream.terminated:
+            return False
+        task.stream.publish_system(EventType.CANCELLED, "The task was cancelled at the requester's request.", {"reason": "requested"})
+        self._after_end(task)
+        return True
+
+    def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
+        """Continue a task waiting for confirmation, or have its analysis revised with `feedback`."""
+        task = self._live.get(task_id)
+        if task is None or not task.awaiting or task.stream.terminated:
+            raise NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation.")
+        if not approved and task.revisions >= self._settings.max_revisions:
+            raise NotAwaitingConfirmation(
+                f"The analysis of task {task_id} was already revised {task.revisions} times (MAX_REVISIONS). "
+                "Approve it, or cancel the task and submit a clearer requirement."
+            )
+        task.awaiting = False
+        task.cancel_timers()
+        if approved:
+            task.stream.publish_system(
+                EventType.ACTION, "The analysis was approved: the delivery continues.", {"kind": "resumed", "decision": "approved"}
+            )
+            self._schedule(task, Phase.DELIVERY)
+            return
+        task.revisions += 1
+        task.revision = Revision(analysis=task.analysis, feedback=feedback)
+        task.stream.publish_system(
+            EventType.ACTION,
+            f"The analysis was rejected with feedback: the ProductManager revises it (revision {task.revisions} of "
+            f"{self._settings.max_revisions}).",
+            {"kind": "resumed", "decision": "rejected", "feedback": feedback, "revision": task.revisions},
+        )
+        self._schedule(task, Phase.ANALYSIS)
 
     async def drain(self, grace_seconds: float) -> int:
         """Stop taking tasks, let running ones finish for up to `grace_seconds`, then end the rest.
 
-        Every task still unfinished gets one terminal `error` saying the server stopped; its crew is
-        stopped at its next step. Returns how many tasks were ended that way.
+        Every task still unfinished (running, waiting in line or for a confirmation) gets one terminal
+        `error` saying the server stopped. Returns how many tasks were ended that way.
         """
         self.accepting = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        interrupted = [stream for stream in self._streams.streams() if not stream.terminated]
-        for stream in interrupted:
-            stream.publish_system(EventType.ERROR, SHUTDOWN_MESSAGE, {"error_type": "server_stopped"})
-        return len(interrupted)
+        unfinished = [task for task in self._live.values() if not task.stream.terminated]
+        for task in unfinished:
+            task.stream.publish_system(EventType.ERROR, SHUTDOWN_MESSAGE, {"error_type": "server_stopped"})
+            self._after_end(task)
+        return len(unfinished)
 
-    def _run(self, stream: TaskStream) -> None:
-        """One task, start to terminal event, on a worker thread."""
+    # --- scheduling -------------------------------------------------------------------------------
+    def _schedule(self, task: LiveTask, phase: Phase) -> bool:
+        """Put a phase of a task in line and start what can start. Returns whether it has to wait."""
+        self._waiting.push(task.task_id, task.stream.record.priority, (task, phase))
+        self._dispatch()
+        position = self._waiting.position(task.task_id)
+        if position is not None:
+            task.stream.publish_system(
+                EventType.ACTION,
+                f"Waiting for a worker: position {position} in the queue.",
+                {"kind": "queued", "queue_position": position},
+            )
+        return position is not None
+
+    def _dispatch(self) -> None:
+        while self._busy < self._settings.max_concurrent_tasks and len(self._waiting):
+            task, phase = self._waiting.pop()
+            task.running = True
+            self._busy += 1
+            self._idle.clear()
+            started = self._loop.time()
+            remaining = self._settings.task_timeout_seconds - task.running_seconds
+            task.timers.append(self._loop.call_later(max(remaining, 0), self._time_out, task))
+            future = self._pool.submit(self._run_phase, task, phase)
+            future.add_done_callback(
+                lambda done, task=task, started=started: self._loop.call_soon_threadsafe(self._phase_done, task, started, done)
+            )
+
+    def _phase_done(self, task: LiveTask, started: float, done: Future[PhaseOutcome]) -> None:
+        self._busy -= 1
+        task.running = False
+        task.running_seconds += self._loop.time() - started
+        task.cancel_timers()
+        outcome = PhaseOutcome.ENDED if done.cancelled() or done.exception() else done.result()
+        if outcome is PhaseOutcome.AWAITING_CONFIRMATION and not task.stream.terminated:
+            task.awaiting = True
+            task.timers.append(
+                self._loop.call_later(self._settings.confirmation_timeout_seconds, self._confirmation_expired, task)
+            )
+        else:
+            self._live.pop(task.task_id, None)
+        if self._busy == 0:
+            self._idle.set()
+        self._dispatch()
+
+    def _after_end(self, task: LiveTask) -> None:
+        """Forget a task that ended from outside; a running phase is forgotten when its crew has stopped."""
+        task.cancel_timers()
+        task.awaiting = False
+        self._waiting.remove(task.task_id)
+        if not task.running:
+            self._live.pop(task.task_id, None)
+
+    def _time_out(self, task: LiveTask) -> None:
+        if not task.stream.terminated:
+            task.stream.publish_system(
+                EventType.ERROR,
+                f"The task ran longer than TASK_TIMEOUT_SECONDS={self._settings.task_timeout_seconds:g} s, so it was "
+                "stopped. Raise TASK_TIMEOUT_SECONDS for long runs, or submit a smaller requirement.",
+                {"error_type": "task_timeout"},
+            )
+
+    def _confirmation_expired(self, task: LiveTask) -> None:
+        if not task.stream.terminated:
+            task.stream.publish_system(
+                EventType.CANCELLED,
+                "No decision on the requirements analysis arrived within CONFIRMATION_TIMEOUT_SECONDS="
+                f"{self._settings.confirmation_timeout_seconds:g} s, so the task was cancelled. Submit it again, "
+                "or start it with skip_confirmation: true.",
+                {"reason": "confirmation_timeout"},
+            )
+        self._live.pop(task.task_id, None)
+
+    # --- worker thread ----------------------------------------------------------------------------
+    def _run_phase(self, task: LiveTask, phase: Phase) -> PhaseOutcome:
+        """One phase of a task, on a worker thread; ends by publishing or by awaiting a decision."""
+        stream = task.stream
         record = stream.record
-        logger.info("task %s started on %s/%s", record.task_id, self._model.provider, self._model.model)
+        if stream.terminated:
+            return PhaseOutcome.ENDED
         try:
-            stream.publish_system(
-                EventType.START,
-                f"Task started on {self._model.provider} model {self._model.model}",
-                {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)},
-            )
-            llm = build_llm(self._settings, record.requirement)
-            crew, step_by_task_id = build_crew(record.requirement, llm)
-            handler = self._handler_class(stream, stream_tokens=record.stream_tokens, step_by_task_id=step_by_task_id)
-            output = run_crew(crew, handler)
+            if phase is Phase.ANALYSIS and task.revisions == 0:
+                logger.info("task %s started on %s/%s", record.task_id, self._model.provider, self._model.model)
+                stream.publish_system(
+                    EventType.START,
+                    f"Task started on {self._model.provider} model {self._model.model}",
+                    {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)},
+                )
+            if phase is Phase.ANALYSIS:
+                task.analysis = self._run_crew(task, ANALYSIS_STEPS, revision=task.revision)
+                if not record.skip_confirmation:
+                    self._ask_for_confirmation(task)
+                    return PhaseOutcome.AWAITING_CONFIRMATION
+            review = self._run_crew(task, DELIVERY_STEPS, analysis=task.analysis)
             logger.info("task %s completed", record.task_id)
-            stream.publish_system(
-                EventType.END,
-                delivery_summary(output.raw),
-                {"usage": handler.usage, "deliverables": len(output.tasks_output)},
-            )
+            stream.publish_system(EventType.END, delivery_summary(review), {"usage": task.usage, "deliverables": 4})
         except Exception as exc:
+            if stream.terminated:
+                return PhaseOutcome.ENDED
             failure = describe_failure(exc, self._settings, self._model.endpoint or self._model.provider)
             logger.warning("task %s failed: %s (%s)", record.task_id, failure.kind, type(exc).__name__)
             stream.publish_system(EventType.ERROR, failure.message, {"error_type": failure.kind})
-        finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._loop.call_soon_threadsafe(self._set_idle_if_done)
+        return PhaseOutcome.ENDED
 
-    def _set_idle_if_done(self) -> None:
-        with self._in_flight_lock:
-            if self._in_flight == 0:
-                self._idle.set()
+    def _run_crew(self, task: LiveTask, steps: tuple[int, ...], **inputs: Any) -> str:
+        """One crew of a task (some of its steps), on a worker thread; returns the last deliverable."""
+        settings = self._settings
+        stream = task.stream
+        handler = self._handler_class(
+            stream, stream_tokens=stream.record.stream_tokens, delta_interval_seconds=settings.delta_interval_ms / 1000
+        )
+        retries = RetryingTransport(
+            max_retries=settings.llm_max_retries,
+            base_delay_seconds=settings.llm_retry_base_seconds,
+            on_retry=handler.on_llm_retry,
+            ended=stream.ended,
+        )
+        llm = build_llm(settings, stream.record.requirement, retries)
+        crew, handler.step_by_task_id = build_crew(stream.record.requirement, llm, steps, **inputs)
+        output = run_crew(crew, handler)
+        for key, value in handler.usage.items():
+            task.usage[key] = task.usage.get(key, 0) + value
+        return str(output.raw)
+
+    def _ask_for_confirmation(self, task: LiveTask) -> None:
+        left = self._settings.max_revisions - task.revisions
+        question = (
+            "The requirements analysis is ready for your review. Approve it to continue with the test plan, the "
+            "technical design and the delivery review, or reject it with feedback to have it revised "
+            f"({left} revision{'s' if left != 1 else ''} left)."
+        )
+        task.stream.publish_system(
+            EventType.CONFIRMATION_REQUIRED,
+            f"{question}\n\n{delivery_summary(task.analysis)[:1500]}",
+            {
+                "question": question,
+                "revision": task.revisions,
+                "max_revisions": self._settings.max_revisions,
+                "timeout_seconds": self._settings.confirmation_timeout_seconds,
+            },
+        )
+

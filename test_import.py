@@ -37,7 +37,7 @@ def check_agents() -> None:
     from crew_factory import build_crew
     from fake_llm import ScriptedLLM
 
-    crew, steps = build_crew("A smoke-test requirement", ScriptedLLM(model="scripted"))
+    crew, steps = build_crew("A smoke-test requirement", ScriptedLLM(model="scripted"), (1, 2, 3, 4))
     roles = [agent.role for agent in crew.agents]
     assert len(roles) == len(AGENT_NAMES) == 4, roles
     assert sorted(steps.values()) == [1, 2, 3, 4]

@@ -114,10 +114,10 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 @pytest.fixture(scope="session")
 def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The service on the scripted model, at full speed, accepting requirements up to 400,000 characters."""
+    """The scripted model at full speed, requirements up to 400,000 characters, one delta per model chunk."""
     server = _launch(
         tmp_path_factory.mktemp("fake"),
-        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000"},
+        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000", "DELTA_INTERVAL_MS": "0"},
     )
     yield server
     server.stop()

@@ -65,7 +65,8 @@ def test_kill_9_then_restart_replays_everything_and_ends_interrupted_tasks(
     assert resumed == replay[8:], "a client that saw 8 events before the crash gets exactly the rest"
 
     queued_replay = read_stream(second.base_url, queued)
-    assert [(e["sequence"], e["event_type"]) for e in queued_replay] == [(1, "error")]
+    assert [(e["sequence"], e["event_type"]) for e in queued_replay] == [(1, "action"), (2, "error")]
+    assert queued_replay[0]["metadata"] == {"kind": "queued", "queue_position": 1}
     for task_id, last in ((running, replay[-1]), (queued, queued_replay[-1])):
         status = httpx.get(f"{second.base_url}/api/task/{task_id}/status").json()
         assert status["status"] == "failed" and status["error"] == last["content"]

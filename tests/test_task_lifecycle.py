@@ -21,7 +21,10 @@ def test_tasks_beyond_the_worker_slots_wait_in_order(start_service: Callable[...
     first_events = read_stream(base, first["task_id"])
     second_events = read_stream(base, second["task_id"])
     assert first_events[-1]["event_type"] == second_events[-1]["event_type"] == "end"
-    assert first_events[-1]["timestamp"] <= second_events[0]["timestamp"], "the queued task started after the first ended"
+    queued, start = second_events[0], second_events[1]
+    assert queued["event_type"] == "action" and queued["metadata"] == {"kind": "queued", "queue_position": 1}
+    assert start["event_type"] == "start"
+    assert first_events[-1]["timestamp"] <= start["timestamp"], "the queued task started after the first ended"
 
 
 def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: Callable[..., ServerProcess]) -> None:
