@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS deliverables (
     agent_name TEXT NOT NULL,
     title TEXT NOT NULL,
     content TEXT NOT NULL,
-    PRIMARY KEY (task_id, sequence)
+    PRIMARY KEY (task_id, agent_name)
 ) WITHOUT ROWID;
 """
 
@@ -177,7 +177,9 @@ class SqliteTaskStore:
                 [(event.task_id, event.sequence, event.model_dump_json()) for event in events],
             )
             self._writer.executemany(
-                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (task_id, agent_name) DO UPDATE SET "
+                "sequence = excluded.sequence, title = excluded.title, content = excluded.content",
                 deliverables,
             )
 

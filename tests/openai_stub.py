@@ -2,8 +2,10 @@
 
 Its behaviour is chosen by the first path segment of the base URL a test configures, so one server
 covers every case: `/ok/v1` answers (streaming or not), `/status/<code>/v1` fails with that HTTP
-status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts). Every request
-it receives (path, Authorization header, JSON body) is kept, newest last, at `GET /requests`.
+status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts),
+`/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
+0.2`) and then answers, and `/slow/v1` streams one word every 50 ms. Every request it receives (path,
+Authorization header, JSON body) is kept, newest last, at `GET /requests`.
 """
 
 from __future__ import annotations
@@ -56,25 +58,50 @@ async def requests_seen() -> list[dict[str, Any]]:
     return received
 
 
+failures_left: dict[str, int] = {}
+
+
 @app.post("/ok/v1/chat/completions")
 async def ok(request: Request) -> Any:
+    return await answer(await record(request))
+
+
+@app.post("/slow/v1/chat/completions")
+async def slow(request: Request) -> Any:
+    return await answer(await record(request), pause_seconds=0.05)
+
+
+@app.post("/flaky/{label}/{failures}/{code}/v1/chat/completions")
+async def flaky(label: str, failures: int, code: int, request: Request) -> Any:
     body = await record(request)
-    answer = stub_answer(body)
+    left = failures_left.setdefault(label, failures)
+    if left > 0:
+        failures_left[label] = left - 1
+        headers = {"Retry-After": "0.2"} if code == 429 else {}
+        error = {"message": f"stub transient failure {code}", "type": "stub_error", "code": str(code)}
+        return JSONResponse({"error": error}, status_code=code, headers=headers)
+    return await answer(body)
+
+
+async def answer(body: dict[str, Any], pause_seconds: float = 0.0) -> Any:
+    """The stub deliverable, as one JSON answer or as a stream of words `pause_seconds` apart."""
+    text = stub_answer(body)
     model = body.get("model", "stub")
-    usage = {"prompt_tokens": 10, "completion_tokens": len(answer.split()), "total_tokens": 10 + len(answer.split())}
+    usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())}
     if not body.get("stream"):
         return {
             "id": "chatcmpl-stub",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": usage,
         }
 
     async def chunks() -> Any:
         yield _chunk("chatcmpl-stub", model, {"role": "assistant", "content": ""}, None)
-        for word in re.findall(r"\S+\s*", answer):
+        for word in re.findall(r"\S+\s*", text):
+            await asyncio.sleep(pause_seconds)
             yield _chunk("chatcmpl-stub", model, {"content": word}, None)
         yield _chunk("chatcmpl-stub", model, {}, "stop")
         yield f"data: {json.dumps({'id': 'chatcmpl-stub', 'object': 'chat.completion.chunk', 'created': 0, 'model': model, 'choices': [], 'usage': usage})}\n\n"
