@@ -140,6 +140,19 @@ def test_confirmation_errors_and_timeout(start_service: Callable[..., ServerProc
     assert post(service, "/api/task/00000000-0000-0000-0000-000000000000/confirm", {"approved": True}).status_code == 404
 
 
+def test_cancel_while_waiting_for_confirmation(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service()
+    task_id = start_task(service.base_url, "cancel me at the checkpoint", skip_confirmation=False)
+    wait_for_status(service, task_id, "awaiting_confirmation")
+    response = post(service, f"/api/task/{task_id}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    events = read_stream(service.base_url, task_id)
+    assert [e["event_type"] for e in events][-2:] == ["confirmation_required", "cancelled"]
+    assert post(service, f"/api/task/{task_id}/confirm", {"approved": True}).status_code == 409
+    assert post(service, f"/api/task/{task_id}/cancel").json()["status"] == "cancelled"
+    assert read_stream(service.base_url, task_id) == events
+
+
 # --- timeouts and the waiting line -----------------------------------------------------------------
 def test_task_timeout_ends_the_task_with_an_error(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(TASK_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="100")
