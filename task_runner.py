@@ -122,8 +122,11 @@ class TaskRequest:
 
 @dataclass
 class LiveTask:
-    """What the runner knows of a task that has not ended (event loop only, but `usage` and `analysis`,
-    which the task's one running phase updates on its worker thread)."""
+    """What the runner knows of a task that has not ended.
+
+    Event loop only, except `usage` and `analysis`, which the task's one running phase updates on its
+    worker thread (a task never has two phases running at once).
+    """
 
     stream: TaskStream
     phase: Phase = Phase.ANALYSIS
@@ -263,7 +266,8 @@ class TaskRunner:
         return position is not None
 
     def _dispatch(self) -> None:
-        while self._busy < self._settings.max_concurrent_tasks and len(self._waiting):
+        """Start waiting phases while there are free slots (none once the service is stopping)."""
+        while self.accepting and self._busy < self._settings.max_concurrent_tasks and len(self._waiting):
             task, phase = self._waiting.pop()
             task.running = True
             self._busy += 1

@@ -78,7 +78,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 running = httpx.post(f"{base}/api/run_task", json={"user_requirement": "cancel me"}).json()["task_id"]
                 waiting = httpx.post(f"{base}/api/run_task", json={"user_requirement": "next"}).json()["task_id"]
-                wait_for(lambda: httpx.get(f"{base}/api/task/{running}/status").json()["current_agent"], 30)
+                wait_for(lambda task=running: httpx.get(f"{base}/api/task/{task}/status").json()["current_agent"], 30)
                 sent = time.time()
                 httpx.post(f"{base}/api/task/{running}/cancel")
                 responses.append((time.time() - sent) * 1000)
