@@ -224,7 +224,10 @@ async def _status_once_stored(task_id: str, state: ServiceState) -> TaskStatusRe
 async def task_result(
     task_id: str,
     state: State,
-    format: Annotated[Literal["json", "markdown"], Query(description="json (default) or markdown")] = "json",
+    format: Annotated[
+        Literal["json", "markdown", "html"],
+        Query(description="json (default); markdown: one .md document; html: json with each deliverable as safe HTML"),
+    ] = "json",
 ) -> Response | TaskResultResponse:
     record = await _stored_task(state, task_id)
     if not record.finished:
@@ -233,7 +236,7 @@ async def task_result(
             detail=f"Task {record.task_id} is {record.status.value}; its result is ready when it has finished. "
             "Follow its stream or poll its status.",
         )
-    result = TaskResultResponse.of(record)
+    result = TaskResultResponse.of(record, with_html=format == "html")
     if format == "markdown":
         return Response(
             content=render_markdown(result, record.requirement),
@@ -302,7 +305,14 @@ async def healthz(request: Request) -> HealthResponse:
     """Liveness: the process answers. Says which model tasks run on."""
     state: ServiceState | None = request.app.state.service
     store = "ok" if state is not None else f"unavailable: {request.app.state.unavailable}"
-    return HealthResponse(status="ok", model=model_info(get_settings()).public(), store=store, version=VERSION)
+    settings = get_settings()
+    return HealthResponse(
+        status="ok",
+        model=model_info(settings).public(),
+        max_requirement_chars=settings.max_requirement_chars,
+        store=store,
+        version=VERSION,
+    )
 
 
 @app.get("/readyz", response_model=ReadinessResponse, tags=["service"], responses={503: {"model": ReadinessResponse}})

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
+from markdown_render import render_markdown
 from settings import get_settings
 from task_records import TaskRecord, TaskStatus
 
@@ -101,6 +102,7 @@ class DeliverableModel(BaseModel):
     agent_name: str
     title: str
     content: str = Field(description="markdown")
+    html: str | None = Field(default=None, description="the content as safe HTML, with ?format=html")
 
 
 class TaskResultResponse(BaseModel):
@@ -110,11 +112,19 @@ class TaskResultResponse(BaseModel):
     summary: str | None
 
     @classmethod
-    def of(cls, record: TaskRecord) -> TaskResultResponse:
+    def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
         return cls(
             task_id=record.task_id,
             status=record.status,
-            deliverables=[DeliverableModel(agent_name=d.agent_name, title=d.title, content=d.content) for d in record.deliverables],
+            deliverables=[
+                DeliverableModel(
+                    agent_name=d.agent_name,
+                    title=d.title,
+                    content=d.content,
+                    html=render_markdown(d.content) if with_html else None,
+                )
+                for d in record.deliverables
+            ],
             summary=record.summary,
         )
 
@@ -149,6 +159,7 @@ class TasksResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     model: dict[str, Any]
+    max_requirement_chars: int
     store: str = Field(description="`ok`, or why the task store is unavailable")
     version: str
 

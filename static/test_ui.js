@@ -1,64 +1,328 @@
-// First working test page: starts a task and shows its events as text (never as HTML).
+// The test UI: start a task, watch the four agents live, steer the run, take the deliverables away.
+// Text from the API is only ever inserted with textContent; the deliverables' HTML comes from the
+// server's markdown renderer, which escapes raw HTML (see markdown_render.py).
 "use strict";
 
-const log = document.getElementById("log");
-const state = document.getElementById("state");
-const message = document.getElementById("message");
-let source = null;
+const AGENTS = [
+  ["ProductManager", "Requirements analysis"],
+  ["QAEngineer", "Test plan"],
+  ["SoftwareDeveloper", "Technical design"],
+  ["Coordinator", "Delivery review"],
+];
+const TERMINAL = ["end", "error", "cancelled"];
+const $ = (id) => document.getElementById(id);
 
-function show(event) {
-  const line = document.createElement("div");
-  line.className = "event" + (event.event_type === "error" ? " error" : "");
-  line.textContent = `#${event.sequence} ${event.timestamp} ${event.agent_name} ${event.event_type}: ${event.content}`;
-  log.appendChild(line);
-  log.scrollTop = log.scrollHeight;
+const run = {
+  taskId: null,
+  source: null,
+  lastSequence: 0,
+  events: [],
+  ended: false,
+};
+
+// --- API ---------------------------------------------------------------------------------------
+function describeError(response, body) {
+  const detail = body && body.detail;
+  const text = Array.isArray(detail) ? detail.map((e) => e.msg).join(" ") : detail || `HTTP ${response.status}`;
+  if (response.status === 429) {
+    return `${text} (try again in ${response.headers.get("Retry-After") || "a few"} seconds)`;
+  }
+  if (response.status === 404) return `Not found: ${text}`;
+  return text;
 }
 
-function describeError(status, body) {
-  if (Array.isArray(body.detail)) return body.detail.map((e) => e.msg).join(" ");
-  return body.detail || `HTTP ${status}`;
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(describeError(response, body));
+  return body;
 }
 
+// --- rendering ---------------------------------------------------------------------------------
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function resetRun(taskId) {
+  if (run.source) run.source.close();
+  Object.assign(run, { taskId, source: null, lastSequence: 0, events: [], ended: false });
+  $("run-section").hidden = false;
+  $("deliverables-section").hidden = true;
+  $("task-id").textContent = taskId;
+  $("task-status").textContent = "-";
+  $("terminal-message").textContent = "";
+  $("gap-warning").hidden = true;
+  $("confirmation").hidden = true;
+  $("cancel").hidden = false;
+  $("progress-bar").style.width = "0";
+  $("log").tBodies[0].textContent = "";
+  $("pipeline").textContent = "";
+  $("panels").textContent = "";
+  for (const [name, title] of AGENTS) {
+    const stage = element("li");
+    stage.dataset.agent = name;
+    stage.dataset.state = "waiting";
+    stage.append(element("strong", name), element("span", `${title}: waiting`, "state"));
+    $("pipeline").append(stage);
+    const panel = element("div", undefined, "panel");
+    panel.dataset.agent = name;
+    panel.append(element("h3", name), element("div", undefined, "thoughts"), element("div", "", "live"));
+    $("panels").append(panel);
+  }
+}
+
+function setStage(agent, state) {
+  const stage = document.querySelector(`#pipeline li[data-agent="${agent}"]`);
+  if (!stage) return;
+  stage.dataset.state = state;
+  const title = AGENTS.find(([name]) => name === agent)[1];
+  stage.querySelector(".state").textContent = `${title}: ${state}`;
+}
+
+function panel(agent) {
+  return document.querySelector(`#panels .panel[data-agent="${agent}"]`);
+}
+
+function logEvent(event) {
+  const row = element("tr");
+  row.dataset.agent = event.agent_name;
+  row.dataset.type = event.event_type;
+  const time = event.timestamp.slice(11, 23);
+  for (const value of [event.sequence, time, event.agent_name, event.event_type, event.content]) {
+    row.append(element("td", String(value)));
+  }
+  $("log").tBodies[0].append(row);
+  addFilterOption("filter-agent", event.agent_name);
+  addFilterOption("filter-type", event.event_type);
+  applyFilter(row);
+}
+
+function addFilterOption(selectId, value) {
+  const select = $(selectId);
+  if (![...select.options].some((option) => option.value === value)) select.append(new Option(value, value));
+}
+
+function applyFilter(row) {
+  const agent = $("filter-agent").value;
+  const type = $("filter-type").value;
+  row.hidden = Boolean((agent && row.dataset.agent !== agent) || (type && row.dataset.type !== type));
+}
+
+function showEvent(event) {
+  logEvent(event);
+  const agent = event.agent_name;
+  switch (event.event_type) {
+    case "start":
+      $("task-status").textContent = "running";
+      break;
+    case "agent_start":
+      setStage(agent, "working");
+      $("task-status").textContent = "running";
+      panel(agent).querySelector(".live").textContent = "";
+      break;
+    case "thought":
+      panel(agent).querySelector(".thoughts").append(element("p", event.content, "thought"));
+      break;
+    case "delta":
+      panel(agent).querySelector(".live").textContent += event.content;
+      break;
+    case "output":
+      panel(agent).querySelector(".live").textContent = event.content;
+      break;
+    case "step_end":
+      setStage(agent, "done");
+      $("progress-bar").style.width = `${(event.metadata.step / 4) * 100}%`;
+      break;
+    case "action":
+      if (agent === "System" && event.metadata.kind === "queued") {
+        $("task-status").textContent = `queued (position ${event.metadata.queue_position})`;
+      }
+      if (agent === "System" && event.metadata.kind === "resumed") $("confirmation").hidden = true;
+      break;
+    case "confirmation_required":
+      $("task-status").textContent = "awaiting confirmation";
+      $("confirmation-question").textContent = event.content;
+      $("feedback").value = "";
+      $("confirmation").hidden = false;
+      break;
+    default:
+      break;
+  }
+  if (TERMINAL.includes(event.event_type)) finish(event);
+}
+
+function finish(event) {
+  run.ended = true;
+  if (run.source) run.source.close();
+  $("connection").textContent = "closed";
+  $("cancel").hidden = true;
+  $("confirmation").hidden = true;
+  const status = { end: "completed", error: "failed", cancelled: "cancelled" }[event.event_type];
+  $("task-status").textContent = status;
+  $("terminal-message").textContent = event.content;
+  $("terminal-message").className = event.event_type === "end" ? "" : "error";
+  if (event.event_type === "end") $("progress-bar").style.width = "100%";
+  if (event.event_type !== "end") {
+    for (const [name] of AGENTS) {
+      const stage = document.querySelector(`#pipeline li[data-agent="${name}"]`);
+      if (stage.dataset.state === "working") setStage(name, "failed");
+    }
+  }
+  showDeliverables(run.taskId);
+}
+
+async function showDeliverables(taskId) {
+  try {
+    const result = await api(`/api/task/${encodeURIComponent(taskId)}/result?format=html`);
+    if (taskId !== run.taskId || !result.deliverables.length) return;
+    const container = $("deliverables");
+    container.textContent = "";
+    for (const deliverable of result.deliverables) {
+      const article = element("article");
+      article.dataset.agent = deliverable.agent_name;
+      article.append(element("p", `${deliverable.agent_name}: ${deliverable.title}`, "muted"));
+      const body = element("div");
+      body.innerHTML = deliverable.html; // rendered by the server with raw HTML escaped
+      article.append(body);
+      container.append(article);
+    }
+    $("download").href = `/api/task/${encodeURIComponent(taskId)}/result?format=markdown`;
+    $("deliverables-section").hidden = false;
+  } catch (error) {
+    $("terminal-message").textContent += `\nThe deliverables could not be loaded: ${error.message}`;
+  }
+}
+
+// --- the stream ----------------------------------------------------------------------------------
 function follow(taskId) {
-  if (source) source.close();
-  log.textContent = "";
-  document.getElementById("task-id").textContent = taskId;
-  source = new EventSource(`/api/stream/${encodeURIComponent(taskId)}`);
-  state.textContent = "connecting";
-  source.onopen = () => { state.textContent = "connected"; };
-  source.onmessage = (msg) => {
-    const event = JSON.parse(msg.data);
-    show(event);
-    if (["end", "error", "cancelled"].includes(event.event_type)) {
-      source.close();
-      state.textContent = "closed";
+  resetRun(taskId);
+  // EventSource reconnects by itself after a drop and sends Last-Event-ID, so the stream resumes
+  // after the last event received; the checks below make a duplicate or a gap impossible to miss.
+  const source = new EventSource(`/api/stream/${encodeURIComponent(taskId)}`);
+  run.source = source;
+  $("connection").textContent = "connecting";
+  source.onopen = () => {
+    $("connection").textContent = "connected";
+  };
+  source.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.sequence <= run.lastSequence) return; // already shown
+    if (event.sequence !== run.lastSequence + 1) {
+      $("gap-warning").textContent = `Events ${run.lastSequence + 1} to ${event.sequence - 1} were not received.`;
+      $("gap-warning").hidden = false;
+    }
+    run.lastSequence = event.sequence;
+    run.events.push(event);
+    showEvent(event);
+  };
+  source.onerror = () => {
+    if (run.ended) return;
+    if (source.readyState === EventSource.CLOSED) {
+      $("connection").textContent = "closed";
+      checkTask(taskId);
+    } else {
+      $("connection").textContent = "reconnecting";
     }
   };
-  source.onerror = () => { if (state.textContent !== "closed") state.textContent = "reconnecting"; };
+  loadRecent();
 }
 
-document.getElementById("task-form").addEventListener("submit", async (submit) => {
+async function checkTask(taskId) {
+  try {
+    const status = await api(`/api/task/${encodeURIComponent(taskId)}/status`);
+    $("task-status").textContent = status.status;
+  } catch (error) {
+    $("terminal-message").textContent = error.message;
+    $("terminal-message").className = "error";
+  }
+}
+
+// --- actions -------------------------------------------------------------------------------------
+async function submitTask(submit) {
   submit.preventDefault();
-  message.textContent = "";
-  const response = await fetch("/api/run_task", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({
-      user_requirement: document.getElementById("requirement").value,
-      skip_confirmation: true,
-      stream_tokens: document.getElementById("stream-tokens").checked,
-    }),
-  });
-  const body = await response.json();
-  if (!response.ok) {
-    message.textContent = describeError(response.status, body);
+  $("form-error").textContent = "";
+  $("submit").disabled = true;
+  try {
+    const task = await api("/api/run_task", {
+      method: "POST",
+      body: JSON.stringify({
+        user_requirement: $("requirement").value,
+        skip_confirmation: !$("confirm").checked,
+        stream_tokens: $("stream-tokens").checked,
+      }),
+    });
+    follow(task.task_id);
+  } catch (error) {
+    $("form-error").textContent = error.message;
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+async function control(path, body) {
+  try {
+    await api(`/api/task/${encodeURIComponent(run.taskId)}/${path}`, { method: "POST", body: JSON.stringify(body || {}) });
+  } catch (error) {
+    $("terminal-message").textContent = error.message;
+    $("terminal-message").className = "error";
+  }
+}
+
+async function loadRecent() {
+  try {
+    const page = await api("/api/tasks?limit=10");
+    const list = $("recent");
+    list.textContent = "";
+    for (const task of page.tasks) {
+      const item = element("li");
+      const open = element("button", `${task.requirement.slice(0, 80)}`);
+      open.type = "button";
+      open.addEventListener("click", () => follow(task.task_id));
+      item.append(open, element("span", ` ${task.status} · ${task.created_at.slice(0, 19).replace("T", " ")}`, "muted"));
+      list.append(item);
+    }
+  } catch (error) {
+    $("recent").textContent = error.message;
+  }
+}
+
+// --- wiring --------------------------------------------------------------------------------------
+let maxChars = 20000;
+
+function updateCounter() {
+  const length = $("requirement").value.trim().length;
+  $("counter").textContent = `${length} / ${maxChars} characters`;
+  $("counter").className = length > maxChars ? "error" : "muted";
+}
+
+$("task-form").addEventListener("submit", submitTask);
+$("requirement").addEventListener("input", updateCounter);
+$("cancel").addEventListener("click", () => control("cancel"));
+$("approve").addEventListener("click", () => control("confirm", { approved: true }));
+$("reject").addEventListener("click", () => {
+  if (!$("feedback").value.trim()) {
+    $("terminal-message").textContent = "Write what should change before rejecting the analysis.";
+    $("terminal-message").className = "error";
     return;
   }
-  follow(body.task_id);
+  $("terminal-message").textContent = "";
+  control("confirm", { approved: false, feedback: $("feedback").value });
 });
+$("refresh-tasks").addEventListener("click", loadRecent);
+for (const id of ["filter-agent", "filter-type"]) {
+  $(id).addEventListener("change", () => [...$("log").tBodies[0].rows].forEach(applyFilter));
+}
 
-fetch("/healthz").then((r) => r.json()).then((health) => {
+api("/healthz").then((health) => {
+  maxChars = health.max_requirement_chars;
+  updateCounter();
   const model = health.model;
-  document.getElementById("model-note").textContent =
-    `Model: ${model.provider} / ${model.model}` + (model.note ? ` (${model.note})` : "");
+  $("model-note").textContent = `Model: ${model.provider} / ${model.model}${model.note ? ` - ${model.note}` : ""}`;
 });
+loadRecent();

@@ -46,9 +46,11 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 class ServerProcess:
     """A uvicorn subprocess serving `app_path` on a free loopback port."""
 
-    def __init__(self, app_path: str, env: dict[str, str], workdir: Path, health_path: str) -> None:
+    def __init__(
+        self, app_path: str, env: dict[str, str], workdir: Path, health_path: str, port: int | None = None
+    ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         full_env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}", **env}
@@ -89,22 +91,24 @@ class ServerProcess:
         self._log.close()
 
 
-def _launch(workdir: Path, settings: dict[str, str]) -> ServerProcess:
+def _launch(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
     env = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", **settings}
-    return ServerProcess("main:app", env, workdir, "/healthz")
+    return ServerProcess("main:app", env, workdir, "/healthz", port)
 
 
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start the service with extra settings, `start_service(LLM_PROVIDER="local")`; stopped after the test.
 
+    `port=` restarts a service where a stopped one listened.
+
     Every service of one test runs in the same working directory, so a second one started after the
     first has stopped finds the first one's data (`./data`): that is a restart.
     """
     started: list[ServerProcess] = []
 
-    def start(**settings: str) -> ServerProcess:
-        started.append(_launch(tmp_path, settings))
+    def start(port: int | None = None, **settings: str) -> ServerProcess:
+        started.append(_launch(tmp_path, settings, port))
         return started[-1]
 
     yield start

@@ -1,0 +1,167 @@
+"""The test UI in a real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from conftest import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Chromium is missing: ./scripts/test installs Debian's chromium package"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_ui(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Open /test-ui of a service; at the end, assert the page logged no error and opened no dialog.
+
+    `expected` lists failed requests a test provokes on purpose (an HTTP error status, a connection
+    cut by a killed server): Chromium logs each failed request to the console, and those lines are
+    then expected. Any other console error fails the test.
+    """
+    problems: list[str] = []
+    pages: list[Page] = []
+
+    def open_page(service: ServerProcess, expected: tuple[str, ...] = ()) -> Page:
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error" and not any(text in message.text for text in expected):
+                problems.append(f"console: {message.text}")
+
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        page.goto(f"{service.base_url}/test-ui")
+        pages.append(page)
+        return page
+
+    yield open_page
+    for page in pages:
+        page.close()
+    assert problems == [], problems
+
+
+def submit(page: Page, requirement: str, *, confirm: bool = False, stream_tokens: bool = False) -> None:
+    page.fill("#requirement", requirement)
+    page.set_checked("#confirm", confirm)
+    page.set_checked("#stream-tokens", stream_tokens)
+    page.click("#submit")
+    expect(page.locator("#run-section")).to_be_visible()
+
+
+def logged_sequences(page: Page) -> list[int]:
+    return [int(text) for text in page.locator("#log tbody tr td:first-child").all_inner_texts()]
+
+
+def test_a_run_from_requirement_to_rendered_deliverables(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="5")
+    page = open_ui(service)
+    expect(page.locator("#model-note")).to_contain_text("fake")
+    page.fill("#requirement", "开发一个简单的待办事项应用")
+    expect(page.locator("#counter")).to_have_text("13 / 20000 characters")
+    submit(page, "开发一个简单的待办事项应用", stream_tokens=True)
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#connection")).to_have_text("closed")
+    for agent in ("ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"):
+        expect(page.locator(f'#pipeline li[data-agent="{agent}"]')).to_have_attribute("data-state", "done")
+    expect(page.locator("#deliverables article")).to_have_count(4)
+    expect(page.locator("#deliverables article h1").first).to_have_text("Requirements analysis")
+    expect(page.locator("#deliverables table").first).to_be_visible()
+    expect(page.locator("#download")).to_have_attribute("href", f"/api/task/{page.inner_text('#task-id')}/result?format=markdown")
+    sequences = logged_sequences(page)
+    assert sequences == list(range(1, len(sequences) + 1))
+    expect(page.locator("#gap-warning")).to_be_hidden()
+
+    page.select_option("#filter-type", "output")
+    expect(page.locator("#log tbody tr:visible")).to_have_count(4)
+    page.select_option("#filter-type", "")
+    page.click("#refresh-tasks")
+    expect(page.locator("#recent li").first).to_contain_text("开发一个简单的待办事项应用")
+    page.screenshot(path=str(tmp_path / "finished-run.png"), full_page=True)
+
+
+def test_cancel_and_confirmation_buttons(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="40")
+    page = open_ui(service)
+    submit(page, "Cancel me from the page")
+    expect(page.locator('#pipeline li[data-agent="ProductManager"]')).to_have_attribute("data-state", "working")
+    page.click("#cancel")
+    expect(page.locator("#task-status")).to_have_text("cancelled")
+    expect(page.locator("#terminal-message")).to_contain_text("cancelled")
+
+    submit(page, "Ask me first", confirm=True)
+    expect(page.locator("#confirmation")).to_be_visible()
+    page.click("#reject")
+    expect(page.locator("#terminal-message")).to_contain_text("Write what should change")
+    page.fill("#feedback", "Add a dark mode.")
+    page.click("#reject")
+    expect(page.locator("#confirmation")).to_be_hidden()
+    expect(page.locator("#confirmation")).to_be_visible()
+    expect(page.locator('#panels .panel[data-agent="ProductManager"] .live')).to_contain_text("Add a dark mode.")
+    page.click("#approve")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#deliverables article")).to_have_count(4)
+
+
+def test_api_errors_are_shown_in_words(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service(MAX_REQUIREMENT_CHARS="10")
+    page = open_ui(service, expected=("the server responded with a status of 422",))
+    page.fill("#requirement", "far more than ten characters")
+    expect(page.locator("#counter")).to_have_class("error")
+    page.click("#submit")
+    expect(page.locator("#form-error")).to_contain_text("the limit is 10 (MAX_REQUIREMENT_CHARS)")
+
+
+def test_hostile_text_is_shown_as_text(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service()
+    page = open_ui(service)
+    hostile = '<img src=x onerror=alert(1)> <script>alert(2)</script> [link](javascript:alert(3))'
+    submit(page, hostile)
+    expect(page.locator("#task-status")).to_have_text("completed")
+    analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
+    expect(analysis).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(analysis).to_contain_text("<script>alert(2)</script>")
+    assert page.locator("#deliverables img, #deliverables script, #deliverables a[href^=javascript]").count() == 0
+    expect(page.locator("#log tbody")).to_contain_text("<script>alert(2)</script>")
+
+
+def test_the_page_resumes_after_a_server_restart(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    first = start_service(FAKE_LLM_DELAY_MS="60")
+    page = open_ui(first, expected=("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED"))
+    submit(page, "Survive a restart")
+    expect(page.locator('#pipeline li[data-agent="ProductManager"]')).to_have_attribute("data-state", "working")
+    first.kill()
+    expect(page.locator("#connection")).to_have_text("reconnecting")
+    start_service(port=first.port, FAKE_LLM_DELAY_MS="60")
+    expect(page.locator("#task-status")).to_have_text("failed")
+    expect(page.locator("#terminal-message")).to_contain_text("The server restarted")
+    sequences = logged_sequences(page)
+    assert sequences == list(range(1, len(sequences) + 1)), "no duplicate and no gap across the restart"
+    expect(page.locator("#gap-warning")).to_be_hidden()
