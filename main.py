@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from auth import Caller
 from llm_providers import model_info
 from local_model import local_model_server
 from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
@@ -70,6 +71,14 @@ async def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_caller(request: Request, state: State) -> Caller:
+    """Who calls: 401 unless authentication is off or the request carries a valid API key."""
+    return state.keys.caller(request)
+
+
+CallerOf = Annotated[Caller, Depends(get_caller)]
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "No task with this id (never existed or purged)"}}
 
 
@@ -80,20 +89,24 @@ def _task_not_found(task_id: str) -> HTTPException:
     )
 
 
-async def _stored_task(state: ServiceState, task_id: str) -> TaskRecord:
+async def _stored_task(state: ServiceState, task_id: str, caller: Caller) -> TaskRecord:
     try:
         record = await asyncio.to_thread(state.store.task, task_id)
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
-    if record is None:
+    if record is None or not caller.may_see(record.owner):
         raise _task_not_found(task_id)
     return record
 
 
-async def get_record(task_id: str, state: State) -> TaskRecord:
-    """The task's record: live from memory while its stream is held there, else from the store."""
+async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord:
+    """The caller's task: live from memory while its stream is held there, else from the store."""
     stream = state.streams.get_stream(task_id)
-    return stream.record if stream is not None else await _stored_task(state, task_id)
+    if stream is None:
+        return await _stored_task(state, task_id, caller)
+    if not caller.may_see(stream.record.owner):
+        raise _task_not_found(task_id)
+    return stream.record
 
 
 async def resume_after(
@@ -123,8 +136,8 @@ async def resume_after(
     tags=["tasks"],
     summary="Start a task; answers at once, the agents run in the background",
 )
-async def run_task(body: RunTaskRequest, response: Response, state: State) -> RunTaskResponse:
-    request = TaskRequest(body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority)
+async def run_task(body: RunTaskRequest, response: Response, state: State, caller: CallerOf) -> RunTaskResponse:
+    request = TaskRequest(body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner)
     try:
         record, waits = await state.runner.start(request)
     except ServiceStopping as exc:
@@ -141,6 +154,7 @@ async def run_task(body: RunTaskRequest, response: Response, state: State) -> Ru
         message="Task queued: every worker is busy" if waits else "Task started",
         stream_url=f"/api/stream/{record.task_id}",
         status_url=status_url,
+        stream_token=caller.token_for(record.task_id),
     )
 
 
@@ -151,12 +165,19 @@ async def run_task(body: RunTaskRequest, response: Response, state: State) -> Ru
     summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
     responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND},
 )
-async def stream_task(task_id: str, cursor: Annotated[int, Depends(resume_after)], state: State) -> EventSourceResponse:
+async def stream_task(
+    task_id: str,
+    request: Request,
+    cursor: Annotated[int, Depends(resume_after)],
+    state: State,
+    token: Annotated[str | None, Query(description="the task's stream_token, when authentication is on")] = None,
+) -> EventSourceResponse:
+    caller = state.keys.stream_caller(request, task_id, token)
+    await get_record(task_id, state, caller)
     stream = state.streams.get_stream(task_id)
     if stream is not None:
         frames = stream.frames_after(cursor)
     else:
-        await _stored_task(state, task_id)
         frames = state.streams.stored_frames(task_id, cursor)
     return EventSourceResponse(
         frames,
@@ -179,10 +200,10 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state:
     responses=NOT_FOUND,
     summary="Cancel a task; idempotent (a task that has ended is left as it is)",
 )
-async def cancel_task(task_id: str, state: State) -> TaskStatusResponse:
-    await get_record(task_id, state)
+async def cancel_task(task_id: str, state: State, caller: CallerOf) -> TaskStatusResponse:
+    await get_record(task_id, state, caller)
     state.runner.cancel(task_id)
-    return await _status_once_stored(task_id, state)
+    return await _status_once_stored(task_id, state, caller)
 
 
 @app.post(
@@ -193,22 +214,22 @@ async def cancel_task(task_id: str, state: State) -> TaskStatusResponse:
     responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The task is not waiting for a confirmation"}},
     summary="Approve the requirements analysis, or reject it with feedback to have it revised",
 )
-async def confirm_task(task_id: str, body: ConfirmRequest, state: State) -> TaskStatusResponse:
-    record = await get_record(task_id, state)
+async def confirm_task(task_id: str, body: ConfirmRequest, state: State, caller: CallerOf) -> TaskStatusResponse:
+    record = await get_record(task_id, state, caller)
     try:
         state.runner.confirm(task_id, body.approved, body.feedback)
     except NotAwaitingConfirmation as exc:
         raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
-    return await _status_once_stored(task_id, state)
+    return await _status_once_stored(task_id, state, caller)
 
 
-async def _status_once_stored(task_id: str, state: ServiceState) -> TaskStatusResponse:
+async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller) -> TaskStatusResponse:
     """The task's status after what a control request published is stored (bounded wait)."""
     stream = state.streams.get_stream(task_id)
     if stream is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
-    return TaskStatusResponse.of(await get_record(task_id, state), state.runner.queue_position(task_id))
+    return TaskStatusResponse.of(await get_record(task_id, state, caller), state.runner.queue_position(task_id))
 
 
 @app.get(
@@ -224,12 +245,13 @@ async def _status_once_stored(task_id: str, state: ServiceState) -> TaskStatusRe
 async def task_result(
     task_id: str,
     state: State,
+    caller: CallerOf,
     format: Annotated[
         Literal["json", "markdown", "html"],
         Query(description="json (default); markdown: one .md document; html: json with each deliverable as safe HTML"),
     ] = "json",
 ) -> Response | TaskResultResponse:
-    record = await _stored_task(state, task_id)
+    record = await _stored_task(state, task_id, caller)
     if not record.finished:
         raise HTTPException(
             status_code=409,
@@ -257,7 +279,7 @@ def render_markdown(result: TaskResultResponse, requirement: str) -> str:
 
 
 @app.get("/api/streams", response_model=StreamsResponse, tags=["streams"])
-async def list_streams(state: State) -> StreamsResponse:
+async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
     return StreamsResponse(
         streams=[
             StreamSummary(
@@ -268,6 +290,7 @@ async def list_streams(state: State) -> StreamsResponse:
                 created_at=stream.created_at,
             )
             for stream in state.streams.streams()
+            if caller.may_see(stream.record.owner)
         ]
     )
 
@@ -275,11 +298,12 @@ async def list_streams(state: State) -> StreamsResponse:
 @app.get("/api/tasks", response_model=TasksResponse, tags=["tasks"])
 async def list_tasks(
     state: State,
+    caller: CallerOf,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> TasksResponse:
     try:
-        records, total = await asyncio.to_thread(state.store.tasks, limit, offset)
+        records, total = await asyncio.to_thread(state.store.tasks, limit, offset, caller.owner)
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     return TasksResponse(
@@ -290,6 +314,7 @@ async def list_tasks(
                 requirement=r.requirement[:200],
                 created_at=r.created_at,
                 finished_at=r.finished_at,
+                stream_token=caller.token_for(r.task_id),
             )
             for r in records
         ],

@@ -66,6 +66,9 @@ class RunTaskResponse(BaseModel):
     message: str
     stream_url: str
     status_url: str
+    stream_token: str | None = Field(
+        default=None, description="with authentication on: opens this task's stream as `?token=` (for EventSource)"
+    )
 
 
 class TaskStatusResponse(BaseModel):
@@ -147,6 +150,7 @@ class TaskSummary(BaseModel):
     requirement: str = Field(description="the first 200 characters of the requirement")
     created_at: str
     finished_at: str | None
+    stream_token: str | None = Field(default=None, description="with authentication on: `?token=` for its stream")
 
 
 class TasksResponse(BaseModel):

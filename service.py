@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from auth import ApiKeys
 from local_model import local_model_server
 from settings import Settings, get_settings
 from stream_manager import StreamLimits, StreamManager
@@ -43,6 +44,7 @@ class ServiceState:
             settings.stream_retention_seconds,
         )
         self.runner = TaskRunner(settings, self.streams)
+        self.keys = ApiKeys(settings)
         self.model_error: str | None = None
 
 

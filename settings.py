@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     task_retention_days: float = Field(default=7.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- access ---------------------------------------------------------------------------------
+    api_keys: SecretStr | None = None
+
     # --- server -------------------------------------------------------------------------------
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -53,6 +53,7 @@ class TaskRecord:
     stream_tokens: bool
     priority: int
     model: dict[str, Any]
+    owner: str | None = None
     status: TaskStatus = TaskStatus.QUEUED
     current_agent: str | None = None
     completed_steps: int = 0

@@ -118,6 +118,7 @@ class TaskRequest:
     skip_confirmation: bool
     stream_tokens: bool
     priority: int
+    owner: str | None = None
 
 
 @dataclass
@@ -193,6 +194,7 @@ class TaskRunner:
             stream_tokens=request.stream_tokens,
             priority=request.priority,
             model=self._model.public(),
+            owner=request.owner,
         )
         task = LiveTask(await self._streams.create_stream(record))
         self._live[record.task_id] = task

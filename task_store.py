@@ -34,8 +34,8 @@ class TaskStore(Protocol):
     def task(self, task_id: str) -> TaskRecord | None:
         """A task with its deliverables, or None."""
 
-    def tasks(self, limit: int, offset: int) -> tuple[list[TaskRecord], int]:
-        """Tasks newest first (without deliverables), and how many there are."""
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        """Tasks newest first (without deliverables), and how many there are; only `owner`'s unless None."""
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_at TEXT,
     finished_at TEXT,
     error TEXT,
-    summary TEXT
+    summary TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks (created_at);
 CREATE INDEX IF NOT EXISTS tasks_by_finish ON tasks (finished_at);
@@ -92,6 +93,7 @@ CREATE TABLE IF NOT EXISTS deliverables (
 _TASK_COLUMNS = (
     "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
     "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
+    "owner",
 )
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
@@ -125,6 +127,7 @@ class SqliteTaskStore:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect(busy_timeout_seconds)
             self._writer.executescript(_SCHEMA)
+            self._add_missing_columns()
             self._reader = self._connect(busy_timeout_seconds)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -141,6 +144,12 @@ class SqliteTaskStore:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=OFF")
         return connection
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an earlier version up to date (columns added since)."""
+        present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
+        if "owner" not in present:
+            self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[None]:
@@ -202,9 +211,10 @@ class SqliteTaskStore:
         ]
         return _record(rows[0], deliverables)
 
-    def tasks(self, limit: int, offset: int) -> tuple[list[TaskRecord], int]:
-        rows = self._read("SELECT * FROM tasks ORDER BY created_at DESC LIMIT ? OFFSET ?", (limit, offset))
-        total = self._read("SELECT COUNT(*) AS n FROM tasks")[0]["n"]
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        mine = "WHERE owner IS ?" if owner is not None else "WHERE ? IS NULL"
+        rows = self._read(f"SELECT * FROM tasks {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
+        total = self._read(f"SELECT COUNT(*) AS n FROM tasks {mine}", (owner,))[0]["n"]
         return [_record(row) for row in rows], int(total)
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
@@ -256,9 +266,10 @@ class MemoryTaskStore:
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def tasks(self, limit: int, offset: int) -> tuple[list[TaskRecord], int]:
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         with self._lock:
-            newest = sorted(self._tasks.values(), key=lambda record: record.created_at, reverse=True)
+            visible = [record for record in self._tasks.values() if owner is None or record.owner == owner]
+            newest = sorted(visible, key=lambda record: record.created_at, reverse=True)
         return newest[offset : offset + limit], len(newest)
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:

@@ -12,6 +12,8 @@ const AGENTS = [
 const TERMINAL = ["end", "error", "cancelled"];
 const $ = (id) => document.getElementById(id);
 
+let apiKey = sessionStorage.getItem("apiKey");
+
 const run = {
   taskId: null,
   source: null,
@@ -32,11 +34,14 @@ function describeError(response, body) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {
-    ...options,
-    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
-  });
+  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => null);
+  if (response.status === 401) {
+    $("auth").hidden = false;
+    throw new Error("This service needs an API key: enter it above, then try again.");
+  }
   if (!response.ok) throw new Error(describeError(response, body));
   return body;
 }
@@ -200,11 +205,12 @@ async function showDeliverables(taskId) {
 }
 
 // --- the stream ----------------------------------------------------------------------------------
-function follow(taskId) {
+function follow(taskId, streamToken) {
   resetRun(taskId);
   // EventSource reconnects by itself after a drop and sends Last-Event-ID, so the stream resumes
   // after the last event received; the checks below make a duplicate or a gap impossible to miss.
-  const source = new EventSource(`/api/stream/${encodeURIComponent(taskId)}`);
+  const query = streamToken ? `?token=${encodeURIComponent(streamToken)}` : "";
+  const source = new EventSource(`/api/stream/${encodeURIComponent(taskId)}${query}`);
   run.source = source;
   $("connection").textContent = "connecting";
   source.onopen = () => {
@@ -257,7 +263,7 @@ async function submitTask(submit) {
         stream_tokens: $("stream-tokens").checked,
       }),
     });
-    follow(task.task_id);
+    follow(task.task_id, task.stream_token);
   } catch (error) {
     $("form-error").textContent = error.message;
   } finally {
@@ -283,7 +289,7 @@ async function loadRecent() {
       const item = element("li");
       const open = element("button", `${task.requirement.slice(0, 80)}`);
       open.type = "button";
-      open.addEventListener("click", () => follow(task.task_id));
+      open.addEventListener("click", () => follow(task.task_id, task.stream_token));
       item.append(open, element("span", ` ${task.status} · ${task.created_at.slice(0, 19).replace("T", " ")}`, "muted"));
       list.append(item);
     }
@@ -302,6 +308,14 @@ function updateCounter() {
 }
 
 $("task-form").addEventListener("submit", submitTask);
+$("auth-form").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  apiKey = $("api-key").value.trim();
+  sessionStorage.setItem("apiKey", apiKey);
+  $("api-key").value = "";
+  $("auth").hidden = true;
+  loadRecent();
+});
 $("requirement").addEventListener("input", updateCounter);
 $("cancel").addEventListener("click", () => control("cancel"));
 $("approve").addEventListener("click", () => control("confirm", { approved: true }));

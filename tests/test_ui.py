@@ -165,3 +165,21 @@ def test_the_page_resumes_after_a_server_restart(
     sequences = logged_sequences(page)
     assert sequences == list(range(1, len(sequences) + 1)), "no duplicate and no gap across the restart"
     expect(page.locator("#gap-warning")).to_be_hidden()
+
+
+def test_the_page_asks_for_the_key_once_per_tab(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service(API_KEYS="ui-key-2468")
+    page = open_ui(service, expected=("the server responded with a status of 401",))
+    expect(page.locator("#auth")).to_be_visible()
+    page.fill("#requirement", "Needs a key")
+    page.click("#submit")
+    expect(page.locator("#form-error")).to_contain_text("needs an API key")
+    page.fill("#api-key", "ui-key-2468")
+    page.click("#auth-form button")
+    expect(page.locator("#auth")).to_be_hidden()
+    submit(page, "Needs a key")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    assert page.evaluate("sessionStorage.getItem('apiKey')") == "ui-key-2468"
+    assert page.evaluate("localStorage.length") == 0, "the key is kept for the tab's session only"
