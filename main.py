@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from access_control import SecurityHeaders, audit, client_of
 from auth import Caller
 from llm_providers import model_info
 from local_model import local_model_server
@@ -56,7 +59,17 @@ app = FastAPI(
     version=VERSION,
     summary="Four LLM agents turn a requirement into an analysis, a test plan, a design and a review, streamed live.",
     lifespan=lifespan,
+    max_body_size=get_settings().max_body_bytes,
 )
+app.add_middleware(SecurityHeaders)
+if get_settings().cors_origin_list():
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=get_settings().cors_origin_list(),
+        allow_credentials=False,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+    )
 app.add_exception_handler(RequestValidationError, request_validation_handler)
 install_event_schema(app)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -136,16 +149,22 @@ async def resume_after(
     tags=["tasks"],
     summary="Start a task; answers at once, the agents run in the background",
 )
-async def run_task(body: RunTaskRequest, response: Response, state: State, caller: CallerOf) -> RunTaskResponse:
-    request = TaskRequest(body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner)
+async def run_task(
+    body: RunTaskRequest, request: Request, response: Response, state: State, caller: CallerOf
+) -> RunTaskResponse:
+    state.rate_limit.check(client_of(request, caller))
+    task_request = TaskRequest(
+        body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner
+    )
     try:
-        record, waits = await state.runner.start(request)
+        record, waits = await state.runner.start(task_request)
     except ServiceStopping as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
     except QueueFull as exc:
         raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}) from exc
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
+    audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
     status_url = f"/api/task/{record.task_id}/status"
     response.headers["Location"] = status_url
     return RunTaskResponse(
@@ -175,12 +194,17 @@ async def stream_task(
     caller = state.keys.stream_caller(request, task_id, token)
     await get_record(task_id, state, caller)
     stream = state.streams.get_stream(task_id)
-    if stream is not None:
-        frames = stream.frames_after(cursor)
-    else:
-        frames = state.streams.stored_frames(task_id, cursor)
+    frames = stream.frames_after(cursor) if stream is not None else state.streams.stored_frames(task_id, cursor)
+    client = client_of(request, caller)
+    state.stream_slots.take(client)
+
+    async def counted_frames() -> AsyncIterator[bytes]:
+        with state.stream_slots.held(client):
+            async for frame in frames:
+                yield frame
+
     return EventSourceResponse(
-        frames,
+        counted_frames(),
         ping=state.settings.heartbeat_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -200,9 +224,10 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state:
     responses=NOT_FOUND,
     summary="Cancel a task; idempotent (a task that has ended is left as it is)",
 )
-async def cancel_task(task_id: str, state: State, caller: CallerOf) -> TaskStatusResponse:
+async def cancel_task(task_id: str, request: Request, state: State, caller: CallerOf) -> TaskStatusResponse:
     await get_record(task_id, state, caller)
-    state.runner.cancel(task_id)
+    if state.runner.cancel(task_id):
+        audit("task.cancelled", request, caller, task_id)
     return await _status_once_stored(task_id, state, caller)
 
 
@@ -214,12 +239,15 @@ async def cancel_task(task_id: str, state: State, caller: CallerOf) -> TaskStatu
     responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The task is not waiting for a confirmation"}},
     summary="Approve the requirements analysis, or reject it with feedback to have it revised",
 )
-async def confirm_task(task_id: str, body: ConfirmRequest, state: State, caller: CallerOf) -> TaskStatusResponse:
+async def confirm_task(
+    task_id: str, body: ConfirmRequest, request: Request, state: State, caller: CallerOf
+) -> TaskStatusResponse:
     record = await get_record(task_id, state, caller)
     try:
         state.runner.confirm(task_id, body.approved, body.feedback)
     except NotAwaitingConfirmation as exc:
         raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
+    audit("task.approved" if body.approved else "task.rejected", request, caller, task_id)
     return await _status_once_stored(task_id, state, caller)
 
 

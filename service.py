@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from access_control import StreamSlots, TaskRateLimit
 from auth import ApiKeys
 from local_model import local_model_server
 from settings import Settings, get_settings
@@ -45,6 +46,8 @@ class ServiceState:
         )
         self.runner = TaskRunner(settings, self.streams)
         self.keys = ApiKeys(settings)
+        self.rate_limit = TaskRateLimit(settings.rate_limit)
+        self.stream_slots = StreamSlots(settings.max_streams_per_client)
         self.model_error: str | None = None
 
 

@@ -10,7 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from limits import parse as parse_rate
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["auto", "dashscope", "openai", "local", "fake"]
@@ -70,6 +71,22 @@ class Settings(BaseSettings):
 
     # --- access ---------------------------------------------------------------------------------
     api_keys: SecretStr | None = None
+    cors_origins: str = ""
+    rate_limit: str = "10/minute"
+    max_streams_per_client: int = Field(default=20, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise ValueError(f"RATE_LIMIT must look like '10/minute' or '100/hour': {exc}") from exc
+        return value
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     # --- server -------------------------------------------------------------------------------
     host: str = "0.0.0.0"

@@ -66,6 +66,7 @@ def main() -> None:
     env = {
         **os.environ, "LLM_PROVIDER": "fake", "FAKE_LLM_DELAY_MS": str(args.chunk_delay_ms),
         "MAX_CONCURRENT_TASKS": "1", "LOG_LEVEL": "warning", "PYTHONPATH": str(PROJECT_ROOT),
+        "RATE_LIMIT": "100000/minute",
     }
     with tempfile.TemporaryDirectory() as workdir:
         server = subprocess.Popen(

@@ -12,7 +12,8 @@ runs=${3:-3}
 load_client=../shared/bench/load.py
 source scripts/setup-env.sh requirements.txt
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-LLM_PROVIDER=fake LOG_LEVEL=warning python -m uvicorn main:app --host 127.0.0.1 --port "$port" --no-access-log &
+LLM_PROVIDER=fake LOG_LEVEL=warning RATE_LIMIT=${RATE_LIMIT:-100000/minute} \
+  MAX_STREAMS_PER_CLIENT=${MAX_STREAMS_PER_CLIENT:-100000} python -m uvicorn main:app --host 127.0.0.1 --port "$port" --no-access-log &
 server=$!
 report_file=$(mktemp)
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; rm -f "$report_file"' EXIT

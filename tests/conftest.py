@@ -91,8 +91,12 @@ class ServerProcess:
         self._log.close()
 
 
+# Tests start many tasks and streams from one address; the abuse limits are tested on their own.
+_TEST_DEFAULTS = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", "RATE_LIMIT": "100000/minute", "MAX_STREAMS_PER_CLIENT": "100000"}
+
+
 def _launch(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
-    env = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", **settings}
+    env = {**_TEST_DEFAULTS, **settings}
     return ServerProcess("main:app", env, workdir, "/healthz", port)
 
 
@@ -121,7 +125,7 @@ def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """The scripted model at full speed, requirements up to 400,000 characters, one delta per model chunk."""
     server = _launch(
         tmp_path_factory.mktemp("fake"),
-        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000", "DELTA_INTERVAL_MS": "0"},
+        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000", "MAX_BODY_BYTES": "2000000", "DELTA_INTERVAL_MS": "0"},
     )
     yield server
     server.stop()
