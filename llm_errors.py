@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import openai
 
 from local_model import LocalModelUnavailable
@@ -106,6 +107,13 @@ def describe_failure(exc: BaseException, settings: Settings, endpoint: str) -> T
             )
         if isinstance(cause, openai.APIStatusError):
             return _describe_status(cause, settings, endpoint)
+        if isinstance(cause, httpx.TransportError):
+            return TaskFailure(
+                "llm_connection_lost",
+                f"The connection to the model provider at {endpoint} broke while it was answering. The provider may "
+                "have restarted or a proxy cut the stream: submit the task again; if it keeps happening, check the "
+                "endpoint and any proxy between it and this service.",
+            )
         if isinstance(cause, LocalModelUnavailable):
             return TaskFailure("local_model_unavailable", str(cause))
         if isinstance(cause, StreamLimitExceeded):

@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from access_control import SecurityHeaders, audit, client_of
 from auth import Caller
@@ -44,7 +45,7 @@ from settings import get_settings
 from task_records import TaskRecord
 from task_runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
 from task_store import StoreUnavailable
-from validation_errors import request_validation_handler
+from validation_errors import http_error_handler, request_validation_handler
 
 VERSION = "0.1.0"
 CONTROL_WAIT_SECONDS = 5.0
@@ -71,6 +72,7 @@ if get_settings().cors_origin_list():
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
     )
 app.add_exception_handler(RequestValidationError, request_validation_handler)
+app.add_exception_handler(StarletteHTTPException, http_error_handler)
 install_event_schema(app)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

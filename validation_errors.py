@@ -12,7 +12,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 _EXAMPLE_BODY = '{"user_requirement": "...", "skip_confirmation": true}'
 
@@ -49,6 +52,21 @@ def readable_error(error: dict[str, Any]) -> dict[str, Any]:
         if kind != "value_error":
             message = f"{_field_name(loc)}: {message}"
     return {"loc": list(loc), "msg": message, "type": kind}
+
+
+# FastAPI answers 400 with this text when the body cannot be parsed at all (JSON nested too deeply for
+# the parser, for one); to clients that is a body that is not usable JSON, which the API answers with 422.
+FASTAPI_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's own handler, except for an unparsable body, which gets the readable 422."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE_BODY:
+        error = {"loc": ["body"], "msg": "The request body could not be parsed as JSON (nested too deeply?). Send "
+                 "a flat JSON object such as " + _EXAMPLE_BODY + ".", "type": "json_invalid"}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)
 
 
 async def request_validation_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,7 @@
 Its behaviour is chosen by the first path segment of the base URL a test configures, so one server
 covers every case: `/ok/v1` answers (streaming or not), `/status/<code>/v1` fails with that HTTP
 status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts),
-`/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
+`/dies/v1` drops the connection in the middle of its answer, `/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
 0.2`) and then answers, and `/slow/v1` streams one word every 50 ms. Every request it receives (path,
 Authorization header, JSON body) is kept, newest last, at `GET /requests`.
 """
@@ -69,6 +69,18 @@ async def ok(request: Request) -> Any:
 @app.post("/slow/v1/chat/completions")
 async def slow(request: Request) -> Any:
     return await answer(await record(request), pause_seconds=0.05)
+
+
+@app.post("/dies/v1/chat/completions")
+async def dies(request: Request) -> StreamingResponse:
+    """Starts streaming an answer, then drops the connection mid-body, as a crashing server would."""
+    body = await record(request)
+
+    async def chunks() -> Any:
+        yield _chunk("chatcmpl-stub", body.get("model", "stub"), {"role": "assistant", "content": "Partial"}, None)
+        raise ConnectionAbortedError("the stub model server dies mid-stream")
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 @app.post("/flaky/{label}/{failures}/{code}/v1/chat/completions")
