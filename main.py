@@ -49,6 +49,7 @@ from validation_errors import http_error_handler, request_validation_handler
 
 VERSION = "0.1.0"
 CONTROL_WAIT_SECONDS = 5.0
+LAST_POSSIBLE_SEQUENCE = 2**62
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("multi_agent_service")
@@ -126,21 +127,15 @@ async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord
 
 async def resume_after(
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", description="resume after this sequence")
-    ] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, description="resume after this sequence")] = None,
+        str, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$", description="resume after this sequence (digits)")
+    ] = "",
+    last_event_id: Annotated[int, Query(ge=0, description="resume after this sequence")] = 0,
 ) -> int:
-    """The sequence to resume after: the later of the Last-Event-ID header and `?last_event_id=`."""
-    candidates = [last_event_id or 0]
-    if last_event_id_header is not None and last_event_id_header.strip():
-        value = last_event_id_header.strip()
-        if not value.isdigit():
-            raise HTTPException(
-                status_code=422,
-                detail=f"Last-Event-ID must be a non-negative event sequence number, got {value[:40]!r}.",
-            )
-        candidates.append(int(value))
-    return max(candidates)
+    """The sequence to resume after: the later of the Last-Event-ID header and `?last_event_id=`.
+
+    Capped below SQLite's integer range: any larger position means "after everything" all the same.
+    """
+    return min(max(last_event_id, int(last_event_id_header or 0)), LAST_POSSIBLE_SEQUENCE)
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -191,9 +186,9 @@ async def stream_task(
     request: Request,
     cursor: Annotated[int, Depends(resume_after)],
     state: State,
-    token: Annotated[str | None, Query(description="the task's stream_token, when authentication is on")] = None,
+    token: Annotated[str, Query(description="the task's stream_token, when authentication is on")] = "",
 ) -> EventSourceResponse:
-    caller = state.keys.stream_caller(request, task_id, token)
+    caller = state.keys.stream_caller(request, task_id, token or None)
     await get_record(task_id, state, caller)
     stream = state.streams.get_stream(task_id)
     frames = stream.frames_after(cursor) if stream is not None else state.streams.stored_frames(task_id, cursor)
@@ -330,7 +325,7 @@ async def list_tasks(
     state: State,
     caller: CallerOf,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=LAST_POSSIBLE_SEQUENCE)] = 0,
 ) -> TasksResponse:
     try:
         records, total = await asyncio.to_thread(state.store.tasks, limit, offset, caller.owner)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
 from markdown_render import render_markdown
 from settings import get_settings
@@ -21,14 +21,28 @@ class RunTaskRequest(BaseModel):
         },
     )
 
-    user_requirement: StrictStr = Field(description="The software requirement, in any language. Trimmed.")
+    user_requirement: StrictStr = Field(
+        description="The software requirement, in any language. Trimmed; at least one visible character, no NUL.",
+        max_length=get_settings().max_requirement_chars,
+        pattern=r"^[^\x00]*\S[^\x00]*$",
+    )
     skip_confirmation: StrictBool = Field(
         default=True, description="false = pause for a human after the requirements analysis"
     )
     stream_tokens: StrictBool = Field(default=False, description="true = the stream also carries `delta` events")
-    priority: Annotated[StrictInt, Field(ge=0, le=9)] = Field(
+    priority: Annotated[int, Field(ge=0, le=9)] = Field(
         default=0, description="0-9; higher starts first when tasks wait for a worker slot"
     )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        """JSON numbers only: 2 and 2.0 (the same number in JSON), not "2" or true."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("priority must be a whole number from 0 to 9")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @field_validator("user_requirement")
     @classmethod
@@ -47,8 +61,6 @@ class RunTaskRequest(BaseModel):
 class ConfirmRequest(BaseModel):
     """A decision on the requirements analysis of a task that waits for one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"approved": False, "feedback": "Add offline use."}]})
-
     approved: StrictBool = Field(description="true continues the task; false has the analysis revised")
     feedback: StrictStr = Field(default="", max_length=5000, description="what to change (required when approved is false)")
 
@@ -58,6 +70,15 @@ class ConfirmRequest(BaseModel):
         if not self.approved and not self.feedback:
             raise ValueError("feedback must say what to change when approved is false")
         return self
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"approved": False, "feedback": "Add offline use."}],
+            "if": {"properties": {"approved": {"const": False}}},
+            "then": {"required": ["feedback"], "properties": {"feedback": {"pattern": "\\S"}}},
+        },
+    )
 
 
 class RunTaskResponse(BaseModel):

@@ -31,6 +31,8 @@ _MESSAGES = {
     "bool_type": "The field {field} must be true or false.",
     "int_type": "The field {field} must be a whole number.",
     "extra_forbidden": "Unknown field {field}: remove it (see /docs for the accepted fields).",
+    "string_too_long": "The field {field} is too long: at most {max_length} characters.",
+    "string_pattern_mismatch": "The field {field} must contain visible text and no NUL characters.",
 }
 
 
@@ -46,7 +48,15 @@ def readable_error(error: dict[str, Any]) -> dict[str, Any]:
     template = _EMPTY_BODY if loc == ("body",) and kind == "missing" else _MESSAGES.get(kind)
     ctx = error.get("ctx") or {}
     if template is not None:
-        message = template.replace("{field}", _field_name(loc)).replace("{error}", str(ctx.get("error", "parse error")))
+        message = (
+            template.replace("{field}", _field_name(loc))
+            .replace("{error}", str(ctx.get("error", "parse error")))
+            .replace("{max_length}", str(ctx.get("max_length", "")))
+        )
+        if loc[-1:] == ("user_requirement",) and kind == "string_too_long":
+            message += " The limit is MAX_REQUIREMENT_CHARS."
+        if loc[:1] == ("header",) and kind == "string_pattern_mismatch":
+            message = f"The header {_field_name(loc)} must be an event sequence number (digits only)."
     else:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind != "value_error":

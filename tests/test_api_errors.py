@@ -15,10 +15,10 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"user_requirement": ""}, "must not be empty"),
-        ({"user_requirement": "   \n\t "}, "must not be empty"),
-        ({"user_requirement": "x" * 20001}, "the limit is 20000 (MAX_REQUIREMENT_CHARS)"),
-        ({"user_requirement": "ok\x00"}, "NUL"),
+        ({"user_requirement": ""}, "must contain visible text"),
+        ({"user_requirement": "   \n\t "}, "must contain visible text"),
+        ({"user_requirement": "x" * 20001}, "at most 20000 characters. The limit is MAX_REQUIREMENT_CHARS."),
+        ({"user_requirement": "ok\x00"}, "no NUL characters"),
         ({}, "The field user_requirement is required"),
         ({"user_requirement": 42}, "The field user_requirement must be a string"),
         ({"user_requirement": ["a"]}, "The field user_requirement must be a string"),
@@ -26,6 +26,7 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
         ({"user_requirement": "ok", "stream_tokens": 1}, "stream_tokens must be true or false"),
         ({"user_requirement": "ok", "priority": 10}, "priority"),
         ({"user_requirement": "ok", "priority": "1"}, "priority must be a whole number"),
+        ({"user_requirement": "ok", "priority": 1.5}, "priority"),
         ({"user_requirement": "ok", "unexpected": 1}, "Unknown field unexpected"),
         (["user_requirement"], "must be a JSON object"),
     ],

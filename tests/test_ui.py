@@ -132,7 +132,7 @@ def test_api_errors_are_shown_in_words(
     page.fill("#requirement", "far more than ten characters")
     expect(page.locator("#counter")).to_have_class("error")
     page.click("#submit")
-    expect(page.locator("#form-error")).to_contain_text("the limit is 10 (MAX_REQUIREMENT_CHARS)")
+    expect(page.locator("#form-error")).to_contain_text("at most 10 characters. The limit is MAX_REQUIREMENT_CHARS.")
 
 
 def test_hostile_text_is_shown_as_text(
