@@ -18,7 +18,7 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
         ({"user_requirement": ""}, "must contain visible text"),
         ({"user_requirement": "   \n\t "}, "must contain visible text"),
         ({"user_requirement": "x" * 20001}, "at most 20000 characters. The limit is MAX_REQUIREMENT_CHARS."),
-        ({"user_requirement": "ok\x00"}, "no NUL characters"),
+        ({"user_requirement": "ok\x00"}, "NUL characters"),
         ({}, "The field user_requirement is required"),
         ({"user_requirement": 42}, "The field user_requirement must be a string"),
         ({"user_requirement": ["a"]}, "The field user_requirement must be a string"),
