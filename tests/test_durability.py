@@ -104,14 +104,20 @@ def test_many_tasks_writing_at_once_store_every_event_once_in_order(
         assert [payload for _, payload in stored] == events, "stored exactly as delivered"
 
 
-def test_sigterm_lets_running_tasks_finish_within_the_grace_period(
-    start_service: Callable[..., ServerProcess],
-) -> None:
-    service = start_service(FAKE_LLM_DELAY_MS="10", SHUTDOWN_GRACE_SECONDS="60")
+def sigterm_while_streaming(service: ServerProcess) -> tuple[str, Callable[[], list[dict[str, Any]]]]:
+    """Start a task, follow its stream, and send SIGTERM once it has begun; returns its id and events."""
     task_id = start_task(service.base_url)
     streamed = follow_in_background(service.base_url, task_id)
     read_first(service.base_url, task_id, 2)
     service.process.send_signal(signal.SIGTERM)
+    return task_id, streamed
+
+
+def test_sigterm_lets_running_tasks_finish_within_the_grace_period(
+    start_service: Callable[..., ServerProcess],
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="10", SHUTDOWN_GRACE_SECONDS="60")
+    task_id, streamed = sigterm_while_streaming(service)
     wait_until(
         lambda: httpx.get(f"{service.base_url}/readyz").json()["checks"].get("tasks") == "shutting down",
         10,
@@ -132,10 +138,7 @@ def test_sigterm_past_the_grace_period_ends_tasks_and_closes_streams(
     start_service: Callable[..., ServerProcess],
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="200", SHUTDOWN_GRACE_SECONDS="0.5")
-    task_id = start_task(service.base_url)
-    streamed = follow_in_background(service.base_url, task_id)
-    read_first(service.base_url, task_id, 3)
-    service.process.send_signal(signal.SIGTERM)
+    task_id, streamed = sigterm_while_streaming(service)
     service.process.wait(timeout=60)
     events = streamed()
     assert events[-1]["event_type"] == "error" and SHUTDOWN_ERROR in events[-1]["content"]
