@@ -25,6 +25,7 @@ from auth import ApiKeys
 from local_model import local_model_server
 from settings import Settings, get_settings
 from stream_manager import StreamLimits, StreamManager
+from task_events import iso_utc
 from task_runner import TaskRunner, fail_interrupted_tasks
 from task_store import MemoryTaskStore, SqliteTaskStore, StoreUnavailable, TaskStore
 
@@ -115,9 +116,7 @@ async def _retention(state: ServiceState) -> None:
             logger.info("released %d finished streams from memory", len(expired))
         cutoff = datetime.now(timezone.utc) - timedelta(days=settings.task_retention_days)
         try:
-            purged = await asyncio.to_thread(
-                state.store.purge_finished_before, cutoff.isoformat(timespec="microseconds").replace("+00:00", "Z")
-            )
+            purged = await asyncio.to_thread(state.store.purge_finished_before, iso_utc(cutoff))
         except StoreUnavailable as exc:
             logger.error("purging old tasks failed: %s", exc)
         else:

@@ -34,9 +34,13 @@ TERMINAL_EVENT_TYPES = frozenset({EventType.END, EventType.ERROR, EventType.CANC
 SYSTEM_AGENT = "System"
 
 
+def iso_utc(moment: datetime) -> str:
+    """A UTC time as ISO 8601 with microseconds and a `Z` suffix (the API's timestamp format)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    """Current UTC time as ISO 8601 with microseconds and a `Z` suffix."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(timezone.utc))
 
 
 class TaskEvent(BaseModel):
