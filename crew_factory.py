@@ -28,13 +28,19 @@ from agents_config import (
 from crewai_runtime import crewai, without_crewai_retries
 from crewai.agents.parser import AgentAction, AgentFinish
 from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
-from crewai.events.types.llm_events import LLMCallCompletedEvent, LLMCallFailedEvent, LLMStreamChunkEvent
+from crewai.events.types.llm_events import (
+    LLMCallCompletedEvent,
+    LLMCallFailedEvent,
+    LLMCallStartedEvent,
+    LLMStreamChunkEvent,
+)
 from crewai.events.types.logging_events import AgentLogsExecutionEvent
 from crewai.events.types.task_events import TaskCompletedEvent, TaskStartedEvent
 from crewai.events.types.tool_usage_events import ToolUsageStartedEvent
 from crewai.hooks import HookAborted
 from stream_manager import TaskStream
 from llm_retry import Retry
+from metrics import record_llm_call
 from task_events import SYSTEM_AGENT, EventType
 
 TOTAL_STEPS = len(AGENTS)
@@ -58,8 +64,17 @@ class CrewEventsHandler:
     CREW_EVENTS_HANDLER setting at your class (`package.module:ClassName`).
     """
 
-    def __init__(self, stream: TaskStream, *, stream_tokens: bool, delta_interval_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        stream: TaskStream,
+        *,
+        stream_tokens: bool,
+        delta_interval_seconds: float = 0.05,
+        model_labels: tuple[str, str] = ("unknown", "unknown"),
+    ) -> None:
         self.stream = stream
+        self.model_labels = model_labels
+        self._call_started: dict[str, float] = {}
         self.stream_tokens = stream_tokens
         self.step_by_task_id: dict[str, int] = {}
         self.current_agent: AgentSpec | None = None
@@ -130,7 +145,10 @@ class CrewEventsHandler:
         elif isinstance(event, ToolUsageStartedEvent):
             if agent := AGENTS_BY_ROLE.get(event.agent_role or ""):
                 self.on_agent_action(agent, f"Uses tool {event.tool_name}", {"kind": "tool", "tool": event.tool_name})
+        elif isinstance(event, LLMCallStartedEvent):
+            self._call_started[event.call_id] = time.monotonic()
         elif isinstance(event, (LLMCallCompletedEvent, LLMCallFailedEvent)):
+            self._count_llm_call(event)
             if agent := AGENTS_BY_ROLE.get(event.agent_role or ""):
                 self._flush_tokens(agent)
                 if isinstance(event, LLMCallCompletedEvent):
@@ -143,6 +161,12 @@ class CrewEventsHandler:
 
     def _step(self, crewai_task_id: str | None) -> int | None:
         return self.step_by_task_id.get(str(crewai_task_id))
+
+    def _count_llm_call(self, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+        started = self._call_started.pop(event.call_id, time.monotonic())
+        completed = isinstance(event, LLMCallCompletedEvent)
+        usage = event.usage if isinstance(event, LLMCallCompletedEvent) else None
+        record_llm_call(*self.model_labels, "ok" if completed else "failed", time.monotonic() - started, usage)
 
     def _buffer_token(self, agent: AgentSpec, chunk: str) -> None:
         self._pending_tokens.setdefault(agent.name, []).append(chunk)

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from access_control import SecurityHeaders, audit, client_of
 from auth import Caller
 from llm_providers import model_info
+from metrics import HttpMetrics, exposition
 from local_model import local_model_server
 from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
 from schemas import (
@@ -64,6 +66,7 @@ app = FastAPI(
     max_body_size=get_settings().max_body_bytes,
 )
 app.add_middleware(SecurityHeaders)
+app.add_middleware(HttpMetrics)
 if get_settings().cors_origin_list():
     app.add_middleware(
         CORSMiddleware,
@@ -384,6 +387,20 @@ async def readyz(request: Request) -> JSONResponse:
     ready = all(value == "ok" for value in checks.values())
     body = ReadinessResponse(ready=ready, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@app.get(
+    "/metrics",
+    tags=["service"],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
+async def metrics_text(state: State) -> PlainTextResponse:
+    """Tasks, events, workers, subscribers, model calls and HTTP latency, for Prometheus."""
+    statuses, queued, busy = state.runner.load()
+    subscribers = sum(stream.subscribers for stream in state.streams.streams())
+    body = exposition(statuses, queued, busy, state.settings.max_concurrent_tasks, subscribers)
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @app.get("/test-ui", include_in_schema=False)

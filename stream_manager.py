@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from event_writer import EventWriter, PendingEvent
+from metrics import record_delivered
 from task_events import SYSTEM_AGENT, EventType, TaskEvent, sse_frame, utc_now_iso
 from task_records import TaskRecord
 from task_store import TaskStore
@@ -176,6 +177,7 @@ class StreamManager:
 
     async def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
+        record_delivered(item.event for item in batch)
         frames: dict[str, list[bytes]] = {}
         terminal: set[str] = set()
         for item in batch:

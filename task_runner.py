@@ -174,6 +174,10 @@ class TaskRunner:
     def queue_position(self, task_id: str) -> int | None:
         return self._waiting.position(task_id)
 
+    def load(self) -> tuple[list[str], int, int]:
+        """For metrics: the status of every task not yet ended, how many wait, how many workers are busy."""
+        return [task.stream.record.status.value for task in self._live.values()], len(self._waiting), self._busy
+
     # --- requests ---------------------------------------------------------------------------------
     async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
         """Store the task and put it in line. Returns the record and whether it waits for a worker.
@@ -363,7 +367,10 @@ class TaskRunner:
         settings = self._settings
         stream = task.stream
         handler = self._handler_class(
-            stream, stream_tokens=stream.record.stream_tokens, delta_interval_seconds=settings.delta_interval_ms / 1000
+            stream,
+            stream_tokens=stream.record.stream_tokens,
+            delta_interval_seconds=settings.delta_interval_ms / 1000,
+            model_labels=(self._model.provider, self._model.model),
         )
         retries = RetryingTransport(
             max_retries=settings.llm_max_retries,
