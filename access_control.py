@@ -15,12 +15,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import HTTPException, Request
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
+
+from asgi_hooks import ResponseStartMiddleware
 
 from auth import Caller
 from task_events import utc_now_iso
@@ -108,24 +111,12 @@ def audit(action: str, request: Request, caller: Caller, task_id: str, **details
     audit_logger.info(json.dumps(line, ensure_ascii=False))
 
 
-class SecurityHeaders:
-    """ASGI middleware: nosniff, no referrer and no framing everywhere; a strict CSP on the test UI."""
+class SecurityHeaders(ResponseStartMiddleware):
+    """nosniff, no referrer and no framing on every response; a strict CSP on the test UI."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def on_response_start(self, scope: Scope, message: Message, started: Any) -> None:
         path: str = scope["path"]
         extra = list(COMMON_HEADERS)
         if path == "/test-ui" or path.startswith("/static/"):
             extra.append((b"content-security-policy", TEST_UI_POLICY.encode()))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        message["headers"] = [*message.get("headers", []), *extra]

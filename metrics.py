@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
+
+from asgi_hooks import ResponseStartMiddleware
 
 from task_events import EventType, TaskEvent
 
@@ -83,22 +85,12 @@ def exposition(live_statuses: Iterable[str], queued: int, busy: int, workers: in
     return generate_latest(registry)
 
 
-class HttpMetrics:
-    """ASGI middleware: time to the response's first byte, labelled by route template, not raw path."""
+class HttpMetrics(ResponseStartMiddleware):
+    """Time to the response's first byte, labelled by route template, not raw path."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def on_request(self, scope: Scope) -> float:
+        return time.perf_counter()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-
-        async def timed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                route = getattr(scope.get("route"), "path", "unmatched")
-                HTTP_SECONDS.labels(scope["method"], route, str(message["status"])).observe(time.perf_counter() - started)
-            await send(message)
-
-        await self.app(scope, receive, timed_send)
+    def on_response_start(self, scope: Scope, message: Message, started: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        HTTP_SECONDS.labels(scope["method"], route, str(message["status"])).observe(time.perf_counter() - started)
