@@ -90,7 +90,6 @@ AGENTS: tuple[AgentSpec, ...] = (
 )
 
 AGENT_NAMES: tuple[str, ...] = tuple(agent.name for agent in AGENTS)
-AGENTS_BY_NAME: dict[str, AgentSpec] = {agent.name: agent for agent in AGENTS}
 AGENTS_BY_ROLE: dict[str, AgentSpec] = {agent.role: agent for agent in AGENTS}
 
 _DATA_PREAMBLE = (

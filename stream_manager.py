@@ -167,17 +167,13 @@ class StreamManager:
     async def create_stream(self, record: TaskRecord) -> TaskStream:
         """Store a new task and open its stream (raises StoreUnavailable when it cannot be stored)."""
         await asyncio.wrap_future(self.writer.create_task(record))
-        return self.open_stream(record)
-
-    def open_stream(self, record: TaskRecord) -> TaskStream:
-        """A stream for an already stored task, continuing after its last stored sequence."""
         stream = TaskStream(record, self.writer, self._limits)
         self._streams[record.task_id] = stream
         return stream
 
     async def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
-        record_delivered(item.event for item in batch)
+        record_delivered(batch)
         frames: dict[str, list[bytes]] = {}
         terminal: set[str] = set()
         for item in batch:
