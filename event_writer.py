@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class PendingEvent:
     target: EventTarget
     event: TaskEvent
     frame: bytes
+    published: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import Message, Scope
 
 from asgi_hooks import ResponseStartMiddleware
 
-from task_events import EventType, TaskEvent
+from event_writer import PendingEvent
+from task_events import EventType
 
 registry = CollectorRegistry()
 
@@ -50,12 +50,13 @@ SUBSCRIBERS = Gauge("delivery_subscribers", "Open event streams", registry=regis
 _OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CANCELLED: "cancelled"}
 
 
-def record_delivered(events: Iterable[TaskEvent]) -> None:
+def record_delivered(batch: Iterable[PendingEvent]) -> None:
     """Count stored events, tasks started and ended, and how long events took to become visible."""
     now = time.time()
-    for event in events:
+    for item in batch:
+        event = item.event
         EVENTS.labels(event.event_type.value).inc()
-        STORE_LAG.observe(max(now - datetime.fromisoformat(event.timestamp.replace("Z", "+00:00")).timestamp(), 0.0))
+        STORE_LAG.observe(max(now - item.published, 0.0))
         if event.event_type is EventType.START:
             TASKS_STARTED.inc()
         elif event.event_type in _OUTCOMES:
