@@ -42,12 +42,12 @@ from stream_manager import TaskStream
 from llm_retry import Retry
 from metrics import record_llm_call
 from task_events import SYSTEM_AGENT, EventType
+from task_records import USAGE_KEYS
 
 TOTAL_STEPS = len(AGENTS)
 _SUMMARY_HEADING = re.compile(r"^#{1,6}\s*(summary|总结|摘要|概要)\b.*$", re.IGNORECASE | re.MULTILINE)
 _NEXT_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
-_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 class CrewEventsHandler:
@@ -191,8 +191,8 @@ class CrewEventsHandler:
     def _add_usage(self, agent: AgentSpec, usage: dict[str, Any] | None) -> None:
         if not usage:
             return
-        totals = self._usage.setdefault(agent.name, dict.fromkeys(_USAGE_KEYS, 0))
-        for key in _USAGE_KEYS:
+        totals = self._usage.setdefault(agent.name, dict.fromkeys(USAGE_KEYS, 0))
+        for key in USAGE_KEYS:
             value = usage.get(key)
             if isinstance(value, int):
                 totals[key] += value
@@ -200,7 +200,7 @@ class CrewEventsHandler:
     @property
     def usage(self) -> dict[str, int]:
         """Token usage of the whole run, summed over agents."""
-        return {key: sum(agent_usage[key] for agent_usage in self._usage.values()) for key in _USAGE_KEYS}
+        return {key: sum(agent_usage[key] for agent_usage in self._usage.values()) for key in USAGE_KEYS}
 
 
 ANALYSIS_STEPS = (1,)

@@ -92,6 +92,14 @@ class RunTaskResponse(BaseModel):
     )
 
 
+class TokenUsage(BaseModel):
+    """LLM tokens of a task so far: every model call of every agent (and revision), summed per call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
 class TaskStatusResponse(BaseModel):
     task_id: str
     status: TaskStatus
@@ -104,6 +112,7 @@ class TaskStatusResponse(BaseModel):
     started_at: str | None
     finished_at: str | None
     error: str | None
+    usage: TokenUsage = Field(description="LLM token usage so far, as the provider reported it (0 when it reports none)")
 
     @classmethod
     def of(cls, record: TaskRecord, queue_position: int | None = None) -> TaskStatusResponse:
@@ -119,6 +128,7 @@ class TaskStatusResponse(BaseModel):
             started_at=record.started_at,
             finished_at=record.finished_at,
             error=record.error,
+            usage=TokenUsage(**record.usage),
         )
 
 

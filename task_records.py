@@ -24,6 +24,8 @@ class TaskStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
 FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 # System `action` events that move a task between waiting for a worker and running.
@@ -65,6 +67,7 @@ class TaskRecord:
     error: str | None = None
     summary: str | None = None
     deliverables: list[Deliverable] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
 
     @property
     def finished(self) -> bool:
@@ -84,6 +87,7 @@ class TaskRecord:
             self._keep_deliverable(event)
         elif kind is EventType.STEP_END:
             self.completed_steps = max(self.completed_steps, int(event.metadata.get("step", self.completed_steps + 1)))
+            self._add_usage(event.metadata.get("usage"))
         elif kind is EventType.CONFIRMATION_REQUIRED:
             self.status = TaskStatus.AWAITING_CONFIRMATION
             self.current_agent = None
@@ -108,9 +112,18 @@ class TaskRecord:
                 return
         self.deliverables.append(deliverable)
 
+    def _add_usage(self, step_usage: object) -> None:
+        """Add one step's token usage (its LLM calls, summed): a revised step adds its new calls."""
+        if not isinstance(step_usage, dict):
+            return
+        for key in USAGE_KEYS:
+            value = step_usage.get(key)
+            if isinstance(value, int):
+                self.usage[key] = self.usage.get(key, 0) + value
+
     def snapshot(self) -> TaskRecord:
         """An independent copy of the current state, for `restore`."""
-        return replace(self, deliverables=list(self.deliverables))
+        return replace(self, deliverables=list(self.deliverables), usage=dict(self.usage))
 
     def restore(self, snapshot: TaskRecord) -> None:
         """Go back to the state of `snapshot`, when events applied since could not be stored."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from task_events import EventType, TaskEvent
-from task_records import FINISHED_STATUSES, Deliverable, TaskRecord, TaskStatus
+from task_records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, TaskRecord, TaskStatus
 
 UNFINISHED_STATUSES = tuple(status.value for status in TaskStatus if status not in FINISHED_STATUSES)
 
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished_at TEXT,
     error TEXT,
     summary TEXT,
-    owner TEXT
+    owner TEXT,
+    usage TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks (created_at);
 CREATE INDEX IF NOT EXISTS tasks_by_finish ON tasks (finished_at);
@@ -93,7 +94,7 @@ CREATE TABLE IF NOT EXISTS deliverables (
 _TASK_COLUMNS = (
     "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
     "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
-    "owner",
+    "owner", "usage",
 )
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
@@ -105,6 +106,7 @@ _UPSERT_TASK = (
 def _task_row(record: TaskRecord) -> tuple[object, ...]:
     values = asdict(record)
     values["model"] = json.dumps(record.model)
+    values["usage"] = json.dumps(record.usage)
     values["status"] = record.status.value
     return tuple(values[column] for column in _TASK_COLUMNS)
 
@@ -112,6 +114,7 @@ def _task_row(record: TaskRecord) -> tuple[object, ...]:
 def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> TaskRecord:
     values = {column: row[column] for column in _TASK_COLUMNS}
     values["model"] = json.loads(values["model"])
+    values["usage"] = {**dict.fromkeys(USAGE_KEYS, 0), **json.loads(values["usage"])}
     values["status"] = TaskStatus(values["status"])
     values["skip_confirmation"] = bool(values["skip_confirmation"])
     values["stream_tokens"] = bool(values["stream_tokens"])
@@ -150,6 +153,8 @@ class SqliteTaskStore:
         present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
         if "owner" not in present:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
+        if "usage" not in present:
+            self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[None]:

@@ -131,7 +131,10 @@ def test_sigterm_lets_running_tasks_finish_within_the_grace_period(
 
     restarted = start_service()
     assert read_stream(restarted.base_url, task_id) == streamed()
-    assert httpx.get(f"{restarted.base_url}/api/task/{task_id}/status").json()["status"] == "completed"
+    status = httpx.get(f"{restarted.base_url}/api/task/{task_id}/status").json()
+    assert status["status"] == "completed"
+    assert status["usage"] == streamed()[-1]["metadata"]["usage"], "token usage is stored with the task"
+    assert status["usage"]["total_tokens"] > 0
 
 
 def test_sigterm_past_the_grace_period_ends_tasks_and_closes_streams(

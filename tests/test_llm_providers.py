@@ -41,6 +41,10 @@ def test_openai_compatible_endpoint_end_to_end(
     assert any(e["event_type"] == "delta" for e in events), "tokens streamed from the server arrive as deltas"
     step_ends = [e for e in events if e["event_type"] == "step_end"]
     assert all(e["metadata"]["usage"]["total_tokens"] > 0 for e in step_ends), "token usage comes from the stream"
+    usage = httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["usage"]
+    assert usage["prompt_tokens"] == 4 * 10, "the stub reports 10 prompt tokens per call, one call per agent"
+    assert usage["completion_tokens"] == sum(e["metadata"]["usage"]["completion_tokens"] for e in step_ends) > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
     seen = [r for r in requests_to(openai_stub, "/ok/") if r["body"]["model"] == "stub-model"]
     assert len(seen) == 4, "one chat completion per agent"

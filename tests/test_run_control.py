@@ -122,6 +122,12 @@ def test_reject_with_feedback_revises_the_analysis(start_service: Callable[..., 
     result = httpx.get(f"{service.base_url}/api/task/{task_id}/result").json()
     assert result["deliverables"][0]["content"] == analyses[1], "the revision replaces the first analysis"
     assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
+    step_usages = [e["metadata"]["usage"] for e in events if e["event_type"] == "step_end"]
+    assert len(step_usages) == 5, "the revised analysis made its own model call"
+    usage = httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["usage"]
+    for kind in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        assert usage[kind] == sum(step[kind] for step in step_usages) > 0, "every call counts, the revision's too"
+    assert events[-1]["metadata"]["usage"] == usage
 
 
 def test_confirmation_errors_and_timeout(start_service: Callable[..., ServerProcess]) -> None:

@@ -1,0 +1,48 @@
+"""The SQLite store on its own: a database written by an earlier version opens and keeps its data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from task_events import EventType, TaskEvent
+from task_records import TaskRecord, TaskStatus
+from task_store import SqliteTaskStore
+
+# The tasks table as the first released version wrote it: no `owner`, no `usage`.
+_FIRST_TASKS_TABLE = """
+CREATE TABLE tasks (
+    task_id TEXT PRIMARY KEY, requirement TEXT NOT NULL, skip_confirmation INTEGER NOT NULL,
+    stream_tokens INTEGER NOT NULL, priority INTEGER NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL,
+    current_agent TEXT, completed_steps INTEGER NOT NULL, total_steps INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+    error TEXT, summary TEXT
+);
+INSERT INTO tasks VALUES ('old-task', 'Build a blog', 1, 0, 0, '{"provider": "fake"}', 'completed', NULL,
+    4, 4, 12, '2026-11-01T10:00:00.000Z', '2026-11-01T10:00:01.000Z', '2026-11-01T10:00:09.000Z', NULL, 'Done');
+"""
+
+
+def test_an_earlier_database_gains_the_new_columns_and_keeps_its_tasks(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "tasks.db") as connection:
+        connection.executescript(_FIRST_TASKS_TABLE)
+    store = SqliteTaskStore(tmp_path)
+    old = store.task("old-task")
+    assert old is not None and old.status is TaskStatus.COMPLETED and old.summary == "Done"
+    assert old.owner is None
+    assert old.usage == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+    record = TaskRecord("new-task", "Build a shop", True, False, 0, {"provider": "fake"})
+    step_end = TaskEvent(
+        task_id="new-task", sequence=1, event_type=EventType.STEP_END, agent_name="ProductManager",
+        content="step 1 done", timestamp="2026-11-25T10:00:00.000Z",
+        metadata={"step": 1, "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}},
+    )
+    record.apply(step_end)
+    store.save([record], [step_end])
+    store.close()
+
+    reopened = SqliteTaskStore(tmp_path)
+    assert reopened.task("new-task").usage == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+    assert reopened.task("old-task").summary == "Done"
+    reopened.close()
