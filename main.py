@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from access_control import SecurityHeaders, audit, client_of
 from auth import Caller
 from llm_providers import model_info
+from log_config import configure_logging, current_task_id
 from metrics import HttpMetrics, exposition
 from local_model import local_model_server
 from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
@@ -55,7 +56,7 @@ LAST_POSSIBLE_SEQUENCE = 2**62
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("multi_agent_service")
-logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure_logging(get_settings().log_level, get_settings().log_format)
 
 
 app = FastAPI(
@@ -120,6 +121,7 @@ async def _stored_task(state: ServiceState, task_id: str, caller: Caller) -> Tas
 
 async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord:
     """The caller's task: live from memory while its stream is held there, else from the store."""
+    current_task_id.set(task_id)
     stream = state.streams.get_stream(task_id)
     if stream is None:
         return await _stored_task(state, task_id, caller)
@@ -164,6 +166,7 @@ async def run_task(
         raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}) from exc
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
+    current_task_id.set(record.task_id)
     audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
     status_url = f"/api/task/{record.task_id}/status"
     response.headers["Location"] = status_url
@@ -417,4 +420,4 @@ if __name__ == "__main__":
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None)

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
     crewai_storage_dir: str = "multi-agent-delivery"
 
     def resolved_provider(self) -> ResolvedProvider:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import importlib
 import logging
@@ -37,6 +38,7 @@ from crew_factory import (
 from llm_errors import describe_failure
 from llm_providers import ModelInfo, build_llm, model_info
 from llm_retry import RetryingTransport
+from log_config import current_task_id
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
 from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
@@ -281,7 +283,9 @@ class TaskRunner:
             started = self._loop.time()
             remaining = self._settings.task_timeout_seconds - task.running_seconds
             task.timers.append(self._loop.call_later(max(remaining, 0), self._time_out, task))
-            future = self._pool.submit(self._run_phase, task, phase)
+            context = contextvars.copy_context()
+            context.run(current_task_id.set, task.task_id)
+            future = self._pool.submit(context.run, self._run_phase, task, phase)
             future.add_done_callback(
                 lambda done, task=task, started=started: self._loop.call_soon_threadsafe(self._phase_done, task, started, done)
             )
@@ -340,7 +344,7 @@ class TaskRunner:
             return PhaseOutcome.ENDED
         try:
             if phase is Phase.ANALYSIS and task.revisions == 0:
-                logger.info("task %s started on %s/%s", record.task_id, self._model.provider, self._model.model)
+                logger.info("task started on %s/%s", self._model.provider, self._model.model)
                 stream.publish_system(
                     EventType.START,
                     f"Task started on {self._model.provider} model {self._model.model}",
@@ -352,13 +356,13 @@ class TaskRunner:
                     self._ask_for_confirmation(task)
                     return PhaseOutcome.AWAITING_CONFIRMATION
             review = self._run_crew(task, DELIVERY_STEPS, analysis=task.analysis)
-            logger.info("task %s completed", record.task_id)
+            logger.info("task completed")
             stream.publish_system(EventType.END, delivery_summary(review), {"usage": task.usage, "deliverables": 4})
         except Exception as exc:
             if stream.terminated:
                 return PhaseOutcome.ENDED
             failure = describe_failure(exc, self._settings, self._model.endpoint or self._model.provider)
-            logger.warning("task %s failed: %s (%s)", record.task_id, failure.kind, type(exc).__name__)
+            logger.warning("task failed: %s (%s)", failure.kind, type(exc).__name__)
             stream.publish_system(EventType.ERROR, failure.message, {"error_type": failure.kind})
         return PhaseOutcome.ENDED
 

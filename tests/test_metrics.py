@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -46,3 +47,24 @@ def test_metrics_follow_tasks_events_and_calls(start_service: Callable[..., Serv
     text = httpx.get(f"{service.base_url}/metrics").text
     assert task_id not in text, "labels name routes, never task ids"
     assert not re.search(r"route=\"/api/stream/[0-9a-f-]{36}\"", text)
+
+
+def test_json_logs_are_one_object_per_line_with_the_task_id(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(LOG_FORMAT="json", LOG_LEVEL="info", API_KEYS="logged-key")
+    headers = {"Authorization": "Bearer logged-key"}
+    task_id = httpx.post(f"{service.base_url}/api/run_task", json={"user_requirement": "log me"}, headers=headers).json()[
+        "task_id"
+    ]
+    assert read_stream(service.base_url, task_id, headers=headers)[-1]["event_type"] == "end"
+
+    records = [json.loads(line) for line in service.log().splitlines() if line.strip()]
+    assert records, "the service logged"
+    assert all({"time", "level", "logger", "message", "task_id"} <= record.keys() for record in records)
+    assert any(record["logger"].startswith("uvicorn") for record in records), "uvicorn's own lines are JSON too"
+    mine = {record["message"] for record in records if record["task_id"] == task_id}
+    assert {"task started on fake/scripted", "task completed"} <= mine, "worker-thread lines carry the task id"
+    audit_lines = [json.loads(record["message"]) for record in records if record["logger"] == "audit"]
+    assert [(line["action"], line["task_id"]) for line in audit_lines] == [("task.created", task_id)]
+    assert all(record["task_id"] == task_id for record in records if record["logger"] == "audit")
+    assert next(r for r in records if "LLM provider" in r["message"])["task_id"] is None, "no task, no id"
+    assert "logged-key" not in service.log()

@@ -1,0 +1,61 @@
+"""Process logging: plain text lines, or one JSON object per record (`LOG_FORMAT=json`) for log shippers.
+
+Every record carries the id of the task it concerns when there is one: code that works for a task
+(a request about it, the worker thread running its crew) sets `current_task_id`, and a filter copies
+it onto each record. Records that pass `extra={"task_id": ...}` keep their own. The service's,
+uvicorn's and CrewAI's loggers all go through the same root handler, so one format covers them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from contextvars import ContextVar
+from typing import Any, Literal
+
+current_task_id: ContextVar[str | None] = ContextVar("current_task_id", default=None)
+
+LogFormat = Literal["text", "json"]
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s%(task_label)s %(name)s: %(message)s"
+_JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(task_id)s"
+
+
+class TaskIdFilter(logging.Filter):
+    """Adds `task_id` (None outside any task) and, for text lines, a ` [task <id>]` label."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task_id = getattr(record, "task_id", None) or current_task_id.get()
+        record.task_id = task_id
+        record.task_label = f" [task {task_id}]" if task_id else ""
+        return True
+
+
+def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+    """A `logging.config.dictConfig` dictionary (also handed to uvicorn, so it keeps the same format)."""
+    formatter: dict[str, Any] = (
+        {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": _JSON_FIELDS,
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        }
+        if log_format == "json"
+        else {"format": _TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"task_id": {"()": TaskIdFilter}},
+        "formatters": {"default": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["task_id"]}},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            name: {"level": level.upper(), "handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
+def configure_logging(level: str, log_format: LogFormat) -> None:
+    logging.config.dictConfig(logging_config(level, log_format))
