@@ -3,7 +3,7 @@
 Publishers (crew threads) hand sequenced events to `EventWriter.submit` and return at once. The
 writer thread takes everything that has arrived, advances each task's record, stores records and
 events in one transaction (group commit: one disk sync for many events), and only then hands the
-batch to the event loop with `asyncio.run_coroutine_threadsafe`, where the streams show it to their
+batch to the event loop with `loop.call_soon_threadsafe`, where the streams show it to their
 subscribers. So a client's Last-Event-ID is always a stored sequence, and neither a crew nor the loop
 ever waits for the disk. If a write fails (disk full, database locked) the records are put back as
 they were, and the batch is kept and retried with backoff; `failure` says why meanwhile, and /readyz
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from task_events import TaskEvent
+from task_events import EncodedEvent
 from task_records import TaskRecord
 from task_store import StoreUnavailable, TaskStore
 
@@ -37,11 +38,10 @@ class EventTarget(Protocol):
     record: TaskRecord
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingEvent:
     target: EventTarget
-    event: TaskEvent
-    frame: bytes
+    encoded: EncodedEvent
     published: float = field(default_factory=time.time)
 
 
@@ -51,7 +51,9 @@ class PendingTask:
     stored: Future[None] = field(default_factory=Future)
 
 
-Deliver = Callable[[list[PendingEvent]], Awaitable[None]]
+_CLOSE = object()
+
+Deliver = Callable[[list[PendingEvent]], None]
 
 
 class EventWriter:
@@ -61,9 +63,7 @@ class EventWriter:
         self._store = store
         self._loop = loop
         self._deliver = deliver
-        self._condition = threading.Condition()
-        self._pending: list[PendingEvent | PendingTask] = []
-        self._closing = False
+        self._queue: queue.SimpleQueue[PendingEvent | PendingTask | object] = queue.SimpleQueue()
         self.failure: str | None = None
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
@@ -71,35 +71,38 @@ class EventWriter:
     def create_task(self, record: TaskRecord) -> Future[None]:
         """Store a new task; the future completes once it is durable (or fails with StoreUnavailable)."""
         pending = PendingTask(record)
-        self._enqueue(pending)
+        self._queue.put(pending)
         return pending.stored
 
-    def submit(self, target: EventTarget, event: TaskEvent, frame: bytes) -> None:
-        """Queue one event for storage and delivery (thread-safe, never blocks on I/O)."""
-        self._enqueue(PendingEvent(target, event, frame))
-
-    def _enqueue(self, item: PendingEvent | PendingTask) -> None:
-        with self._condition:
-            self._pending.append(item)
-            if len(self._pending) == 1:
-                self._condition.notify()
+    def submit(self, target: EventTarget, encoded: EncodedEvent) -> None:
+        """Queue one event for storage and delivery (thread-safe, never blocks)."""
+        self._queue.put(PendingEvent(target, encoded))
 
     def close(self) -> None:
         """Store and deliver what is queued, then stop the thread (blocking: call off the loop)."""
-        with self._condition:
-            self._closing = True
-            self._condition.notify()
+        self._queue.put(_CLOSE)
         self._thread.join()
+
+    def _take(self, timeout: float | None) -> list[PendingEvent | PendingTask | object]:
+        """Everything queued, waiting up to `timeout` (None: for ever) for the first item."""
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
 
     def _run(self) -> None:
         unsaved: list[PendingEvent] = []
         delay = RETRY_FIRST_SECONDS
+        retry_in: float | None = None  # while a failed batch waits: how long before the next attempt
+        closing = False
         while True:
-            with self._condition:
-                while not self._pending and not self._closing and not unsaved:
-                    self._condition.wait()
-                batch, self._pending = self._pending, []
-                closing = self._closing
+            batch = [] if closing else self._take(timeout=retry_in)
+            closing = closing or _CLOSE in batch
             new_tasks = [item for item in batch if isinstance(item, PendingTask)]
             unsaved += [item for item in batch if isinstance(item, PendingEvent)]
             if not new_tasks and not unsaved:
@@ -108,10 +111,15 @@ class EventWriter:
                 continue
             records = _distinct_records(unsaved)
             before = [record.snapshot() for record in records]
+            changed: dict[str, TaskRecord] = {}
             for item in unsaved:
-                item.target.record.apply(item.event)
+                record = item.target.record
+                if record.apply(item.encoded.event):
+                    changed[record.task_id] = record
             try:
-                self._store.save([task.record for task in new_tasks] + records, [item.event for item in unsaved])
+                self._store.save(
+                    [task.record for task in new_tasks] + list(changed.values()), [item.encoded for item in unsaved]
+                )
             except StoreUnavailable as exc:
                 for record, previous in zip(records, before, strict=True):
                     record.restore(previous)
@@ -119,17 +127,17 @@ class EventWriter:
                 if closing:
                     logger.error("%d events could not be stored before shutdown: %s", len(unsaved), exc)
                     return
-                with self._condition:
-                    self._condition.wait(timeout=delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                retry_in, delay = delay, min(delay * 2, RETRY_MAX_SECONDS)
                 continue
-            delay = RETRY_FIRST_SECONDS
+            delay, retry_in = RETRY_FIRST_SECONDS, None
             self.failure = None
             for task in new_tasks:
                 task.stored.set_result(None)
             if unsaved:
-                asyncio.run_coroutine_threadsafe(self._deliver(unsaved), self._loop)
+                self._loop.call_soon_threadsafe(self._deliver, unsaved)
                 unsaved = []
+            if closing:
+                return
 
     def _on_failure(self, exc: StoreUnavailable, new_tasks: list[PendingTask]) -> None:
         self.failure = str(exc)

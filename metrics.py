@@ -53,14 +53,17 @@ _OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CA
 def record_delivered(batch: Iterable[PendingEvent]) -> None:
     """Count stored events, tasks started and ended, and how long events took to become visible."""
     now = time.time()
+    by_type: dict[EventType, int] = {}
     for item in batch:
-        event = item.event
-        EVENTS.labels(event.event_type.value).inc()
+        event_type = item.encoded.event.event_type
+        by_type[event_type] = by_type.get(event_type, 0) + 1
         STORE_LAG.observe(max(now - item.published, 0.0))
-        if event.event_type is EventType.START:
-            TASKS_STARTED.inc()
-        elif event.event_type in _OUTCOMES:
-            TASKS_FINISHED.labels(_OUTCOMES[event.event_type]).inc()
+    for event_type, count in by_type.items():
+        EVENTS.labels(event_type.value).inc(count)
+        if event_type is EventType.START:
+            TASKS_STARTED.inc(count)
+        elif event_type in _OUTCOMES:
+            TASKS_FINISHED.labels(_OUTCOMES[event_type]).inc(count)
 
 
 def record_llm_call(provider: str, model: str, outcome: str, seconds: float, usage: dict[str, object] | None) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from event_writer import EventWriter, PendingEvent
 from metrics import record_delivered
-from task_events import SYSTEM_AGENT, EventType, TaskEvent, sse_frame, utc_now_iso
+from task_events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
 from task_records import TaskRecord
 from task_store import TaskStore
 
@@ -90,16 +90,16 @@ class TaskStream:
                 timestamp=utc_now_iso(),
                 metadata=metadata or {},
             )
-            frame = sse_frame(event.sequence, event.model_dump_json())
-            if not event.is_terminal and self._stream_bytes + len(frame) > self._limits.max_stream_bytes:
+            encoded = EncodedEvent.of(event)
+            if not event.is_terminal and self._stream_bytes + len(encoded.frame) > self._limits.max_stream_bytes:
                 raise StreamLimitExceeded(
                     f"task {self.task_id} produced more than {self._limits.max_stream_bytes} bytes of events"
                 )
             self._next_sequence += 1
-            self._stream_bytes += len(frame)
+            self._stream_bytes += len(encoded.frame)
             if event.is_terminal:
                 self.ended.set()
-            self._writer.submit(self, event, frame)
+            self._writer.submit(self, encoded)
         return event
 
     @property
@@ -171,15 +171,16 @@ class StreamManager:
         self._streams[record.task_id] = stream
         return stream
 
-    async def deliver(self, batch: list[PendingEvent]) -> None:
+    def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
         record_delivered(batch)
         frames: dict[str, list[bytes]] = {}
         terminal: set[str] = set()
         for item in batch:
-            frames.setdefault(item.event.task_id, []).append(item.frame)
-            if item.event.is_terminal:
-                terminal.add(item.event.task_id)
+            event = item.encoded.event
+            frames.setdefault(event.task_id, []).append(item.encoded.frame)
+            if event.is_terminal:
+                terminal.add(event.task_id)
         for task_id, task_frames in frames.items():
             stream = self._streams.get(task_id)
             if stream is not None:

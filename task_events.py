@@ -6,6 +6,7 @@ are sequenced, into a ready-made SSE frame that every subscriber of the task sha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -40,7 +41,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def utc_now_iso() -> str:
-    return iso_utc(datetime.now(timezone.utc))
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class TaskEvent(BaseModel):
@@ -71,6 +72,20 @@ class TaskEvent(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.event_type in TERMINAL_EVENT_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event with its JSON payload and SSE frame, serialised once for the store and every subscriber."""
+
+    event: TaskEvent
+    payload: str
+    frame: bytes
+
+    @classmethod
+    def of(cls, event: TaskEvent) -> EncodedEvent:
+        payload = event.model_dump_json()
+        return cls(event, payload, sse_frame(event.sequence, payload))
 
 
 def sse_frame(sequence: int, payload_json: str) -> bytes:

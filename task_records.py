@@ -73,8 +73,12 @@ class TaskRecord:
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
-    def apply(self, event: TaskEvent) -> None:
-        """Advance the record by one event of its stream (events arrive in sequence order)."""
+    def apply(self, event: TaskEvent) -> bool:
+        """Advance the record by one event of its stream (events arrive in sequence order).
+
+        Returns whether anything beyond `last_sequence` changed: most events (deltas, thoughts, tool
+        actions) only add to the stream, and the store need not rewrite the task for them.
+        """
         self.last_sequence = event.sequence
         kind = event.event_type
         if kind is EventType.START:
@@ -101,6 +105,9 @@ class TaskRecord:
                 self.summary = event.content
             elif kind is EventType.ERROR:
                 self.error = event.content
+        else:
+            return False
+        return True
 
     def _keep_deliverable(self, event: TaskEvent) -> None:
         """Add an agent's deliverable; a revised one replaces the agent's earlier version."""

@@ -41,7 +41,7 @@ from llm_retry import RetryingTransport
 from log_config import current_task_id
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
-from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+from task_events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
 from task_queue import TaskQueue
 from task_records import TaskRecord
 from task_store import TaskStore
@@ -86,7 +86,7 @@ def fail_interrupted_tasks(store: TaskStore) -> int:
             metadata={"error_type": "server_restarted"},
         )
         record.apply(event)
-        store.save([record], [event])
+        store.save([record], [EncodedEvent.of(event)])
     return len(interrupted)
 
 

@@ -13,12 +13,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from task_events import EventType, TaskEvent
+from task_events import EncodedEvent, EventType
 from task_records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, TaskRecord, TaskStatus
+
+# The service checkpoints the write-ahead log every CHECKPOINT_SECONDS from its own connection, where it
+# does not stall the event writer (SQLite's automatic checkpoint runs inside a commit: several
+# milliseconds, every ~1,000 pages). The automatic one stays as a backstop for a log this large.
+_WAL_BACKSTOP_PAGES = 20_000
 
 UNFINISHED_STATUSES = tuple(status.value for status in TaskStatus if status not in FINISHED_STATUSES)
 
@@ -28,8 +32,11 @@ class StoreUnavailable(RuntimeError):
 
 
 class TaskStore(Protocol):
-    def save(self, records: list[TaskRecord], events: list[TaskEvent]) -> None:
-        """Store new or changed task records and new events, all or nothing."""
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+        """Store new or changed task records and new events, all or nothing.
+
+        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
+        """
 
     def task(self, task_id: str) -> TaskRecord | None:
         """A task with its deliverables, or None."""
@@ -48,6 +55,9 @@ class TaskStore(Protocol):
 
     def check(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
+
+    def checkpoint(self) -> None:
+        """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""
 
     def close(self) -> None: ...
 
@@ -104,15 +114,21 @@ _UPSERT_TASK = (
 
 
 def _task_row(record: TaskRecord) -> tuple[object, ...]:
-    values = asdict(record)
-    values["model"] = json.dumps(record.model)
-    values["usage"] = json.dumps(record.usage)
-    values["status"] = record.status.value
-    return tuple(values[column] for column in _TASK_COLUMNS)
+    encoded = {"model": json.dumps(record.model), "usage": json.dumps(record.usage), "status": record.status.value}
+    return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
+
+
+# Tasks with `last_sequence` taken from their stored events: the row is rewritten only when the task's
+# state changes, not for every delta (see TaskRecord.apply).
+_SELECT_TASKS = (
+    "SELECT tasks.*, COALESCE((SELECT MAX(sequence) FROM events WHERE events.task_id = tasks.task_id), 0) "
+    "AS stored_sequence FROM tasks"
+)
 
 
 def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> TaskRecord:
     values = {column: row[column] for column in _TASK_COLUMNS}
+    values["last_sequence"] = row["stored_sequence"]
     values["model"] = json.loads(values["model"])
     values["usage"] = {**dict.fromkeys(USAGE_KEYS, 0), **json.loads(values["usage"])}
     values["status"] = TaskStatus(values["status"])
@@ -131,7 +147,9 @@ class SqliteTaskStore:
             self._writer = self._connect(busy_timeout_seconds)
             self._writer.executescript(_SCHEMA)
             self._add_missing_columns()
+            self._writer.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
             self._reader = self._connect(busy_timeout_seconds)
+            self._checkpointer = self._connect(busy_timeout_seconds)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"Cannot open the task database {self.path}: {exc}. Check that DATA_DIR ({data_dir}) is a writable "
@@ -139,6 +157,7 @@ class SqliteTaskStore:
             ) from exc
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
 
     def _connect(self, busy_timeout_seconds: float) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=busy_timeout_seconds, check_same_thread=False, isolation_level=None)
@@ -178,17 +197,17 @@ class SqliteTaskStore:
             "and that no other program locks the database."
         )
 
-    def save(self, records: list[TaskRecord], events: list[TaskEvent]) -> None:
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
         deliverables = [
             (event.task_id, event.sequence, event.agent_name, str(event.metadata.get("title") or event.agent_name), event.content)
-            for event in events
+            for event in (encoded.event for encoded in events)
             if event.event_type is EventType.OUTPUT
         ]
         with self._transaction("write to"):
             self._writer.executemany(_UPSERT_TASK, [_task_row(record) for record in records])
             self._writer.executemany(
                 "INSERT INTO events (task_id, sequence, payload) VALUES (?, ?, ?)",
-                [(event.task_id, event.sequence, event.model_dump_json()) for event in events],
+                [(encoded.event.task_id, encoded.event.sequence, encoded.payload) for encoded in events],
             )
             self._writer.executemany(
                 "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?) "
@@ -205,7 +224,7 @@ class SqliteTaskStore:
                 raise self._fail("read", exc) from exc
 
     def task(self, task_id: str) -> TaskRecord | None:
-        rows = self._read("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+        rows = self._read(f"{_SELECT_TASKS} WHERE task_id = ?", (task_id,))
         if not rows:
             return None
         deliverables = [
@@ -218,7 +237,7 @@ class SqliteTaskStore:
 
     def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         mine = "WHERE owner IS ?" if owner is not None else "WHERE ? IS NULL"
-        rows = self._read(f"SELECT * FROM tasks {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
+        rows = self._read(f"{_SELECT_TASKS} {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
         total = self._read(f"SELECT COUNT(*) AS n FROM tasks {mine}", (owner,))[0]["n"]
         return [_record(row) for row in rows], int(total)
 
@@ -231,7 +250,7 @@ class SqliteTaskStore:
 
     def unfinished(self) -> list[TaskRecord]:
         placeholders = ", ".join("?" for _ in UNFINISHED_STATUSES)
-        rows = self._read(f"SELECT * FROM tasks WHERE status IN ({placeholders}) ORDER BY created_at", UNFINISHED_STATUSES)
+        rows = self._read(f"{_SELECT_TASKS} WHERE status IN ({placeholders}) ORDER BY created_at", UNFINISHED_STATUSES)
         return [_record(row) for row in rows]
 
     def purge_finished_before(self, timestamp: str) -> int:
@@ -247,10 +266,18 @@ class SqliteTaskStore:
     def check(self) -> None:
         self._read("SELECT 1")
 
+    def checkpoint(self) -> None:
+        with self._checkpoint_lock:
+            try:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                raise self._fail("checkpoint", exc) from exc
+
     def close(self) -> None:
-        with self._write_lock, self._read_lock:
+        with self._write_lock, self._read_lock, self._checkpoint_lock:
             self._writer.close()
             self._reader.close()
+            self._checkpointer.close()
 
 
 class MemoryTaskStore:
@@ -261,12 +288,12 @@ class MemoryTaskStore:
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[tuple[int, str]]] = {}
 
-    def save(self, records: list[TaskRecord], events: list[TaskEvent]) -> None:
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
         with self._lock:
             for record in records:
                 self._tasks[record.task_id] = record
-            for event in events:
-                self._events.setdefault(event.task_id, []).append((event.sequence, event.model_dump_json()))
+            for encoded in events:
+                self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
 
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
@@ -298,6 +325,9 @@ class MemoryTaskStore:
         return len(expired)
 
     def check(self) -> None:
+        return None
+
+    def checkpoint(self) -> None:
         return None
 
     def close(self) -> None:

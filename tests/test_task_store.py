@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from task_events import EventType, TaskEvent
+from task_events import EncodedEvent, EventType, TaskEvent
 from task_records import TaskRecord, TaskStatus
 from task_store import SqliteTaskStore
 
@@ -39,10 +39,41 @@ def test_an_earlier_database_gains_the_new_columns_and_keeps_its_tasks(tmp_path:
         metadata={"step": 1, "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}},
     )
     record.apply(step_end)
-    store.save([record], [step_end])
+    store.save([record], [EncodedEvent.of(step_end)])
     store.close()
 
     reopened = SqliteTaskStore(tmp_path)
     assert reopened.task("new-task").usage == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
     assert reopened.task("old-task").summary == "Done"
     reopened.close()
+
+
+def _delta(task_id: str, sequence: int) -> EncodedEvent:
+    return EncodedEvent.of(
+        TaskEvent(task_id=task_id, sequence=sequence, event_type=EventType.DELTA, agent_name="QAEngineer",
+                  content=f"chunk {sequence}", timestamp="2026-11-25T10:00:00.000Z")
+    )
+
+
+def test_deltas_do_not_rewrite_the_task_yet_its_last_sequence_is_exact(tmp_path: Path) -> None:
+    store = SqliteTaskStore(tmp_path)
+    record = TaskRecord("streaming", "x" * 5000, True, True, 0, {"provider": "fake"})
+    store.save([record], [])
+    deltas = [_delta("streaming", sequence) for sequence in range(1, 51)]
+    assert not any(record.apply(delta.event) for delta in deltas), "a delta changes nothing but the sequence"
+    store.save([], deltas)
+    assert store.task("streaming").last_sequence == 50
+    assert [task.last_sequence for task in store.tasks(10, 0, None)[0]] == [50]
+    assert [task.last_sequence for task in store.unfinished()] == [50], "a restart continues after event 50"
+    store.close()
+
+
+def test_checkpoint_folds_the_write_ahead_log_into_the_database(tmp_path: Path) -> None:
+    store = SqliteTaskStore(tmp_path)
+    database, log = tmp_path / "tasks.db", tmp_path / "tasks.db-wal"
+    store.save([TaskRecord("logged", "Build a blog", True, True, 0, {})], [_delta("logged", n) for n in range(1, 500)])
+    before = database.stat().st_size
+    assert log.stat().st_size > before, "the writes wait in the log: the automatic checkpoint is far off"
+    store.checkpoint()
+    assert database.stat().st_size > before, "the logged pages were copied into the database"
+    store.close()
