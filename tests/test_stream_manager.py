@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from stream_manager import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
-from task_events import EventType
+from task_events import EncodedEvent, EventType, TaskEvent, utc_now_iso
 from task_records import TaskRecord
 from task_store import MemoryTaskStore
 
@@ -143,3 +145,26 @@ def test_retention_keeps_live_and_read_streams() -> None:
     assert first == ["done"], "finished and unread streams past retention go"
     assert second == ["read"], "a stream goes once its last reader has left"
     assert left == ["live"], "a running task's stream stays"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{}, {"usage": {"prompt_tokens": 3}, "title": "测试 \u2028 <b>"}, {"huge": 2**70, "items": [1.5, None, "x"]}],
+)
+def test_the_fast_encoding_is_the_models_own_json(metadata: dict) -> None:
+    event = TaskEvent(
+        task_id="t-1", sequence=7, agent_name="QAEngineer", event_type=EventType.OUTPUT, content='say "hi"\n',
+        timestamp=utc_now_iso(), metadata=metadata,
+    )
+    encoded = EncodedEvent.of(event)
+    assert json.loads(encoded.payload) == json.loads(event.model_dump_json())
+    assert encoded.frame == f"id: 7\ndata: {encoded.payload}\n\n".encode()
+
+
+def test_timestamps_are_iso_utc_with_microseconds() -> None:
+    before = datetime.now(timezone.utc)
+    stamp = utc_now_iso()
+    after = datetime.now(timezone.utc)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before - timedelta(microseconds=1) <= moment <= after, "microseconds are truncated, not rounded"
