@@ -22,29 +22,34 @@ class TaskQueue(Generic[Item]):
 
     def __init__(self) -> None:
         self._heap: list[_Entry[Item]] = []
+        self._entries: dict[str, _Entry[Item]] = {}
         self._arrivals = itertools.count()
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def push(self, task_id: str, priority: int, item: Item) -> None:
-        heapq.heappush(self._heap, _Entry((-priority, next(self._arrivals)), task_id, item))
+        entry = _Entry((-priority, next(self._arrivals)), task_id, item)
+        self._entries[task_id] = entry
+        heapq.heappush(self._heap, entry)
 
     def pop(self) -> Item:
-        return heapq.heappop(self._heap).item
+        entry = heapq.heappop(self._heap)
+        del self._entries[entry.task_id]
+        return entry.item
 
     def remove(self, task_id: str) -> bool:
         """Take a task out of the line; False if it was not waiting."""
-        kept = [entry for entry in self._heap if entry.task_id != task_id]
-        removed = len(kept) != len(self._heap)
-        if removed:
-            self._heap = kept
-            heapq.heapify(self._heap)
-        return removed
+        entry = self._entries.pop(task_id, None)
+        if entry is None:
+            return False
+        self._heap.remove(entry)
+        heapq.heapify(self._heap)
+        return True
 
     def position(self, task_id: str) -> int | None:
         """1 for the task that starts next, 2 for the one after it...; None if it is not waiting."""
-        for position, entry in enumerate(sorted(self._heap), start=1):
-            if entry.task_id == task_id:
-                return position
-        return None
+        entry = self._entries.get(task_id)
+        if entry is None:
+            return None
+        return 1 + sum(1 for other in self._heap if other.sort_key < entry.sort_key)
