@@ -5,7 +5,9 @@ Everything a crew's events go through is the real thing: admission and the worke
 delivery on the event loop, and the SSE route. Only the crew is replaced: each task's worker thread
 publishes BENCH_EVENTS events (`start`, then `delta`s, then `end`) whose content has the size of the
 reference app's (`../shared/bench/limit_app.py`), at full speed or, with BENCH_INTERVAL_MS=X, a random
-0.5X..1.5X ms apart, as the reference paces its producers.
+0.5X..1.5X ms apart, as the reference paces its producers. With BENCH_HOLD=1 a task publishes `start`
+and then holds its stream open until the service stops (tasks waiting for a worker hold theirs open
+after their `queued` event), for idle-stream measurements.
 
 Run: `BENCH_EVENTS=200 python -m uvicorn bench.event_pump_app:app --loop uvloop --http httptools`.
 """
@@ -22,6 +24,7 @@ from task_runner import LiveTask, Phase, PhaseOutcome, TaskRunner
 
 EVENTS = max(2, int(os.environ.get("BENCH_EVENTS", "200")))
 INTERVAL_SECONDS = float(os.environ.get("BENCH_INTERVAL_MS", "0")) / 1000
+HOLD = os.environ.get("BENCH_HOLD", "0") == "1"
 
 
 def _pause() -> None:
@@ -36,6 +39,9 @@ class EventPumpRunner(TaskRunner):
         stream = task.stream
         requirement = stream.record.requirement[:60]
         stream.publish_system(EventType.START, f"started: {requirement}")
+        if HOLD:
+            stream.ended.wait()
+            return PhaseOutcome.ENDED
         for sequence in range(2, EVENTS):
             _pause()
             stream.publish("SoftwareDeveloper", EventType.DELTA, f"progress {sequence}/{EVENTS}: {requirement}")
