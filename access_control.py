@@ -19,8 +19,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import Message, Scope
 
 from asgi_hooks import ResponseStartMiddleware
@@ -53,12 +53,14 @@ class TaskRateLimit:
 
     def __init__(self, rate: str) -> None:
         self._item = parse(rate)
+        # limits' asyncio storage expires entries in a loop task; its thread-based twin starts a timer
+        # thread from the request, and Thread.start() waits for the GIL, stalling the loop under load.
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def check(self, client: str) -> None:
-        if self._limiter.hit(self._item, client):
+    async def check(self, client: str) -> None:
+        if await self._limiter.hit(self._item, client):
             return
-        reset = self._limiter.get_window_stats(self._item, client).reset_time
+        reset = (await self._limiter.get_window_stats(self._item, client)).reset_time
         wait = max(1, math.ceil(reset - time.time()))
         raise HTTPException(
             status_code=429,

@@ -154,7 +154,7 @@ async def resume_after(
 async def run_task(
     body: RunTaskRequest, request: Request, response: Response, state: State, caller: CallerOf
 ) -> RunTaskResponse:
-    state.rate_limit.check(client_of(request, caller))
+    await state.rate_limit.check(client_of(request, caller))
     task_request = TaskRequest(
         body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner
     )
