@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,11 @@ class CrewEventsHandler:
         stream_tokens: bool,
         delta_interval_seconds: float = 0.05,
         model_labels: tuple[str, str] = ("unknown", "unknown"),
+        llm_calls: Callable[[str, str, str, float, dict[str, Any] | None], None] = record_llm_call,
     ) -> None:
         self.stream = stream
         self.model_labels = model_labels
+        self._llm_calls = llm_calls
         self._call_started: dict[str, float] = {}
         self.stream_tokens = stream_tokens
         self.step_by_task_id: dict[str, int] = {}
@@ -166,7 +169,7 @@ class CrewEventsHandler:
         started = self._call_started.pop(event.call_id, time.monotonic())
         completed = isinstance(event, LLMCallCompletedEvent)
         usage = event.usage if isinstance(event, LLMCallCompletedEvent) else None
-        record_llm_call(*self.model_labels, "ok" if completed else "failed", time.monotonic() - started, usage)
+        self._llm_calls(*self.model_labels, "ok" if completed else "failed", time.monotonic() - started, usage)
 
     def _buffer_token(self, agent: AgentSpec, chunk: str) -> None:
         self._pending_tokens.setdefault(agent.name, []).append(chunk)

@@ -54,6 +54,11 @@ class LocalModelServer:
                 self._endpoint = self._start(settings)
             return self._endpoint
 
+    def adopt(self, endpoint: LocalModelEndpoint) -> None:
+        """Use a server another process started (a crew's child process uses the API process's)."""
+        with self._lock:
+            self._endpoint = endpoint
+
     @property
     def started(self) -> bool:
         return self._endpoint is not None

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_stream_bytes_per_task: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     max_event_content_chars: int = Field(default=100_000, ge=256)
     crew_events_handler: str = "crew_factory:CrewEventsHandler"
+    crew_execution: Literal["thread", "process"] = "thread"
+    crew_stop_grace_seconds: float = Field(default=5.0, ge=0)
 
     # --- storage and lifecycle ----------------------------------------------------------------
     task_store: Literal["sqlite", "memory"] = "sqlite"

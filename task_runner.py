@@ -1,6 +1,7 @@
 """Runs tasks: admission, a priority line for worker slots, the two phases of a delivery, and control.
 
-A task runs as two crews on a bounded pool of worker threads: the *analysis* (ProductManager), then
+A task runs as two crews on a bounded pool of worker threads (each crew on its thread, or in a child
+process with CREW_EXECUTION=process: see crew_execution): the *analysis* (ProductManager), then
 the *delivery* (QAEngineer, SoftwareDeveloper, Coordinator). With `skip_confirmation: false` the task
 pauses between them (`confirmation_required`) without holding a worker slot; the requester approves,
 or rejects with feedback and the analysis is revised. Tasks beyond MAX_CONCURRENT_TASKS wait in line
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import enum
-import importlib
 import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,18 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents_config import AGENT_NAMES
-from crew_factory import (
-    ANALYSIS_STEPS,
-    DELIVERY_STEPS,
-    CrewEventsHandler,
-    Revision,
-    build_crew,
-    delivery_summary,
-    run_crew,
-)
+from crew_execution import CrewFailed, CrewJob, ProcessCrews, ThreadCrews
+from crew_factory import ANALYSIS_STEPS, DELIVERY_STEPS, Revision, delivery_summary
 from llm_errors import describe_failure
-from llm_providers import ModelInfo, build_llm, model_info
-from llm_retry import RetryingTransport
+from llm_providers import ModelInfo, model_info
 from log_config import current_task_id
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
@@ -57,15 +49,6 @@ SHUTDOWN_MESSAGE = (
     "is kept; submit the requirement again to run it anew."
 )
 QUEUE_FULL_RETRY_AFTER_SECONDS = 30
-
-
-def load_handler_class(import_path: str) -> type[CrewEventsHandler]:
-    """The CrewEventsHandler subclass named by CREW_EVENTS_HANDLER (`package.module:ClassName`)."""
-    module_name, _, class_name = import_path.partition(":")
-    handler_class = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(handler_class, type) and issubclass(handler_class, CrewEventsHandler)):
-        raise ValueError(f"CREW_EVENTS_HANDLER={import_path!r} does not name a CrewEventsHandler subclass")
-    return handler_class
 
 
 def fail_interrupted_tasks(store: TaskStore) -> int:
@@ -158,8 +141,9 @@ class TaskRunner:
     def __init__(self, settings: Settings, streams: StreamManager) -> None:
         self._settings = settings
         self._streams = streams
-        self._handler_class = load_handler_class(settings.crew_events_handler)
         self._model = model_info(settings)
+        crews = ProcessCrews if settings.crew_execution == "process" else ThreadCrews
+        self._crews: ThreadCrews | ProcessCrews = crews(settings, (self._model.provider, self._model.model))
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
         self._loop = asyncio.get_running_loop()
         self._live: dict[str, LiveTask] = {}
@@ -361,33 +345,23 @@ class TaskRunner:
         except Exception as exc:
             if stream.terminated:
                 return PhaseOutcome.ENDED
-            failure = describe_failure(exc, self._settings, self._model.endpoint or self._model.provider)
+            failure = (
+                exc.failure
+                if isinstance(exc, CrewFailed)
+                else describe_failure(exc, self._settings, self._model.endpoint or self._model.provider)
+            )
             logger.warning("task failed: %s (%s)", failure.kind, type(exc).__name__)
             stream.publish_system(EventType.ERROR, failure.message, {"error_type": failure.kind})
         return PhaseOutcome.ENDED
 
     def _run_crew(self, task: LiveTask, steps: tuple[int, ...], **inputs: Any) -> str:
-        """One crew of a task (some of its steps), on a worker thread; returns the last deliverable."""
-        settings = self._settings
-        stream = task.stream
-        handler = self._handler_class(
-            stream,
-            stream_tokens=stream.record.stream_tokens,
-            delta_interval_seconds=settings.delta_interval_ms / 1000,
-            model_labels=(self._model.provider, self._model.model),
-        )
-        retries = RetryingTransport(
-            max_retries=settings.llm_max_retries,
-            base_delay_seconds=settings.llm_retry_base_seconds,
-            on_retry=handler.on_llm_retry,
-            ended=stream.ended,
-        )
-        llm = build_llm(settings, stream.record.requirement, retries)
-        crew, handler.step_by_task_id = build_crew(stream.record.requirement, llm, steps, **inputs)
-        output = run_crew(crew, handler)
-        for key, value in handler.usage.items():
+        """One crew of a task (some of its steps), from a worker thread; returns the last deliverable."""
+        record = task.stream.record
+        job = CrewJob(task.task_id, record.requirement, record.stream_tokens, steps, **inputs)
+        result = self._crews.run(job, task.stream)
+        for key, value in result.usage.items():
             task.usage[key] = task.usage.get(key, 0) + value
-        return str(output.raw)
+        return result.output
 
     def _ask_for_confirmation(self, task: LiveTask) -> None:
         left = self._settings.max_revisions - task.revisions

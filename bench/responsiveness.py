@@ -1,8 +1,9 @@
 """API latency while crews run: `.venv/bin/python bench/responsiveness.py`.
 
-Starts the service on the scripted `fake` model with MAX_CONCURRENT_TASKS=--crews and keeps that many
-crews running (a backlog of tasks waits for the slots). Meanwhile a probe client, one request at a time
-every --interval-ms, times POST /api/run_task (the probe's task is then cancelled, untimed) and
+For each crew execution mode (CREW_EXECUTION=thread, the default, and process), starts the service on
+the scripted `fake` model with MAX_CONCURRENT_TASKS=--crews and keeps that many crews running (a
+backlog of tasks waits for the slots). Meanwhile a probe client, one request at a time every
+--interval-ms, times POST /api/run_task (the probe's task is then cancelled, untimed) and
 GET /api/task/{id}/status. The same probes run first against the idle service, in the same process.
 Prints p50/p99/max in ms for both, and whether every crew slot stayed busy while probing.
 """
@@ -58,18 +59,24 @@ def main() -> None:
     parser.add_argument("--crews", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--interval-ms", type=float, default=20)
+    parser.add_argument("--modes", default="thread,process", help="CREW_EXECUTION values to compare")
     args = parser.parse_args()
-    env = {"MAX_CONCURRENT_TASKS": str(args.crews)}
+    report = {"crews": args.crews}
+    for mode in args.modes.split(","):
+        report[mode] = measure(mode, args.crews, args.rounds, args.interval_ms / 1000)
+    print(json.dumps(report, indent=1))
+
+
+def measure(mode: str, crews: int, rounds: int, interval_seconds: float) -> dict[str, Any]:
+    env = {"MAX_CONCURRENT_TASKS": str(crews), "CREW_EXECUTION": mode}
     with service(env) as server, httpx.Client(base_url=server.base_url, timeout=60) as client:
-        probe(client, 20, args.interval_ms / 1000)  # warm-up
-        idle = probe(client, args.rounds, args.interval_ms / 1000)
-        for _ in range(args.crews * BACKLOG_PER_CREW):
+        probe(client, 20, interval_seconds)  # warm-up
+        idle = probe(client, rounds, interval_seconds)
+        for _ in range(crews * BACKLOG_PER_CREW):
             client.post("/api/run_task", json={"user_requirement": "Build a todo app", "priority": 5}).raise_for_status()
-        wait_for(lambda: busy_workers(client) == args.crews, 60, "every crew slot to be busy")
-        loaded = probe(client, args.rounds, args.interval_ms / 1000)
-        still_busy = busy_workers(client)
-    print(json.dumps({"crews": args.crews, "idle": idle, "under_load": loaded,
-                      "crew_slots_busy_after": still_busy}, indent=1))
+        wait_for(lambda: busy_workers(client) == crews, 60, "every crew slot to be busy")
+        loaded = probe(client, rounds, interval_seconds)
+        return {"idle": idle, "under_load": loaded, "crew_slots_busy_after": busy_workers(client)}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from conftest import ServerProcess, read_stream, start_task, wait_until
 
@@ -59,8 +60,9 @@ def test_finished_tasks_are_purged_after_task_retention(start_service: Callable[
     assert httpx.get(f"{base}/api/tasks").json()["total"] == 0
 
 
-def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(CREW_EVENTS_HANDLER="custom_handler:WordCountingHandler")
+@pytest.mark.parametrize("execution", ["thread", "process"])
+def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., ServerProcess], execution: str) -> None:
+    service = start_service(CREW_EVENTS_HANDLER="custom_handler:WordCountingHandler", CREW_EXECUTION=execution)
     events = read_stream(service.base_url, start_task(service.base_url))
     counts = [e for e in events if e["metadata"].get("kind") == "word_count"]
     assert [e["agent_name"] for e in counts] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
@@ -70,8 +72,11 @@ def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., Se
     assert events[-1]["event_type"] == "end"
 
 
-def test_a_task_over_its_memory_bound_ends_with_an_error(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_STREAM_BYTES_PER_TASK="65536", MAX_REQUIREMENT_CHARS="100000")
+@pytest.mark.parametrize("execution", ["thread", "process"])
+def test_a_task_over_its_memory_bound_ends_with_an_error(
+    start_service: Callable[..., ServerProcess], execution: str
+) -> None:
+    service = start_service(MAX_STREAM_BYTES_PER_TASK="65536", MAX_REQUIREMENT_CHARS="100000", CREW_EXECUTION=execution)
     task_id = start_task(service.base_url, "long requirement " * 5000, stream_tokens=True)
     events = read_stream(service.base_url, task_id)
     assert events[-1]["event_type"] == "error"

@@ -1,0 +1,87 @@
+"""CREW_EXECUTION=process: each crew in a child process, with the same events, control and failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def crew_processes(service: ServerProcess) -> list[int]:
+    """The service's grandchildren: crews run in children of its forkserver."""
+    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    children = {pid for pid in pids if parent_of(pid) == service.process.pid}
+    return [pid for pid in pids if parent_of(pid) in children]
+
+
+def llm_calls(service: ServerProcess) -> float:
+    text = httpx.get(f"{service.base_url}/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "delivery_llm_calls_total"
+    )
+
+
+def test_a_task_with_a_revision_runs_in_crew_processes(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(CREW_EXECUTION="process")
+    task_id = start_task(service.base_url, "Build a recipe app", skip_confirmation=False, stream_tokens=True)
+    events = follow_in_background(service.base_url, task_id)
+    status = f"{service.base_url}/api/task/{task_id}/status"
+    wait_until(lambda: httpx.get(status).json()["status"] == "awaiting_confirmation", 120, "the analysis")
+    decision = {"approved": False, "feedback": "Add a shopping list."}
+    assert httpx.post(f"{service.base_url}/api/task/{task_id}/confirm", json=decision).status_code == 202
+    wait_until(lambda: httpx.get(status).json()["status"] == "awaiting_confirmation", 120, "the revised analysis")
+    assert httpx.post(f"{service.base_url}/api/task/{task_id}/confirm", json={"approved": True}).status_code == 202
+
+    received = events()
+    assert received[-1]["event_type"] == "end" and sequences(received) == list(range(1, len(received) + 1))
+    outputs = [e for e in received if e["event_type"] == "output"]
+    assert [e["agent_name"] for e in outputs] == ["ProductManager", "ProductManager", "QAEngineer",
+                                                  "SoftwareDeveloper", "Coordinator"]
+    assert "Feedback taken into account: Add a shopping list." in outputs[1]["content"]
+    assert any(e["event_type"] == "delta" for e in received), "token deltas cross the process boundary"
+    usage = httpx.get(status).json()["usage"]
+    assert usage["total_tokens"] > 0 and usage == received[-1]["metadata"]["usage"]
+    assert llm_calls(service) == 5, "model calls made in the crews' processes are counted by the service"
+    wait_until(lambda: not crew_processes(service), 30, "the crews' processes to exit")
+
+
+def test_cancel_stops_the_crew_process(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(CREW_EXECUTION="process", FAKE_LLM_DELAY_MS="50")
+    task_id = start_task(service.base_url, stream_tokens=True)
+    wait_until(lambda: crew_processes(service), 60, "the crew's process to start")
+    wait_until(lambda: httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["current_agent"], 60, "work")
+    assert httpx.post(f"{service.base_url}/api/task/{task_id}/cancel").json()["status"] == "cancelled"
+    wait_until(lambda: not crew_processes(service), 30, "the crew's process to stop")
+    events = read_stream(service.base_url, task_id)
+    assert events[-1]["event_type"] == "cancelled" and sequences(events) == list(range(1, len(events) + 1))
+
+
+def test_a_crew_process_that_dies_ends_its_task_with_an_error(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(CREW_EXECUTION="process", FAKE_LLM_DELAY_MS="50")
+    task_id = start_task(service.base_url, stream_tokens=True)
+    events = follow_in_background(service.base_url, task_id)
+    crews = wait_until(lambda: crew_processes(service), 60, "the crew's process to start")
+    wait_until(lambda: httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["current_agent"], 60, "work")
+    os.kill(crews[0], signal.SIGKILL)
+
+    received = events()
+    assert received[-1]["event_type"] == "error" and received[-1]["metadata"]["error_type"] == "worker_died"
+    assert "killed by signal 9" in received[-1]["content"]
+    assert sequences(received) == list(range(1, len(received) + 1))
+    assert read_stream(service.base_url, start_task(service.base_url))[-1]["event_type"] == "end", "the next one runs"
