@@ -24,7 +24,7 @@ class RunTaskRequest(BaseModel):
     user_requirement: StrictStr = Field(
         description="The software requirement, in any language. Trimmed; at least one visible character, no NUL.",
         max_length=get_settings().max_requirement_chars,
-        pattern=r"^[^\x00]*\S[^\x00]*$",
+        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
     )
     skip_confirmation: StrictBool = Field(
         default=True, description="false = pause for a human after the requirements analysis"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
 from conftest import ServerProcess, start_task, wait_until
+from schemas import RunTaskRequest
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -19,6 +21,8 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
         ({"user_requirement": "   \n\t "}, "must contain visible text"),
         ({"user_requirement": "x" * 20001}, "at most 20000 characters. The limit is MAX_REQUIREMENT_CHARS."),
         ({"user_requirement": "ok\x00"}, "NUL characters"),
+        ({"user_requirement": "\x00"}, "NUL characters"),
+        ({"user_requirement": "a\x00b"}, "NUL characters"),
         ({}, "The field user_requirement is required"),
         ({"user_requirement": 42}, "The field user_requirement must be a string"),
         ({"user_requirement": ["a"]}, "The field user_requirement must be a string"),
@@ -133,3 +137,9 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     assert "text/html" in httpx.get(f"{base}/docs").headers["content-type"]
     ui = httpx.get(f"{base}/test-ui")
     assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
+
+
+@pytest.mark.parametrize("requirement", ["a\x00b", "\x00", " \x00 ", "", "  "])
+def test_the_schema_pattern_refuses_what_validation_refuses(requirement: str) -> None:
+    pattern = RunTaskRequest.model_json_schema()["properties"]["user_requirement"]["pattern"]
+    assert re.search(pattern, requirement) is None, "a client validating against the schema is not misled"
