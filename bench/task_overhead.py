@@ -1,11 +1,11 @@
-"""What the service adds to a crew: `.venv/bin/python bench/task_overhead.py [--rounds 15]`.
+"""What the service adds to a crew: `.venv/bin/python bench/task_overhead.py [--rounds 30]`.
 
 Starts the service on the scripted `fake` model with one extra route (`bench/overhead_app.py`) that runs
 the same two crews a task runs with plain `crew.kickoff()`. Rounds alternate, one task at a time:
   * through the service: POST /api/run_task, then the task's SSE stream read to its `end`; wall time from
     the POST to the `end` event at the client;
   * bare: POST /bench/bare_kickoff; wall time of the two kickoffs, measured inside the server.
-Server CPU (utime+stime from /proc, all threads) is taken around each. Prints the medians and the
+Server CPU (every thread's time on CPU, from /proc/<pid>/task/*/schedstat) is taken around each. Prints the medians and the
 service's extra time and CPU in percent of the bare kickoff's.
 """
 
@@ -23,9 +23,15 @@ from servers import Server, service
 
 
 def server_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """Seconds on CPU of every thread of the process, from the scheduler's nanosecond counters."""
+    total = 0
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{thread}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[0])
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def through_service(client: httpx.Client, server: Server) -> tuple[float, float]:
@@ -51,7 +57,7 @@ def bare(client: httpx.Client, server: Server) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     runs: dict[str, list[tuple[float, float]]] = {"service": [], "bare": []}
     with service({}, app="bench.overhead_app:app") as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
