@@ -6,7 +6,7 @@ no store) and then this service with an event pump in place of the crews (`bench
 worker threads publish through the stream layer and the SQLite store), each fresh, and drives both
 with the reference load client (`../shared/bench/load.py`), which checks every stream for gaps,
 duplicates and foreign events. It prints, per load, the medians over the rounds and the service's
-ratios to the reference, and writes every raw report to docs/benchmarks/delivery-reports.json.
+ratios to the reference, and writes every raw report to docs/benchmarks/delivery-<store>.json.
 
 Server CPU per delivered event (the server's utime+stime over the run, divided by events received) is
 the fair comparison: the load client shares the two cores, and when its own CPU use nears one core it,
@@ -25,7 +25,7 @@ from typing import Any
 
 from servers import LOAD_CLIENT, PROJECT_ROOT, Server, reference, service
 
-REPORTS = PROJECT_ROOT / "docs" / "benchmarks" / "delivery-reports.json"
+REPORTS_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ def main() -> None:
             with service(service_env, app="bench.event_pump_app:app") as server:
                 runs["service"].append(drive(server, load))
         print_load(load, medians(runs["reference"]), medians(runs["service"]))
-    REPORTS.parent.mkdir(parents=True, exist_ok=True)
-    REPORTS.write_text(json.dumps(raw, indent=1))
+    REPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORTS_DIR / f"delivery-{args.store}{'-' + args.only if args.only else ''}.json").write_text(json.dumps(raw, indent=1))
 
 
 def print_load(load: Load, ref: dict[str, float], ours: dict[str, float]) -> None:

@@ -5,7 +5,8 @@ the scripted `fake` model with MAX_CONCURRENT_TASKS=--crews and keeps that many 
 backlog of tasks waits for the slots). Meanwhile a probe client, one request at a time every
 --interval-ms, times POST /api/run_task (the probe's task is then cancelled, untimed) and
 GET /api/task/{id}/status. The same probes run first against the idle service, in the same process.
-Prints p50/p99/max in ms for both, and whether every crew slot stayed busy while probing.
+Prints p50/p99/max in ms for both (medians over --runs fresh services per mode), and whether every crew
+slot stayed busy while probing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 from typing import Any
 
@@ -60,11 +62,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--interval-ms", type=float, default=20)
     parser.add_argument("--modes", default="thread,process", help="CREW_EXECUTION values to compare")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    report = {"crews": args.crews}
+    report: dict[str, Any] = {"crews": args.crews, "runs": args.runs}
     for mode in args.modes.split(","):
-        report[mode] = measure(mode, args.crews, args.rounds, args.interval_ms / 1000)
+        runs = [measure(mode, args.crews, args.rounds, args.interval_ms / 1000) for _ in range(args.runs)]
+        report[mode] = median_of(runs)
     print(json.dumps(report, indent=1))
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the runs (the same keys, nested as one run's)."""
+    first = runs[0]
+    if not isinstance(first, dict):
+        return statistics.median(runs)  # type: ignore[return-value]
+    return {key: median_of([run[key] for run in runs]) for key in first}
 
 
 def measure(mode: str, crews: int, rounds: int, interval_seconds: float) -> dict[str, Any]:
