@@ -13,37 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit("timed out")
+from servers import service, wait_for
 
 
 def start_event_time(base: str, task_id: str) -> float:
@@ -61,33 +37,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--chunk-delay-ms", type=float, default=50)
     args = parser.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ, "LLM_PROVIDER": "fake", "FAKE_LLM_DELAY_MS": str(args.chunk_delay_ms),
-        "MAX_CONCURRENT_TASKS": "1", "LOG_LEVEL": "warning", "PYTHONPATH": str(PROJECT_ROOT),
-        "RATE_LIMIT": "100000/minute",
-    }
-    with tempfile.TemporaryDirectory() as workdir:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            cwd=workdir, env=env,
-        )
-        try:
-            wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60)
-            responses, stops = [], []
-            for _ in range(args.rounds):
-                running = httpx.post(f"{base}/api/run_task", json={"user_requirement": "cancel me"}).json()["task_id"]
-                waiting = httpx.post(f"{base}/api/run_task", json={"user_requirement": "next"}).json()["task_id"]
-                wait_for(lambda task=running: httpx.get(f"{base}/api/task/{task}/status").json()["current_agent"], 30)
-                sent = time.time()
-                httpx.post(f"{base}/api/task/{running}/cancel")
-                responses.append((time.time() - sent) * 1000)
-                stops.append((start_event_time(base, waiting) - sent) * 1000)
-                httpx.post(f"{base}/api/task/{waiting}/cancel")
-        finally:
-            server.terminate()
-            server.wait()
+    env = {"FAKE_LLM_DELAY_MS": str(args.chunk_delay_ms), "MAX_CONCURRENT_TASKS": "1"}
+    with service(env) as server:
+        base = server.base_url
+        responses, stops = [], []
+        for _ in range(args.rounds):
+            running = httpx.post(f"{base}/api/run_task", json={"user_requirement": "cancel me"}).json()["task_id"]
+            waiting = httpx.post(f"{base}/api/run_task", json={"user_requirement": "next"}).json()["task_id"]
+            wait_for(
+                lambda task=running: httpx.get(f"{base}/api/task/{task}/status").json()["current_agent"], 30, "work"
+            )
+            sent = time.time()
+            httpx.post(f"{base}/api/task/{running}/cancel")
+            responses.append((time.time() - sent) * 1000)
+            stops.append((start_event_time(base, waiting) - sent) * 1000)
+            httpx.post(f"{base}/api/task/{waiting}/cancel")
     report = {
         "rounds": args.rounds,
         "chunk_delay_ms": args.chunk_delay_ms,

@@ -13,18 +13,33 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
 
 
-def parent_of(pid: int) -> int | None:
+def parent_and_start(pid: int) -> tuple[int, int] | None:
+    """A running process's parent and start time (clock ticks since boot); None if gone or a zombie."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if fields[0] == "Z" else (int(fields[1]), int(fields[19]))
 
 
 def crew_processes(service: ServerProcess) -> list[int]:
-    """The service's grandchildren: crews run in children of its forkserver."""
-    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    children = {pid for pid in pids if parent_of(pid) == service.process.pid}
-    return [pid for pid in pids if parent_of(pid) in children]
+    """The service's running grandchildren (crews run in children of its forkserver), oldest first."""
+    processes = {int(entry): parent_and_start(int(entry)) for entry in os.listdir("/proc") if entry.isdigit()}
+    alive = {pid: found for pid, found in processes.items() if found is not None}
+    children = {pid for pid, (parent, _) in alive.items() if parent == service.process.pid}
+    grandchildren = [pid for pid, (parent, _) in alive.items() if parent in children]
+    return sorted(grandchildren, key=lambda pid: alive[pid][1])
+
+
+def kill_a_crew_process(service: ServerProcess) -> bool:
+    """SIGKILL the newest running crew process; False if none was running at that moment."""
+    for pid in reversed(crew_processes(service)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue  # it ended between the listing and the kill
+        return True
+    return False
 
 
 def llm_calls(service: ServerProcess) -> float:
@@ -76,9 +91,8 @@ def test_a_crew_process_that_dies_ends_its_task_with_an_error(start_service: Cal
     service = start_service(CREW_EXECUTION="process", FAKE_LLM_DELAY_MS="50")
     task_id = start_task(service.base_url, stream_tokens=True)
     events = follow_in_background(service.base_url, task_id)
-    crews = wait_until(lambda: crew_processes(service), 60, "the crew's process to start")
     wait_until(lambda: httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["current_agent"], 60, "work")
-    os.kill(crews[0], signal.SIGKILL)
+    wait_until(lambda: kill_a_crew_process(service), 30, "a crew process to kill")
 
     received = events()
     assert received[-1]["event_type"] == "error" and received[-1]["metadata"]["error_type"] == "worker_died"
