@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any
 
-from crew_factory import CrewEventsHandler, Revision, build_crew, run_crew
+from crew_factory import CrewEventsHandler, EventSink, Revision, build_crew, run_crew
 from llm_errors import TaskFailure, describe_failure
 from llm_providers import build_llm, model_info
 from llm_retry import RetryingTransport
@@ -40,21 +40,6 @@ from task_events import EventType
 POLL_SECONDS = 0.02
 # Crews are batch work and the API answers people: on a busy machine the scheduler serves the API first.
 CHILD_NICENESS = 10
-
-
-class EventSink(Protocol):
-    """What a crew's handler publishes to: a task's stream, or the child's line to it."""
-
-    ended: threading.Event
-
-    @property
-    def terminated(self) -> bool: ...
-
-    def publish(
-        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
-    ) -> object: ...
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +87,7 @@ def run_job(
 ) -> CrewResult:
     """Build and run one crew with its handler, model and retries (blocking: a worker thread or a child)."""
     handler = load_handler_class(settings.crew_events_handler)(
-        sink,  # type: ignore[arg-type]
+        sink,
         stream_tokens=job.stream_tokens,
         delta_interval_seconds=settings.delta_interval_ms / 1000,
         model_labels=model_labels,

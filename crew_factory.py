@@ -13,10 +13,11 @@ task's stream, which never blocks.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agents_config import (
     AGENTS,
@@ -39,7 +40,6 @@ from crewai.events.types.logging_events import AgentLogsExecutionEvent
 from crewai.events.types.task_events import TaskCompletedEvent, TaskStartedEvent
 from crewai.events.types.tool_usage_events import ToolUsageStartedEvent
 from crewai.hooks import HookAborted
-from stream_manager import TaskStream
 from llm_retry import Retry
 from metrics import record_llm_call
 from task_events import SYSTEM_AGENT, EventType
@@ -49,6 +49,21 @@ TOTAL_STEPS = len(AGENTS)
 _SUMMARY_HEADING = re.compile(r"^#{1,6}\s*(summary|总结|摘要|概要)\b.*$", re.IGNORECASE | re.MULTILINE)
 _NEXT_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
+
+
+class EventSink(Protocol):
+    """What a handler publishes to: a task's `TaskStream`, or a crew process's line to it."""
+
+    ended: threading.Event
+
+    @property
+    def terminated(self) -> bool: ...
+
+    def publish(
+        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
+    ) -> object: ...
+
+    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None: ...
 
 
 class CrewEventsHandler:
@@ -67,7 +82,7 @@ class CrewEventsHandler:
 
     def __init__(
         self,
-        stream: TaskStream,
+        stream: EventSink,
         *,
         stream_tokens: bool,
         delta_interval_seconds: float = 0.05,
