@@ -99,3 +99,15 @@ def test_a_crew_process_that_dies_ends_its_task_with_an_error(start_service: Cal
     assert "killed by signal 9" in received[-1]["content"]
     assert sequences(received) == list(range(1, len(received) + 1))
     assert read_stream(service.base_url, start_task(service.base_url))[-1]["event_type"] == "end", "the next one runs"
+
+
+def test_crew_processes_do_not_outlive_a_killed_service(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(CREW_EXECUTION="process", FAKE_LLM_DELAY_MS="500", MAX_CONCURRENT_TASKS="2")
+    tasks = [start_task(service.base_url, stream_tokens=True) for _ in range(2)]
+    for task_id in tasks:
+        wait_until(lambda task=task_id: httpx.get(f"{service.base_url}/api/task/{task}/status").json()["current_agent"],
+                   60, "both crews at work")
+    crews = wait_until(lambda: found if len(found := crew_processes(service)) == 2 else None, 30, "two crews")
+    service.kill()
+    # a crew at 500 ms a chunk takes far longer than this to end by itself
+    wait_until(lambda: all(parent_and_start(pid) is None for pid in crews), 10, "the orphaned crews to stop")
