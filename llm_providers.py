@@ -20,7 +20,7 @@ from agents_config import PromptStyle
 from crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from crewai.llms.providers.openai.completion import OpenAICompletion
 from fake_llm import ScriptedLLM
-from llm_retry import RetryingTransport
+from llm_retry import RetryingTransport, shared_ssl_context
 from local_model import LOCAL_MODEL_ALIAS, local_model_server
 from skeleton_llm import SkeletonLLM
 from settings import ResolvedProvider, Settings
@@ -84,6 +84,13 @@ class RetryingOpenAICompletion(OpenAICompletion):
         config["max_retries"] = 0
         config["http_client"] = httpx.Client(transport=self.retry_transport, timeout=self.timeout)
         return openai.OpenAI(**config)
+
+    def _build_async_client(self) -> Any:
+        """CrewAI builds it with every LLM although crews here run synchronously: make it cheap."""
+        config = self._get_client_params()
+        config["max_retries"] = 0
+        config["http_client"] = httpx.AsyncClient(verify=shared_ssl_context(), timeout=self.timeout)
+        return openai.AsyncOpenAI(**config)
 
 
 def build_llm(settings: Settings, requirement: str, retries: RetryingTransport) -> Any:
