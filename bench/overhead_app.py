@@ -21,7 +21,7 @@ from settings import get_settings
 
 
 def _model(requirement: str) -> object:
-    retries = RetryingTransport(max_retries=0, base_delay_seconds=0, on_retry=print, ended=threading.Event())
+    retries = RetryingTransport(max_retries=0, base_delay_seconds=0, on_retry=lambda retry: None, ended=threading.Event())
     return build_llm(get_settings(), requirement, retries)
 
 
