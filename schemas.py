@@ -11,6 +11,11 @@ from settings import get_settings
 from task_records import TaskRecord, TaskStatus
 
 
+# What str.strip() removes (Python's whitespace), spelled out: `\s` means a different set in Python, in
+# pydantic-core's Rust regex and in the ECMAScript regex of JSON Schema clients (U+0085, U+FEFF...).
+WHITESPACE_CLASS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 class RunTaskRequest(BaseModel):
     """Start a task: a requirement for the four agents."""
 
@@ -24,7 +29,7 @@ class RunTaskRequest(BaseModel):
     user_requirement: StrictStr = Field(
         description="The software requirement, in any language. Trimmed; at least one visible character, no NUL.",
         max_length=get_settings().max_requirement_chars,
-        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
+        pattern=rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$",
     )
     skip_confirmation: StrictBool = Field(
         default=True, description="false = pause for a human after the requirements analysis"

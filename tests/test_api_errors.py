@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from conftest import ServerProcess, start_task, wait_until
-from schemas import RunTaskRequest
+from schemas import WHITESPACE_CLASS, RunTaskRequest
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -19,6 +20,7 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
     [
         ({"user_requirement": ""}, "must contain visible text"),
         ({"user_requirement": "   \n\t "}, "must contain visible text"),
+        ({"user_requirement": "\u0085\u3000"}, "must contain visible text"),
         ({"user_requirement": "x" * 20001}, "at most 20000 characters. The limit is MAX_REQUIREMENT_CHARS."),
         ({"user_requirement": "ok\x00"}, "NUL characters"),
         ({"user_requirement": "\x00"}, "NUL characters"),
@@ -139,7 +141,22 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
 
 
-@pytest.mark.parametrize("requirement", ["a\x00b", "\x00", " \x00 ", "", "  "])
-def test_the_schema_pattern_refuses_what_validation_refuses(requirement: str) -> None:
+@pytest.mark.parametrize(
+    ("requirement", "valid"),
+    [("a\x00b", False), ("\x00", False), (" \x00 ", False), ("", False), ("  ", False), ("\u0085", False),
+     ("\u2028\u3000", False), ("\ufeff", True), ("x", True), (" 待办 ", True)],
+)
+def test_the_schema_pattern_agrees_with_validation(requirement: str, valid: bool) -> None:
     pattern = RunTaskRequest.model_json_schema()["properties"]["user_requirement"]["pattern"]
-    assert re.search(pattern, requirement) is None, "a client validating against the schema is not misled"
+    assert (re.search(pattern, requirement) is not None) is valid, "a client checking the schema is not misled"
+    try:
+        RunTaskRequest(user_requirement=requirement)
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
+
+
+def test_the_whitespace_class_is_what_strip_removes() -> None:
+    whitespace = re.compile(f"[{WHITESPACE_CLASS}]")
+    assert [code for code in range(0x110000) if bool(whitespace.fullmatch(chr(code))) != chr(code).isspace()] == []
