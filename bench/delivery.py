@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from servers import LOAD_CLIENT, PROJECT_ROOT, Server, reference, service
+from servers import PROJECT_ROOT, reference, run_load_client, service
 
 REPORTS_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 
@@ -47,18 +45,6 @@ LOADS = (
     Load("200x1x100", 200, 1, 100),
     Load("paced 25x1x200 every 10 ms", 25, 1, 200, interval_ms=10),
 )
-
-
-def drive(server: Server, load: Load) -> dict[str, Any]:
-    """One run of the reference load client; its JSON report."""
-    completed = subprocess.run(
-        [sys.executable, str(LOAD_CLIENT), "--base-url", server.base_url, "--tasks", str(load.tasks),
-         "--subscribers", str(load.subscribers), "--timeout", "120", "--server-pid", str(server.pid)],
-        capture_output=True, text=True, check=False,
-    )
-    if not completed.stdout.strip():
-        raise SystemExit(f"load client failed: {completed.stderr}")
-    return json.loads(completed.stdout)
 
 
 def figures(report: dict[str, Any]) -> dict[str, float]:
@@ -98,9 +84,9 @@ def main() -> None:
         runs = raw.setdefault(load.name, {"reference": [], "service": []})
         for _ in range(args.runs):
             with reference("limit_app:app", load.env()) as server:
-                runs["reference"].append(drive(server, load))
+                runs["reference"].append(run_load_client(server, load.tasks, load.subscribers, "--timeout", "120"))
             with service(service_env, app="bench.event_pump_app:app") as server:
-                runs["service"].append(drive(server, load))
+                runs["service"].append(run_load_client(server, load.tasks, load.subscribers, "--timeout", "120"))
         print_load(load, medians(runs["reference"]), medians(runs["service"]))
     REPORTS_DIR.mkdir(parents=True, exist_ok=True)
     (REPORTS_DIR / f"delivery-{args.store}{'-' + args.only if args.only else ''}.json").write_text(json.dumps(raw, indent=1))

@@ -15,25 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from typing import Any
 
-from servers import LOAD_CLIENT, PROJECT_ROOT, Server, reference, service
+from servers import PROJECT_ROOT, Server, reference, run_load_client, service
 
 REPORTS = PROJECT_ROOT / "docs" / "benchmarks" / "idle-streams-reports.json"
 HOLD_ENV = {"BENCH_HOLD": "1"}
 
 
 def hold(server: Server, tasks: int, subscribers: int, seconds: float) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, str(LOAD_CLIENT), "--base-url", server.base_url, "--tasks", str(tasks),
-         "--subscribers", str(subscribers), "--hold", str(seconds), "--timeout", "300", "--server-pid", str(server.pid)],
-        capture_output=True, text=True, check=False,
-    )
-    if not completed.stdout.strip():
-        raise SystemExit(f"load client failed: {completed.stderr}")
-    return json.loads(completed.stdout)
+    return run_load_client(server, tasks, subscribers, "--hold", str(seconds), "--timeout", "300")
 
 
 def summary(reports: list[dict[str, Any]]) -> dict[str, float]:

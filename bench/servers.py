@@ -7,6 +7,7 @@ servers' settings), in a fresh working directory so no run sees another's data.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -101,3 +102,18 @@ def service(env: dict[str, str], app: str = "main:app") -> contextlib.AbstractCo
 def reference(app: str, env: dict[str, str]) -> contextlib.AbstractContextManager[Server]:
     """A reference app of `../shared/bench/` (`limit_app:app`, `seed_baseline:app`), run from there."""
     return uvicorn_server(app, env, cwd=SHARED_BENCH)
+
+
+def run_load_client(server: Server, tasks: int, subscribers: int, *options: str) -> dict[str, Any]:
+    """One run of the reference load client (`../shared/bench/load.py`) against `server`; its JSON report.
+
+    Its exit status is not checked: it is 1 when a stream saw a problem, and the report says which.
+    """
+    completed = subprocess.run(
+        [sys.executable, str(LOAD_CLIENT), "--base-url", server.base_url, "--tasks", str(tasks),
+         "--subscribers", str(subscribers), "--server-pid", str(server.pid), *options],
+        capture_output=True, text=True, check=False,
+    )
+    if not completed.stdout.strip():
+        raise SystemExit(f"load client failed: {completed.stderr}")
+    return json.loads(completed.stdout)
