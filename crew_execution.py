@@ -154,15 +154,15 @@ class ProcessCrews:
 
     def _follow(self, child: Any, link: Connection, sink: EventSink) -> CrewResult:
         """Publish the child's events until it reports its result; stop it once the task has ended."""
-        stop_sent_at: float | None = None
+        kill_at: float | None = None  # once the task has ended: when the child's grace to stop runs out
         refused: StreamLimitExceeded | None = None
         while True:
-            if sink.terminated or refused is not None:
-                if stop_sent_at is None:
-                    stop_sent_at = time.monotonic()
-                    _send_quietly(link, ("stop",))
-                elif time.monotonic() - stop_sent_at > self._settings.crew_stop_grace_seconds:
-                    child.kill()
+            if kill_at is None and (sink.terminated or refused is not None):
+                kill_at = time.monotonic() + self._settings.crew_stop_grace_seconds
+                _send_quietly(link, ("stop",))
+            elif kill_at is not None and time.monotonic() > kill_at:
+                child.kill()
+                kill_at = float("inf")
             if not link.poll(POLL_SECONDS):
                 continue
             try:
