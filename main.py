@@ -196,8 +196,7 @@ async def stream_task(
 ) -> EventSourceResponse:
     caller = state.keys.stream_caller(request, task_id, token or None)
     await get_record(task_id, state, caller)
-    stream = state.streams.get_stream(task_id)
-    frames = stream.frames_after(cursor) if stream is not None else state.streams.stored_frames(task_id, cursor)
+    frames = state.streams.frames_after(task_id, cursor)
     client = client_of(request, caller)
     state.stream_slots.take(client)
 
@@ -216,7 +215,7 @@ async def stream_task(
 
 @app.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, tags=["tasks"], responses=NOT_FOUND)
 async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state: State) -> TaskStatusResponse:
-    return TaskStatusResponse.of(record, state.runner.queue_position(record.task_id))
+    return TaskStatusResponse.of(record, await state.runner.queue_position(record.task_id))
 
 
 @app.post(
@@ -229,7 +228,7 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state:
 )
 async def cancel_task(task_id: str, request: Request, state: State, caller: CallerOf) -> TaskStatusResponse:
     await get_record(task_id, state, caller)
-    if state.runner.cancel(task_id):
+    if await state.runner.cancel(task_id):
         audit("task.cancelled", request, caller, task_id)
     return await _status_once_stored(task_id, state, caller)
 
@@ -247,7 +246,7 @@ async def confirm_task(
 ) -> TaskStatusResponse:
     record = await get_record(task_id, state, caller)
     try:
-        state.runner.confirm(task_id, body.approved, body.feedback)
+        await state.runner.confirm(task_id, body.approved, body.feedback)
     except NotAwaitingConfirmation as exc:
         raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
     audit("task.approved" if body.approved else "task.rejected", request, caller, task_id)
@@ -260,7 +259,9 @@ async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller)
     if stream is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
-    return TaskStatusResponse.of(await get_record(task_id, state, caller), state.runner.queue_position(task_id))
+    return TaskStatusResponse.of(
+        await get_record(task_id, state, caller), await state.runner.queue_position(task_id)
+    )
 
 
 @app.get(
@@ -381,7 +382,7 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         try:
             await asyncio.to_thread(state.store.check)
-            checks["store"] = state.streams.writer.failure or "ok"
+            checks["store"] = state.streams.failure or "ok"
         except StoreUnavailable as exc:
             checks["store"] = str(exc)
         checks["tasks"] = "ok" if state.runner.accepting else "shutting down"

@@ -6,7 +6,7 @@ then passes them back to the event loop (`StreamManager.deliver`): so subscriber
 not durable, and the publisher never waits for the disk, the loop or any subscriber. Each subscriber
 walks the shared log with its own cursor, so a slow one holds no one back and costs no extra memory,
 and any subscriber can start from any sequence. Streams of tasks no longer in memory are replayed
-from the store with the same framing (`stored_frames`).
+from the store with the same framing (`frames_after`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from event_writer import EventWriter, PendingEvent
 from metrics import record_delivered
@@ -45,19 +45,17 @@ class StreamLimits:
     max_event_content_chars: int
 
 
-class TaskStream:
-    """The event log of one task. `publish` is thread-safe; everything else runs on the event loop."""
+class StreamView:
+    """The frames of one task's stream held in memory, walked by any number of subscribers.
 
-    def __init__(self, record: TaskRecord, writer: EventWriter, limits: StreamLimits) -> None:
+    Event loop only. Frames arrive in sequence order through `show`: from this process's event
+    writer (`TaskStream`), or from a Redis Stream's tail (cluster_streams).
+    """
+
+    def __init__(self, record: TaskRecord) -> None:
         self.record = record
         self.task_id = record.task_id
         self.created_at = record.created_at
-        self._writer = writer
-        self._limits = limits
-        self._publish_lock = threading.Lock()
-        self._next_sequence = record.last_sequence + 1
-        self._stream_bytes = 0
-        self.ended = threading.Event()
         self._frames: list[bytes] = []
         self._changed = asyncio.Event()
         self.finished = False
@@ -68,59 +66,6 @@ class TaskStream:
     def last_sequence(self) -> int:
         """The sequence of the last event visible to subscribers."""
         return len(self._frames)
-
-    def publish(
-        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
-    ) -> TaskEvent | None:
-        """Sequence and enqueue one event. Returns it, or None once the stream has its terminal event.
-
-        Raises StreamLimitExceeded when a non-terminal event would take the stream past its byte
-        budget; terminal events are always accepted, so every stream can still end properly.
-        """
-        content = self._bounded(content)
-        with self._publish_lock:
-            if self.ended.is_set():
-                return None
-            event = TaskEvent(
-                task_id=self.task_id,
-                sequence=self._next_sequence,
-                agent_name=agent_name,
-                event_type=event_type,
-                content=content,
-                timestamp=utc_now_iso(),
-                metadata=metadata or {},
-            )
-            encoded = EncodedEvent.of(event)
-            if not event.is_terminal and self._stream_bytes + len(encoded.frame) > self._limits.max_stream_bytes:
-                raise StreamLimitExceeded(
-                    f"task {self.task_id} produced more than {self._limits.max_stream_bytes} bytes of events"
-                )
-            self._next_sequence += 1
-            self._stream_bytes += len(encoded.frame)
-            if event.is_terminal:
-                self.ended.set()
-            self._writer.submit(self, encoded)
-        return event
-
-    @property
-    def terminated(self) -> bool:
-        """True once the terminal event is published (it may not be stored and delivered yet)."""
-        return self.ended.is_set()
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
-        """Publish a task-level event (agent_name `System`)."""
-        self.publish(SYSTEM_AGENT, event_type, content, metadata)
-
-    def _bounded(self, content: str) -> str:
-        limit = self._limits.max_event_content_chars
-        if len(content) <= limit:
-            return content
-        return content[:limit] + _TRUNCATION_NOTE.format(omitted=len(content) - limit)
-
-    async def caught_up(self) -> None:
-        """Return once every event published so far is stored and visible (event loop only)."""
-        while self.last_sequence < self._next_sequence - 1:
-            await self._changed.wait()
 
     def show(self, frames: list[bytes], terminal: bool) -> None:
         """Make stored frames visible to subscribers (event loop only)."""
@@ -154,6 +99,91 @@ class TaskStream:
             self.subscribers -= 1
 
 
+View = TypeVar("View", bound=StreamView)
+
+
+def release_expired(views: dict[str, View], retention_seconds: float) -> list[str]:
+    """Forget finished views older than the retention time that nobody is reading; their task ids."""
+    deadline = time.monotonic() - retention_seconds
+    expired = [
+        task_id
+        for task_id, view in views.items()
+        if view.finished
+        and view.subscribers == 0
+        and view.finished_monotonic is not None
+        and view.finished_monotonic <= deadline
+    ]
+    for task_id in expired:
+        del views[task_id]
+    return expired
+
+
+def bounded_content(content: str, limit: int) -> str:
+    """An event's content cut to MAX_EVENT_CONTENT_CHARS, saying how much was cut."""
+    if len(content) <= limit:
+        return content
+    return content[:limit] + _TRUNCATION_NOTE.format(omitted=len(content) - limit)
+
+
+class TaskStream(StreamView):
+    """The event log of one task run in this process. `publish` is thread-safe."""
+
+    def __init__(self, record: TaskRecord, writer: EventWriter, limits: StreamLimits) -> None:
+        super().__init__(record)
+        self._writer = writer
+        self._limits = limits
+        self._publish_lock = threading.Lock()
+        self._next_sequence = record.last_sequence + 1
+        self._stream_bytes = 0
+        self.ended = threading.Event()
+
+    def publish(
+        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
+    ) -> TaskEvent | None:
+        """Sequence and enqueue one event. Returns it, or None once the stream has its terminal event.
+
+        Raises StreamLimitExceeded when a non-terminal event would take the stream past its byte
+        budget; terminal events are always accepted, so every stream can still end properly.
+        """
+        content = bounded_content(content, self._limits.max_event_content_chars)
+        with self._publish_lock:
+            if self.ended.is_set():
+                return None
+            event = TaskEvent(
+                task_id=self.task_id,
+                sequence=self._next_sequence,
+                agent_name=agent_name,
+                event_type=event_type,
+                content=content,
+                timestamp=utc_now_iso(),
+                metadata=metadata or {},
+            )
+            encoded = EncodedEvent.of(event)
+            if not event.is_terminal and self._stream_bytes + len(encoded.frame) > self._limits.max_stream_bytes:
+                raise StreamLimitExceeded(
+                    f"task {self.task_id} produced more than {self._limits.max_stream_bytes} bytes of events"
+                )
+            self._next_sequence += 1
+            self._stream_bytes += len(encoded.frame)
+            if event.is_terminal:
+                self.ended.set()
+            self._writer.submit(self, encoded)
+        return event
+
+    @property
+    def terminated(self) -> bool:
+        """True once the terminal event is published (it may not be stored and delivered yet)."""
+        return self.ended.is_set()
+
+    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
+        """Publish a task-level event (agent_name `System`)."""
+        self.publish(SYSTEM_AGENT, event_type, content, metadata)
+
+    async def caught_up(self) -> None:
+        """Return once every event published so far is stored and visible (event loop only)."""
+        while self.last_sequence < self._next_sequence - 1:
+            await self._changed.wait()
+
 class StreamManager:
     """All streams held in memory (live and recently finished tasks), their writer, and their retention."""
 
@@ -186,13 +216,23 @@ class StreamManager:
             if stream is not None:
                 stream.show(task_frames, task_id in terminal)
 
+    @property
+    def failure(self) -> str | None:
+        """Why events cannot be stored right now, or None."""
+        return self.writer.failure
+
+    def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
+        """A task's SSE frames after `last_sequence`: live from memory, else replayed from the store."""
+        stream = self._streams.get(task_id)
+        return stream.frames_after(last_sequence) if stream is not None else self._stored_frames(task_id, last_sequence)
+
     def get_stream(self, task_id: str) -> TaskStream | None:
         return self._streams.get(task_id)
 
     def streams(self) -> list[TaskStream]:
         return list(self._streams.values())
 
-    async def stored_frames(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
+    async def _stored_frames(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
         """The SSE frames of a task that is no longer in memory, read from the store page by page."""
         cursor = last_sequence
         while True:
@@ -204,18 +244,7 @@ class StreamManager:
 
     def remove_expired(self) -> list[str]:
         """Forget finished streams older than the retention time that nobody is reading; their task ids."""
-        deadline = time.monotonic() - self._retention_seconds
-        expired = [
-            task_id
-            for task_id, stream in self._streams.items()
-            if stream.finished
-            and stream.subscribers == 0
-            and stream.finished_monotonic is not None
-            and stream.finished_monotonic <= deadline
-        ]
-        for task_id in expired:
-            del self._streams[task_id]
-        return expired
+        return release_expired(self._streams, self._retention_seconds)
 
     async def close(self) -> None:
         """Store and deliver every queued event, then stop the writer."""

@@ -1,8 +1,7 @@
-"""Runs tasks: admission, a priority line for worker slots, the two phases of a delivery, and control.
+"""Runs tasks in this process: admission, a priority line for worker slots, the two phases, and control.
 
-A task runs as two crews on a bounded pool of worker threads (each crew on its thread, or in a child
-process with CREW_EXECUTION=process: see crew_execution): the *analysis* (ProductManager), then
-the *delivery* (QAEngineer, SoftwareDeveloper, Coordinator). With `skip_confirmation: false` the task
+A task's two phases (task_phases) run on a bounded pool of worker threads (each crew on its thread,
+or in a child process with CREW_EXECUTION=process: see crew_execution). With `skip_confirmation: false` the task
 pauses between them (`confirmation_required`) without holding a worker slot; the requester approves,
 or rejects with feedback and the analysis is revised. Tasks beyond MAX_CONCURRENT_TASKS wait in line
 by priority, up to MAX_QUEUED_TASKS. Cancel, the task timeout, the confirmation timeout and a server
@@ -10,7 +9,7 @@ stop all end a task the same way: they publish its terminal event, and its crew 
 step (`CrewEventsHandler` refuses to go on once the stream has ended).
 
 Everything here runs on the event loop, except `_run_phase`, which runs on a worker thread and only
-publishes events.
+publishes events. With REDIS_URL set, cluster_runner takes this module's place.
 """
 
 from __future__ import annotations
@@ -18,22 +17,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import enum
 import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from agents_config import AGENT_NAMES
-from crew_execution import CrewFailed, CrewJob, ProcessCrews, ThreadCrews
-from crew_factory import ANALYSIS_STEPS, DELIVERY_STEPS, Revision, delivery_summary
-from llm_errors import describe_failure
+from crew_execution import ProcessCrews, ThreadCrews
 from llm_providers import ModelInfo, model_info
 from log_config import current_task_id
 from settings import Settings
 from stream_manager import StreamManager, TaskStream
 from task_events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
+from task_phases import (
+    CANCELLED_ON_REQUEST,
+    Phase,
+    PhaseOutcome,
+    PhaseRunner,
+    PhaseWork,
+    decision,
+    decision_expired,
+    revisions_exhausted,
+    timed_out,
+)
 from task_queue import TaskQueue
 from task_records import TaskRecord
 from task_store import TaskStore
@@ -87,16 +92,6 @@ class NotAwaitingConfirmation(RuntimeError):
     """A decision was sent for a task that is not waiting for one."""
 
 
-class Phase(enum.Enum):
-    ANALYSIS = "analysis"
-    DELIVERY = "delivery"
-
-
-class PhaseOutcome(enum.Enum):
-    AWAITING_CONFIRMATION = "awaiting_confirmation"
-    ENDED = "ended"
-
-
 @dataclass(frozen=True)
 class TaskRequest:
     requirement: str
@@ -110,16 +105,12 @@ class TaskRequest:
 class LiveTask:
     """What the runner knows of a task that has not ended.
 
-    Event loop only, except `usage` and `analysis`, which the task's one running phase updates on its
-    worker thread (a task never has two phases running at once).
+    Event loop only, except `work`, which the task's one running phase updates on its worker thread
+    (a task never has two phases running at once).
     """
 
     stream: TaskStream
-    phase: Phase = Phase.ANALYSIS
-    revision: Revision | None = None
-    revisions: int = 0
-    analysis: str = ""
-    usage: dict[str, int] = field(default_factory=dict)
+    work: PhaseWork
     awaiting: bool = False
     running: bool = False
     running_seconds: float = 0.0
@@ -143,7 +134,7 @@ class TaskRunner:
         self._streams = streams
         self._model = model_info(settings)
         crews = ProcessCrews if settings.crew_execution == "process" else ThreadCrews
-        self._crews: ThreadCrews | ProcessCrews = crews(settings, (self._model.provider, self._model.model))
+        self._phases = PhaseRunner(settings, self._model, crews(settings, (self._model.provider, self._model.model)))
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
         self._loop = asyncio.get_running_loop()
         self._live: dict[str, LiveTask] = {}
@@ -156,9 +147,6 @@ class TaskRunner:
     @property
     def model(self) -> ModelInfo:
         return self._model
-
-    def queue_position(self, task_id: str) -> int | None:
-        return self._waiting.position(task_id)
 
     def load(self) -> tuple[list[str], int, int]:
         """For metrics: the status of every task not yet ended, how many wait, how many workers are busy."""
@@ -186,46 +174,40 @@ class TaskRunner:
             model=self._model.public(),
             owner=request.owner,
         )
-        task = LiveTask(await self._streams.create_stream(record))
+        work = PhaseWork(record.task_id, record.requirement, record.skip_confirmation, record.stream_tokens)
+        task = LiveTask(await self._streams.create_stream(record), work)
         self._live[record.task_id] = task
         return record, self._schedule(task, Phase.ANALYSIS)
 
-    def cancel(self, task_id: str) -> bool:
+    async def queue_position(self, task_id: str) -> int | None:
+        return self._waiting.position(task_id)
+
+    async def cancel(self, task_id: str) -> bool:
         """End a task that has not ended with `cancelled`; False (and no change) if it had already ended."""
         task = self._live.get(task_id)
         if task is None or task.stream.terminated:
             return False
-        task.stream.publish_system(EventType.CANCELLED, "The task was cancelled at the requester's request.", {"reason": "requested"})
+        task.stream.publish_system(EventType.CANCELLED, *CANCELLED_ON_REQUEST)
         self._after_end(task)
         return True
 
-    def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
+    async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
         """Continue a task waiting for confirmation, or have its analysis revised with `feedback`."""
         task = self._live.get(task_id)
         if task is None or not task.awaiting or task.stream.terminated:
             raise NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation.")
-        if not approved and task.revisions >= self._settings.max_revisions:
-            raise NotAwaitingConfirmation(
-                f"The analysis of task {task_id} was already revised {task.revisions} times (MAX_REVISIONS). "
-                "Approve it, or cancel the task and submit a clearer requirement."
-            )
+        work = task.work
+        if not approved and work.revisions >= self._settings.max_revisions:
+            raise NotAwaitingConfirmation(revisions_exhausted(task_id, work.revisions))
         task.awaiting = False
         task.cancel_timers()
-        if approved:
-            task.stream.publish_system(
-                EventType.ACTION, "The analysis was approved: the delivery continues.", {"kind": "resumed", "decision": "approved"}
-            )
-            self._schedule(task, Phase.DELIVERY)
-            return
-        task.revisions += 1
-        task.revision = Revision(analysis=task.analysis, feedback=feedback)
+        if not approved:
+            work.revisions += 1
+            work.feedback = feedback
         task.stream.publish_system(
-            EventType.ACTION,
-            f"The analysis was rejected with feedback: the ProductManager revises it (revision {task.revisions} of "
-            f"{self._settings.max_revisions}).",
-            {"kind": "resumed", "decision": "rejected", "feedback": feedback, "revision": task.revisions},
+            EventType.ACTION, *decision(approved, feedback, work.revisions, self._settings.max_revisions)
         )
-        self._schedule(task, Phase.ANALYSIS)
+        self._schedule(task, Phase.DELIVERY if approved else Phase.ANALYSIS)
 
     async def drain(self, grace_seconds: float) -> int:
         """Stop taking tasks, let running ones finish for up to `grace_seconds`, then end the rest.
@@ -301,83 +283,14 @@ class TaskRunner:
 
     def _time_out(self, task: LiveTask) -> None:
         if not task.stream.terminated:
-            task.stream.publish_system(
-                EventType.ERROR,
-                f"The task ran longer than TASK_TIMEOUT_SECONDS={self._settings.task_timeout_seconds:g} s, so it was "
-                "stopped. Raise TASK_TIMEOUT_SECONDS for long runs, or submit a smaller requirement.",
-                {"error_type": "task_timeout"},
-            )
+            task.stream.publish_system(EventType.ERROR, *timed_out(self._settings))
 
     def _confirmation_expired(self, task: LiveTask) -> None:
         if not task.stream.terminated:
-            task.stream.publish_system(
-                EventType.CANCELLED,
-                "No decision on the requirements analysis arrived within CONFIRMATION_TIMEOUT_SECONDS="
-                f"{self._settings.confirmation_timeout_seconds:g} s, so the task was cancelled. Submit it again, "
-                "or start it with skip_confirmation: true.",
-                {"reason": "confirmation_timeout"},
-            )
+            task.stream.publish_system(EventType.CANCELLED, *decision_expired(self._settings))
         self._live.pop(task.task_id, None)
 
     # --- worker thread ----------------------------------------------------------------------------
     def _run_phase(self, task: LiveTask, phase: Phase) -> PhaseOutcome:
-        """One phase of a task, on a worker thread; ends by publishing or by awaiting a decision."""
-        stream = task.stream
-        record = stream.record
-        if stream.terminated:
-            return PhaseOutcome.ENDED
-        try:
-            if phase is Phase.ANALYSIS and task.revisions == 0:
-                logger.info("task started on %s/%s", self._model.provider, self._model.model)
-                stream.publish_system(
-                    EventType.START,
-                    f"Task started on {self._model.provider} model {self._model.model}",
-                    {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)},
-                )
-            if phase is Phase.ANALYSIS:
-                task.analysis = self._run_crew(task, ANALYSIS_STEPS, revision=task.revision)
-                if not record.skip_confirmation:
-                    self._ask_for_confirmation(task)
-                    return PhaseOutcome.AWAITING_CONFIRMATION
-            review = self._run_crew(task, DELIVERY_STEPS, analysis=task.analysis)
-            logger.info("task completed")
-            stream.publish_system(EventType.END, delivery_summary(review), {"usage": task.usage, "deliverables": 4})
-        except Exception as exc:
-            if stream.terminated:
-                return PhaseOutcome.ENDED
-            failure = (
-                exc.failure
-                if isinstance(exc, CrewFailed)
-                else describe_failure(exc, self._settings, self._model.endpoint or self._model.provider)
-            )
-            logger.warning("task failed: %s (%s)", failure.kind, type(exc).__name__)
-            stream.publish_system(EventType.ERROR, failure.message, {"error_type": failure.kind})
-        return PhaseOutcome.ENDED
-
-    def _run_crew(self, task: LiveTask, steps: tuple[int, ...], **inputs: Any) -> str:
-        """One crew of a task (some of its steps), from a worker thread; returns the last deliverable."""
-        record = task.stream.record
-        job = CrewJob(task.task_id, record.requirement, record.stream_tokens, steps, **inputs)
-        result = self._crews.run(job, task.stream)
-        for key, value in result.usage.items():
-            task.usage[key] = task.usage.get(key, 0) + value
-        return result.output
-
-    def _ask_for_confirmation(self, task: LiveTask) -> None:
-        left = self._settings.max_revisions - task.revisions
-        question = (
-            "The requirements analysis is ready for your review. Approve it to continue with the test plan, the "
-            "technical design and the delivery review, or reject it with feedback to have it revised "
-            f"({left} revision{'s' if left != 1 else ''} left)."
-        )
-        task.stream.publish_system(
-            EventType.CONFIRMATION_REQUIRED,
-            f"{question}\n\n{delivery_summary(task.analysis)[:1500]}",
-            {
-                "question": question,
-                "revision": task.revisions,
-                "max_revisions": self._settings.max_revisions,
-                "timeout_seconds": self._settings.confirmation_timeout_seconds,
-            },
-        )
-
+        """One phase of a task, on a worker thread."""
+        return self._phases.run(task.work, phase, task.stream)
