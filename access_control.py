@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from limits import parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import Message, Scope
 
@@ -51,11 +51,13 @@ def client_of(request: Request, caller: Caller) -> str:
 class TaskRateLimit:
     """At most RATE_LIMIT task creations per client in any moving window (e.g. `10/minute`)."""
 
-    def __init__(self, rate: str) -> None:
+    def __init__(self, rate: str, storage_uri: str | None = None) -> None:
+        """Counts in this process, or in Redis (`async+redis://...`) so that replicas share the limit."""
         self._item = parse(rate)
         # limits' asyncio storage expires entries in a loop task; its thread-based twin starts a timer
         # thread from the request, and Thread.start() waits for the GIL, stalling the loop under load.
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage = RedisStorage(storage_uri, implementation="redispy") if storage_uri else MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(storage)
 
     async def check(self, client: str) -> None:
         if await self._limiter.hit(self._item, client):

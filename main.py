@@ -48,7 +48,7 @@ from settings import get_settings
 from task_records import TaskRecord
 from task_runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
 from task_store import StoreUnavailable
-from validation_errors import http_error_handler, request_validation_handler
+from validation_errors import http_error_handler, request_validation_handler, store_unavailable_handler
 
 VERSION = "0.1.0"
 CONTROL_WAIT_SECONDS = 5.0
@@ -78,6 +78,7 @@ if get_settings().cors_origin_list():
     )
 app.add_exception_handler(RequestValidationError, request_validation_handler)
 app.add_exception_handler(StarletteHTTPException, http_error_handler)
+app.add_exception_handler(StoreUnavailable, store_unavailable_handler)
 install_event_schema(app)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -401,9 +402,9 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def metrics_text(state: State) -> PlainTextResponse:
     """Tasks, events, workers, subscribers, model calls and HTTP latency, for Prometheus."""
-    statuses, queued, busy = state.runner.load()
+    statuses, queued, busy, workers = state.runner.load()
     subscribers = sum(stream.subscribers for stream in state.streams.streams())
-    body = exposition(statuses, queued, busy, state.settings.max_concurrent_tasks, subscribers)
+    body = exposition(statuses, queued, busy, workers, subscribers)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
 

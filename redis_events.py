@@ -20,12 +20,17 @@ Sorted sets index tasks by creation time, queue rank, worker lease deadline and 
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
+import redis.asyncio
 
-from task_events import TaskEvent, json_fields
+from settings import Settings
+from stream_manager import bounded_content
+from task_events import EventType, TaskEvent, json_fields, utc_now_iso
 
 PREFIX = "mad"
 TASKS = f"{PREFIX}:tasks"  # every task, scored by creation time (ms)
@@ -34,6 +39,11 @@ RUNNING = f"{PREFIX}:running"  # tasks on a worker, scored by the deadline of th
 AWAITING = f"{PREFIX}:awaiting"  # tasks waiting for a decision, scored by its deadline (ms)
 WORKERS = f"{PREFIX}:workers"  # live worker processes, scored by the deadline of their heartbeat (ms)
 FRAME_OVERHEAD_BYTES = 32  # `id: N\ndata: ` and the blank line, counted against MAX_STREAM_BYTES_PER_TASK
+
+
+def now_ms() -> int:
+    """Deadlines in the sorted sets are wall-clock milliseconds, comparable across machines."""
+    return int(time.time() * 1000)
 
 
 def owner_tasks(owner: str) -> str:
@@ -139,9 +149,8 @@ class AppendRequest:
     def of(
         cls,
         event: TaskEvent,
+        settings: Settings,
         *,
-        byte_limit: int,
-        retention_ms: int,
         condition: Condition = Condition.NONE,
         now_ms: int = 0,
         awaiting_deadline_ms: int | None = None,
@@ -158,14 +167,29 @@ class AppendRequest:
                 tail,
                 len(head) + len(tail) + FRAME_OVERHEAD_BYTES,
                 "1" if event.is_terminal else "0",
-                byte_limit,
-                retention_ms,
+                settings.max_stream_bytes_per_task,
+                int(settings.task_retention_days * 86_400_000),
                 condition.value,
                 now_ms,
                 "" if awaiting_deadline_ms is None else awaiting_deadline_ms,
                 *pairs,
             ],
         )
+
+
+def unsequenced_event(
+    task_id: str, agent_name: str, event_type: EventType, content: str, metadata: dict[str, Any] | None, settings: Settings
+) -> TaskEvent:
+    """A new event for the append script, which replaces its placeholder sequence (1) with the real one."""
+    return TaskEvent(
+        task_id=task_id,
+        sequence=1,
+        agent_name=agent_name,
+        event_type=event_type,
+        content=bounded_content(content, settings.max_event_content_chars),
+        timestamp=utc_now_iso(),
+        metadata=metadata or {},
+    )
 
 
 def split_at_sequence(event: TaskEvent) -> tuple[bytes, bytes]:
@@ -179,3 +203,27 @@ def split_at_sequence(event: TaskEvent) -> tuple[bytes, bytes]:
     at = payload.index(marker) + len(marker) - 1
     return payload[:at], payload[at + 1 :]
 
+
+
+# Saves a record projected from a task's events, unless a record projected further is already there.
+SAVE_RECORD_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'applied') or '0') >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'applied', ARGV[1], 'applied_id', ARGV[2], 'record', ARGV[3])
+return 1
+"""
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client for threads (thread-safe connection pool)."""
+    return redis.Redis.from_url(_url(settings), health_check_interval=30)
+
+
+def connect_async(settings: Settings) -> redis.asyncio.Redis:
+    """A client for the event loop."""
+    return redis.asyncio.Redis.from_url(_url(settings), health_check_interval=30)
+
+
+def _url(settings: Settings) -> str:
+    assert settings.redis_url is not None, "REDIS_URL is not set"
+    return settings.redis_url.get_secret_value()

@@ -23,7 +23,11 @@ from fastapi import FastAPI
 
 from access_control import StreamSlots, TaskRateLimit
 from auth import ApiKeys
+from cluster_runner import ClusterRunner
+from cluster_store import RedisTaskStore
+from cluster_streams import ClusterStreams
 from local_model import local_model_server
+from redis_events import connect, connect_async
 from settings import Settings, get_settings
 from stream_manager import StreamLimits, StreamManager
 from task_events import iso_utc
@@ -39,19 +43,42 @@ CHECKPOINT_SECONDS = 1.0
 class ServiceState:
     """The long-lived objects of one running service, created in the lifespan."""
 
-    def __init__(self, settings: Settings, store: TaskStore, runner_class: type[TaskRunner] = TaskRunner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TaskStore | RedisTaskStore,
+        streams: StreamManager | ClusterStreams,
+        runner: TaskRunner | ClusterRunner,
+        rate_limit_storage: str | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.streams = StreamManager(
-            store,
-            StreamLimits(settings.max_stream_bytes_per_task, settings.max_event_content_chars),
-            settings.stream_retention_seconds,
-        )
-        self.runner = runner_class(settings, self.streams)
+        self.streams = streams
+        self.runner = runner
         self.keys = ApiKeys(settings)
-        self.rate_limit = TaskRateLimit(settings.rate_limit)
+        self.rate_limit = TaskRateLimit(settings.rate_limit, rate_limit_storage)
         self.stream_slots = StreamSlots(settings.max_streams_per_client)
         self.model_error: str | None = None
+
+
+def embedded_state(settings: Settings, store: TaskStore, runner_class: type[TaskRunner]) -> ServiceState:
+    """Everything in this process: the store on disk (or memory), streams and crews here."""
+    streams = StreamManager(
+        store,
+        StreamLimits(settings.max_stream_bytes_per_task, settings.max_event_content_chars),
+        settings.stream_retention_seconds,
+    )
+    return ServiceState(settings, store, streams, runner_class(settings, streams))
+
+
+async def cluster_state(settings: Settings) -> ServiceState:
+    """A stateless replica (REDIS_URL): tasks and events in Redis, crews on Celery workers."""
+    store = RedisTaskStore(connect(settings))
+    await asyncio.to_thread(store.check)
+    client = connect_async(settings)
+    streams = ClusterStreams(client, store, settings.stream_retention_seconds)
+    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    return ServiceState(settings, store, streams, ClusterRunner(settings, client), f"async+{url}")
 
 
 def open_store(settings: Settings) -> TaskStore:
@@ -148,19 +175,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.service = None
     app.state.unavailable = None
     try:
-        store = await asyncio.to_thread(open_store, settings)
-        interrupted = await asyncio.to_thread(fail_interrupted_tasks, store)
+        state = await (cluster_state(settings) if settings.cluster() else _embedded(app, settings))
     except StoreUnavailable as exc:
         logger.error("%s", exc)
         app.state.unavailable = str(exc)
         yield
         return
-    if interrupted:
-        logger.warning("%d tasks were interrupted by the last stop; each now ends with an error", interrupted)
-    state = ServiceState(settings, store, getattr(app.state, "runner_class", TaskRunner))
     app.state.service = state
     model = state.runner.model
-    logger.info("LLM provider %s, model %s; tasks stored in %s", model.provider, model.model, settings.task_store)
+    where = "Redis (cluster mode)" if settings.cluster() else settings.task_store
+    logger.info("LLM provider %s, model %s; tasks stored in %s", model.provider, model.model, where)
     if model.note:
         logger.warning(model.note)
     install_drain_on_signals(state)
@@ -168,9 +192,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # A full garbage collection walks them all (~120 ms here), on whichever thread triggers it, a crew's
     # or the event loop's; frozen, they are skipped, and collections stay in the microseconds.
     gc.freeze()
-    background = [asyncio.create_task(_retention(state)), asyncio.create_task(_checkpoints(store))]
-    if model.provider == "local":
-        background.append(asyncio.create_task(_warm_local_model(state)))
+    background = [asyncio.create_task(_retention(state))]
+    if isinstance(state.runner, ClusterRunner):
+        background.append(asyncio.create_task(state.runner.sweep_forever()))
+    if not isinstance(state.store, RedisTaskStore):
+        background.append(asyncio.create_task(_checkpoints(state.store)))
+        if model.provider == "local":
+            background.append(asyncio.create_task(_warm_local_model(state)))
     try:
         yield
     finally:
@@ -178,4 +206,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             job.cancel()
         await drain(state, grace_seconds=0)
         await state.streams.close()
-        await asyncio.to_thread(store.close)
+        if isinstance(state.runner, ClusterRunner):
+            await state.runner.close()
+        await asyncio.to_thread(state.store.close)
+
+
+async def _embedded(app: FastAPI, settings: Settings) -> ServiceState:
+    """Open the store, end the tasks a previous process left unfinished, build the embedded service."""
+    store = await asyncio.to_thread(open_store, settings)
+    interrupted = await asyncio.to_thread(fail_interrupted_tasks, store)
+    if interrupted:
+        logger.warning("%d tasks were interrupted by the last stop; each now ends with an error", interrupted)
+    return embedded_state(settings, store, getattr(app.state, "runner_class", TaskRunner))

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     task_retention_days: float = Field(default=7.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- cluster (REDIS_URL set: events in Redis Streams, crews on Celery workers) -------------
+    redis_url: SecretStr | None = None
+    worker_lease_seconds: float = Field(default=15.0, ge=1)
+
+    def cluster(self) -> bool:
+        """True when API replicas share Redis and crews run on Celery workers."""
+        return bool(self.redis_url and self.redis_url.get_secret_value())
+
     # --- access ---------------------------------------------------------------------------------
     api_keys: SecretStr | None = None
     cors_origins: str = ""

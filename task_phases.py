@@ -165,3 +165,13 @@ def decision_expired(settings: Settings) -> tuple[str, dict[str, Any]]:
         "or start it with skip_confirmation: true.",
         {"reason": "confirmation_timeout"},
     )
+
+
+def worker_lost(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The `error` (content, metadata) of a task whose worker stopped renewing its lease (cluster)."""
+    return (
+        "The worker running this task's crew stopped answering (no sign of life for WORKER_LEASE_SECONDS="
+        f"{settings.worker_lease_seconds:g} s) before the crew finished, so the task stopped. What it produced so "
+        "far is kept; submit the requirement again. If it keeps happening, check the workers' logs and memory.",
+        {"error_type": "worker_died"},
+    )

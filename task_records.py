@@ -7,9 +7,11 @@ client reads always agree with the stored events, and the events alone could reb
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
+
+import orjson
 
 from agents_config import AGENTS
 from task_events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
@@ -127,6 +129,16 @@ class TaskRecord:
             value = step_usage.get(key)
             if isinstance(value, int):
                 self.usage[key] = self.usage.get(key, 0) + value
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> TaskRecord:
+        values = orjson.loads(data)
+        values["status"] = TaskStatus(values["status"])
+        values["deliverables"] = [Deliverable(**deliverable) for deliverable in values["deliverables"]]
+        return cls(**values)
 
     def snapshot(self) -> TaskRecord:
         """An independent copy of the current state, for `restore`."""

@@ -21,6 +21,7 @@ import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from crew_execution import ProcessCrews, ThreadCrews
 from llm_providers import ModelInfo, model_info
@@ -100,6 +101,18 @@ class TaskRequest:
     priority: int
     owner: str | None = None
 
+    def new_record(self, model: dict[str, Any]) -> TaskRecord:
+        """The record of a new task for this request, with a fresh id."""
+        return TaskRecord(
+            task_id=str(uuid.uuid4()),
+            requirement=self.requirement,
+            skip_confirmation=self.skip_confirmation,
+            stream_tokens=self.stream_tokens,
+            priority=self.priority,
+            model=model,
+            owner=self.owner,
+        )
+
 
 @dataclass
 class LiveTask:
@@ -148,9 +161,10 @@ class TaskRunner:
     def model(self) -> ModelInfo:
         return self._model
 
-    def load(self) -> tuple[list[str], int, int]:
-        """For metrics: the status of every task not yet ended, how many wait, how many workers are busy."""
-        return [task.stream.record.status.value for task in self._live.values()], len(self._waiting), self._busy
+    def load(self) -> tuple[list[str], int, int, int]:
+        """For metrics: the status of every task not yet ended, how many wait, busy workers, all workers."""
+        statuses = [task.stream.record.status.value for task in self._live.values()]
+        return statuses, len(self._waiting), self._busy, self._settings.max_concurrent_tasks
 
     # --- requests ---------------------------------------------------------------------------------
     async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
@@ -165,15 +179,7 @@ class TaskRunner:
                 f"All {self._settings.max_concurrent_tasks} workers are busy and {len(self._waiting)} tasks are "
                 f"waiting (MAX_QUEUED_TASKS). Submit the task again in {QUEUE_FULL_RETRY_AFTER_SECONDS} seconds."
             )
-        record = TaskRecord(
-            task_id=str(uuid.uuid4()),
-            requirement=request.requirement,
-            skip_confirmation=request.skip_confirmation,
-            stream_tokens=request.stream_tokens,
-            priority=request.priority,
-            model=self._model.public(),
-            owner=request.owner,
-        )
+        record = request.new_record(self._model.public())
         work = PhaseWork(record.task_id, record.requirement, record.skip_confirmation, record.stream_tokens)
         task = LiveTask(await self._streams.create_stream(record), work)
         self._live[record.task_id] = task

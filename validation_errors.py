@@ -83,3 +83,8 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     assert isinstance(exc, RequestValidationError)
     errors = [readable_error(error) for error in exc.errors()]
     return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
+
+
+async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """503 when the task store (SQLite, or Redis in the cluster mode) cannot answer: retry shortly."""
+    return JSONResponse({"detail": f"{exc} Try again shortly."}, status_code=503, headers={"Retry-After": "5"})
