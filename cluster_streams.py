@@ -25,7 +25,7 @@ from task_events import TaskEvent, sse_frame
 
 logger = logging.getLogger(__name__)
 
-TAIL_BLOCK_MS = 5000
+TAIL_BLOCK_MS = 2000  # below redis-py's socket timeout (5 s), which a longer block would trip
 TAIL_RETRY_MAX_SECONDS = 5.0
 
 

@@ -94,6 +94,8 @@ async def drain(state: ServiceState, grace_seconds: float) -> None:
         return
     ended = await state.runner.drain(grace_seconds)
     logger.info("draining: %d unfinished tasks ended", ended)
+    if not isinstance(state.streams, StreamManager):
+        return  # cluster mode: the tasks run on the workers, their streams stay in Redis
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STREAMS_CLOSE_TIMEOUT_SECONDS
     while loop.time() < deadline and any(

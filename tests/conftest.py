@@ -92,11 +92,11 @@ class ServerProcess:
 
 
 # Tests start many tasks and streams from one address; the abuse limits are tested on their own.
-_TEST_DEFAULTS = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", "RATE_LIMIT": "100000/minute", "MAX_STREAMS_PER_CLIENT": "100000"}
+TEST_DEFAULTS = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", "RATE_LIMIT": "100000/minute", "MAX_STREAMS_PER_CLIENT": "100000"}
 
 
-def _launch(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
-    env = {**_TEST_DEFAULTS, **settings}
+def launch_service(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
+    env = {**TEST_DEFAULTS, **settings}
     return ServerProcess("main:app", env, workdir, "/healthz", port)
 
 
@@ -112,7 +112,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(port: int | None = None, **settings: str) -> ServerProcess:
-        started.append(_launch(tmp_path, settings, port))
+        started.append(launch_service(tmp_path, settings, port))
         return started[-1]
 
     yield start
@@ -123,7 +123,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture(scope="session")
 def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The scripted model at full speed, requirements up to 400,000 characters, one delta per model chunk."""
-    server = _launch(
+    server = launch_service(
         tmp_path_factory.mktemp("fake"),
         {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000", "MAX_BODY_BYTES": "2000000", "DELTA_INTERVAL_MS": "0"},
     )
@@ -134,7 +134,7 @@ def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 @pytest.fixture(scope="session")
 def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The scripted model slowed to 20 ms per chunk, so tests catch tasks mid-run; heartbeats every second."""
-    server = _launch(tmp_path_factory.mktemp("slow"), {"FAKE_LLM_DELAY_MS": "20", "HEARTBEAT_SECONDS": "1"})
+    server = launch_service(tmp_path_factory.mktemp("slow"), {"FAKE_LLM_DELAY_MS": "20", "HEARTBEAT_SECONDS": "1"})
     yield server
     server.stop()
 

@@ -1,0 +1,200 @@
+"""The cluster mode with real servers: redis-server, API replicas under uvicorn, Celery workers, Nginx.
+
+Any replica starts, streams, resumes, cancels, confirms and reports on any task; crews run on the
+workers; a dead worker ends its task with `worker_died`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cluster_processes import Cluster, Nginx, RedisServer
+from conftest import read_stream, sequences, start_task, wait_until
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """`start_cluster(replicas, workers, SETTING="value")`: a cluster on a fresh Redis database."""
+    clusters: list[Cluster] = []
+
+    def start(replicas: int, workers: int, **settings: str) -> Cluster:
+        clusters.append(Cluster(redis_server, tmp_path, replicas, workers, **settings))
+        return clusters[-1]
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
+
+
+class StreamReader:
+    """Reads one SSE stream on a thread, keeping every event as it arrives."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(url, headers or {}), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+                assert response.status_code == 200
+                assert "content-encoding" not in response.headers, "event streams are never gzipped"
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+        except BaseException as exc:  # reported by `wait`
+            self.error = exc
+
+    def has(self, event_type: str) -> bool:
+        return any(event["event_type"] == event_type for event in self.events)
+
+    def wait(self) -> list[dict[str, Any]]:
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the stream did not end"
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+
+def status(base_url: str, task_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{base_url}/api/task/{task_id}/status")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
+    start_cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="5")
+    a, b = cluster.replicas
+    nginx = Nginx([a.port, b.port], tmp_path)
+    try:
+        task_id = start_task(nginx.base_url, "Build a todo app across replicas", skip_confirmation=False)
+        readers = [
+            StreamReader(f"{url}/api/stream/{task_id}", {"Accept-Encoding": "gzip"})
+            for url in (a.base_url, b.base_url, nginx.base_url)
+        ]
+        # The task pauses for a decision: what the readers have by then cannot have waited for its end.
+        wait_until(lambda: all(reader.has("confirmation_required") for reader in readers), 60, "the analysis")
+        assert status(nginx.base_url, task_id)["status"] == "awaiting_confirmation"
+        response = httpx.post(f"{b.base_url}/api/task/{task_id}/confirm", json={"approved": True})
+        assert response.status_code == 202, response.text
+        streams = [reader.wait() for reader in readers]
+    finally:
+        nginx.stop()
+    assert streams[0][-1]["event_type"] == "end"
+    assert sequences(streams[0]) == list(range(1, len(streams[0]) + 1)), "gap-free, from 1"
+    assert streams[1] == streams[0] and streams[2] == streams[0], "every replica and nginx send the same events"
+    assert streams[0] == read_stream(a.base_url, task_id), "a replay equals the live stream"
+    final = status(a.base_url, task_id)
+    assert final["status"] == "completed" and final["last_sequence"] == len(streams[0])
+    result = httpx.get(f"{b.base_url}/api/task/{task_id}/result").json()
+    assert [d["agent_name"] for d in result["deliverables"]] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert len(nginx.upstreams_used()) == 2, "nginx spread the requests over both replicas"
+
+
+def test_resume_on_another_replica_after_the_first_is_killed(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="20")
+    a, b = cluster.replicas
+    task_id = start_task(a.base_url, "Build a todo app, resumed elsewhere")
+    reader = StreamReader(f"{a.base_url}/api/stream/{task_id}")
+    wait_until(lambda: len(reader.events) >= 5, 60, "five events from replica A")
+    a.kill()
+    received = reader.events[:5]
+    resumed = read_stream(b.base_url, task_id, headers={"Last-Event-ID": "5"})
+    assert sequences(resumed)[0] == 6 and resumed[-1]["event_type"] == "end"
+    whole = read_stream(b.base_url, task_id)
+    assert received + resumed == whole, "nothing lost or repeated across replicas"
+    assert sequences(whole) == list(range(1, len(whole) + 1))
+
+
+def test_cancel_and_confirm_on_a_replica_other_than_the_starting_one(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="50")
+    a, b = cluster.replicas
+    reviewed = start_task(a.base_url, "Build a todo app with a review", skip_confirmation=False)
+    wait_until(lambda: status(b.base_url, reviewed)["status"] == "awaiting_confirmation", 60, "the analysis")
+    rejected = httpx.post(f"{b.base_url}/api/task/{reviewed}/confirm", json={"approved": False, "feedback": "Add offline use"})
+    assert rejected.status_code == 202, rejected.text
+    again = httpx.post(f"{a.base_url}/api/task/{reviewed}/confirm", json={"approved": True})
+    assert again.status_code == 409, "one decision per confirmation_required, whichever replica gets it"
+    review = StreamReader(f"{b.base_url}/api/stream/{reviewed}")
+    wait_until(lambda: sum(e["event_type"] == "confirmation_required" for e in review.events) == 2, 60, "the revision")
+    assert status(a.base_url, reviewed)["status"] == "awaiting_confirmation"
+    revised = [e for e in review.events if e["metadata"].get("decision") == "rejected"]
+    assert revised and revised[0]["metadata"]["feedback"] == "Add offline use"
+
+    cancelled = httpx.post(f"{a.base_url}/api/task/{reviewed}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert review.wait()[-1]["event_type"] == "cancelled"
+
+    running = start_task(b.base_url, "Build a todo app, cancelled mid-run")
+    reader = StreamReader(f"{b.base_url}/api/stream/{running}")
+    wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
+    response = httpx.post(f"{a.base_url}/api/task/{running}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    events = reader.wait()
+    assert events[-1]["event_type"] == "cancelled" and sequences(events) == list(range(1, len(events) + 1))
+    meta = f"mad:task:{running}"
+    wait_until(lambda: cluster.redis.hget(meta, "worker_task") is None, 30, "the worker to stop the crew")
+    assert read_stream(a.base_url, running) == events, "nothing was appended after the cancel"
+    assert httpx.post(f"{b.base_url}/api/task/{running}/cancel").json()["status"] == "cancelled", "idempotent"
+    after = start_task(a.base_url, "Build a todo app after a cancel")
+    assert read_stream(a.base_url, after)[-1]["event_type"] == "end", "the worker is free again"
+
+
+def test_a_killed_worker_ends_its_task_with_an_error(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=1, workers=1, FAKE_LLM_DELAY_MS="50")
+    (api,) = cluster.replicas
+    task_id = start_task(api.base_url, "Build a todo app on a worker that dies")
+    reader = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
+    cluster.workers[0].kill()
+    events = reader.wait()
+    assert events[-1]["event_type"] == "error"
+    assert events[-1]["metadata"] == {"error_type": "worker_died"}
+    assert "WORKER_LEASE_SECONDS" in events[-1]["content"]
+    assert sequences(events) == list(range(1, len(events) + 1))
+    assert status(api.base_url, task_id)["status"] == "failed"
+    cluster.add_worker()
+    after = start_task(api.base_url, "Build a todo app on the new worker")
+    assert read_stream(api.base_url, after)[-1]["event_type"] == "end"
+
+
+def test_two_workers_share_the_tasks(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=1, workers=2, FAKE_LLM_DELAY_MS="20")
+    (api,) = cluster.replicas
+    task_ids = [start_task(api.base_url, f"Build todo app number {n}") for n in range(4)]
+    streams = [read_stream(api.base_url, task_id) for task_id in task_ids]
+    assert all(events[-1]["event_type"] == "end" for events in streams)
+    starts = [next(event for event in events if event["event_type"] == "start") for events in streams]
+    workers = {start["metadata"]["worker"].split("@")[0] for start in starts}
+    assert workers == {"w1", "w2"}, "a busy worker takes no second task, so the other one runs it"
+
+
+def test_the_rate_limit_is_shared_by_the_replicas(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=0, RATE_LIMIT="3/minute")
+    a, b = cluster.replicas
+    codes = [
+        httpx.post(f"{replica.base_url}/api/run_task", json={"user_requirement": "Build a todo app"}).status_code
+        for replica in (a, b, a, b)
+    ]
+    assert codes == [202, 202, 202, 429]
+    a.process.terminate()
+    # uvicorn re-raises the signal it handled once it has shut down; a replica that hung would time out.
+    assert a.process.wait(timeout=30) == -signal.SIGTERM, "a replica stops on SIGTERM (nothing of its own to drain)"
