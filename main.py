@@ -387,7 +387,7 @@ async def readyz(request: Request) -> JSONResponse:
         except StoreUnavailable as exc:
             checks["store"] = str(exc)
         checks["tasks"] = "ok" if state.runner.accepting else "shutting down"
-        if state.runner.model.provider == "local":
+        if state.runner.model.provider == "local" and not state.settings.cluster():  # else workers run it
             checks["local_model"] = state.model_error or ("ok" if local_model_server.started else "loading")
     ready = all(value == "ok" for value in checks.values())
     body = ReadinessResponse(ready=ready, checks=checks)

@@ -79,6 +79,14 @@ class CeleryWorker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def pool_processes(self) -> list[int]:
+        """The worker's pool processes (its children), from /proc."""
+        pid = self.process.pid
+        try:
+            return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
     def kill(self) -> None:
         """SIGKILL to the whole worker (its main process and its pool process) at once."""
         os.killpg(self.process.pid, signal.SIGKILL)

@@ -198,3 +198,41 @@ def test_the_rate_limit_is_shared_by_the_replicas(start_cluster: Callable[..., C
     a.process.terminate()
     # uvicorn re-raises the signal it handled once it has shut down; a replica that hung would time out.
     assert a.process.wait(timeout=30) == -signal.SIGTERM, "a replica stops on SIGTERM (nothing of its own to drain)"
+
+
+def test_an_unconfirmed_task_is_cancelled_by_a_replica(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=1, workers=1, CONFIRMATION_TIMEOUT_SECONDS="1")
+    (api,) = cluster.replicas
+    task_id = start_task(api.base_url, "Build a todo app nobody reviews", skip_confirmation=False)
+    events = read_stream(api.base_url, task_id)
+    assert [e["event_type"] for e in events[-2:]] == ["confirmation_required", "cancelled"]
+    assert events[-1]["metadata"] == {"reason": "confirmation_timeout"}
+    assert status(api.base_url, task_id)["status"] == "cancelled"
+
+
+def test_a_task_past_its_timeout_is_stopped_on_the_worker(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=1, workers=1, TASK_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="200")
+    (api,) = cluster.replicas
+    task_id = start_task(api.base_url, "Build a todo app too slowly")
+    events = read_stream(api.base_url, task_id)
+    assert events[-1]["event_type"] == "error" and events[-1]["metadata"] == {"error_type": "task_timeout"}
+    assert sequences(events) == list(range(1, len(events) + 1))
+    wait_until(lambda: cluster.redis.hget(f"mad:task:{task_id}", "worker_task") is None, 30, "the crew to stop")
+    assert read_stream(api.base_url, task_id) == events, "the crew published nothing after the timeout"
+
+
+def test_a_crew_that_does_not_stop_is_killed_after_the_grace(start_cluster: Callable[..., Cluster]) -> None:
+    # A model chunk every 60 s: the crew cannot see the cancel at its next step in time.
+    cluster = start_cluster(replicas=1, workers=1, FAKE_LLM_DELAY_MS="60000", CREW_STOP_GRACE_SECONDS="1")
+    (api,) = cluster.replicas
+    task_id = start_task(api.base_url, "Build a todo app with a stuck model")
+    reader = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
+    worker = cluster.workers[0]
+    (crew_process,) = worker.pool_processes()
+    assert httpx.post(f"{api.base_url}/api/task/{task_id}/cancel").status_code == 202
+    assert reader.wait()[-1]["event_type"] == "cancelled"
+    wait_until(lambda: crew_process not in worker.pool_processes(), 60, "the crew's process to be revoked")
+    assert worker.process.poll() is None, "the worker itself lives on"
+    wait_until(lambda: len(worker.pool_processes()) == 1, 60, "Celery to replace the killed process")
+    assert read_stream(api.base_url, task_id)[-1]["event_type"] == "cancelled", "still cancelled, nothing after"
