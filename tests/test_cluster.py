@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from celery_app import create_celery_app, send_phase
 from cluster_processes import Cluster, Nginx, RedisServer
 from conftest import read_stream, sequences, start_task, wait_until
+from settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +238,25 @@ def test_a_crew_that_does_not_stop_is_killed_after_the_grace(start_cluster: Call
     assert worker.process.poll() is None, "the worker itself lives on"
     wait_until(lambda: len(worker.pool_processes()) == 1, 60, "Celery to replace the killed process")
     assert read_stream(api.base_url, task_id)[-1]["event_type"] == "cancelled", "still cancelled, nothing after"
+
+
+def test_a_redelivered_phase_does_not_run_twice(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=1, workers=1)
+    (api,) = cluster.replicas
+    task_id = start_task(api.base_url, "Build a todo app delivered twice", skip_confirmation=False)
+    review = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    wait_until(lambda: review.has("confirmation_required"), 60, "the analysis")
+    # What the broker does when it delivers a message again (visibility timeout, a lost ack).
+    settings = Settings(redis_url=cluster.redis_url)  # type: ignore[call-arg]
+    dispatch_id = cluster.redis.hget(f"mad:task:{task_id}", "dispatch").decode()
+    app = create_celery_app(settings)
+    send_phase(app, settings, task_id, "analysis", dispatch_id, 0)
+    app.close()
+    # The queue is one Redis list per priority (`celery`, `celery\x06\x169`...), then `unacked` until acked.
+    pending = lambda: any(cluster.redis.scan_iter("celery*")) or cluster.redis.exists("unacked")  # noqa: E731
+    wait_until(lambda: not pending(), 60, "the worker to take the message")
+    assert status(api.base_url, task_id)["status"] == "awaiting_confirmation"
+    assert httpx.post(f"{api.base_url}/api/task/{task_id}/confirm", json={"approved": True}).status_code == 202
+    events = review.wait()
+    assert [e["event_type"] for e in events].count("agent_start") == 4, "the analysis ran once, then the delivery"
+    assert [e["event_type"] for e in events].count("start") == 1 and events[-1]["event_type"] == "end"
