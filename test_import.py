@@ -27,6 +27,8 @@ EXPECTED_ROUTES = {
 
 def check_imports() -> None:
     import agents_config  # noqa: F401
+    import celery_app  # noqa: F401  (the cluster mode: Celery, redis-py)
+    import cluster_runner  # noqa: F401
     import crew_factory  # noqa: F401
     import main  # noqa: F401
     import stream_manager  # noqa: F401

@@ -9,17 +9,22 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from celery_app import create_celery_app, send_phase
 from cluster_processes import Cluster, Nginx, RedisServer
 from conftest import read_stream, sequences, start_task, wait_until
+from redis_events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
 from settings import Settings
+from task_events import EventType
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +265,35 @@ def test_a_redelivered_phase_does_not_run_twice(start_cluster: Callable[..., Clu
     events = review.wait()
     assert [e["event_type"] for e in events].count("agent_start") == 4, "the analysis ran once, then the delivery"
     assert [e["event_type"] for e in events].count("start") == 1 and events[-1]["event_type"] == "end"
+
+
+def test_concurrent_writers_get_each_sequence_exactly_once(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.new_database_url())
+    append = client.register_script(APPEND_SCRIPT)
+    settings = Settings(redis_url="redis://unused", task_retention_days=1)  # type: ignore[call-arg]
+    task_id = str(uuid.uuid4())
+    client.hset(TaskKeys(task_id).meta, mapping={"seq": 0, "bytes": 0})
+
+    def write(writer: int) -> list[int]:
+        results = []
+        for n in range(50):
+            event = unsequenced_event(task_id, "QAEngineer", EventType.DELTA, f"{writer}:{n}", None, settings)
+            request = AppendRequest.of(event, settings)
+            results.append(int(append(keys=request.keys, args=request.args)))
+        return results
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = [seq for results in pool.map(write, range(8)) for seq in results]
+    end = AppendRequest.of(unsequenced_event(task_id, "System", EventType.END, "done", None, settings), settings)
+    assert int(append(keys=end.keys, args=end.args)) == 401
+    late = AppendRequest.of(unsequenced_event(task_id, "System", EventType.ERROR, "late", None, settings), settings)
+    assert int(append(keys=late.keys, args=late.args)) == AppendRefused.ENDED, "nothing after the terminal event"
+
+    assert sorted(accepted) == list(range(1, 401)), "every sequence assigned once"
+    entries = client.xrange(TaskKeys(task_id).events)
+    assert [int(fields[b"seq"]) for _, fields in entries] == list(range(1, 402)), "stream order is sequence order"
+    events = [json.loads(fields[b"event"]) for _, fields in entries]
+    assert [event["sequence"] for event in events] == list(range(1, 402))
+    assert {event["content"] for event in events[:-1]} == {f"{w}:{n}" for w in range(8) for n in range(50)}
+    assert 0 < client.pttl(TaskKeys(task_id).events) <= 86_400_000, "a finished stream expires with the retention"
+    client.close()
