@@ -111,6 +111,8 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     assert streams[0] == read_stream(a.base_url, task_id), "a replay equals the live stream"
     final = status(a.base_url, task_id)
     assert final["status"] == "completed" and final["last_sequence"] == len(streams[0])
+    listed = httpx.get(f"{b.base_url}/api/tasks").json()
+    assert [(t["task_id"], t["status"]) for t in listed["tasks"]] == [(task_id, "completed")] and listed["total"] == 1
     result = httpx.get(f"{b.base_url}/api/task/{task_id}/result").json()
     assert [d["agent_name"] for d in result["deliverables"]] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
     assert len(nginx.upstreams_used()) == 2, "nginx spread the requests over both replicas"
