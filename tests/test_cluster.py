@@ -189,8 +189,10 @@ def test_two_workers_share_the_tasks(start_cluster: Callable[..., Cluster]) -> N
     cluster = start_cluster(replicas=1, workers=2, FAKE_LLM_DELAY_MS="20")
     (api,) = cluster.replicas
     task_ids = [start_task(api.base_url, f"Build todo app number {n}") for n in range(4)]
-    streams = [read_stream(api.base_url, task_id) for task_id in task_ids]
+    readers = [StreamReader(f"{api.base_url}/api/stream/{task_id}") for task_id in task_ids]  # one replica reads all
+    streams = [reader.wait() for reader in readers]
     assert all(events[-1]["event_type"] == "end" for events in streams)
+    assert all(sequences(events) == list(range(1, len(events) + 1)) for events in streams)
     starts = [next(event for event in events if event["event_type"] == "start") for events in streams]
     workers = {start["metadata"]["worker"].split("@")[0] for start in starts}
     assert workers == {"w1", "w2"}, "a busy worker takes no second task, so the other one runs it"
