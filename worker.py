@@ -19,10 +19,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import redis
+from redis.commands.core import Script
 from celery.signals import worker_process_init
 
 from celery_app import RUN_PHASE, create_celery_app
@@ -59,7 +61,14 @@ app = create_celery_app(get_settings())
 class RedisTaskSink:
     """A crew's EventSink in a worker: appends to the task's Redis Stream, learns when the task ended."""
 
-    def __init__(self, client: redis.Redis, append: Any, work: PhaseWork, settings: Settings, handover: Any) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        append: Script,
+        work: PhaseWork,
+        settings: Settings,
+        handover: Callable[[], dict[str, str]],
+    ) -> None:
         self._redis = client
         self._append = append
         self._work = work
@@ -100,13 +109,21 @@ class RedisTaskSink:
 
     def watch(self) -> None:
         """Block on the task's stream until someone else ends it (or the phase is over)."""
-        latest = self._redis.xrevrange(self._keys.events, count=1)
-        last_id = latest[0][0] if latest else b"0-0"
+        last_id = b"0-0"
         while not self._done.is_set() and not self.ended.is_set():
-            if self._redis.hexists(self._keys.meta, "ended") or not self._redis.exists(self._keys.meta):
-                self.ended.set()
-                return
-            reply = self._redis.xread({self._keys.events: last_id}, count=100, block=WATCH_BLOCK_MS)
+            try:
+                if last_id == b"0-0":
+                    latest = self._redis.xrevrange(self._keys.events, count=1)
+                    last_id = latest[0][0] if latest else last_id
+                ended, sequence = self._redis.hmget(self._keys.meta, "ended", "seq")
+                if ended is not None or sequence is None:  # ended, or expired and gone
+                    self.ended.set()
+                    return
+                reply = self._redis.xread({self._keys.events: last_id}, count=100, block=WATCH_BLOCK_MS)
+            except redis.RedisError as exc:
+                logger.warning("watching task %s for its end failed, retrying: %s", self._work.task_id, exc)
+                self._done.wait(WATCH_BLOCK_MS / 1000)
+                continue
             if reply:
                 last_id = reply[0][1][-1][0]
 
