@@ -21,7 +21,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from celery_app import create_celery_app, revoke, send_phase
+from celery_app import HIGHEST_PRIORITY, create_celery_app, revoke, send_phase
 from llm_providers import ModelInfo, model_info
 from redis_events import (
     APPEND_SCRIPT,
@@ -53,7 +53,7 @@ from task_store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-PRIORITY_RANK_MS = 10**13  # a queue rank: (9 - priority) * this + arrival time in ms
+PRIORITY_RANK_MS = 10**13  # a queue rank: (HIGHEST_PRIORITY - priority) * this + arrival time in ms
 
 
 class ClusterRunner:
@@ -156,7 +156,7 @@ class ClusterRunner:
         """Put a phase in line and send it to the broker. Returns whether it has to wait for a worker."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(QUEUED, {task_id: (9 - priority) * PRIORITY_RANK_MS + now_ms()})
+                pipe.zadd(QUEUED, {task_id: (HIGHEST_PRIORITY - priority) * PRIORITY_RANK_MS + now_ms()})
                 pipe.zcard(QUEUED)
                 pipe.zcard(RUNNING)
                 pipe.zcount(WORKERS, now_ms(), "+inf")
