@@ -301,3 +301,23 @@ def test_concurrent_writers_get_each_sequence_exactly_once(redis_server: RedisSe
     assert {event["content"] for event in events[:-1]} == {f"{w}:{n}" for w in range(8) for n in range(50)}
     assert 0 < client.pttl(TaskKeys(task_id).events) <= 86_400_000, "a finished stream expires with the retention"
     client.close()
+
+
+def test_waiting_tasks_start_by_priority_across_the_cluster(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="20")
+    a, b = cluster.replicas
+    busy = start_task(a.base_url, "Build a todo app that keeps the worker busy")
+    reader = StreamReader(f"{a.base_url}/api/stream/{busy}")
+    wait_until(lambda: reader.has("start"), 60, "the worker to be busy")
+    low = httpx.post(f"{a.base_url}/api/run_task", json={"user_requirement": "Build a low-priority app", "priority": 0})
+    high = httpx.post(f"{b.base_url}/api/run_task", json={"user_requirement": "Build an urgent app", "priority": 9})
+    assert low.json()["status"] == high.json()["status"] == "queued"
+    low_id, high_id = low.json()["task_id"], high.json()["task_id"]
+    assert status(b.base_url, high_id)["queue_position"] == 1, "the urgent task goes first, whoever took it"
+    assert status(a.base_url, low_id)["queue_position"] == 2
+    assert reader.wait()[-1]["event_type"] == "end"
+    low_events, high_events = read_stream(a.base_url, low_id), read_stream(b.base_url, high_id)
+    started = {name: next(e["timestamp"] for e in events if e["event_type"] == "start")
+               for name, events in (("low", low_events), ("high", high_events))}
+    assert started["high"] < started["low"]
+    assert high_events[0]["metadata"] == {"kind": "queued", "queue_position": 1}
