@@ -30,6 +30,7 @@ from redis_events import (
     RUNNING,
     TASKS,
     WORKERS,
+    AppendRefused,
     AppendRequest,
     Condition,
     TaskKeys,
@@ -225,14 +226,18 @@ class ClusterRunner:
 
     async def sweep(self) -> None:
         now = now_ms()
-        for member in await self._redis.zrangebyscore(RUNNING, "-inf", now):
-            task_id = member.decode()
-            if await self._append(task_id, EventType.ERROR, *worker_lost(self._settings), Condition.LEASE_EXPIRED, None) > 0:
-                logger.warning("task %s: its worker's lease ran out; the task ended with an error", task_id)
-            elif await self._redis.exists(TaskKeys(task_id).meta) == 0:
-                await self._redis.zrem(RUNNING, task_id)
-        for member in await self._redis.zrangebyscore(AWAITING, "-inf", now):
-            await self._append(member.decode(), EventType.CANCELLED, *decision_expired(self._settings), Condition.DECISION_EXPIRED, None)
+        overdue = (
+            (RUNNING, Condition.LEASE_EXPIRED, EventType.ERROR, worker_lost(self._settings)),
+            (AWAITING, Condition.DECISION_EXPIRED, EventType.CANCELLED, decision_expired(self._settings)),
+        )
+        for index, condition, event_type, (content, metadata) in overdue:
+            for member in await self._redis.zrangebyscore(index, "-inf", now):
+                task_id = member.decode()
+                result = await self._append(task_id, event_type, content, metadata, condition)
+                if result > 0:
+                    logger.warning("task %s ended with %s: %s", task_id, event_type.value, condition.value)
+                elif result == AppendRefused.UNKNOWN_TASK:  # its keys are gone (deleted, or evicted by Redis)
+                    await self._redis.zrem(index, task_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(WORKERS, "-inf", now)
             pipe.zcard(QUEUED)

@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 import redis
-from redis.commands.core import Script
 from celery.signals import worker_process_init
+from redis.commands.core import Script
 
 from celery_app import RUN_PHASE, create_celery_app
 from crew_execution import ThreadCrews
