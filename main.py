@@ -22,14 +22,14 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from access_control import SecurityHeaders, audit, client_of
-from auth import Caller
-from llm_providers import model_info
-from log_config import configure_logging, current_task_id
-from metrics import HttpMetrics, exposition
-from local_model import local_model_server
-from openapi_events import EVENT_STREAM_RESPONSE, install_event_schema
-from schemas import (
+from delivery_service.http.access_control import SecurityHeaders, audit, client_of
+from delivery_service.http.auth import Caller
+from delivery_service.llm.providers import model_info
+from delivery_service.observability.logs import configure_logging, current_task_id
+from delivery_service.observability.metrics import HttpMetrics, exposition
+from delivery_service.llm.local import local_model_server
+from delivery_service.http.openapi import EVENT_STREAM_RESPONSE, install_event_schema
+from delivery_service.http.schemas import (
     ConfirmRequest,
     ErrorResponse,
     HealthResponse,
@@ -43,12 +43,12 @@ from schemas import (
     TaskStatusResponse,
     TaskSummary,
 )
-from service import ServiceState, lifespan
-from settings import get_settings
-from task_records import TaskRecord
-from task_runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
-from task_store import StoreUnavailable
-from validation_errors import http_error_handler, request_validation_handler, store_unavailable_handler
+from delivery_service.http.service import ServiceState, lifespan
+from delivery_service.settings import get_settings
+from delivery_service.store.records import TaskRecord
+from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
+from delivery_service.store.sqlite import StoreUnavailable
+from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
 
 VERSION = "0.1.0"
 CONTROL_WAIT_SECONDS = 5.0

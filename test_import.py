@@ -26,18 +26,18 @@ EXPECTED_ROUTES = {
 
 
 def check_imports() -> None:
-    import agents_config  # noqa: F401
-    import celery_app  # noqa: F401  (the cluster mode: Celery, redis-py)
-    import cluster_runner  # noqa: F401
-    import crew_factory  # noqa: F401
+    import delivery_service.agents  # noqa: F401
+    import delivery_service.cluster.celery_app  # noqa: F401  (the cluster mode: Celery, redis-py)
+    import delivery_service.cluster.runner  # noqa: F401
+    import delivery_service.crew.factory  # noqa: F401
     import main  # noqa: F401
-    import stream_manager  # noqa: F401
+    import delivery_service.streams  # noqa: F401
 
 
 def check_agents() -> None:
-    from agents_config import AGENT_NAMES
-    from crew_factory import build_crew
-    from fake_llm import ScriptedLLM
+    from delivery_service.agents import AGENT_NAMES
+    from delivery_service.crew.factory import build_crew
+    from delivery_service.llm.fake import ScriptedLLM
 
     crew, steps = build_crew("A smoke-test requirement", ScriptedLLM(model="scripted"), (1, 2, 3, 4))
     roles = [agent.role for agent in crew.agents]
@@ -46,10 +46,10 @@ def check_agents() -> None:
 
 
 def check_stream_manager() -> None:
-    from stream_manager import StreamLimits, StreamManager
-    from task_events import EventType
-    from task_records import TaskRecord
-    from task_store import MemoryTaskStore
+    from delivery_service.streams import StreamLimits, StreamManager
+    from delivery_service.store.events import EventType
+    from delivery_service.store.records import TaskRecord
+    from delivery_service.store.sqlite import MemoryTaskStore
 
     async def publish_and_read() -> bytes:
         streams = StreamManager(MemoryTaskStore(), StreamLimits(1_000_000, 10_000), 60)

@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_manager import StreamLimits, StreamManager, TaskStream  # noqa: E402
-from task_events import EventType  # noqa: E402
-from task_records import TaskRecord  # noqa: E402
-from task_store import MemoryTaskStore, SqliteTaskStore, TaskStore  # noqa: E402
+from delivery_service.streams import StreamLimits, StreamManager, TaskStream  # noqa: E402
+from delivery_service.store.events import EventType  # noqa: E402
+from delivery_service.store.records import TaskRecord  # noqa: E402
+from delivery_service.store.sqlite import MemoryTaskStore, SqliteTaskStore, TaskStore  # noqa: E402
 
 LIMITS = StreamLimits(max_stream_bytes=1 << 30, max_event_content_chars=100_000)
 CONTENT = "a token-sized piece of model output, as a delta event carries it"

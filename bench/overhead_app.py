@@ -13,11 +13,11 @@ import asyncio
 import threading
 import time
 
-from crew_factory import ANALYSIS_STEPS, DELIVERY_STEPS, build_crew
-from llm_providers import build_llm
-from llm_retry import RetryingTransport
+from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, build_crew
+from delivery_service.llm.providers import build_llm
+from delivery_service.llm.retry import RetryingTransport
 from main import app
-from settings import get_settings
+from delivery_service.settings import get_settings
 
 
 def _model(requirement: str) -> object:

@@ -59,7 +59,7 @@ class RedisServer:
 
 
 class CeleryWorker:
-    """`celery -A worker worker` with one process (one crew at a time), in its own process group."""
+    """`celery -A delivery_service.cluster.worker worker` with one process (one crew at a time), in its own process group."""
 
     def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
         self.name = name
@@ -67,7 +67,7 @@ class CeleryWorker:
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}", **TEST_DEFAULTS, **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "1", "--hostname", f"{name}@%h",
+            [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker", "worker", "--concurrency", "1", "--hostname", f"{name}@%h",
              "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
             cwd=workdir,
             env=full_env,

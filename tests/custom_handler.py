@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents_config import AgentSpec
-from crew_factory import CrewEventsHandler
-from task_events import EventType
+from delivery_service.agents import AgentSpec
+from delivery_service.crew.factory import CrewEventsHandler
+from delivery_service.store.events import EventType
 
 
 class WordCountingHandler(CrewEventsHandler):

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import ServerProcess, start_task, wait_until
-from schemas import WHITESPACE_CLASS, RunTaskRequest
+from delivery_service.http.schemas import WHITESPACE_CLASS, RunTaskRequest
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 

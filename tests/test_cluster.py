@@ -19,12 +19,12 @@ import httpx
 import pytest
 import redis
 
-from celery_app import create_celery_app, send_phase
+from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from cluster_processes import Cluster, Nginx, RedisServer
 from conftest import read_stream, sequences, start_task, wait_until
-from redis_events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
-from settings import Settings
-from task_events import EventType
+from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
+from delivery_service.settings import Settings
+from delivery_service.store.events import EventType
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def test_the_production_profile_is_the_cluster() -> None:
         assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert SERVICES["api"]["deploy"]["replicas"] == "${API_REPLICAS:-2}"
     assert SERVICES["worker"]["deploy"]["replicas"] == "${WORKER_REPLICAS:-2}"
-    assert SERVICES["worker"]["command"][:4] == ["celery", "-A", "worker", "worker"]
+    assert SERVICES["worker"]["command"][:4] == ["celery", "-A", "delivery_service.cluster.worker", "worker"]
 
 
 def test_cluster_services_have_health_checks_and_redis_keeps_its_data() -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import PROJECT_ROOT, ServerProcess
-from settings import Settings
+from delivery_service.settings import Settings
 
 README = (PROJECT_ROOT / "README.md").read_text()
 

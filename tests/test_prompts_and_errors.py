@@ -7,11 +7,11 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from agents_config import AGENTS, TASK_TEMPLATES, as_prompt_data, requirement_language
-from crew_factory import delivery_summary
-from llm_errors import describe_failure
-from settings import Settings
-from skeleton_llm import _one_sentence
+from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, requirement_language
+from delivery_service.crew.factory import delivery_summary
+from delivery_service.llm.errors import describe_failure
+from delivery_service.settings import Settings
+from delivery_service.llm.skeleton import _one_sentence
 
 SETTINGS = Settings(_env_file=None, llm_provider="openai", llm_base_url="http://h/v1", llm_api_key=SecretStr("sk-secret"))
 

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agents_config import AGENTS
+from delivery_service.agents import AGENTS
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
-from fake_llm import scripted_answer
+from delivery_service.llm.fake import scripted_answer
 
 AGENT_NAMES = [agent.name for agent in AGENTS]
 

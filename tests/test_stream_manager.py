@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream_manager import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
-from task_events import EncodedEvent, EventType, TaskEvent, utc_now_iso
-from task_records import TaskRecord
-from task_store import MemoryTaskStore
+from delivery_service.streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
+from delivery_service.store.events import EncodedEvent, EventType, TaskEvent, utc_now_iso
+from delivery_service.store.records import TaskRecord
+from delivery_service.store.sqlite import MemoryTaskStore
 
 LIMITS = StreamLimits(max_stream_bytes=1_000_000, max_event_content_chars=1000)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from task_queue import TaskQueue
+from delivery_service.runs.queue import TaskQueue
 
 
 def test_priority_then_arrival_order_with_positions_and_removal() -> None:

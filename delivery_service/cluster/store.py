@@ -1,0 +1,104 @@
+"""Task records in Redis for API replicas (REDIS_URL): projected from each task's events on read.
+
+A task's hash holds its request (the record before any event) and the last projected record with
+the stream entry it reflects. Reading a task applies the entries after that one (`TaskRecord.apply`,
+exactly as the embedded writer does) and saves the result back unless another replica saved a
+record projected further meanwhile. So every replica reports the same status, current agent,
+deliverables and usage, and none of them has to be the one that ran or controlled the task.
+
+Blocking methods, like the SQLite store's: the API calls them off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import redis
+
+from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks
+from delivery_service.store.events import TaskEvent
+from delivery_service.store.records import TaskRecord
+from delivery_service.store.sqlite import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class RedisTaskStore:
+    """Reads task records from Redis; see the module docstring."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._save_record = client.register_script(SAVE_RECORD_SCRIPT)
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """The task's record brought up to its last event, or None (unknown, or expired)."""
+        try:
+            return self._project(task_id)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
+
+    def _project(self, task_id: str) -> TaskRecord | None:
+        keys = TaskKeys(task_id)
+        stored, applied_id = self._redis.hmget(keys.meta, "record", "applied_id")
+        if stored is None:
+            return None
+        record = TaskRecord.from_json(stored)
+        entries = self._redis.xrange(keys.events, min=b"(" + (applied_id or b"0-0"), max="+")
+        if not entries:
+            return record
+        for _, fields in entries:
+            record.apply(TaskEvent.model_validate_json(fields[b"event"]))
+        self._save_record(keys=[keys.meta], args=[record.last_sequence, entries[-1][0], record.to_json()])
+        return record
+
+    def initial_record(self, task_id: str) -> TaskRecord | None:
+        """The task's record before its first event (a stream's tail applies every event to it)."""
+        try:
+            stored = self._redis.hget(TaskKeys(task_id).meta, "request")
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
+        return None if stored is None else TaskRecord.from_json(stored)
+
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        """Tasks newest first and how many there are; ids whose task has expired leave the index."""
+        index = owner_tasks(owner) if owner else TASKS
+        try:
+            task_ids = [member.decode() for member in self._redis.zrevrange(index, offset, offset + limit - 1)]
+            records = {task_id: self._project(task_id) for task_id in task_ids}
+            gone = [task_id for task_id, record in records.items() if record is None]
+            if gone:
+                self._redis.zrem(index, *gone)
+            total = int(self._redis.zcard(index))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer listing tasks: {exc}") from exc
+        return [record for record in records.values() if record is not None], total
+
+    def purge_finished_before(self, timestamp: str) -> int:
+        """Drop index entries of tasks created before `timestamp` whose keys Redis has expired.
+
+        Redis itself deletes a finished task TASK_RETENTION_DAYS after its terminal event (the
+        append script sets the expiry); only the index of all tasks is left to tidy.
+        """
+        cutoff_ms = int(datetime.fromisoformat(timestamp).timestamp() * 1000)
+        try:
+            candidates = self._redis.zrangebyscore(TASKS, "-inf", cutoff_ms)
+            with self._redis.pipeline(transaction=False) as pipe:
+                for member in candidates:
+                    pipe.exists(TaskKeys(member.decode()).meta)
+                present = pipe.execute()
+            gone = [member for member, exists in zip(candidates, present, strict=True) if not exists]
+            if gone:
+                self._redis.zrem(TASKS, *gone)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer purging tasks: {exc}") from exc
+        return len(gone)
+
+    def check(self) -> None:
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        self._redis.close()

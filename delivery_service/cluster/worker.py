@@ -1,0 +1,249 @@
+"""The Celery worker of the cluster mode: runs one phase of a task per message, one crew per process.
+
+Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N processes, so N crews at once), with the
+same settings (`.env`) as the API replicas. For each message a worker process:
+
+1. claims the phase in Redis (only the dispatch the task expects, only once, never after the end);
+2. keeps a *lease* on the task while it runs (renewed every third of WORKER_LEASE_SECONDS): if the
+   process or its machine dies, the lease runs out and an API replica ends the task with `error`;
+3. runs the phase (task_phases) with a `RedisTaskSink`: every event goes through the append script,
+   which refuses events once the task has ended, and a watcher thread blocks on the task's stream to
+   see a `cancelled` or timeout from any replica at once, so the crew stops at its next step;
+4. stops the phase at TASK_TIMEOUT_SECONDS (counting every phase of the task) with an `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis
+from celery.signals import worker_process_init
+from redis.commands.core import Script
+
+from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
+from delivery_service.runs.crew_execution import ThreadCrews
+from delivery_service.llm.providers import model_info
+from delivery_service.observability.logs import configure_logging, current_task_id
+from delivery_service.cluster.events import (
+    APPEND_SCRIPT,
+    CLAIM_SCRIPT,
+    QUEUED,
+    RUNNING,
+    WORKERS,
+    AppendRefused,
+    AppendRequest,
+    ClaimRefused,
+    TaskKeys,
+    connect,
+    now_ms,
+    unsequenced_event,
+)
+from delivery_service.settings import Settings, get_settings
+from delivery_service.streams import StreamLimitExceeded
+from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent
+from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
+from delivery_service.store.records import TaskRecord
+
+logger = logging.getLogger("multi_agent_service.worker")
+
+WATCH_BLOCK_MS = 1000
+
+app = create_celery_app(get_settings())
+
+
+class RedisTaskSink:
+    """A crew's EventSink in a worker: appends to the task's Redis Stream, learns when the task ended."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        append: Script,
+        work: PhaseWork,
+        settings: Settings,
+        handover: Callable[[], dict[str, str]],
+    ) -> None:
+        self._redis = client
+        self._append = append
+        self._work = work
+        self._settings = settings
+        self._handover = handover
+        self._keys = TaskKeys(work.task_id)
+        self.ended = threading.Event()
+        self._done = threading.Event()
+
+    @property
+    def terminated(self) -> bool:
+        return self.ended.is_set()
+
+    def publish(
+        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
+    ) -> TaskEvent | None:
+        """Append one event; None once the task has ended. Raises StreamLimitExceeded past the budget."""
+        if self.ended.is_set():
+            return None
+        event = unsequenced_event(self._work.task_id, agent_name, event_type, content, metadata, self._settings)
+        awaiting = None
+        fields = None
+        if event_type is EventType.CONFIRMATION_REQUIRED:
+            awaiting = now_ms() + int(self._settings.confirmation_timeout_seconds * 1000)
+            fields = self._handover()
+        request = AppendRequest.of(event, self._settings, awaiting_deadline_ms=awaiting, fields=fields)
+        result = int(self._append(keys=request.keys, args=request.args))
+        if result == AppendRefused.TOO_LARGE:
+            raise StreamLimitExceeded(
+                f"task {self._work.task_id} produced more than {self._settings.max_stream_bytes_per_task} bytes of events"
+            )
+        if result <= 0 or event.is_terminal:
+            self.ended.set()
+        return event.model_copy(update={"sequence": result}) if result > 0 else None
+
+    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
+        self.publish(SYSTEM_AGENT, event_type, content, metadata)
+
+    def watch(self) -> None:
+        """Block on the task's stream until someone else ends it (or the phase is over)."""
+        last_id = b"0-0"
+        while not self._done.is_set() and not self.ended.is_set():
+            try:
+                if last_id == b"0-0":
+                    latest = self._redis.xrevrange(self._keys.events, count=1)
+                    last_id = latest[0][0] if latest else last_id
+                ended, sequence = self._redis.hmget(self._keys.meta, "ended", "seq")
+                if ended is not None or sequence is None:  # ended, or expired and gone
+                    self.ended.set()
+                    return
+                reply = self._redis.xread({self._keys.events: last_id}, count=100, block=WATCH_BLOCK_MS)
+            except redis.RedisError as exc:
+                logger.warning("watching task %s for its end failed, retrying: %s", self._work.task_id, exc)
+                self._done.wait(WATCH_BLOCK_MS / 1000)
+                continue
+            if reply:
+                last_id = reply[0][1][-1][0]
+
+    def stop_watching(self) -> None:
+        self._done.set()
+
+
+class Lease:
+    """Renews the task's entry in RUNNING until stopped; its deadline says the worker is alive."""
+
+    def __init__(self, client: redis.Redis, task_id: str, seconds: float) -> None:
+        self._redis = client
+        self._task_id = task_id
+        self._seconds = seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stopped.wait(self._seconds / 3):
+            try:  # XX: never re-adds a task whose end removed it
+                self._redis.zadd(RUNNING, {self._task_id: now_ms() + int(self._seconds * 1000)}, xx=True)
+            except redis.RedisError as exc:
+                logger.warning("renewing the lease of task %s failed: %s", self._task_id, exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class WorkerProcess:
+    """What one worker process keeps across messages: Redis, the phase runner, its heartbeat."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._redis = connect(settings)
+        self._append = self._redis.register_script(APPEND_SCRIPT)
+        self._claim = self._redis.register_script(CLAIM_SCRIPT)
+        model = model_info(settings)
+        self._phases = PhaseRunner(settings, model, ThreadCrews(settings, (model.provider, model.model)))
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        """Announce this process in WORKERS, so the API knows how many crews can run at once."""
+        period = self._settings.worker_lease_seconds / 3
+        while True:
+            try:
+                self._redis.zadd(WORKERS, {self.name: now_ms() + int(self._settings.worker_lease_seconds * 1000)})
+            except redis.RedisError as exc:
+                logger.warning("worker heartbeat failed: %s", exc)
+            time.sleep(period)
+
+    def run(self, task_id: str, phase: Phase, dispatch_id: str, message_id: str, hostname: str) -> None:
+        """Claim and run one phase of a task; a phase that is not ours to run is dropped."""
+        keys = TaskKeys(task_id)
+        lease_ms = int(self._settings.worker_lease_seconds * 1000)
+        claimed = int(
+            self._claim(keys=[keys.meta, RUNNING, QUEUED], args=[task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname])
+        )
+        if claimed != 1:
+            logger.info("phase %s not run: %s", phase.value, ClaimRefused(claimed).name.lower())
+            return
+        request, revisions, analysis, feedback, usage, running_seconds = self._redis.hmget(
+            keys.meta, "request", "revisions", "analysis", "feedback", "usage", "running_seconds"
+        )
+        record = TaskRecord.from_json(request)
+        work = PhaseWork(
+            task_id,
+            record.requirement,
+            record.skip_confirmation,
+            record.stream_tokens,
+            revisions=int(revisions or 0),
+            analysis=(analysis or b"").decode(),
+            feedback=None if feedback is None else feedback.decode(),
+            usage=orjson.loads(usage) if usage else {},
+            worker=hostname,
+        )
+        ran_before = float(running_seconds or 0)
+        started = time.monotonic()
+
+        def handover() -> dict[str, str]:
+            """What the next phase needs, saved with `confirmation_required`."""
+            return {
+                "analysis": work.analysis,
+                "usage": orjson.dumps(work.usage).decode(),
+                "running_seconds": str(ran_before + time.monotonic() - started),
+            }
+
+        sink = RedisTaskSink(self._redis, self._append, work, self._settings, handover)
+        lease = Lease(self._redis, task_id, self._settings.worker_lease_seconds)
+        threading.Thread(target=sink.watch, name="end-watch", daemon=True).start()
+        timeout = threading.Timer(
+            max(self._settings.task_timeout_seconds - ran_before, 0),
+            lambda: sink.publish_system(EventType.ERROR, *timed_out(self._settings)),
+        )
+        timeout.start()
+        try:
+            outcome = self._phases.run(work, phase, sink)
+        finally:
+            timeout.cancel()
+            sink.stop_watching()
+            lease.stop()
+            self._redis.hdel(keys.meta, "worker_task")
+        logger.info("phase %s ended: %s", phase.value, outcome.value)
+
+
+_process: WorkerProcess | None = None
+
+
+@worker_process_init.connect
+def _start_process(**_: Any) -> None:
+    """Each worker process (Celery forks them) sets up its logging, Redis client and heartbeat."""
+    global _process
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _process = WorkerProcess(settings)
+
+
+@app.task(name=RUN_PHASE, bind=True)
+def run_phase(self: Any, task_id: str, phase: str, dispatch_id: str) -> None:
+    assert _process is not None, "worker_process_init did not run: start workers with the prefork pool"
+    current_task_id.set(task_id)
+    _process.run(task_id, Phase(phase), dispatch_id, self.request.id, self.request.hostname)

@@ -1,0 +1,213 @@
+"""Pydantic models of every request and response body of the HTTP API (see API.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+
+from delivery_service.http.markdown import render_markdown
+from delivery_service.settings import get_settings
+from delivery_service.store.records import TaskRecord, TaskStatus
+
+
+# What str.strip() removes (Python's whitespace), spelled out: `\s` means a different set in Python, in
+# pydantic-core's Rust regex and in the ECMAScript regex of JSON Schema clients (U+0085, U+FEFF...).
+WHITESPACE_CLASS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+class RunTaskRequest(BaseModel):
+    """Start a task: a requirement for the four agents."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}]
+        },
+    )
+
+    user_requirement: StrictStr = Field(
+        description="The software requirement, in any language. Trimmed; at least one visible character, no NUL.",
+        max_length=get_settings().max_requirement_chars,
+        pattern=rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$",
+    )
+    skip_confirmation: StrictBool = Field(
+        default=True, description="false = pause for a human after the requirements analysis"
+    )
+    stream_tokens: StrictBool = Field(default=False, description="true = the stream also carries `delta` events")
+    priority: Annotated[int, Field(ge=0, le=9)] = Field(
+        default=0, description="0-9; higher starts first when tasks wait for a worker slot"
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        """JSON numbers only: 2 and 2.0 (the same number in JSON), not "2" or true."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("priority must be a whole number from 0 to 9")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    @field_validator("user_requirement")
+    @classmethod
+    def _requirement_text(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("user_requirement must not be empty or only whitespace")
+        if "\x00" in text:
+            raise ValueError("user_requirement must not contain NUL characters")
+        limit = get_settings().max_requirement_chars
+        if len(text) > limit:
+            raise ValueError(f"user_requirement has {len(text)} characters; the limit is {limit} (MAX_REQUIREMENT_CHARS)")
+        return text
+
+
+class ConfirmRequest(BaseModel):
+    """A decision on the requirements analysis of a task that waits for one."""
+
+    approved: StrictBool = Field(description="true continues the task; false has the analysis revised")
+    feedback: StrictStr = Field(default="", max_length=5000, description="what to change (required when approved is false)")
+
+    @model_validator(mode="after")
+    def _feedback_for_rejection(self) -> ConfirmRequest:
+        self.feedback = self.feedback.strip()
+        if not self.approved and not self.feedback:
+            raise ValueError("feedback must say what to change when approved is false")
+        return self
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"approved": False, "feedback": "Add offline use."}],
+            "if": {"properties": {"approved": {"const": False}}},
+            "then": {"required": ["feedback"], "properties": {"feedback": {"pattern": "\\S"}}},
+        },
+    )
+
+
+class RunTaskResponse(BaseModel):
+    task_id: str
+    status: str = Field(description="`started`, or `queued` when every worker slot is busy")
+    message: str
+    stream_url: str
+    status_url: str
+    stream_token: str | None = Field(
+        default=None, description="with authentication on: opens this task's stream as `?token=` (for EventSource)"
+    )
+
+
+class TokenUsage(BaseModel):
+    """LLM tokens of a task so far: every model call of every agent (and revision), summed per call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class TaskStatusResponse(BaseModel):
+    task_id: str
+    status: TaskStatus
+    queue_position: int | None = Field(description="1 = starts next; null unless the task waits for a worker")
+    current_agent: str | None
+    completed_steps: int
+    total_steps: int
+    last_sequence: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    usage: TokenUsage = Field(description="LLM token usage so far, as the provider reported it (0 when it reports none)")
+
+    @classmethod
+    def of(cls, record: TaskRecord, queue_position: int | None = None) -> TaskStatusResponse:
+        return cls(
+            task_id=record.task_id,
+            status=record.status,
+            queue_position=queue_position,
+            current_agent=record.current_agent,
+            completed_steps=record.completed_steps,
+            total_steps=record.total_steps,
+            last_sequence=record.last_sequence,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            error=record.error,
+            usage=TokenUsage(**record.usage),
+        )
+
+
+class DeliverableModel(BaseModel):
+    agent_name: str
+    title: str
+    content: str = Field(description="markdown")
+    html: str | None = Field(default=None, description="the content as safe HTML, with ?format=html")
+
+
+class TaskResultResponse(BaseModel):
+    task_id: str
+    status: TaskStatus
+    deliverables: list[DeliverableModel]
+    summary: str | None
+
+    @classmethod
+    def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
+        return cls(
+            task_id=record.task_id,
+            status=record.status,
+            deliverables=[
+                DeliverableModel(
+                    agent_name=d.agent_name,
+                    title=d.title,
+                    content=d.content,
+                    html=render_markdown(d.content) if with_html else None,
+                )
+                for d in record.deliverables
+            ],
+            summary=record.summary,
+        )
+
+
+class StreamSummary(BaseModel):
+    task_id: str
+    status: TaskStatus
+    subscribers: int
+    last_sequence: int
+    created_at: str
+
+
+class StreamsResponse(BaseModel):
+    streams: list[StreamSummary]
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    status: TaskStatus
+    requirement: str = Field(description="the first 200 characters of the requirement")
+    created_at: str
+    finished_at: str | None
+    stream_token: str | None = Field(default=None, description="with authentication on: `?token=` for its stream")
+
+
+class TasksResponse(BaseModel):
+    tasks: list[TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: dict[str, Any]
+    max_requirement_chars: int
+    store: str = Field(description="`ok`, or why the task store is unavailable")
+    version: str
+
+
+class ReadinessResponse(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+class ErrorResponse(BaseModel):
+    detail: str

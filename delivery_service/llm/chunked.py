@@ -1,0 +1,80 @@
+"""The base of the LLMs written here: CrewAI's call envelope around a generator of text chunks.
+
+CrewAI only sees an LLM's work through the events the LLM emits itself: call started, one stream
+chunk per piece of text, call completed (or failed). Subclasses say what to send (`conversation`)
+and yield the answer piece by piece (`chunks`); this class emits the events and joins the answer.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
+from crewai.events.types.llm_events import LLMCallType
+from crewai.llms.base_llm import BaseLLM, llm_call_context
+
+Conversation = list[dict[str, str]]
+
+
+def prompt_text(messages: str | list[Any]) -> str:
+    """All message contents of a CrewAI prompt as one string."""
+    if isinstance(messages, str):
+        return messages
+    return "\n".join(str(message.get("content", "")) for message in messages if isinstance(message, dict))
+
+
+class ChunkStreamingLLM(BaseLLM):
+    """A CrewAI LLM whose answer is the concatenation of `chunks()`, each streamed as an event."""
+
+    def conversation(self, messages: str | list[Any], from_task: Any, from_agent: Any) -> Conversation:
+        """The messages this LLM answers: by default CrewAI's own prompt."""
+        if isinstance(messages, str):
+            return [{"role": "user", "content": messages}]
+        return [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in messages]
+
+    @abstractmethod
+    def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
+        """The answer to `conversation`, piece by piece."""
+
+    def call(
+        self,
+        messages: str | list[Any],
+        tools: list[dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        available_functions: dict[str, Any] | None = None,
+        from_task: Any | None = None,
+        from_agent: Any | None = None,
+        response_model: Any | None = None,
+    ) -> str:
+        conversation = self.conversation(messages, from_task, from_agent)
+        with llm_call_context():
+            self._emit_call_started_event(messages=conversation, from_task=from_task, from_agent=from_agent)
+            parts: list[str] = []
+            try:
+                for chunk in self.chunks(conversation, from_task, from_agent):
+                    self._emit_stream_chunk_event(chunk, from_task=from_task, from_agent=from_agent)
+                    parts.append(chunk)
+            except Exception as exc:
+                self._emit_call_failed_event(error=str(exc), from_task=from_task, from_agent=from_agent)
+                raise
+            answer = "".join(parts)
+            prompt_tokens = len(prompt_text(conversation)) // 4
+            completion_tokens = len(answer) // 4
+            self._emit_call_completed_event(
+                response=answer,
+                call_type=LLMCallType.LLM_CALL,
+                from_task=from_task,
+                from_agent=from_agent,
+                messages=conversation,
+                usage={
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            )
+        return answer
+
+    def supports_function_calling(self) -> bool:
+        return False

@@ -1,0 +1,107 @@
+"""The embedded model's LLM for CrewAI: it fills a markdown skeleton one short line at a time.
+
+A 135M-parameter model given CrewAI's long role-play prompt and earlier deliverables writes
+repetitive, off-topic prose. Given a two-line prompt and the start of a sentence to continue, it stays
+on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the agent's compact
+template (see `agents_config.compact_template`), copies the skeleton's fixed markdown, and asks the
+model to continue each `[slot …]` for at most one line and SLOT_MAX_TOKENS tokens. Output is capped
+and cannot loop; every deliverable is headed markdown about the actual requirement.
+
+It speaks to the model over the OpenAI chat-completions protocol (an assistant message that the
+model continues), streaming, with the openai SDK, and emits CrewAI's LLM events like any provider.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+from pydantic import PrivateAttr
+
+from delivery_service.agents import AGENTS_BY_ROLE, as_prompt_data, compact_template
+from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation
+
+SLOT_MAX_TOKENS = 36
+_SLOT = re.compile(r"\[([^\]]*)…\]")
+_SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
+_EARLIER_EXCERPT_CHARS = 300
+_APPROVED_ANALYSIS = re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL)
+
+
+def _one_sentence(text: str) -> str:
+    """The first sentence of a slot's continuation, without links or markdown the model made up."""
+    cleaned = re.sub(r"https?://\S+|`+|\*+|#+|\ufffd", "", text)
+    lead = " " if cleaned[:1].isspace() else ""
+    body = cleaned.strip()
+    match = _SENTENCE_END.match(body)
+    if match:
+        return lead + match.group(1)
+    return lead + body.rstrip(",;:，；：") + ("" if body.endswith((".", "。")) else "…")
+
+
+def _latest_deliverable(task: Any) -> str:
+    """The deliverable just before this task: its crew context, or the approved analysis it was given."""
+    earlier = [context.output.raw for context in (getattr(task, "context", None) or []) if getattr(context, "output", None)]
+    if earlier:
+        return str(earlier[-1])
+    approved = _APPROVED_ANALYSIS.search(str(getattr(task, "description", "")))
+    return approved.group(1) if approved else ""
+
+
+class SkeletonLLM(ChunkStreamingLLM):
+    """Fills the compact skeleton of the calling agent, for one task's requirement."""
+
+    llm_type: str = "skeleton"
+    requirement: str
+    http_client: httpx.Client
+    repeat_penalty: float = 1.3
+    _client: openai.OpenAI | None = PrivateAttr(default=None)
+
+    def _openai(self) -> openai.OpenAI:
+        if self._client is None:
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=self.api_key or "embedded", max_retries=0, http_client=self.http_client
+            )
+        return self._client
+
+    def conversation(self, messages: str | list[Any], from_task: Any, from_agent: Any) -> Conversation:
+        """A two-line prompt from the agent's compact template, in place of CrewAI's long one."""
+        agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        template = compact_template(agent.name, self.requirement)
+        prompt = template.description.format(
+            requirement=as_prompt_data(self.requirement), earlier=_latest_deliverable(from_task)[:_EARLIER_EXCERPT_CHARS]
+        )
+        return [
+            {"role": "system", "content": f"You are a {agent.role}. You write short, concrete markdown."},
+            {"role": "user", "content": prompt},
+        ]
+
+    def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
+        """The skeleton's fixed markdown, and the model's continuation of each slot, in order."""
+        agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        skeleton = compact_template(agent.name, self.requirement).expected_output.format(
+            title=self.requirement.splitlines()[0][:80]
+        )
+        cursor = 0
+        for slot in _SLOT.finditer(skeleton):
+            yield skeleton[cursor : slot.start()] + slot.group(1)
+            yield _one_sentence(self._continue(conversation, slot.group(1)))
+            cursor = slot.end()
+        yield skeleton[cursor:] + "\n"
+
+    def _continue(self, conversation: Conversation, opening: str) -> str:
+        """The model's continuation of `opening`, one line at most."""
+        stream = self._openai().chat.completions.create(
+            model=self.model,
+            messages=[*conversation, {"role": "assistant", "content": opening}],  # type: ignore[list-item]
+            max_tokens=SLOT_MAX_TOKENS,
+            temperature=self.temperature if self.temperature is not None else 0.2,
+            stop=["\n"],
+            stream=True,
+            extra_body={"repeat_penalty": self.repeat_penalty},
+        )
+        return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+

@@ -1,0 +1,122 @@
+"""Every setting of the service, in one pydantic-settings class.
+
+Values come from the environment first, then from `.env` in the working directory. `.env.example`
+documents each of them; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from limits import parse as parse_rate
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["auto", "dashscope", "openai", "local", "fake"]
+ResolvedProvider = Literal["dashscope", "openai", "local", "fake"]
+
+DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+
+
+class Settings(BaseSettings):
+    """Service configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- LLM provider -------------------------------------------------------------------------
+    llm_provider: ProviderName = "auto"
+    dashscope_api_key: SecretStr | None = None
+    dashscope_model: str = "qwen-plus"
+    dashscope_base_url: str = DASHSCOPE_BASE_URL
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_base_seconds: float = Field(default=1.0, ge=0)
+    llm_max_tokens: int = Field(default=4096, ge=16)
+    llm_temperature: float = Field(default=0.3, ge=0, le=2)
+
+    # --- embedded local model (LLM_PROVIDER=local) ---------------------------------------------
+    local_model_path: Path | None = None
+    local_model_threads: int = Field(default=2, ge=1)
+    local_model_slots: int = Field(default=2, ge=1)
+    local_model_context: int = Field(default=8192, ge=512)
+
+    # --- scripted model (LLM_PROVIDER=fake) ----------------------------------------------------
+    fake_llm_delay_ms: float = Field(default=0.0, ge=0)
+
+    # --- tasks and streams --------------------------------------------------------------------
+    max_requirement_chars: int = Field(default=20000, ge=1)
+    max_concurrent_tasks: int = Field(default=4, ge=1, le=64)
+    max_queued_tasks: int = Field(default=100, ge=0)
+    task_timeout_seconds: float = Field(default=900.0, gt=0)
+    confirmation_timeout_seconds: float = Field(default=3600.0, gt=0)
+    max_revisions: int = Field(default=3, ge=0)
+    delta_interval_ms: float = Field(default=50.0, ge=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    stream_retention_seconds: float = Field(default=600.0, ge=0)
+    stream_cleanup_interval_seconds: float = Field(default=60.0, gt=0)
+    max_stream_bytes_per_task: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    max_event_content_chars: int = Field(default=100_000, ge=256)
+    crew_events_handler: str = "delivery_service.crew.factory:CrewEventsHandler"
+    crew_execution: Literal["thread", "process"] = "thread"
+    crew_stop_grace_seconds: float = Field(default=5.0, ge=0)
+
+    # --- storage and lifecycle ----------------------------------------------------------------
+    task_store: Literal["sqlite", "memory"] = "sqlite"
+    data_dir: Path = Path("data")
+    task_retention_days: float = Field(default=7.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    # --- cluster (REDIS_URL set: events in Redis Streams, crews on Celery workers) -------------
+    redis_url: SecretStr | None = None
+    worker_lease_seconds: float = Field(default=15.0, ge=1)
+
+    def cluster(self) -> bool:
+        """True when API replicas share Redis and crews run on Celery workers."""
+        return bool(self.redis_url and self.redis_url.get_secret_value())
+
+    # --- access ---------------------------------------------------------------------------------
+    api_keys: SecretStr | None = None
+    cors_origins: str = ""
+    rate_limit: str = "10/minute"
+    max_streams_per_client: int = Field(default=20, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise ValueError(f"RATE_LIMIT must look like '10/minute' or '100/hour': {exc}") from exc
+        return value
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    # --- server -------------------------------------------------------------------------------
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    crewai_storage_dir: str = "multi-agent-delivery"
+
+    def resolved_provider(self) -> ResolvedProvider:
+        """The provider `auto` stands for: DashScope with a key, else an explicit endpoint, else local."""
+        if self.llm_provider != "auto":
+            return self.llm_provider
+        if self.dashscope_api_key and self.dashscope_api_key.get_secret_value():
+            return "dashscope"
+        if self.llm_base_url:
+            return "openai"
+        return "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (FastAPI dependency and module helper)."""
+    return Settings()

@@ -1,0 +1,150 @@
+"""Task records: what a task asked for and where it stands, as a projection of its events.
+
+A record changes only by applying its own events, in sequence order, on the event writer's thread
+right before they are stored together. So the status, current agent, deliverables and summary a
+client reads always agree with the stored events, and the events alone could rebuild every record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from delivery_service.agents import AGENTS
+from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+
+
+class TaskStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# System `action` events that move a task between waiting for a worker and running.
+_SCHEDULING_STATUS = {"queued": TaskStatus.QUEUED, "resumed": TaskStatus.RUNNING}
+
+_TERMINAL_STATUS = {
+    EventType.END: TaskStatus.COMPLETED,
+    EventType.ERROR: TaskStatus.FAILED,
+    EventType.CANCELLED: TaskStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class Deliverable:
+    agent_name: str
+    title: str
+    content: str
+
+
+@dataclass
+class TaskRecord:
+    """One task: its request, and the state its events have produced so far."""
+
+    task_id: str
+    requirement: str
+    skip_confirmation: bool
+    stream_tokens: bool
+    priority: int
+    model: dict[str, Any]
+    owner: str | None = None
+    status: TaskStatus = TaskStatus.QUEUED
+    current_agent: str | None = None
+    completed_steps: int = 0
+    total_steps: int = len(AGENTS)
+    last_sequence: int = 0
+    created_at: str = field(default_factory=utc_now_iso)
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    summary: str | None = None
+    deliverables: list[Deliverable] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def apply(self, event: TaskEvent) -> bool:
+        """Advance the record by one event of its stream (events arrive in sequence order).
+
+        Returns whether anything beyond `last_sequence` changed: most events (deltas, thoughts, tool
+        actions) only add to the stream, and the store need not rewrite the task for them.
+        """
+        self.last_sequence = event.sequence
+        kind = event.event_type
+        if kind is EventType.START:
+            self.status = TaskStatus.RUNNING
+            self.started_at = event.timestamp
+        elif kind is EventType.AGENT_START:
+            self.status = TaskStatus.RUNNING
+            self.current_agent = event.agent_name
+        elif kind is EventType.OUTPUT:
+            self._keep_deliverable(event)
+        elif kind is EventType.STEP_END:
+            self.completed_steps = max(self.completed_steps, int(event.metadata.get("step", self.completed_steps + 1)))
+            self._add_usage(event.metadata.get("usage"))
+        elif kind is EventType.CONFIRMATION_REQUIRED:
+            self.status = TaskStatus.AWAITING_CONFIRMATION
+            self.current_agent = None
+        elif kind is EventType.ACTION and event.agent_name == SYSTEM_AGENT:
+            self.status = _SCHEDULING_STATUS.get(str(event.metadata.get("kind")), self.status)
+        elif kind in _TERMINAL_STATUS:
+            self.status = _TERMINAL_STATUS[kind]
+            self.finished_at = event.timestamp
+            self.current_agent = None
+            if kind is EventType.END:
+                self.summary = event.content
+            elif kind is EventType.ERROR:
+                self.error = event.content
+        else:
+            return False
+        return True
+
+    def _keep_deliverable(self, event: TaskEvent) -> None:
+        """Add an agent's deliverable; a revised one replaces the agent's earlier version."""
+        title = str(event.metadata.get("title") or event.agent_name)
+        deliverable = Deliverable(event.agent_name, title, event.content)
+        for index, kept in enumerate(self.deliverables):
+            if kept.agent_name == event.agent_name:
+                self.deliverables[index] = deliverable
+                return
+        self.deliverables.append(deliverable)
+
+    def _add_usage(self, step_usage: object) -> None:
+        """Add one step's token usage (its LLM calls, summed): a revised step adds its new calls."""
+        if not isinstance(step_usage, dict):
+            return
+        for key in USAGE_KEYS:
+            value = step_usage.get(key)
+            if isinstance(value, int):
+                self.usage[key] = self.usage.get(key, 0) + value
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> TaskRecord:
+        values = orjson.loads(data)
+        values["status"] = TaskStatus(values["status"])
+        values["deliverables"] = [Deliverable(**deliverable) for deliverable in values["deliverables"]]
+        return cls(**values)
+
+    def snapshot(self) -> TaskRecord:
+        """An independent copy of the current state, for `restore`."""
+        return replace(self, deliverables=list(self.deliverables), usage=dict(self.usage))
+
+    def restore(self, snapshot: TaskRecord) -> None:
+        """Go back to the state of `snapshot`, when events applied since could not be stored."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(snapshot, name))

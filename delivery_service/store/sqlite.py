@@ -1,0 +1,334 @@
+"""Where tasks, their events and their deliverables are kept: SQLite by default, or memory.
+
+`TaskStore` is the small interface the rest of the service uses; `SqliteTaskStore` keeps everything in
+one WAL-mode file under DATA_DIR, `MemoryTaskStore` keeps it in this process (for benchmarks and for
+deployments that want no disk). Writes come from one thread, the `EventWriter`'s, which batches them;
+reads come from worker threads (`asyncio.to_thread`), never from the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from delivery_service.store.events import EncodedEvent, EventType
+from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, TaskRecord, TaskStatus
+
+# The service checkpoints the write-ahead log every CHECKPOINT_SECONDS from its own connection, where it
+# does not stall the event writer (SQLite's automatic checkpoint runs inside a commit: several
+# milliseconds, every ~1,000 pages). The automatic one stays as a backstop for a log this large.
+_WAL_BACKSTOP_PAGES = 20_000
+
+UNFINISHED_STATUSES = tuple(status.value for status in TaskStatus if status not in FINISHED_STATUSES)
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened, read or written; the message says what to do."""
+
+
+class TaskStore(Protocol):
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+        """Store new or changed task records and new events, all or nothing.
+
+        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
+        """
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """A task with its deliverables, or None."""
+
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        """Tasks newest first (without deliverables), and how many there are; only `owner`'s unless None."""
+
+    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
+
+    def unfinished(self) -> list[TaskRecord]:
+        """Tasks stored as queued, running or awaiting confirmation."""
+
+    def purge_finished_before(self, timestamp: str) -> int:
+        """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
+
+    def check(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    def checkpoint(self) -> None:
+        """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    requirement TEXT NOT NULL,
+    skip_confirmation INTEGER NOT NULL,
+    stream_tokens INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    current_agent TEXT,
+    completed_steps INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    summary TEXT,
+    owner TEXT,
+    usage TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks (created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_finish ON tasks (finished_at);
+CREATE TABLE IF NOT EXISTS events (
+    task_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (task_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliverables (
+    task_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    agent_name TEXT NOT NULL,
+    title TEXT NOT NULL,
+    content TEXT NOT NULL,
+    PRIMARY KEY (task_id, agent_name)
+) WITHOUT ROWID;
+"""
+
+_TASK_COLUMNS = (
+    "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
+    "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
+    "owner", "usage",
+)
+_UPSERT_TASK = (
+    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _TASK_COLUMNS[6:])
+)
+
+
+def _task_row(record: TaskRecord) -> tuple[object, ...]:
+    encoded = {"model": json.dumps(record.model), "usage": json.dumps(record.usage), "status": record.status.value}
+    return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
+
+
+# Tasks with `last_sequence` taken from their stored events: the row is rewritten only when the task's
+# state changes, not for every delta (see TaskRecord.apply).
+_SELECT_TASKS = (
+    "SELECT tasks.*, COALESCE((SELECT MAX(sequence) FROM events WHERE events.task_id = tasks.task_id), 0) "
+    "AS stored_sequence FROM tasks"
+)
+
+
+def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> TaskRecord:
+    values = {column: row[column] for column in _TASK_COLUMNS}
+    values["last_sequence"] = row["stored_sequence"]
+    values["model"] = json.loads(values["model"])
+    values["usage"] = {**dict.fromkeys(USAGE_KEYS, 0), **json.loads(values["usage"])}
+    values["status"] = TaskStatus(values["status"])
+    values["skip_confirmation"] = bool(values["skip_confirmation"])
+    values["stream_tokens"] = bool(values["stream_tokens"])
+    return TaskRecord(**values, deliverables=deliverables or [])
+
+
+class SqliteTaskStore:
+    """Tasks, events and deliverables in `<data_dir>/tasks.db` (WAL mode, synchronous=NORMAL)."""
+
+    def __init__(self, data_dir: Path, busy_timeout_seconds: float = 5.0) -> None:
+        self.path = data_dir / "tasks.db"
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect(busy_timeout_seconds)
+            self._writer.executescript(_SCHEMA)
+            self._add_missing_columns()
+            self._writer.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
+            self._reader = self._connect(busy_timeout_seconds)
+            self._checkpointer = self._connect(busy_timeout_seconds)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(
+                f"Cannot open the task database {self.path}: {exc}. Check that DATA_DIR ({data_dir}) is a writable "
+                "directory with free space and that no other program holds the database, then restart."
+            ) from exc
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+
+    def _connect(self, busy_timeout_seconds: float) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=busy_timeout_seconds, check_same_thread=False, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=OFF")
+        return connection
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an earlier version up to date (columns added since)."""
+        present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
+        if "owner" not in present:
+            self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
+        if "usage" not in present:
+            self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[None]:
+        """One write transaction: all of it or none of it; SQLite errors become StoreUnavailable."""
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    if self._writer.in_transaction:  # SQLite has already rolled back on a full disk
+                        self._writer.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._fail(action, exc) from exc
+
+    def _fail(self, action: str, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Could not {action} the task database {self.path}: {exc}. Check free space and permissions of DATA_DIR "
+            "and that no other program locks the database."
+        )
+
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+        deliverables = [
+            (event.task_id, event.sequence, event.agent_name, str(event.metadata.get("title") or event.agent_name), event.content)
+            for event in (encoded.event for encoded in events)
+            if event.event_type is EventType.OUTPUT
+        ]
+        with self._transaction("write to"):
+            self._writer.executemany(_UPSERT_TASK, [_task_row(record) for record in records])
+            self._writer.executemany(
+                "INSERT INTO events (task_id, sequence, payload) VALUES (?, ?, ?)",
+                [(encoded.event.task_id, encoded.event.sequence, encoded.payload) for encoded in events],
+            )
+            self._writer.executemany(
+                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (task_id, agent_name) DO UPDATE SET "
+                "sequence = excluded.sequence, title = excluded.title, content = excluded.content",
+                deliverables,
+            )
+
+    def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        with self._read_lock:
+            try:
+                return self._reader.execute(query, parameters).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail("read", exc) from exc
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        rows = self._read(f"{_SELECT_TASKS} WHERE task_id = ?", (task_id,))
+        if not rows:
+            return None
+        deliverables = [
+            Deliverable(row["agent_name"], row["title"], row["content"])
+            for row in self._read(
+                "SELECT agent_name, title, content FROM deliverables WHERE task_id = ? ORDER BY sequence", (task_id,)
+            )
+        ]
+        return _record(rows[0], deliverables)
+
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        mine = "WHERE owner IS ?" if owner is not None else "WHERE ? IS NULL"
+        rows = self._read(f"{_SELECT_TASKS} {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
+        total = self._read(f"SELECT COUNT(*) AS n FROM tasks {mine}", (owner,))[0]["n"]
+        return [_record(row) for row in rows], int(total)
+
+    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        rows = self._read(
+            "SELECT sequence, payload FROM events WHERE task_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            (task_id, after, limit),
+        )
+        return [(row["sequence"], row["payload"]) for row in rows]
+
+    def unfinished(self) -> list[TaskRecord]:
+        placeholders = ", ".join("?" for _ in UNFINISHED_STATUSES)
+        rows = self._read(f"{_SELECT_TASKS} WHERE status IN ({placeholders}) ORDER BY created_at", UNFINISHED_STATUSES)
+        return [_record(row) for row in rows]
+
+    def purge_finished_before(self, timestamp: str) -> int:
+        expired = "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?"
+        with self._transaction("purge old tasks from"):
+            self._writer.execute(f"DELETE FROM events WHERE task_id IN ({expired})", (timestamp,))
+            self._writer.execute(f"DELETE FROM deliverables WHERE task_id IN ({expired})", (timestamp,))
+            purged = self._writer.execute(
+                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?", (timestamp,)
+            ).rowcount
+        return int(purged)
+
+    def check(self) -> None:
+        self._read("SELECT 1")
+
+    def checkpoint(self) -> None:
+        with self._checkpoint_lock:
+            try:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                raise self._fail("checkpoint", exc) from exc
+
+    def close(self) -> None:
+        with self._write_lock, self._read_lock, self._checkpoint_lock:
+            self._writer.close()
+            self._reader.close()
+            self._checkpointer.close()
+
+
+class MemoryTaskStore:
+    """The same interface kept in this process: nothing survives a restart."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, TaskRecord] = {}
+        self._events: dict[str, list[tuple[int, str]]] = {}
+
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+        with self._lock:
+            for record in records:
+                self._tasks[record.task_id] = record
+            for encoded in events:
+                self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        return self._tasks.get(task_id)
+
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        with self._lock:
+            visible = [record for record in self._tasks.values() if owner is None or record.owner == owner]
+            newest = sorted(visible, key=lambda record: record.created_at, reverse=True)
+        return newest[offset : offset + limit], len(newest)
+
+    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        with self._lock:
+            stored = self._events.get(task_id, [])
+            return stored[after : after + limit]
+
+    def unfinished(self) -> list[TaskRecord]:
+        return []
+
+    def purge_finished_before(self, timestamp: str) -> int:
+        with self._lock:
+            expired = [
+                task_id
+                for task_id, record in self._tasks.items()
+                if record.finished_at is not None and record.finished_at < timestamp
+            ]
+            for task_id in expired:
+                del self._tasks[task_id]
+                self._events.pop(task_id, None)
+        return len(expired)
+
+    def check(self) -> None:
+        return None
+
+    def checkpoint(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

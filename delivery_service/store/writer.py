@@ -1,0 +1,153 @@
+"""Makes events durable before anyone sees them, in batches, on one thread of its own.
+
+Publishers (crew threads) hand sequenced events to `EventWriter.submit` and return at once. The
+writer thread takes everything that has arrived, advances each task's record, stores records and
+events in one transaction (group commit: one disk sync for many events), and only then hands the
+batch to the event loop with `loop.call_soon_threadsafe`, where the streams show it to their
+subscribers. So a client's Last-Event-ID is always a stored sequence, and neither a crew nor the loop
+ever waits for the disk. If a write fails (disk full, database locked) the records are put back as
+they were, and the batch is kept and retried with backoff; `failure` says why meanwhile, and /readyz
+reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from delivery_service.store.events import EncodedEvent
+from delivery_service.store.records import TaskRecord
+from delivery_service.store.sqlite import StoreUnavailable, TaskStore
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
+
+
+class EventTarget(Protocol):
+    """Where a stored event goes: its task's record and, after storage, its stream."""
+
+    record: TaskRecord
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    target: EventTarget
+    encoded: EncodedEvent
+    published: float = field(default_factory=time.time)
+
+
+@dataclass
+class PendingTask:
+    record: TaskRecord
+    stored: Future[None] = field(default_factory=Future)
+
+
+_CLOSE = object()
+
+Deliver = Callable[[list[PendingEvent]], None]
+
+
+class EventWriter:
+    """The single writer of a TaskStore; see the module docstring."""
+
+    def __init__(self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._store = store
+        self._loop = loop
+        self._deliver = deliver
+        self._queue: queue.SimpleQueue[PendingEvent | PendingTask | object] = queue.SimpleQueue()
+        self.failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
+
+    def create_task(self, record: TaskRecord) -> Future[None]:
+        """Store a new task; the future completes once it is durable (or fails with StoreUnavailable)."""
+        pending = PendingTask(record)
+        self._queue.put(pending)
+        return pending.stored
+
+    def submit(self, target: EventTarget, encoded: EncodedEvent) -> None:
+        """Queue one event for storage and delivery (thread-safe, never blocks)."""
+        self._queue.put(PendingEvent(target, encoded))
+
+    def close(self) -> None:
+        """Store and deliver what is queued, then stop the thread (blocking: call off the loop)."""
+        self._queue.put(_CLOSE)
+        self._thread.join()
+
+    def _take(self, timeout: float | None) -> list[PendingEvent | PendingTask | object]:
+        """Everything queued, waiting up to `timeout` (None: for ever) for the first item."""
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _run(self) -> None:
+        unsaved: list[PendingEvent] = []
+        delay = RETRY_FIRST_SECONDS
+        retry_in: float | None = None  # while a failed batch waits: how long before the next attempt
+        closing = False
+        while True:
+            batch = [] if closing else self._take(timeout=retry_in)
+            closing = closing or _CLOSE in batch
+            new_tasks = [item for item in batch if isinstance(item, PendingTask)]
+            unsaved += [item for item in batch if isinstance(item, PendingEvent)]
+            if not new_tasks and not unsaved:
+                if closing:
+                    return
+                continue
+            records = _distinct_records(unsaved)
+            before = [record.snapshot() for record in records]
+            changed: dict[str, TaskRecord] = {}
+            for item in unsaved:
+                record = item.target.record
+                if record.apply(item.encoded.event):
+                    changed[record.task_id] = record
+            try:
+                self._store.save(
+                    [task.record for task in new_tasks] + list(changed.values()), [item.encoded for item in unsaved]
+                )
+            except StoreUnavailable as exc:
+                for record, previous in zip(records, before, strict=True):
+                    record.restore(previous)
+                self._on_failure(exc, new_tasks)
+                if closing:
+                    logger.error("%d events could not be stored before shutdown: %s", len(unsaved), exc)
+                    return
+                retry_in, delay = delay, min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            delay, retry_in = RETRY_FIRST_SECONDS, None
+            self.failure = None
+            for task in new_tasks:
+                task.stored.set_result(None)
+            if unsaved:
+                self._loop.call_soon_threadsafe(self._deliver, unsaved)
+                unsaved = []
+            if closing:
+                return
+
+    def _on_failure(self, exc: StoreUnavailable, new_tasks: list[PendingTask]) -> None:
+        self.failure = str(exc)
+        logger.error("storing events failed, will retry: %s", exc)
+        for task in new_tasks:
+            task.stored.set_exception(exc)
+
+
+def _distinct_records(items: list[PendingEvent]) -> list[TaskRecord]:
+    records: dict[str, TaskRecord] = {}
+    for item in items:
+        records[item.target.record.task_id] = item.target.record
+    return list(records.values())
