@@ -26,17 +26,17 @@ EXPECTED_ROUTES = {
 
 
 def check_imports() -> None:
-    import delivery_service.agents  # noqa: F401
+    import agents_config  # noqa: F401
+    import crew_factory  # noqa: F401
     import delivery_service.cluster.celery_app  # noqa: F401  (the cluster mode: Celery, redis-py)
     import delivery_service.cluster.runner  # noqa: F401
-    import delivery_service.crew.factory  # noqa: F401
     import main  # noqa: F401
-    import delivery_service.streams  # noqa: F401
+    import stream_manager  # noqa: F401
 
 
 def check_agents() -> None:
-    from delivery_service.agents import AGENT_NAMES
-    from delivery_service.crew.factory import build_crew
+    from agents_config import AGENT_NAMES
+    from crew_factory import build_crew
     from delivery_service.llm.fake import ScriptedLLM
 
     crew, steps = build_crew("A smoke-test requirement", ScriptedLLM(model="scripted"), (1, 2, 3, 4))
@@ -46,7 +46,7 @@ def check_agents() -> None:
 
 
 def check_stream_manager() -> None:
-    from delivery_service.streams import StreamLimits, StreamManager
+    from stream_manager import StreamLimits, StreamManager
     from delivery_service.store.events import EventType
     from delivery_service.store.records import TaskRecord
     from delivery_service.store.sqlite import MemoryTaskStore

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from delivery_service.agents import AgentSpec
-from delivery_service.crew.factory import CrewEventsHandler
+from agents_config import AgentSpec
+from crew_factory import CrewEventsHandler
 from delivery_service.store.events import EventType
 
 

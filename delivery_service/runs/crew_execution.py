@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from delivery_service.crew.factory import CrewEventsHandler, EventSink, Revision, build_crew, run_crew
+from delivery_service.crew.events import CrewEventsHandler, EventSink
+from delivery_service.crew.factory import Revision, build_crew, run_crew
 from delivery_service.llm.errors import TaskFailure, describe_failure
 from delivery_service.llm.providers import build_llm, model_info
 from delivery_service.llm.retry import RetryingTransport

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from delivery_service.agents import AGENT_NAMES
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
-from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, EventSink, Revision, delivery_summary
+from delivery_service.crew.events import EventSink
+from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, Revision, delivery_summary
 from delivery_service.llm.errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
 from delivery_service.settings import Settings

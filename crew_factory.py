@@ -1,0 +1,34 @@
+"""The design card's crew factory: build a four-agent crew and map its CrewAI events to task events.
+
+This is the public name for extending the service; the code lives in `delivery_service.crew`
+(`events.py`: the handler; `factory.py`: the crew). To add behaviour, subclass the handler and
+point CREW_EVENTS_HANDLER at your class (README, "Custom event handlers"):
+
+    from crew_factory import CrewEventsHandler
+
+    class MyCustomHandler(CrewEventsHandler):
+        def on_agent_output(self, agent, step, content):
+            super().on_agent_output(agent, step, content)
+            ...
+"""
+
+from delivery_service.crew.events import CrewEventsHandler, EventSink
+from delivery_service.crew.factory import (
+    ANALYSIS_STEPS,
+    DELIVERY_STEPS,
+    Revision,
+    build_crew,
+    delivery_summary,
+    run_crew,
+)
+
+__all__ = [
+    "ANALYSIS_STEPS",
+    "DELIVERY_STEPS",
+    "CrewEventsHandler",
+    "EventSink",
+    "Revision",
+    "build_crew",
+    "delivery_summary",
+    "run_crew",
+]
