@@ -47,7 +47,7 @@ from delivery_service.http.service import ServiceState, lifespan
 from delivery_service.settings import get_settings
 from delivery_service.store.records import TaskRecord
 from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
-from delivery_service.store.sqlite import StoreUnavailable
+from delivery_service.store.base import StoreUnavailable
 from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
 
 VERSION = "0.1.0"

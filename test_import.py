@@ -49,7 +49,7 @@ def check_stream_manager() -> None:
     from stream_manager import StreamLimits, StreamManager
     from delivery_service.store.events import EventType
     from delivery_service.store.records import TaskRecord
-    from delivery_service.store.sqlite import MemoryTaskStore
+    from delivery_service.store.memory import MemoryTaskStore
 
     async def publish_and_read() -> bytes:
         streams = StreamManager(MemoryTaskStore(), StreamLimits(1_000_000, 10_000), 60)

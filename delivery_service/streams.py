@@ -23,7 +23,7 @@ from delivery_service.store.writer import EventWriter, PendingEvent
 from delivery_service.observability.metrics import record_delivered
 from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite import TaskStore
+from delivery_service.store.base import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class StreamView:
     """The frames of one task's stream held in memory, walked by any number of subscribers.
 
     Event loop only. Frames arrive in sequence order through `show`: from this process's event
-    writer (`TaskStream`), or from a Redis Stream's tail (cluster_streams).
+    writer (`TaskStream`), or from a Redis Stream's tail (cluster/streams.py).
     """
 
     def __init__(self, record: TaskRecord) -> None:

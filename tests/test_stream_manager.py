@@ -12,7 +12,7 @@ import pytest
 from delivery_service.streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
 from delivery_service.store.events import EncodedEvent, EventType, TaskEvent, utc_now_iso
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite import MemoryTaskStore
+from delivery_service.store.memory import MemoryTaskStore
 
 LIMITS = StreamLimits(max_stream_bytes=1_000_000, max_event_content_chars=1000)
 

@@ -13,7 +13,7 @@ its worker is gone), so every append runs as one Lua script that, atomically:
 - after a terminal event, sets the retention expiry of the task's keys.
 
 The task's hash (`meta`) holds the request, the counters the script keeps, what crosses phases
-(analysis, revisions, feedback, token usage) and the record projected from the events (cluster_store).
+(analysis, revisions, feedback, token usage) and the record projected from the events (store.py).
 Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
 """
 

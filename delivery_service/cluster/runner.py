@@ -50,7 +50,7 @@ from delivery_service.runs.phases import (
 )
 from delivery_service.store.records import TaskRecord
 from delivery_service.runs.runner import QUEUE_FULL_RETRY_AFTER_SECONDS, NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
-from delivery_service.store.sqlite import StoreUnavailable
+from delivery_service.store.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import redis
 from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks
 from delivery_service.store.events import TaskEvent
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite import StoreUnavailable
+from delivery_service.store.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ class ClusterStreams:
         self.failure: str | None = None
 
     def get_stream(self, task_id: str) -> None:
-        """Records are read from Redis (cluster_store), never from a replica's memory."""
+        """Records are read from Redis (cluster/store.py), never from a replica's memory."""
         return None
 
     def streams(self) -> list[StreamView]:

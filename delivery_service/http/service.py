@@ -32,7 +32,9 @@ from delivery_service.settings import Settings, get_settings
 from delivery_service.streams import StreamLimits, StreamManager
 from delivery_service.store.events import iso_utc
 from delivery_service.runs.runner import TaskRunner, fail_interrupted_tasks
-from delivery_service.store.sqlite import MemoryTaskStore, SqliteTaskStore, StoreUnavailable, TaskStore
+from delivery_service.store.base import StoreUnavailable, TaskStore
+from delivery_service.store.memory import MemoryTaskStore
+from delivery_service.store.sqlite import SqliteTaskStore
 
 logger = logging.getLogger("multi_agent_service")
 
@@ -157,7 +159,7 @@ async def _retention(state: ServiceState) -> None:
 
 
 async def _checkpoints(store: TaskStore) -> None:
-    """Checkpoint the store's write-ahead log every CHECKPOINT_SECONDS (see task_store)."""
+    """Checkpoint the store's write-ahead log every CHECKPOINT_SECONDS (see store/sqlite.py)."""
     last_failure = None
     while True:
         await asyncio.sleep(CHECKPOINT_SECONDS)

@@ -3,7 +3,7 @@
 A 135M-parameter model given CrewAI's long role-play prompt and earlier deliverables writes
 repetitive, off-topic prose. Given a two-line prompt and the start of a sentence to continue, it stays
 on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the agent's compact
-template (see `agents_config.compact_template`), copies the skeleton's fixed markdown, and asks the
+template (see `delivery_service.agents.compact_template`), copies the skeleton's fixed markdown, and asks the
 model to continue each `[slot …]` for at most one line and SLOT_MAX_TOKENS tokens. Output is capped
 and cannot loop; every deliverable is headed markdown about the actual requirement.
 

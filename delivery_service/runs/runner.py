@@ -1,7 +1,7 @@
 """Runs tasks in this process: admission, a priority line for worker slots, the two phases, and control.
 
-A task's two phases (task_phases) run on a bounded pool of worker threads (each crew on its thread,
-or in a child process with CREW_EXECUTION=process: see crew_execution). With `skip_confirmation: false` the task
+A task's two phases (phases.py) run on a bounded pool of worker threads (each crew on its thread,
+or in a child process with CREW_EXECUTION=process: see crew_execution.py). With `skip_confirmation: false` the task
 pauses between them (`confirmation_required`) without holding a worker slot; the requester approves,
 or rejects with feedback and the analysis is revised. Tasks beyond MAX_CONCURRENT_TASKS wait in line
 by priority, up to MAX_QUEUED_TASKS. Cancel, the task timeout, the confirmation timeout and a server
@@ -9,7 +9,7 @@ stop all end a task the same way: they publish its terminal event, and its crew 
 step (`CrewEventsHandler` refuses to go on once the stream has ended).
 
 Everything here runs on the event loop, except `_run_phase`, which runs on a worker thread and only
-publishes events. With REDIS_URL set, cluster_runner takes this module's place.
+publishes events. With REDIS_URL set, cluster/runner.py takes this module's place.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from delivery_service.runs.phases import (
 )
 from delivery_service.runs.queue import TaskQueue
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite import TaskStore
+from delivery_service.store.base import TaskStore
 
 logger = logging.getLogger(__name__)
 

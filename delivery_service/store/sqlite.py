@@ -1,9 +1,6 @@
-"""Where tasks, their events and their deliverables are kept: SQLite by default, or memory.
+"""`SqliteTaskStore`: tasks, their events and their deliverables in one WAL-mode SQLite file under DATA_DIR.
 
-`TaskStore` is the small interface the rest of the service uses; `SqliteTaskStore` keeps everything in
-one WAL-mode file under DATA_DIR, `MemoryTaskStore` keeps it in this process (for benchmarks and for
-deployments that want no disk). Writes come from one thread, the `EventWriter`'s, which batches them;
-reads come from worker threads (`asyncio.to_thread`), never from the event loop.
+The default store (TASK_STORE=sqlite); `base.TaskStore` is the interface it implements.
 """
 
 from __future__ import annotations
@@ -14,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
 
+from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.events import EncodedEvent, EventType
 from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, TaskRecord, TaskStatus
 
@@ -25,41 +22,6 @@ from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Delive
 _WAL_BACKSTOP_PAGES = 20_000
 
 UNFINISHED_STATUSES = tuple(status.value for status in TaskStatus if status not in FINISHED_STATUSES)
-
-
-class StoreUnavailable(RuntimeError):
-    """The store cannot be opened, read or written; the message says what to do."""
-
-
-class TaskStore(Protocol):
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
-        """Store new or changed task records and new events, all or nothing.
-
-        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
-        """
-
-    def task(self, task_id: str) -> TaskRecord | None:
-        """A task with its deliverables, or None."""
-
-    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
-        """Tasks newest first (without deliverables), and how many there are; only `owner`'s unless None."""
-
-    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
-        """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
-
-    def unfinished(self) -> list[TaskRecord]:
-        """Tasks stored as queued, running or awaiting confirmation."""
-
-    def purge_finished_before(self, timestamp: str) -> int:
-        """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
-
-    def check(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
-
-    def checkpoint(self) -> None:
-        """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""
-
-    def close(self) -> None: ...
 
 
 _SCHEMA = """
@@ -278,57 +240,3 @@ class SqliteTaskStore:
             self._writer.close()
             self._reader.close()
             self._checkpointer.close()
-
-
-class MemoryTaskStore:
-    """The same interface kept in this process: nothing survives a restart."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tasks: dict[str, TaskRecord] = {}
-        self._events: dict[str, list[tuple[int, str]]] = {}
-
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
-        with self._lock:
-            for record in records:
-                self._tasks[record.task_id] = record
-            for encoded in events:
-                self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
-
-    def task(self, task_id: str) -> TaskRecord | None:
-        return self._tasks.get(task_id)
-
-    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
-        with self._lock:
-            visible = [record for record in self._tasks.values() if owner is None or record.owner == owner]
-            newest = sorted(visible, key=lambda record: record.created_at, reverse=True)
-        return newest[offset : offset + limit], len(newest)
-
-    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
-        with self._lock:
-            stored = self._events.get(task_id, [])
-            return stored[after : after + limit]
-
-    def unfinished(self) -> list[TaskRecord]:
-        return []
-
-    def purge_finished_before(self, timestamp: str) -> int:
-        with self._lock:
-            expired = [
-                task_id
-                for task_id, record in self._tasks.items()
-                if record.finished_at is not None and record.finished_at < timestamp
-            ]
-            for task_id in expired:
-                del self._tasks[task_id]
-                self._events.pop(task_id, None)
-        return len(expired)
-
-    def check(self) -> None:
-        return None
-
-    def checkpoint(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from delivery_service.store.events import EncodedEvent
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite import StoreUnavailable, TaskStore
+from delivery_service.store.base import StoreUnavailable, TaskStore
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,50 @@
+"""What the rest of the service needs from a task store: `TaskStore`, and the one error it raises.
+
+Two stores implement it: `SqliteTaskStore` (sqlite.py, the default) keeps everything in one WAL-mode
+file under DATA_DIR; `MemoryTaskStore` (memory.py) keeps it in this process, for benchmarks and for
+deployments that want no disk. The cluster mode's `RedisTaskStore` answers the same reads. Writes come
+from one thread, the `EventWriter`'s, which batches them; reads come from worker threads
+(`asyncio.to_thread`), never from the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from delivery_service.store.events import EncodedEvent
+from delivery_service.store.records import TaskRecord
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened, read or written; the message says what to do."""
+
+
+class TaskStore(Protocol):
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+        """Store new or changed task records and new events, all or nothing.
+
+        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
+        """
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """A task with its deliverables, or None."""
+
+    def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        """Tasks newest first (without deliverables), and how many there are; only `owner`'s unless None."""
+
+    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
+
+    def unfinished(self) -> list[TaskRecord]:
+        """Tasks stored as queued, running or awaiting confirmation."""
+
+    def purge_finished_before(self, timestamp: str) -> int:
+        """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
+
+    def check(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    def checkpoint(self) -> None:
+        """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""
+
+    def close(self) -> None: ...
