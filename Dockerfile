@@ -21,7 +21,6 @@ RUN pip install --no-cache-dir -r requirements.txt \
 
 COPY *.py ./
 COPY delivery_service ./delivery_service
-COPY static ./static
 
 RUN useradd --uid 10001 --home-dir /app/data --no-create-home app \
     && mkdir -p /app/data \

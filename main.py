@@ -43,7 +43,7 @@ from delivery_service.http.schemas import (
     TaskStatusResponse,
     TaskSummary,
 )
-from delivery_service.http.service import ServiceState, lifespan
+from delivery_service.http.lifespan import ServiceState, lifespan
 from delivery_service.settings import get_settings
 from delivery_service.store.records import TaskRecord
 from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
@@ -53,7 +53,7 @@ from delivery_service.http.errors import http_error_handler, request_validation_
 VERSION = "0.1.0"
 CONTROL_WAIT_SECONDS = 5.0
 LAST_POSSIBLE_SEQUENCE = 2**62
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "delivery_service" / "http" / "static"
 
 logger = logging.getLogger("multi_agent_service")
 configure_logging(get_settings().log_level, get_settings().log_format)
