@@ -1,0 +1,82 @@
+"""FastAPI dependencies the routers share: the running service, the caller, the task a path names.
+
+Each answers the usual JSON error when it cannot: 503 while the store is unavailable, 401 without a
+valid API key (when keys are configured), 404 for a task that does not exist or is not the caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Query, Request
+
+from delivery_service.http.auth import Caller
+from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.schemas import ErrorResponse
+from delivery_service.observability.logs import current_task_id
+from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.records import TaskRecord
+
+LAST_POSSIBLE_SEQUENCE = 2**62
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "No task with this id (never existed or purged)"}}
+
+
+async def get_state(request: Request) -> ServiceState:
+    state: ServiceState | None = request.app.state.service
+    if state is None:
+        raise HTTPException(status_code=503, detail=f"The task store is unavailable: {request.app.state.unavailable}")
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_caller(request: Request, state: State) -> Caller:
+    """Who calls: 401 unless authentication is off or the request carries a valid API key."""
+    return state.keys.caller(request)
+
+
+CallerOf = Annotated[Caller, Depends(get_caller)]
+
+
+def task_not_found(task_id: str) -> HTTPException:
+    return HTTPException(
+        status_code=404,
+        detail=f"Task {task_id} not found. Check the id; finished tasks are kept for TASK_RETENTION_DAYS.",
+    )
+
+
+async def stored_task(state: ServiceState, task_id: str, caller: Caller) -> TaskRecord:
+    """The caller's task as the store has it (not the live stream's copy)."""
+    try:
+        record = await asyncio.to_thread(state.store.task, task_id)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    if record is None or not caller.may_see(record.owner):
+        raise task_not_found(task_id)
+    return record
+
+
+async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord:
+    """The caller's task: live from memory while its stream is held there, else from the store."""
+    current_task_id.set(task_id)
+    stream = state.streams.get_stream(task_id)
+    if stream is None:
+        return await stored_task(state, task_id, caller)
+    if not caller.may_see(stream.record.owner):
+        raise task_not_found(task_id)
+    return stream.record
+
+
+async def resume_after(
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$", description="resume after this sequence (digits)")
+    ] = "",
+    last_event_id: Annotated[int, Query(ge=0, description="resume after this sequence")] = 0,
+) -> int:
+    """The sequence to resume after: the later of the Last-Event-ID header and `?last_event_id=`.
+
+    Capped below SQLite's integer range: any larger position means "after everything" all the same.
+    """
+    return min(max(last_event_id, int(last_event_id_header or 0)), LAST_POSSIBLE_SEQUENCE)

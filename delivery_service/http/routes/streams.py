@@ -1,0 +1,66 @@
+"""Streams: a task's events as Server-Sent Events (replay, then live), and the streams held in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from delivery_service.http.access_control import client_of
+from delivery_service.http.dependencies import NOT_FOUND, CallerOf, State, get_record, resume_after
+from delivery_service.http.openapi import EVENT_STREAM_RESPONSE
+from delivery_service.http.schemas import StreamsResponse, StreamSummary
+
+router = APIRouter()
+
+
+@router.get(
+    "/api/stream/{task_id}",
+    response_class=EventSourceResponse,
+    tags=["tasks"],
+    summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
+    responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND},
+)
+async def stream_task(
+    task_id: str,
+    request: Request,
+    cursor: Annotated[int, Depends(resume_after)],
+    state: State,
+    token: Annotated[str, Query(description="the task's stream_token, when authentication is on")] = "",
+) -> EventSourceResponse:
+    caller = state.keys.stream_caller(request, task_id, token or None)
+    await get_record(task_id, state, caller)
+    frames = state.streams.frames_after(task_id, cursor)
+    client = client_of(request, caller)
+    state.stream_slots.take(client)
+
+    async def counted_frames() -> AsyncIterator[bytes]:
+        with state.stream_slots.held(client):
+            async for frame in frames:
+                yield frame
+
+    return EventSourceResponse(
+        counted_frames(),
+        ping=state.settings.heartbeat_seconds,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/api/streams", response_model=StreamsResponse, tags=["streams"])
+async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
+    return StreamsResponse(
+        streams=[
+            StreamSummary(
+                task_id=stream.task_id,
+                status=stream.record.status,
+                subscribers=stream.subscribers,
+                last_sequence=stream.last_sequence,
+                created_at=stream.created_at,
+            )
+            for stream in state.streams.streams()
+            if caller.may_see(stream.record.owner)
+        ]
+    )

@@ -1,0 +1,201 @@
+"""Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, list them.
+
+The routes only create and look things up; crews run on the runner's workers (threads, processes or
+Celery workers) and report through the task's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from delivery_service.http.access_control import audit, client_of
+from delivery_service.http.auth import Caller
+from delivery_service.http.dependencies import (
+    LAST_POSSIBLE_SEQUENCE,
+    NOT_FOUND,
+    CallerOf,
+    State,
+    get_record,
+    stored_task,
+)
+from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.schemas import (
+    ConfirmRequest,
+    ErrorResponse,
+    RunTaskRequest,
+    RunTaskResponse,
+    TaskResultResponse,
+    TasksResponse,
+    TaskStatusResponse,
+    TaskSummary,
+)
+from delivery_service.observability.logs import current_task_id
+from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
+from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.records import TaskRecord
+
+CONTROL_WAIT_SECONDS = 5.0
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.post(
+    "/api/run_task",
+    status_code=202,
+    response_model=RunTaskResponse,
+    summary="Start a task; answers at once, the agents run in the background",
+)
+async def run_task(
+    body: RunTaskRequest, request: Request, response: Response, state: State, caller: CallerOf
+) -> RunTaskResponse:
+    await state.rate_limit.check(client_of(request, caller))
+    task_request = TaskRequest(
+        body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner
+    )
+    try:
+        record, waits = await state.runner.start(task_request)
+    except ServiceStopping as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
+    except QueueFull as exc:
+        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}) from exc
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
+    current_task_id.set(record.task_id)
+    audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
+    status_url = f"/api/task/{record.task_id}/status"
+    response.headers["Location"] = status_url
+    return RunTaskResponse(
+        task_id=record.task_id,
+        status="queued" if waits else "started",
+        message="Task queued: every worker is busy" if waits else "Task started",
+        stream_url=f"/api/stream/{record.task_id}",
+        status_url=status_url,
+        stream_token=caller.token_for(record.task_id),
+    )
+
+
+@router.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, responses=NOT_FOUND)
+async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state: State) -> TaskStatusResponse:
+    return TaskStatusResponse.of(record, await state.runner.queue_position(record.task_id))
+
+
+@router.post(
+    "/api/task/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskStatusResponse,
+    responses=NOT_FOUND,
+    summary="Cancel a task; idempotent (a task that has ended is left as it is)",
+)
+async def cancel_task(task_id: str, request: Request, state: State, caller: CallerOf) -> TaskStatusResponse:
+    await get_record(task_id, state, caller)
+    if await state.runner.cancel(task_id):
+        audit("task.cancelled", request, caller, task_id)
+    return await _status_once_stored(task_id, state, caller)
+
+
+@router.post(
+    "/api/task/{task_id}/confirm",
+    status_code=202,
+    response_model=TaskStatusResponse,
+    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The task is not waiting for a confirmation"}},
+    summary="Approve the requirements analysis, or reject it with feedback to have it revised",
+)
+async def confirm_task(
+    task_id: str, body: ConfirmRequest, request: Request, state: State, caller: CallerOf
+) -> TaskStatusResponse:
+    record = await get_record(task_id, state, caller)
+    try:
+        await state.runner.confirm(task_id, body.approved, body.feedback)
+    except NotAwaitingConfirmation as exc:
+        raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
+    audit("task.approved" if body.approved else "task.rejected", request, caller, task_id)
+    return await _status_once_stored(task_id, state, caller)
+
+
+async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller) -> TaskStatusResponse:
+    """The task's status after what a control request published is stored (bounded wait)."""
+    stream = state.streams.get_stream(task_id)
+    if stream is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
+    return TaskStatusResponse.of(
+        await get_record(task_id, state, caller), await state.runner.queue_position(task_id)
+    )
+
+
+@router.get(
+    "/api/task/{task_id}/result",
+    response_model=TaskResultResponse,
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The task has not finished yet"},
+        200: {"content": {"text/markdown": {}}, "description": "JSON, or one markdown document with ?format=markdown"},
+    },
+)
+async def task_result(
+    task_id: str,
+    state: State,
+    caller: CallerOf,
+    format: Annotated[
+        Literal["json", "markdown", "html"],
+        Query(description="json (default); markdown: one .md document; html: json with each deliverable as safe HTML"),
+    ] = "json",
+) -> Response | TaskResultResponse:
+    record = await stored_task(state, task_id, caller)
+    if not record.finished:
+        raise HTTPException(
+            status_code=409,
+            detail=f"Task {record.task_id} is {record.status.value}; its result is ready when it has finished. "
+            "Follow its stream or poll its status.",
+        )
+    result = TaskResultResponse.of(record, with_html=format == "html")
+    if format == "markdown":
+        return Response(
+            content=result_document(result, record.requirement),
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="task-{record.task_id}.md"'},
+        )
+    return result
+
+
+def result_document(result: TaskResultResponse, requirement: str) -> str:
+    """All deliverables of a task as one markdown document."""
+    parts = [f"# Delivery for task {result.task_id}", f"Status: {result.status.value}", "## Requirement", requirement]
+    for deliverable in result.deliverables:
+        parts += [f"---\n\n<!-- {deliverable.agent_name}: {deliverable.title} -->", deliverable.content]
+    if result.summary:
+        parts += ["---", "## Summary", result.summary]
+    return "\n\n".join(parts) + "\n"
+
+
+@router.get("/api/tasks", response_model=TasksResponse)
+async def list_tasks(
+    state: State,
+    caller: CallerOf,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=LAST_POSSIBLE_SEQUENCE)] = 0,
+) -> TasksResponse:
+    try:
+        records, total = await asyncio.to_thread(state.store.tasks, limit, offset, caller.owner)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    return TasksResponse(
+        tasks=[
+            TaskSummary(
+                task_id=r.task_id,
+                status=r.status,
+                requirement=r.requirement[:200],
+                created_at=r.created_at,
+                finished_at=r.finished_at,
+                stream_token=caller.token_for(r.task_id),
+            )
+            for r in records
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
