@@ -39,7 +39,7 @@ class StreamLimitExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class StreamLimits:
-    """Memory bounds of one task's stream (see README, "Memory")."""
+    """Memory bounds of one task's stream (see docs/performance.md, "Memory")."""
 
     max_stream_bytes: int
     max_event_content_chars: int
