@@ -11,7 +11,6 @@ type, event field and task status is named.
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -19,15 +18,13 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("LLM_PROVIDER", "fake")
+from fastapi.testclient import TestClient
 
-import main  # noqa: E402  (after the environment is set)
-from fastapi.testclient import TestClient  # noqa: E402
-
-from delivery_service.http.routes.service import STATIC_DIR  # noqa: E402
-from delivery_service.settings import Settings, get_settings  # noqa: E402
-from delivery_service.store.events import EventType  # noqa: E402
-from delivery_service.store.records import TaskStatus  # noqa: E402
+import main  # builds the app without starting it: no model is loaded, no store opened
+from delivery_service.http.routes.service import STATIC_DIR
+from delivery_service.settings import Settings, get_settings
+from delivery_service.store.events import EventType
+from delivery_service.store.records import TaskStatus
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 OUTSIDE_HEADING = "Pages outside the OpenAPI schema"
