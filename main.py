@@ -10,10 +10,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery_service import __version__
 from delivery_service.http.access_control import SecurityHeaders
+from delivery_service.http.body_limit import BodyLimit
 from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.openapi import install_event_schema
@@ -25,15 +27,21 @@ from delivery_service.store.base import StoreUnavailable
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The app with its middleware, error handlers, routers and the test UI's static files."""
-    app = FastAPI(
+    """The app with its middleware, error handlers, routers and the test UI's static files.
+
+    `/docs` and `/redoc` load Swagger UI's and ReDoc's files from this service (fastapi-offline ships
+    them), not from a CDN, so they work offline and behind locked-down networks.
+    """
+    app = FastAPIOffline(
+        static_url="/docs-assets",
+        favicon_url="/static/favicon.svg",
         title="Multi-agent software delivery",
         version=__version__,
         summary="Four LLM agents turn a requirement into an analysis, a test plan, a design and a review, "
         "streamed live.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HttpMetrics)
     if settings.cors_origin_list():

@@ -30,7 +30,8 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
         ({"user_requirement": ["a"]}, "The field user_requirement must be a string"),
         ({"user_requirement": "ok", "skip_confirmation": "yes"}, "skip_confirmation must be true or false"),
         ({"user_requirement": "ok", "stream_tokens": 1}, "stream_tokens must be true or false"),
-        ({"user_requirement": "ok", "priority": 10}, "priority"),
+        ({"user_requirement": "ok", "priority": 10}, "The field priority must be at most 9."),
+        ({"user_requirement": "ok", "priority": -1}, "The field priority must be at least 0."),
         ({"user_requirement": "ok", "priority": "1"}, "priority must be a whole number"),
         ({"user_requirement": "ok", "priority": 1.5}, "priority"),
         ({"user_requirement": "ok", "unexpected": 1}, "Unknown field unexpected"),
@@ -75,6 +76,31 @@ def test_accepted_task_answers_202_with_location(slow_service: ServerProcess) ->
     assert body["stream_url"] == f"/api/stream/{body['task_id']}"
     tasks = httpx.get(f"{slow_service.base_url}/api/tasks").json()["tasks"]
     assert next(t for t in tasks if t["task_id"] == body["task_id"])["requirement"] == "padded requirement"
+
+
+def test_the_requirement_is_counted_after_trimming(slow_service: ServerProcess) -> None:
+    """MAX_REQUIREMENT_CHARS (20000 here) applies to the trimmed text: surrounding blanks do not count."""
+    longest = "x" * 20000
+    response = httpx.post(f"{slow_service.base_url}/api/run_task", json={"user_requirement": f"  \n{longest}\t  "})
+    assert response.status_code == 202, response.text
+    httpx.post(f"{slow_service.base_url}/api/task/{response.json()['task_id']}/cancel")
+    too_long = httpx.post(f"{slow_service.base_url}/api/run_task", json={"user_requirement": f"  {longest}y  "})
+    assert too_long.status_code == 422
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_max_body_bytes_gets_json_413(slow_service: ServerProcess, chunked: bool) -> None:
+    """Announced by Content-Length or only counted as it arrives: the same JSON error and headers."""
+    body = b'{"user_requirement": "' + b"x" * 300_000 + b'"}'
+    content = iter([body[:1000], body[1000:]]) if chunked else body
+    response = httpx.post(
+        f"{slow_service.base_url}/api/run_task", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert "MAX_BODY_BYTES (262144 bytes)" in response.json()["detail"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,9 @@ def test_openai_compatible_endpoint_end_to_end(
         assert f"Stub deliverable for: {requirement}" in output["content"]
     assert outputs[0]["content"].startswith("# Requirements analysis")
     assert any(e["event_type"] == "delta" for e in events), "tokens streamed from the server arrive as deltas"
+    thoughts = [e["content"] for e in events if e["event_type"] == "thought"]
+    assert len(thoughts) == 4, "one plan per agent; the stub's plain markdown is no parse failure to report"
+    assert not any("parse" in thought.lower() for thought in thoughts), thoughts
     step_ends = [e for e in events if e["event_type"] == "step_end"]
     assert all(e["metadata"]["usage"]["total_tokens"] > 0 for e in step_ends), "token usage comes from the stream"
     usage = httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["usage"]
@@ -107,6 +110,7 @@ def test_llm_failures_end_the_task_with_one_clear_error(
     assert SECRET_KEY not in service.log(), "the key never reaches the log"
 
 
+@pytest.mark.slow
 def test_embedded_local_model_runs_a_task_to_the_end(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(LLM_PROVIDER="local")
     health = httpx.get(f"{service.base_url}/healthz").json()
@@ -127,4 +131,6 @@ def test_embedded_local_model_runs_a_task_to_the_end(start_service: Callable[...
         assert output.startswith(f"{heading}: {requirement}"), "each deliverable is headed markdown about the requirement"
         assert "## " in output or "- **" in output
         assert len(output) < 4000, "the small model's output is capped"
+    thoughts = [e["content"] for e in events if e["event_type"] == "thought"]
+    assert not any("parse" in thought.lower() for thought in thoughts), "no parser internals shown as thoughts"
     assert httpx.get(f"{service.base_url}/readyz").json()["ready"] is True

@@ -40,6 +40,10 @@ from delivery_service.store.records import USAGE_KEYS
 
 TOTAL_STEPS = len(AGENTS)
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
+# The thought CrewAI's parser gives an answer that is not in its "Thought: ... Final Answer:" format
+# (crewai.utilities.agent_utils.format_answer). The whole answer is still taken as the agent's output,
+# so nothing failed: plain markdown is what most models, and the embedded one, write.
+_PARSER_FALLBACK_THOUGHT = "Failed to parse LLM response"
 
 
 class EventSink(Protocol):
@@ -192,7 +196,7 @@ class CrewEventsHandler:
         if agent is None or not isinstance(answer, (AgentAction, AgentFinish)):
             return
         thought = _THOUGHT_LABEL.sub("", answer.thought).strip()
-        if thought:
+        if thought and thought != _PARSER_FALLBACK_THOUGHT:
             self.on_agent_thought(agent, thought)
         if isinstance(answer, AgentAction):
             self.on_agent_action(agent, f"Uses tool {answer.tool}", {"kind": "tool", "tool": answer.tool})

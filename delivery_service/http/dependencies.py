@@ -7,7 +7,7 @@ valid API key (when keys are configured), 404 for a task that does not exist or 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 
@@ -19,7 +19,20 @@ from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord
 
 LAST_POSSIBLE_SEQUENCE = 2**62
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No task with this id (never existed or purged)"}}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry with the API's error body, `{"detail": ...}`."""
+    return {"model": ErrorResponse, "description": description}
+
+
+NOT_FOUND = {404: error_response("No task with this id (never existed, purged, or another key's)")}
+# What any route under /api may answer, declared once per router.
+API_ERRORS = {
+    401: error_response("API_KEYS is set and the request carries no valid key"),
+    503: error_response("The service is stopping or its task store is unavailable; retry shortly"),
+}
+TOO_MANY = {429: error_response("A limit of this client was reached; retry after Retry-After seconds")}
 
 
 async def get_state(request: Request) -> ServiceState:

@@ -33,6 +33,8 @@ _MESSAGES = {
     "extra_forbidden": "Unknown field {field}: remove it (see /docs for the accepted fields).",
     "string_too_long": "The field {field} is too long: at most {max_length} characters.",
     "string_pattern_mismatch": "The field {field} must contain visible text and no NUL characters.",
+    "less_than_equal": "The field {field} must be at most {le}.",
+    "greater_than_equal": "The field {field} must be at least {ge}.",
 }
 
 
@@ -48,11 +50,9 @@ def readable_error(error: dict[str, Any]) -> dict[str, Any]:
     template = _EMPTY_BODY if loc == ("body",) and kind == "missing" else _MESSAGES.get(kind)
     ctx = error.get("ctx") or {}
     if template is not None:
-        message = (
-            template.replace("{field}", _field_name(loc))
-            .replace("{error}", str(ctx.get("error", "parse error")))
-            .replace("{max_length}", str(ctx.get("max_length", "")))
-        )
+        message = template.replace("{field}", _field_name(loc))
+        for key, value in {"error": "parse error", **ctx}.items():
+            message = message.replace("{" + key + "}", str(value))
         if loc[-1:] == ("user_requirement",) and kind == "string_too_long":
             message += " The limit is MAX_REQUIREMENT_CHARS."
         if loc[:1] == ("header",) and kind == "string_pattern_mismatch":

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from delivery_service.http.markdown import render_markdown
 from delivery_service.settings import get_settings
@@ -14,6 +23,11 @@ from delivery_service.store.records import TaskRecord, TaskStatus
 # What str.strip() removes (Python's whitespace), spelled out: `\s` means a different set in Python, in
 # pydantic-core's Rust regex and in the ECMAScript regex of JSON Schema clients (U+0085, U+FEFF...).
 WHITESPACE_CLASS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _trimmed(value: object) -> object:
+    """Strings lose their surrounding whitespace before any rule counts them (non-strings fail later)."""
+    return value.strip() if isinstance(value, str) else value
 
 
 class RunTaskRequest(BaseModel):
@@ -26,8 +40,9 @@ class RunTaskRequest(BaseModel):
         },
     )
 
-    user_requirement: StrictStr = Field(
-        description="The software requirement, in any language. Trimmed; at least one visible character, no NUL.",
+    user_requirement: Annotated[StrictStr, BeforeValidator(_trimmed)] = Field(
+        description="The software requirement, in any language. Trimmed first; then at least one visible "
+        "character, no NUL, and at most MAX_REQUIREMENT_CHARS characters.",
         max_length=get_settings().max_requirement_chars,
         pattern=rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$",
     )
@@ -48,19 +63,6 @@ class RunTaskRequest(BaseModel):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
-
-    @field_validator("user_requirement")
-    @classmethod
-    def _requirement_text(cls, value: str) -> str:
-        text = value.strip()
-        if not text:
-            raise ValueError("user_requirement must not be empty or only whitespace")
-        if "\x00" in text:
-            raise ValueError("user_requirement must not contain NUL characters")
-        limit = get_settings().max_requirement_chars
-        if len(text) > limit:
-            raise ValueError(f"user_requirement has {len(text)} characters; the limit is {limit} (MAX_REQUIREMENT_CHARS)")
-        return text
 
 
 class ConfirmRequest(BaseModel):

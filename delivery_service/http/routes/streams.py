@@ -9,11 +9,19 @@ from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from delivery_service.http.access_control import client_of
-from delivery_service.http.dependencies import NOT_FOUND, CallerOf, State, get_record, resume_after
+from delivery_service.http.dependencies import (
+    API_ERRORS,
+    NOT_FOUND,
+    TOO_MANY,
+    CallerOf,
+    State,
+    get_record,
+    resume_after,
+)
 from delivery_service.http.openapi import EVENT_STREAM_RESPONSE
 from delivery_service.http.schemas import StreamsResponse, StreamSummary
 
-router = APIRouter()
+router = APIRouter(responses=API_ERRORS)
 
 
 @router.get(
@@ -21,7 +29,7 @@ router = APIRouter()
     response_class=EventSourceResponse,
     tags=["tasks"],
     summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
-    responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND},
+    responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND, **TOO_MANY},
 )
 async def stream_task(
     task_id: str,

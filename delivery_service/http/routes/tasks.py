@@ -15,17 +15,19 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from delivery_service.http.access_control import audit, client_of
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import (
+    API_ERRORS,
     LAST_POSSIBLE_SEQUENCE,
     NOT_FOUND,
+    TOO_MANY,
     CallerOf,
     State,
+    error_response,
     get_record,
     stored_task,
 )
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.schemas import (
     ConfirmRequest,
-    ErrorResponse,
     RunTaskRequest,
     RunTaskResponse,
     TaskResultResponse,
@@ -40,13 +42,14 @@ from delivery_service.store.records import TaskRecord
 
 CONTROL_WAIT_SECONDS = 5.0
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], responses=API_ERRORS)
 
 
 @router.post(
     "/api/run_task",
     status_code=202,
     response_model=RunTaskResponse,
+    responses={**TOO_MANY, 413: error_response("The body is larger than MAX_BODY_BYTES")},
     summary="Start a task; answers at once, the agents run in the background",
 )
 async def run_task(
@@ -101,7 +104,7 @@ async def cancel_task(task_id: str, request: Request, state: State, caller: Call
     "/api/task/{task_id}/confirm",
     status_code=202,
     response_model=TaskStatusResponse,
-    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The task is not waiting for a confirmation"}},
+    responses={**NOT_FOUND, 409: error_response("The task is not waiting for a confirmation")},
     summary="Approve the requirements analysis, or reject it with feedback to have it revised",
 )
 async def confirm_task(
@@ -132,7 +135,7 @@ async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller)
     response_model=TaskResultResponse,
     responses={
         **NOT_FOUND,
-        409: {"model": ErrorResponse, "description": "The task has not finished yet"},
+        409: error_response("The task has not finished yet"),
         200: {"content": {"text/markdown": {}}, "description": "JSON, or one markdown document with ?format=markdown"},
     },
 )
