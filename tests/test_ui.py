@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from conftest import ServerProcess
+from conftest import ServerProcess, start_task
+
+pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -94,8 +96,11 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     page.select_option("#filter-type", "output")
     expect(page.locator("#log tbody tr:visible")).to_have_count(4)
     page.select_option("#filter-type", "")
-    page.click("#refresh-tasks")
     expect(page.locator("#recent li").first).to_contain_text("开发一个简单的待办事项应用")
+    expect(page.locator("#recent li").first).to_contain_text("completed"), "current without a click on Refresh"
+    live = page.locator('#panels .panel[data-agent="ProductManager"] .live')
+    expect(live.locator("h1")).to_have_text("Requirements analysis"), "live text is rendered markdown"
+    assert not live.inner_text().lstrip().startswith("#")
     page.screenshot(path=str(tmp_path / "finished-run.png"), full_page=True)
 
 
@@ -183,3 +188,51 @@ def test_the_page_asks_for_the_key_once_per_tab(
     expect(page.locator("#task-status")).to_have_text("completed")
     assert page.evaluate("sessionStorage.getItem('apiKey')") == "ui-key-2468"
     assert page.evaluate("localStorage.length") == 0, "the key is kept for the tab's session only"
+    task_id = page.inner_text("#task-id")
+    page.reload()
+    expect(page.locator("#task-id")).to_have_text(task_id), "the task's address reopens it with its stream token"
+    expect(page.locator("#task-status")).to_have_text("completed")
+
+
+def test_each_task_has_an_address_that_reopens_and_resumes_it(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="40")
+    page = open_ui(service)
+    submit(page, "Follow me across a reload")
+    expect(page.locator('#pipeline li[data-agent="ProductManager"]')).to_have_attribute("data-state", "working")
+    task_id = page.inner_text("#task-id")
+    assert page.url.endswith(f"/test-ui#task={task_id}")
+    page.reload()
+    expect(page.locator("#task-id")).to_have_text(task_id)
+    expect(page.locator("#task-status")).to_have_text("completed")
+    sequences = logged_sequences(page)
+    assert sequences == list(range(1, len(sequences) + 1)), "replayed from the start, then live, no gap"
+    expect(page.locator("#deliverables article")).to_have_count(4)
+
+    other = start_task(service.base_url, "Started elsewhere")
+    expect(page.locator("#recent li").first).to_contain_text("Started elsewhere", timeout=TIMEOUT_MS)
+    expect(page.locator("#recent li").first).to_contain_text("completed", timeout=TIMEOUT_MS), "kept current"
+    page.goto(f"{service.base_url}/test-ui#task={other}")
+    expect(page.locator("#task-id")).to_have_text(other)
+    expect(page.locator("#task-status")).to_have_text("completed")
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [("/docs", ".opblock-summary-path[data-path='/api/run_task']"), ("/redoc", 'h2:has-text("Approve the requirements analysis")')],
+)
+def test_api_docs_render_offline(browser: Browser, fake_service: ServerProcess, path: str, operation: str) -> None:
+    """Swagger UI and ReDoc render the operations with every request going to the service itself."""
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.route(
+        lambda url: not url.startswith(fake_service.base_url),
+        lambda route: route.abort(),
+    )
+    page.goto(f"{fake_service.base_url}{path}")
+    expect(page.locator(operation).first).to_be_visible(timeout=TIMEOUT_MS)
+    page.close()
+    foreign = [url for url in requests if not url.startswith((fake_service.base_url, "data:", "blob:"))]
+    assert foreign == [], foreign

@@ -1,6 +1,8 @@
 // The test UI: start a task, watch the four agents live, steer the run, take the deliverables away.
-// Text from the API is only ever inserted with textContent; the deliverables' HTML comes from the
-// server's markdown renderer, which escapes raw HTML (see markdown_render.py).
+// Text from the API is only ever inserted with textContent. HTML comes from two markdown renderers
+// configured alike, raw HTML escaped and unsafe links refused: the server's for the finished
+// deliverables (delivery_service/http/markdown.py) and markdown-it (vendored in static/vendor) for the
+// agents' live text. Each task has an address, /test-ui#task=<id>, that reopens and resumes it.
 "use strict";
 
 const AGENTS = [
@@ -10,9 +12,20 @@ const AGENTS = [
   ["Coordinator", "Delivery review"],
 ];
 const TERMINAL = ["end", "error", "cancelled"];
+const RECENT_REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
+const markdown = window.markdownit({ html: false, linkify: false });
 
 let apiKey = sessionStorage.getItem("apiKey");
+let recentTimer = null;
+
+function streamTokenOf(taskId) {
+  return sessionStorage.getItem(`streamToken:${taskId}`);
+}
+
+function rememberStreamToken(taskId, token) {
+  if (token) sessionStorage.setItem(`streamToken:${taskId}`, token);
+}
 
 const run = {
   taskId: null,
@@ -20,6 +33,7 @@ const run = {
   lastSequence: 0,
   events: [],
   ended: false,
+  liveText: {},
 };
 
 // --- API ---------------------------------------------------------------------------------------
@@ -56,7 +70,7 @@ function element(tag, text, className) {
 
 function resetRun(taskId) {
   if (run.source) run.source.close();
-  Object.assign(run, { taskId, source: null, lastSequence: 0, events: [], ended: false });
+  Object.assign(run, { taskId, source: null, lastSequence: 0, events: [], ended: false, liveText: {} });
   $("run-section").hidden = false;
   $("deliverables-section").hidden = true;
   $("task-id").textContent = taskId;
@@ -80,6 +94,18 @@ function resetRun(taskId) {
     panel.append(element("h3", name), element("div", undefined, "thoughts"), element("div", "", "live"));
     $("panels").append(panel);
   }
+}
+
+// An agent's live text as markdown: the whole text is rendered again, at most once per frame.
+function showLiveText(agent, text) {
+  run.liveText[agent] = text;
+  const live = panel(agent).querySelector(".live");
+  if (live.dataset.pending) return;
+  live.dataset.pending = "1";
+  requestAnimationFrame(() => {
+    delete live.dataset.pending;
+    live.innerHTML = markdown.render(run.liveText[agent] || ""); // raw HTML escaped, unsafe links refused
+  });
 }
 
 function setStage(agent, state) {
@@ -125,20 +151,21 @@ function showEvent(event) {
   switch (event.event_type) {
     case "start":
       $("task-status").textContent = "running";
+      loadRecent();
       break;
     case "agent_start":
       setStage(agent, "working");
       $("task-status").textContent = "running";
-      panel(agent).querySelector(".live").textContent = "";
+      showLiveText(agent, "");
       break;
     case "thought":
       panel(agent).querySelector(".thoughts").append(element("p", event.content, "thought"));
       break;
     case "delta":
-      panel(agent).querySelector(".live").textContent += event.content;
+      showLiveText(agent, (run.liveText[agent] || "") + event.content);
       break;
     case "output":
-      panel(agent).querySelector(".live").textContent = event.content;
+      showLiveText(agent, event.content);
       break;
     case "step_end":
       setStage(agent, "done");
@@ -155,6 +182,7 @@ function showEvent(event) {
       $("confirmation-question").textContent = event.content;
       $("feedback").value = "";
       $("confirmation").hidden = false;
+      loadRecent();
       break;
     default:
       break;
@@ -180,6 +208,7 @@ function finish(event) {
     }
   }
   showDeliverables(run.taskId);
+  loadRecent();
 }
 
 async function showDeliverables(taskId) {
@@ -205,8 +234,10 @@ async function showDeliverables(taskId) {
 }
 
 // --- the stream ----------------------------------------------------------------------------------
-function follow(taskId, streamToken) {
+function follow(taskId, streamToken = streamTokenOf(taskId)) {
   resetRun(taskId);
+  rememberStreamToken(taskId, streamToken);
+  if (location.hash !== `#task=${taskId}`) history.pushState(null, "", `#task=${encodeURIComponent(taskId)}`);
   // EventSource reconnects by itself after a drop and sends Last-Event-ID, so the stream resumes
   // after the last event received; the checks below make a duplicate or a gap impossible to miss.
   const query = streamToken ? `?token=${encodeURIComponent(streamToken)}` : "";
@@ -280,12 +311,16 @@ async function control(path, body) {
   }
 }
 
+// The recent tasks, refreshed every RECENT_REFRESH_MS while the tab is visible (new tasks appear,
+// statuses stay current), and at once when the watched task changes state.
 async function loadRecent() {
+  clearTimeout(recentTimer);
   try {
     const page = await api("/api/tasks?limit=10");
     const list = $("recent");
     list.textContent = "";
     for (const task of page.tasks) {
+      rememberStreamToken(task.task_id, task.stream_token);
       const item = element("li");
       const open = element("button", `${task.requirement.slice(0, 80)}`);
       open.type = "button";
@@ -296,6 +331,14 @@ async function loadRecent() {
   } catch (error) {
     $("recent").textContent = error.message;
   }
+  if (document.visibilityState === "visible") recentTimer = setTimeout(loadRecent, RECENT_REFRESH_MS);
+}
+
+// /test-ui#task=<id> opens that task: its events replay from the start, then continue live.
+function openTaskFromAddress() {
+  const match = /^#task=([^&]+)$/.exec(location.hash);
+  const taskId = match && decodeURIComponent(match[1]);
+  if (taskId && taskId !== run.taskId) follow(taskId);
 }
 
 // --- wiring --------------------------------------------------------------------------------------
@@ -329,6 +372,10 @@ $("reject").addEventListener("click", () => {
   control("confirm", { approved: false, feedback: $("feedback").value });
 });
 $("refresh-tasks").addEventListener("click", loadRecent);
+window.addEventListener("hashchange", openTaskFromAddress);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") loadRecent();
+});
 for (const id of ["filter-agent", "filter-type"]) {
   $(id).addEventListener("change", () => [...$("log").tBodies[0].rows].forEach(applyFilter));
 }
@@ -340,3 +387,4 @@ api("/healthz").then((health) => {
   $("model-note").textContent = `Model: ${model.provider} / ${model.model}${model.note ? ` - ${model.note}` : ""}`;
 });
 loadRecent();
+openTaskFromAddress();
