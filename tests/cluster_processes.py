@@ -8,7 +8,6 @@ share one redis-server without seeing each other's tasks or broker messages.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -19,10 +18,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from delivery_service.cluster.local import local_nginx_config, nginx_command
 from conftest import PROJECT_ROOT, TEST_DEFAULTS, ServerProcess, free_port, launch_service, wait_until
 
 STARTUP_TIMEOUT_SECONDS = 60.0
-UPSTREAM_LINE = re.compile(r"server api:8000([^;]*);")
 
 
 class RedisServer:
@@ -110,23 +109,14 @@ class Nginx:
         assert Path(binary).exists(), "nginx is missing: ./scripts/test installs Debian's nginx package"
         self.port = free_port()
         self.workdir = workdir
-        config = (PROJECT_ROOT / "nginx.conf").read_text()
-        upstream = UPSTREAM_LINE.search(config)
-        assert upstream is not None and "listen 80;" in config
-        servers = "\n        ".join(f"server 127.0.0.1:{port}{upstream.group(1)};" for port in upstream_ports)
-        config = config.replace(upstream.group(0), servers).replace("listen 80;", f"listen 127.0.0.1:{self.port};")
-        config = config.replace("http {", f"http {{\n    access_log {workdir}/access.log upstreamed;", 1)
-        config = config.replace(
-            "http {", "http {\n    log_format upstreamed '$request $status $upstream_addr';", 1
-        )
-        (workdir / "nginx.conf").write_text(config)
-        directives = f"daemon off; pid {workdir}/nginx.pid; error_log {workdir}/error.log;"
-        self.process = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-g", directives])
+        config = workdir / "nginx.conf"
+        config.write_text(local_nginx_config(upstream_ports, self.port, workdir))
+        self.process = subprocess.Popen(nginx_command(config, workdir))
         self.base_url = f"http://127.0.0.1:{self.port}"
         wait_until(self._answers, STARTUP_TIMEOUT_SECONDS, "nginx to start")
 
     def _answers(self) -> bool:
-        assert self.process.poll() is None, (self.workdir / "error.log").read_text()
+        assert self.process.poll() is None, (self.workdir / "nginx-error.log").read_text()
         try:
             return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
@@ -134,7 +124,7 @@ class Nginx:
 
     def upstreams_used(self) -> set[str]:
         """The replica addresses nginx has sent requests to (from its access log)."""
-        lines = (self.workdir / "access.log").read_text().splitlines()
+        lines = (self.workdir / "nginx-access.log").read_text().splitlines()
         return {line.rsplit(" ", 1)[-1] for line in lines if "127.0.0.1:" in line}
 
     def stop(self) -> None:

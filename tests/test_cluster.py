@@ -26,6 +26,8 @@ from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, Append
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

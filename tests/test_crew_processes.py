@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import os
 import signal
 from collections.abc import Callable
@@ -11,6 +12,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def parent_and_start(pid: int) -> tuple[int, int] | None:

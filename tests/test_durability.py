@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import asyncio
 import json
 import signal
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+
+pytestmark = pytest.mark.slow
 
 RESTART_ERROR = "The server restarted while this task was queued or running"
 SHUTDOWN_ERROR = "The server was stopped while this task was running"

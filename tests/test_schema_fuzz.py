@@ -3,10 +3,13 @@ requests each; no 5xx, and every response matches the documented status codes, t
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 30
 

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
 
+pytestmark = pytest.mark.slow
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs for DATA_DIR needs root")
 
 

@@ -1,0 +1,133 @@
+"""The cluster on one machine, without Docker: `scripts/cluster` (or `python -m delivery_service.cluster.local`).
+
+Starts Debian's (or any) `redis-server` and `nginx` and this project's API replicas and Celery workers,
+all on 127.0.0.1, with the repository's `nginx.conf` rendered for them (`local_nginx_config`), and stops
+them all on Ctrl-C or SIGTERM. Settings come from the environment and `.env`, as for the service;
+REDIS_URL is set for the replicas and workers. Logs and Nginx's files go to `--workdir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM_SERVER = re.compile(r"server api:8000([^;]*);")
+START_TIMEOUT_SECONDS = 90.0
+
+
+def local_nginx_config(upstream_ports: list[int], listen_port: int, workdir: Path) -> str:
+    """`nginx.conf` with its upstream pointed at replicas on 127.0.0.1 and its files kept in `workdir`.
+
+    The access log records which replica served each request (`$upstream_addr`, last on the line).
+    """
+    config = (PROJECT_ROOT / "nginx.conf").read_text()
+    upstream = UPSTREAM_SERVER.search(config)
+    if upstream is None or "listen 80;" not in config:
+        raise ValueError("nginx.conf no longer has the `server api:8000` upstream and `listen 80;` this expects")
+    servers = "\n        ".join(f"server 127.0.0.1:{port}{upstream.group(1)};" for port in upstream_ports)
+    config = config.replace(upstream.group(0), servers).replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+    logs = (
+        "http {\n    log_format upstreamed '$request $status $upstream_addr';\n"
+        f"    access_log {workdir}/nginx-access.log upstreamed;"
+    )
+    return config.replace("http {", logs, 1)
+
+
+def nginx_command(config_path: Path, workdir: Path) -> list[str]:
+    """Nginx in the foreground with its pid and error log in `workdir` (no root, no /var files)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    directives = f"daemon off; pid {workdir}/nginx.pid; error_log {workdir}/nginx-error.log;"
+    return [binary, "-c", str(config_path), "-g", directives]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_for(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _answers(url):
+        if any(process.poll() is not None for process in processes):
+            raise SystemExit(f"a process exited while starting; see its log in the work directory ({url})")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not answer within {START_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(0.2)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=2, help="API replicas (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (default 1)")
+    parser.add_argument("--concurrency", type=int, default=2, help="crews per worker at once (default 2)")
+    parser.add_argument("--port", type=int, default=8080, help="Nginx's port, the one to use (default 8080)")
+    parser.add_argument("--first-replica-port", type=int, default=8001, help="replicas listen from here (8001...)")
+    parser.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (default 6380)")
+    parser.add_argument("--workdir", type=Path, default=Path("data/cluster"), help="logs, Redis and Nginx files")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{args.redis_port}/0"}
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, command: list[str]) -> None:
+        log = (workdir / f"{name}.log").open("ab")
+        processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    def stop(*_: object) -> None:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    start("redis", [redis_server, "--port", str(args.redis_port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                    "--appendonly", "yes", "--appendfsync", "everysec"])
+    for index in range(args.workers):
+        start(f"worker-{index + 1}", [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker",
+                                      "worker", "--concurrency", str(args.concurrency),
+                                      "--hostname", f"worker{index + 1}@%h", "--loglevel", "INFO"])
+    ports = [args.first_replica_port + index for index in range(args.replicas)]
+    for port in ports:
+        start(f"api-{port}", [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
+                              "--port", str(port), "--no-access-log"])
+    for port in ports:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", processes)
+    config = workdir / "nginx.conf"
+    config.write_text(local_nginx_config(ports, args.port, workdir))
+    start("nginx", nginx_command(config, workdir))
+    _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes)
+    print(f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
+          f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",
+          flush=True)
+    while all(process.poll() is None for process in processes):
+        time.sleep(1)
+    print("a process of the cluster exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)
+    stop()
+
+
+if __name__ == "__main__":
+    main()
