@@ -1,0 +1,173 @@
+"""The structured form of each agent's deliverable (API.md, "Structured deliverables and traceability").
+
+One pydantic model per agent. Identifiers follow the contract and are checked here: user stories
+`US-<n>`, acceptance criteria `AC-<n>.<m>` (criterion m of story n), non-functional requirements
+`NFR-<n>`, test cases `TC-<n>`, components `C-<n>`, risks `R-<n>`. A document is valid on its own (ids
+unique, each criterion under an existing story of the same number); references *between* documents are
+not validation errors but findings of the traceability (`traceability.py`), computed by the service.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+STORY_ID = r"^US-[1-9][0-9]*$"
+CRITERION_ID = r"^AC-[1-9][0-9]*\.[1-9][0-9]*$"
+NFR_ID = r"^NFR-[1-9][0-9]*$"
+TEST_CASE_ID = r"^TC-[1-9][0-9]*$"
+COMPONENT_ID = r"^C-[1-9][0-9]*$"
+RISK_ID = r"^R-[1-9][0-9]*$"
+ANY_ID = re.compile(r"\b(?:US-\d+|AC-\d+\.\d+|NFR-\d+|TC-\d+|C-\d+|R-\d+)\b")
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+StoryId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=STORY_ID)]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unique(kind: str, ids: Iterable[str]) -> None:
+    repeated = sorted(id_ for id_, count in Counter(ids).items() if count > 1)
+    if repeated:
+        raise ValueError(f"each {kind} needs its own id; repeated: {', '.join(repeated)}")
+
+
+# --- ProductManager ----------------------------------------------------------------------------------
+class UserStory(Document):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=STORY_ID)]
+    priority: Literal["must", "should", "could", "wont"]
+    story: Text
+
+
+class AcceptanceCriterion(Document):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=CRITERION_ID)]
+    story_id: StoryId
+    given: Text
+    when: Text
+    then: Text
+
+
+class NonFunctionalRequirement(Document):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=NFR_ID)]
+    requirement: Text
+    target: Text
+
+
+class RequirementsAnalysis(Document):
+    user_stories: list[UserStory] = Field(min_length=1)
+    acceptance_criteria: list[AcceptanceCriterion] = Field(min_length=1)
+    non_functional: list[NonFunctionalRequirement] = Field(default_factory=list)
+    open_questions: list[Text] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _criteria_belong_to_stories(self) -> RequirementsAnalysis:
+        _unique("user story", (story.id for story in self.user_stories))
+        _unique("acceptance criterion", (criterion.id for criterion in self.acceptance_criteria))
+        _unique("non-functional requirement", (item.id for item in self.non_functional))
+        stories = {story.id for story in self.user_stories}
+        for criterion in self.acceptance_criteria:
+            if criterion.story_id not in stories:
+                raise ValueError(f"{criterion.id} belongs to {criterion.story_id}, which is not a user story here")
+            if criterion.id.split(".")[0].replace("AC-", "US-") != criterion.story_id:
+                raise ValueError(f"{criterion.id} must be numbered after its story {criterion.story_id}")
+        return self
+
+
+# --- QAEngineer ----------------------------------------------------------------------------------------
+class TestCase(Document):
+    __test__ = False  # a deliverable's test case, not a pytest class
+
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=TEST_CASE_ID)]
+    title: Text
+    type: Literal["functional", "edge", "negative", "performance", "security", "usability"]
+    steps: list[Text] = Field(min_length=1)
+    expected: Text
+    covers: list[Reference] = Field(min_length=1)
+
+
+class TestPlan(Document):
+    __test__ = False
+
+    test_cases: list[TestCase] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> TestPlan:
+        _unique("test case", (case.id for case in self.test_cases))
+        return self
+
+
+# --- SoftwareDeveloper ---------------------------------------------------------------------------------
+class Component(Document):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=COMPONENT_ID)]
+    name: Text
+    responsibility: Text
+    serves: list[Reference] = Field(default_factory=list)
+
+
+class Entity(Document):
+    entity: Text
+    fields: list[Text] = Field(min_length=1)
+
+
+class Endpoint(Document):
+    method: Text
+    path: Text
+    purpose: Text
+    serves: list[Reference] = Field(default_factory=list)
+
+
+class Risk(Document):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=RISK_ID)]
+    risk: Text
+    mitigation: Text
+
+
+class Milestone(Document):
+    name: Text
+    scope: list[Reference] = Field(default_factory=list)
+
+
+class TechnicalDesign(Document):
+    components: list[Component] = Field(min_length=1)
+    data_model: list[Entity] = Field(default_factory=list)
+    api: list[Endpoint] = Field(default_factory=list)
+    diagram: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20000)] = ""
+    risks: list[Risk] = Field(default_factory=list)
+    milestones: list[Milestone] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> TechnicalDesign:
+        _unique("component", (component.id for component in self.components))
+        _unique("risk", (risk.id for risk in self.risks))
+        return self
+
+
+# --- Coordinator ---------------------------------------------------------------------------------------
+class ReviewIssue(Document):
+    ids: list[Reference] = Field(default_factory=list)
+    problem: Text
+    fix: Text
+
+
+class DeliveryReview(Document):
+    decision: Literal["go", "no_go"]
+    reasons: list[Text] = Field(min_length=1)
+    issues: list[ReviewIssue] = Field(default_factory=list)
+    summary: Text
+
+
+DeliverableData = RequirementsAnalysis | TestPlan | TechnicalDesign | DeliveryReview
+
+SCHEMAS: dict[str, type[Document]] = {
+    "ProductManager": RequirementsAnalysis,
+    "QAEngineer": TestPlan,
+    "SoftwareDeveloper": TechnicalDesign,
+    "Coordinator": DeliveryReview,
+}
