@@ -98,60 +98,61 @@ _DATA_PREAMBLE = (
     "<requirement>\n{requirement}\n</requirement>\n\n"
 )
 
+_JSON_ONLY = (
+    "Answer with one JSON object only, no markdown and no text around it. Write every text value in "
+    "{language}; keep identifiers and the English keys and enum values exactly as shown."
+)
+
 _FULL_TEMPLATES: dict[str, TaskTemplate] = {
     "ProductManager": TaskTemplate(
         description=_DATA_PREAMBLE
-        + "Write the requirements analysis for this requirement, in {language}, as markdown with these "
-        "sections:\n"
-        "# Requirements analysis\n"
-        "## Summary (two or three sentences)\n"
-        "## User stories: for each, an ID (US-1...), 'As a <user>, I want <capability>, so that <benefit>', "
-        "a priority (Must / Should / Could) and 2-4 acceptance criteria (AC-1.1...) in Given/When/Then form\n"
-        "## Non-functional requirements (performance, security, availability, accessibility: measurable)\n"
-        "## Out of scope\n"
-        "## Open questions for the requester",
-        expected_output="A markdown requirements analysis with user stories, acceptance criteria, priorities, "
-        "non-functional requirements and open questions.",
+        + "Write the requirements analysis of this requirement as JSON of this shape:\n"
+        '{{"user_stories": [{{"id": "US-1", "priority": "must|should|could|wont", '
+        '"story": "As a <user>, I want <capability>, so that <benefit>"}}], '
+        '"acceptance_criteria": [{{"id": "AC-1.1", "story_id": "US-1", "given": "...", "when": "...", "then": "..."}}], '
+        '"non_functional": [{{"id": "NFR-1", "requirement": "...", "target": "a measurable target"}}], '
+        '"open_questions": ["..."]}}\n'
+        "Rules: number stories US-1, US-2...; give each story 2-4 acceptance criteria, criterion m of story n "
+        "being AC-n.m with story_id US-n; MoSCoW priorities; measurable non-functional requirements "
+        "(performance, security, availability, accessibility); questions for the requester.\n" + _JSON_ONLY,
+        expected_output="One JSON object: user_stories, acceptance_criteria, non_functional, open_questions.",
     ),
     "QAEngineer": TaskTemplate(
         description=_DATA_PREAMBLE
-        + "Using the requirements analysis you are given, write the test plan in {language}, as markdown:\n"
-        "# Test plan\n"
-        "## Scope and approach\n"
-        "## Test cases: a table with ID (TC-1...), the acceptance criterion it traces to (AC-x.y), type "
-        "(functional / edge / negative / performance / security), steps, and expected result. Cover every "
-        "acceptance criterion, and include edge, negative, performance and security cases.\n"
-        "## Test data and environments\n"
-        "## Exit criteria",
-        expected_output="A markdown test plan whose cases trace to the acceptance criteria.",
+        + "Using the requirements analysis you are given, write the test plan as JSON of this shape:\n"
+        '{{"test_cases": [{{"id": "TC-1", "title": "...", '
+        '"type": "functional|edge|negative|performance|security|usability", "steps": ["..."], '
+        '"expected": "...", "covers": ["AC-1.1"]}}]}}\n'
+        "Rules: number cases TC-1, TC-2...; `covers` lists the identifiers (AC-n.m or NFR-n) of the analysis "
+        "that a case checks, exactly as written there; cover every acceptance criterion, and include edge, "
+        "negative, performance and security cases.\n" + _JSON_ONLY,
+        expected_output="One JSON object: test_cases, each covering acceptance criteria by identifier.",
     ),
     "SoftwareDeveloper": TaskTemplate(
         description=_DATA_PREAMBLE
-        + "Using the requirements analysis and the test plan you are given, write the technical design in "
-        "{language}, as markdown:\n"
-        "# Technical design\n"
-        "## Architecture (components and how they talk)\n"
-        "## Components and responsibilities\n"
-        "## Data model\n"
-        "## API (endpoints or interfaces, with request and response shapes)\n"
-        "## Technology stack, with a reason for each choice\n"
-        "## Risks and mitigations\n"
-        "## Milestones",
-        expected_output="A markdown technical design: architecture, components, data model, API, stack, "
-        "risks and milestones.",
+        + "Using the requirements analysis and the test plan you are given, write the technical design as "
+        "JSON of this shape:\n"
+        '{{"components": [{{"id": "C-1", "name": "...", "responsibility": "...", "serves": ["US-1"]}}], '
+        '"data_model": [{{"entity": "...", "fields": ["..."]}}], '
+        '"api": [{{"method": "GET", "path": "/...", "purpose": "...", "serves": ["US-1"]}}], '
+        '"diagram": "mermaid flowchart source", '
+        '"risks": [{{"id": "R-1", "risk": "...", "mitigation": "..."}}], '
+        '"milestones": [{{"name": "...", "scope": ["US-1"]}}]}}\n'
+        "Rules: every user story is served by at least one component (`serves` lists story identifiers as "
+        "written in the analysis); the diagram is valid mermaid showing the components and how they talk; "
+        "name the technology of each component in its responsibility.\n" + _JSON_ONLY,
+        expected_output="One JSON object: components, data_model, api, diagram, risks, milestones.",
     ),
     "Coordinator": TaskTemplate(
         description=_DATA_PREAMBLE
-        + "Review the requirements analysis, test plan and technical design you are given, together. Write "
-        "the delivery review in {language}, as markdown:\n"
-        "# Delivery review\n"
-        "## Consistency (does every story have tests and a design? name mismatches)\n"
-        "## Gaps\n"
-        "## Risks\n"
-        "## Decision: Go or No-go, with reasons\n"
-        "## Summary (one paragraph a stakeholder can read on its own)",
-        expected_output="A markdown delivery review with consistency findings, gaps, risks, a go/no-go "
-        "decision and a summary.",
+        + "Review the requirements analysis, test plan and technical design you are given, together, and "
+        "write the delivery review as JSON of this shape:\n"
+        '{{"decision": "go|no_go", "reasons": ["..."], '
+        '"issues": [{{"ids": ["AC-1.2"], "problem": "...", "fix": "..."}}], '
+        '"summary": "one paragraph a stakeholder can read on its own"}}\n'
+        "Rules: check that every story has tests and a design and name mismatches by identifier in `issues`; "
+        "decide no_go while a must-have acceptance criterion has no test case.\n" + _JSON_ONLY,
+        expected_output="One JSON object: decision, reasons, issues, summary.",
     ),
 }
 

@@ -1,7 +1,9 @@
 """An OpenAI-compatible chat-completions server for tests, run by a real uvicorn on 127.0.0.1.
 
 Its behaviour is chosen by the first path segment of the base URL a test configures, so one server
-covers every case: `/ok/v1` answers (streaming or not), `/status/<code>/v1` fails with that HTTP
+covers every case: `/ok/v1` answers (streaming or not) with the asking agent's deliverable as JSON,
+`/answers/<style>/v1` answers in another style (fenced JSON, prose, prose then JSON, JSON with
+traceability gaps: see `stub_answer`), `/status/<code>/v1` fails with that HTTP
 status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts),
 `/dies/v1` drops the connection in the middle of its answer, `/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
 0.2`) and then answers, and `/slow/v1` streams one word every 50 ms. Every request it receives (path,
@@ -23,17 +25,59 @@ app = FastAPI()
 received: list[dict[str, Any]] = []
 
 _REQUIREMENT = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
-_HEADING = re.compile(r"^#\s+.+$", re.MULTILINE)
+# Each agent's prompt shows the JSON shape of its own deliverable; the earlier deliverables it is given
+# are markdown. So the shape tells which agent asks (latest step first).
+_SHAPES = (
+    ("Coordinator", '"decision": "go|no_go"'),
+    ("SoftwareDeveloper", '"components": [{"id": "C-1"'),
+    ("QAEngineer", '"test_cases": [{"id": "TC-1"'),
+)
+answers_given: dict[str, int] = {}
 
 
-def stub_answer(body: dict[str, Any]) -> str:
-    """A markdown deliverable that names the outline's first heading and the requirement it was given."""
+def _asking_agent(prompt: str) -> str:
+    return next((agent for agent, shape in _SHAPES if shape in prompt), "ProductManager")
+
+
+def stub_data(agent: str, subject: str, gaps: bool = False) -> dict[str, Any]:
+    """A valid deliverable naming the requirement; with `gaps`, one must criterion is untested and two
+    references point at nothing, while the review still says go."""
+    note = f"Stub deliverable for: {subject}"
+    if agent == "ProductManager":
+        return {
+            "user_stories": [{"id": "US-1", "priority": "must", "story": note}],
+            "acceptance_criteria": [
+                {"id": "AC-1.1", "story_id": "US-1", "given": "a user", "when": "they act", "then": "it works"},
+                {"id": "AC-1.2", "story_id": "US-1", "given": "bad input", "when": "they act", "then": "an error"},
+            ],
+            "non_functional": [], "open_questions": [],
+        }
+    if agent == "QAEngineer":
+        covers = ["AC-1.1", "AC-9.9"] if gaps else ["AC-1.1", "AC-1.2"]
+        return {"test_cases": [{"id": "TC-1", "title": note, "type": "functional", "steps": ["act"],
+                                "expected": "it works", "covers": covers}]}
+    if agent == "SoftwareDeveloper":
+        serves = ["US-1", "US-7"] if gaps else ["US-1"]
+        return {"components": [{"id": "C-1", "name": "App", "responsibility": note, "serves": serves}],
+                "diagram": "flowchart LR\n  User --> App"}
+    return {"decision": "go", "reasons": ["The stub sees no problem."], "issues": [], "summary": note}
+
+
+def stub_answer(body: dict[str, Any], style: str = "json") -> str:
+    """The asking agent's deliverable: `json`, `fenced` (in a markdown fence), `prose` (markdown, no JSON),
+    `repair` (prose the first time each agent asks about a requirement, JSON after) or `gaps`."""
     prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
     requirement = _REQUIREMENT.search(prompt)
-    heading = _HEADING.findall(prompt)
-    title = heading[0] if heading else "# Deliverable"
     subject = requirement.group(1) if requirement else "unknown"
-    return f"{title}\n\nStub deliverable for: {subject}\n\n## Summary\n\nStub summary of {subject}."
+    agent = _asking_agent(prompt)
+    if style == "repair":
+        key = f"{agent}:{subject}"
+        answers_given[key] = answers_given.get(key, 0) + 1
+        style = "prose" if answers_given[key] == 1 else "json"
+    if style == "prose":
+        return f"# {agent}\n\nStub deliverable for: {subject}\n\n## Summary\n\nStub summary of {subject}."
+    text = json.dumps(stub_data(agent, subject, gaps=style == "gaps"), ensure_ascii=False)
+    return f"Here it is:\n```json\n{text}\n```" if style == "fenced" else text
 
 
 def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
@@ -66,6 +110,12 @@ async def ok(request: Request) -> Any:
     return await answer(await record(request))
 
 
+@app.post("/answers/{style}/v1/chat/completions")
+async def answers_in_style(style: str, request: Request) -> Any:
+    """Answers as `stub_answer(style)` describes: fenced, prose, repair or gaps."""
+    return await answer(await record(request), style=style)
+
+
 @app.post("/slow/v1/chat/completions")
 async def slow(request: Request) -> Any:
     return await answer(await record(request), pause_seconds=0.05)
@@ -95,9 +145,9 @@ async def flaky(label: str, failures: int, code: int, request: Request) -> Any:
     return await answer(body)
 
 
-async def answer(body: dict[str, Any], pause_seconds: float = 0.0) -> Any:
+async def answer(body: dict[str, Any], pause_seconds: float = 0.0, style: str = "json") -> Any:
     """The stub deliverable, as one JSON answer or as a stream of words `pause_seconds` apart."""
-    text = stub_answer(body)
+    text = stub_answer(body, style)
     model = body.get("model", "stub")
     usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())}
     if not body.get("stream"):

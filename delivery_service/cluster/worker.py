@@ -186,8 +186,8 @@ class WorkerProcess:
         if claimed != 1:
             logger.info("phase %s not run: %s", phase.value, ClaimRefused(claimed).name.lower())
             return
-        request, revisions, analysis, feedback, usage, running_seconds = self._redis.hmget(
-            keys.meta, "request", "revisions", "analysis", "feedback", "usage", "running_seconds"
+        request, revisions, analysis, analysis_data, feedback, usage, running_seconds = self._redis.hmget(
+            keys.meta, "request", "revisions", "analysis", "analysis_data", "feedback", "usage", "running_seconds"
         )
         record = TaskRecord.from_json(request)
         work = PhaseWork(
@@ -197,6 +197,7 @@ class WorkerProcess:
             record.stream_tokens,
             revisions=int(revisions or 0),
             analysis=(analysis or b"").decode(),
+            analysis_data=orjson.loads(analysis_data) if analysis_data else None,
             feedback=None if feedback is None else feedback.decode(),
             usage=orjson.loads(usage) if usage else {},
             worker=hostname,
@@ -208,6 +209,7 @@ class WorkerProcess:
             """What the next phase needs, saved with `confirmation_required`."""
             return {
                 "analysis": work.analysis,
+                "analysis_data": orjson.dumps(work.analysis_data).decode() if work.analysis_data else "",
                 "usage": orjson.dumps(work.usage).decode(),
                 "running_seconds": str(ran_before + time.monotonic() - started),
             }

@@ -33,6 +33,7 @@ from crewai.events.types.tool_usage_events import ToolUsageStartedEvent
 from crewai.hooks import HookAborted
 
 from delivery_service.agents import AGENTS, AGENTS_BY_ROLE, AgentSpec
+from delivery_service.crew.structure import StructuredAnswer
 from delivery_service.llm.retry import Retry
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.store.events import SYSTEM_AGENT, EventType
@@ -95,6 +96,7 @@ class CrewEventsHandler:
         self._pending_tokens: dict[str, list[str]] = {}
         self._last_delta: dict[str, float] = {}
         self._usage: dict[str, dict[str, int]] = {}
+        self._data_by_step: dict[int, dict[str, Any] | None] = {}
 
     # --- hooks ------------------------------------------------------------------------------------
     def on_agent_start(self, agent: AgentSpec, step: int) -> None:
@@ -129,8 +131,25 @@ class CrewEventsHandler:
         )
 
     def on_agent_output(self, agent: AgentSpec, step: int, content: str) -> None:
-        metadata = {"step": step, "total_steps": TOTAL_STEPS, "title": agent.deliverable_title}
+        metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS, "title": agent.deliverable_title}
+        if (data := self._data_by_step.get(step)) is not None:
+            metadata["data"] = data
         self.stream.publish(agent.name, EventType.OUTPUT, content, metadata)
+
+    def _take_structure(self, agent: AgentSpec, step: int, task: Any) -> None:
+        """The step's data from its `StructuredAnswer`; a System action when the answer stayed text."""
+        answer = getattr(getattr(task, "guardrail", None), "__self__", None)
+        if not isinstance(answer, StructuredAnswer):
+            return
+        self._data_by_step[step] = answer.public_data()
+        if answer.fallback_errors is not None:
+            problems = "; ".join(answer.fallback_errors[:3])
+            self.stream.publish_system(
+                EventType.ACTION,
+                f"The {agent.deliverable_title.lower()} is kept as the model wrote it: its answer did not fit "
+                f"the schema after one repair request ({problems}). Its structured data is missing.",
+                {"kind": "structure_fallback", "agent": agent.name, "step": step, "errors": answer.fallback_errors},
+            )
 
     def on_step_end(self, agent: AgentSpec, step: int) -> None:
         metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS}
@@ -169,6 +188,7 @@ class CrewEventsHandler:
         elif isinstance(event, TaskCompletedEvent):
             if (step := self._step(event.task_id)) is not None:
                 agent = AGENTS[step - 1]
+                self._take_structure(agent, step, event.task)
                 self.on_agent_output(agent, step, event.output.raw)
                 self.on_step_end(agent, step)
 
@@ -209,6 +229,11 @@ class CrewEventsHandler:
             value = usage.get(key)
             if isinstance(value, int):
                 totals[key] += value
+
+    @property
+    def data_by_step(self) -> dict[int, dict[str, Any] | None]:
+        """Each finished step's structured deliverable (None where the answer stayed text)."""
+        return dict(self._data_by_step)
 
     @property
     def usage(self) -> dict[str, int]:

@@ -11,12 +11,15 @@ from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
 from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, requirement_language
 from delivery_service.crew.events import CrewEventsHandler
+from delivery_service.crew.structure import REPAIR_ATTEMPTS, StructuredAnswer
 
 _SUMMARY_HEADING = re.compile(r"^#{1,6}\s*(summary|总结|摘要|概要)\b.*$", re.IGNORECASE | re.MULTILINE)
 _NEXT_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
 
 ANALYSIS_STEPS = (1,)
-DELIVERY_STEPS = (2, 3, 4)
+PLANNING_STEPS = (2, 3)
+REVIEW_STEPS = (4,)
+DELIVERY_STEPS = PLANNING_STEPS + REVIEW_STEPS
 
 _REVISION = (
     "\n\nYou wrote the analysis below before; the requester reviewed it and asked for changes. Revise it to "
@@ -25,6 +28,21 @@ _REVISION = (
     "<feedback>\n{feedback}\n</feedback>"
 )
 _APPROVED_ANALYSIS = "The requester approved this requirements analysis:\n\n<analysis>\n{analysis}\n</analysis>\n\n"
+_EARLIER_WORK = "The team's test plan and technical design:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
+_TRACEABILITY = (
+    "The service checked how these documents trace to each other (computed, not written by a model):\n\n"
+    "<traceability>\n{traceability}\n</traceability>\n\n"
+)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What the review's crew is given: the plan and design as written, their traceability as JSON, and
+    the must-have criteria no test covers (with any, the review cannot decide `go`)."""
+
+    work: str
+    traceability: str
+    must_gaps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,14 +60,20 @@ def build_crew(
     *,
     analysis: str | None = None,
     revision: Revision | None = None,
+    structured: bool = True,
+    handover: Handover | None = None,
 ) -> tuple[crewai.Crew, dict[str, int]]:
     """A new sequential crew for some steps (1-4) of a delivery, and the step of each CrewAI task id.
 
-    A task runs as two crews: the analysis (step 1, with the requester's feedback when it is a
-    revision), then the delivery (steps 2-4), which is given the approved `analysis`. Within a crew
-    each agent's task gets every earlier task as context, so later agents see earlier deliverables.
+    A task runs as three crews: the analysis (step 1, with the requester's feedback when it is a
+    revision); the test plan and design (steps 2-3), given the approved `analysis`; the review (step
+    4), given the analysis and the `handover` (the plan, the design and their computed traceability).
+    Within a crew each agent's task gets every earlier task as context.
+    With `structured`, each answer must be its deliverable's JSON (`StructuredAnswer`: one repair
+    request, then the text as it is); the embedded model's outlines are not (`structured=False`).
     """
     language = requirement_language(requirement)
+    chinese = language.startswith("Simplified Chinese")
     templates = TASK_TEMPLATES["full"]
     tasks: list[crewai.Task] = []
     for step in steps:
@@ -67,14 +91,20 @@ def build_crew(
         description = templates[spec.name].description.format(requirement=as_prompt_data(requirement), language=language)
         if revision is not None and step == 1:
             description += _REVISION.format(analysis=revision.analysis, feedback=as_prompt_data(revision.feedback))
+        if handover is not None:
+            description = _TRACEABILITY.format(traceability=handover.traceability) + description
+            description = _EARLIER_WORK.format(work=handover.work) + description
         if analysis is not None and step > 1:
             description = _APPROVED_ANALYSIS.format(analysis=analysis) + description
+        answer = StructuredAnswer(spec.name, chinese, handover.must_gaps if handover else ())
+        structure = {"guardrail": answer.check, "guardrail_max_retries": REPAIR_ATTEMPTS}
         tasks.append(
             crewai.Task(
                 description=description,
                 expected_output=templates[spec.name].expected_output,
                 agent=agent,
                 context=list(tasks),
+                **(structure if structured else {}),
             )
         )
     crew = crewai.Crew(agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False)

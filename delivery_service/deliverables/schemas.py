@@ -156,8 +156,11 @@ class ReviewIssue(Document):
     fix: Text
 
 
+Decision = Literal["go", "no_go"]
+
+
 class DeliveryReview(Document):
-    decision: Literal["go", "no_go"]
+    decision: Decision
     reasons: list[Text] = Field(min_length=1)
     issues: list[ReviewIssue] = Field(default_factory=list)
     summary: Text

@@ -12,9 +12,20 @@ serve them.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from collections.abc import Mapping
+from typing import Any
 
-from delivery_service.deliverables.schemas import DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
+from pydantic import BaseModel, ValidationError
+
+from delivery_service.deliverables.schemas import (
+    SCHEMAS,
+    Decision,
+    DeliveryReview,
+    Document,
+    RequirementsAnalysis,
+    TechnicalDesign,
+    TestPlan,
+)
 
 
 class Traceability(BaseModel):
@@ -84,7 +95,7 @@ def must_gaps(analysis: RequirementsAnalysis | None, traceability: Traceability)
 
 def decide(
     review: DeliveryReview | None, analysis: RequirementsAnalysis | None, traceability: Traceability
-) -> tuple[str, list[str]]:
+) -> tuple[Decision, list[str]]:
     """The delivery's decision and its reasons: the Coordinator's, but never `go` with a `must` gap.
 
     Without a structured review or analysis there is nothing to vouch for a `go`: the answer is `no_go`.
@@ -95,6 +106,41 @@ def decide(
         return "no_go", [*reasons, f"The {missing} could not be read as structured data, so coverage is unproven."]
     gaps = must_gaps(analysis, traceability)
     if gaps:
-        note = f"Must-have acceptance criteria without a test case: {', '.join(gaps)}."
+        note = gap_reason(gaps)
         return "no_go", [*reasons, note] if note not in reasons else reasons
     return review.decision, reasons
+
+
+def gap_reason(gaps: list[str] | tuple[str, ...]) -> str:
+    """The reason the service adds when must-have criteria have no test case."""
+    return f"Must-have acceptance criteria without a test case: {', '.join(gaps)}."
+
+
+def documents(data_by_agent: Mapping[str, dict[str, Any] | None]) -> dict[str, Document | None]:
+    """Stored deliverable data as the agents' models (None where there is none or it no longer fits)."""
+    result: dict[str, Document | None] = {}
+    for agent_name, schema in SCHEMAS.items():
+        data = data_by_agent.get(agent_name)
+        try:
+            result[agent_name] = schema.model_validate(data) if data is not None else None
+        except ValidationError:
+            result[agent_name] = None
+    return result
+
+
+def assess(data_by_agent: Mapping[str, dict[str, Any] | None]) -> tuple[Traceability, Decision]:
+    """The traceability and the decision of a finished delivery, from its deliverables' data."""
+    found = documents(data_by_agent)
+    analysis = found["ProductManager"]
+    plan, design, review = found["QAEngineer"], found["SoftwareDeveloper"], found["Coordinator"]
+    traceability = trace(
+        analysis if isinstance(analysis, RequirementsAnalysis) else None,
+        plan if isinstance(plan, TestPlan) else None,
+        design if isinstance(design, TechnicalDesign) else None,
+    )
+    decision, _ = decide(
+        review if isinstance(review, DeliveryReview) else None,
+        analysis if isinstance(analysis, RequirementsAnalysis) else None,
+        traceability,
+    )
+    return traceability, decision

@@ -34,6 +34,15 @@ TEST_UI_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# Swagger UI's and ReDoc's pages (served with their files from this host, see main.py): their inline
+# start-up script and styles are FastAPI's own; everything else must come from here. ReDoc's bundle links
+# its logo on cdn.redoc.ly: this policy keeps the browser from ever asking another host.
+API_DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+API_DOCS_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
 COMMON_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -116,11 +125,13 @@ def audit(action: str, request: Request, caller: Caller, task_id: str, **details
 
 
 class SecurityHeaders(ResponseStartMiddleware):
-    """nosniff, no referrer and no framing on every response; a strict CSP on the test UI."""
+    """nosniff, no referrer and no framing on every response; a strict CSP on the test UI and the API docs."""
 
     def on_response_start(self, scope: Scope, message: Message, started: Any) -> None:
         path: str = scope["path"]
         extra = list(COMMON_HEADERS)
         if path == "/test-ui" or path.startswith("/static/"):
             extra.append((b"content-security-policy", TEST_UI_POLICY.encode()))
+        elif path in API_DOCS_PAGES:
+            extra.append((b"content-security-policy", API_DOCS_POLICY.encode()))
         message["headers"] = [*message.get("headers", []), *extra]

@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from delivery_service.deliverables.schemas import Decision
+from delivery_service.deliverables.traceability import assess
 from delivery_service.http.markdown import render_markdown
 from delivery_service.settings import get_settings
 from delivery_service.store.records import TaskRecord, TaskStatus
@@ -142,8 +144,24 @@ class TaskStatusResponse(BaseModel):
 class DeliverableModel(BaseModel):
     agent_name: str
     title: str
-    content: str = Field(description="markdown")
+    content: str = Field(description="markdown, rendered from `data` when there is data")
+    data: dict[str, Any] | None = Field(
+        default=None, description="the structured deliverable (see docs/api.md), or null when the model's output "
+        "could not be brought into shape"
+    )
     html: str | None = Field(default=None, description="the content as safe HTML, with ?format=html")
+
+
+class TraceabilityModel(BaseModel):
+    """Computed by the service from the deliverables' data, never by a model."""
+
+    acceptance_criteria: int = Field(description="acceptance criteria in scope (stories not prioritised `wont`)")
+    covered: int
+    coverage: float = Field(description="covered / acceptance_criteria, 0 to 1, three decimals")
+    uncovered: list[str]
+    dangling: list[dict[str, str]] = Field(description='references to identifiers that do not exist: {"from", "to"}')
+    stories_without_component: list[str]
+    complete: bool
 
 
 class TaskResultResponse(BaseModel):
@@ -151,9 +169,17 @@ class TaskResultResponse(BaseModel):
     status: TaskStatus
     deliverables: list[DeliverableModel]
     summary: str | None
+    traceability: TraceabilityModel | None = Field(description="for a completed task; null otherwise")
+    decision: Decision | None = Field(
+        description="the Coordinator's, but never go while a must story has an uncovered criterion; null unless completed"
+    )
 
     @classmethod
     def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
+        traceability, decision = None, None
+        if record.status is TaskStatus.COMPLETED:
+            computed, decision = assess({d.agent_name: d.data for d in record.deliverables})
+            traceability = TraceabilityModel(**computed.model_dump())
         return cls(
             task_id=record.task_id,
             status=record.status,
@@ -162,11 +188,14 @@ class TaskResultResponse(BaseModel):
                     agent_name=d.agent_name,
                     title=d.title,
                     content=d.content,
+                    data=d.data,
                     html=render_markdown(d.content) if with_html else None,
                 )
                 for d in record.deliverables
             ],
             summary=record.summary,
+            traceability=traceability,
+            decision=decision,
         )
 
 

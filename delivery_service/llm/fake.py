@@ -7,6 +7,7 @@ reproducible, needs no network and costs no tokens. Every answer says that it is
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,68 +19,86 @@ from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, prompt
 _REQUIREMENT_BLOCK = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
 _FEEDBACK_BLOCK = re.compile(r"<feedback>\s*(.*?)\s*</feedback>", re.DOTALL)
 
-SCRIPTED_NOTICE = "_Scripted output of the `fake` model: it demonstrates the pipeline, not real analysis._"
+SCRIPTED_NOTICE = "Scripted output of the `fake` model: it demonstrates the pipeline, not real analysis."
 
-_SCRIPTS: dict[str, str] = {
-    "ProductManager": (
-        "Thought: I will restate the requirement as user stories with acceptance criteria.\n"
-        "Final Answer: # Requirements analysis\n\n{notice}\n\n"
-        "## Requirement\n\n> {requirement}\n\n"
-        "## User stories\n\n"
-        "- **US-1 (Must):** As a user, I want the core workflow of the requirement, so that I get its value.\n"
-        "  - AC-1.1: Given valid input, when I submit it, then it is saved and shown.\n"
-        "  - AC-1.2: Given invalid input, when I submit it, then I see a clear error.\n"
-        "- **US-2 (Should):** As a user, I want to see my history, so that I can resume work.\n"
-        "  - AC-2.1: Given saved items, when I open the app, then they are listed newest first.\n\n"
-        "## Non-functional requirements\n\n- Responds within 200 ms at p95.\n- Data survives a restart.\n\n"
-        "## Open questions\n\n- Who are the users, and how many?{feedback}\n"
-    ),
-    "QAEngineer": (
-        "Thought: I will trace one test case to each acceptance criterion.\n"
-        "Final Answer: # Test plan\n\n{notice}\n\n"
-        "| ID | Traces to | Type | Steps | Expected |\n|---|---|---|---|---|\n"
-        "| TC-1 | AC-1.1 | functional | submit valid input | saved and shown |\n"
-        "| TC-2 | AC-1.2 | negative | submit empty input | clear error |\n"
-        "| TC-3 | AC-2.1 | functional | reopen the app | items newest first |\n"
-        "| TC-4 | AC-1.1 | edge | submit 10,000 characters | saved intact |\n"
-        "| TC-5 | NFR | performance | 100 users at once | p95 under 200 ms |\n"
-        "| TC-6 | AC-1.1 | security | submit `<script>` | shown as text |\n"
-    ),
-    "SoftwareDeveloper": (
-        "Thought: I will propose the smallest architecture that meets the stories.\n"
-        "Final Answer: # Technical design\n\n{notice}\n\n"
-        "## Architecture\n\nA web client, a JSON API and a relational database.\n\n"
-        "## Components\n\n- API service\n- Persistence layer\n- Web UI\n\n"
-        "## Data model\n\n- `item(id, title, created_at, done)`\n\n"
-        "## API\n\n- `POST /items`, `GET /items`, `PATCH /items/{{id}}`\n\n"
-        "## Stack\n\nPython, FastAPI, SQLite.\n\n"
-        "## Risks\n\n- Scope creep.\n\n## Milestones\n\n1. API\n2. UI\n3. Release\n"
-    ),
-    "Coordinator": (
-        "Thought: I will check that the three documents agree.\n"
-        "Final Answer: # Delivery review\n\n{notice}\n\n"
-        "## Consistency\n\nEvery acceptance criterion has a test case and a component.\n\n"
-        "## Gaps\n\n- User numbers are unknown.\n\n## Risks\n\n- Scope creep.\n\n"
-        "## Decision\n\n**Go** for a first iteration.\n\n"
-        "## Summary\n\nA scripted delivery plan for: {requirement_short}\n"
-    ),
+
+def _analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
+    questions = [SCRIPTED_NOTICE, "Who are the users, and how many?"]
+    if feedback:
+        questions.append(f"Feedback taken into account: {feedback}")
+    return {
+        "user_stories": [
+            {"id": "US-1", "priority": "must", "story": f"As a user, I want the core workflow of: {requirement}"},
+            {"id": "US-2", "priority": "should", "story": "As a user, I want to see my history, so that I can resume work."},
+        ],
+        "acceptance_criteria": [
+            {"id": "AC-1.1", "story_id": "US-1", "given": "valid input", "when": "I submit it", "then": "it is saved and shown"},
+            {"id": "AC-1.2", "story_id": "US-1", "given": "invalid input", "when": "I submit it", "then": "I see a clear error"},
+            {"id": "AC-2.1", "story_id": "US-2", "given": "saved items", "when": "I open the app", "then": "they are listed newest first"},
+        ],
+        "non_functional": [
+            {"id": "NFR-1", "requirement": "Responds quickly", "target": "p95 under 200 ms"},
+            {"id": "NFR-2", "requirement": "Data survives a restart", "target": "no saved item is lost"},
+        ],
+        "open_questions": questions,
+    }
+
+
+def _case(number: int, title: str, kind: str, step: str, expected: str, covers: list[str]) -> dict[str, Any]:
+    return {"id": f"TC-{number}", "title": title, "type": kind, "steps": [step], "expected": expected, "covers": covers}
+
+
+_TEST_PLAN = {
+    "test_cases": [
+        _case(1, f"Valid input is saved ({SCRIPTED_NOTICE})", "functional", "submit valid input", "saved and shown", ["AC-1.1"]),
+        _case(2, "Invalid input is refused", "negative", "submit empty input", "a clear error", ["AC-1.2"]),
+        _case(3, "History newest first", "functional", "reopen the app", "items newest first", ["AC-2.1"]),
+        _case(4, "Long input", "edge", "submit 10,000 characters", "saved intact", ["AC-1.1"]),
+        _case(5, "Under load", "performance", "100 users at once", "p95 under 200 ms", ["NFR-1"]),
+        _case(6, "Markup stays text", "security", "submit <script>", "shown as text", ["AC-1.1"]),
+    ]
+}
+
+_DESIGN = {
+    "components": [
+        {"id": "C-1", "name": "API service", "responsibility": f"FastAPI JSON API. {SCRIPTED_NOTICE}", "serves": ["US-1", "US-2"]},
+        {"id": "C-2", "name": "Persistence layer", "responsibility": "SQLite storage of items", "serves": ["US-1", "US-2"]},
+        {"id": "C-3", "name": "Web UI", "responsibility": "Browser pages for the workflow", "serves": ["US-1", "US-2"]},
+    ],
+    "data_model": [{"entity": "item", "fields": ["id", "title", "created_at", "done"]}],
+    "api": [
+        {"method": "POST", "path": "/items", "purpose": "Save an item", "serves": ["US-1"]},
+        {"method": "GET", "path": "/items", "purpose": "List items newest first", "serves": ["US-2"]},
+    ],
+    "diagram": "flowchart LR\n  UI[Web UI] --> API[API service]\n  API --> DB[(SQLite)]",
+    "risks": [{"id": "R-1", "risk": "Scope creep", "mitigation": "Ship the must-have stories first"}],
+    "milestones": [{"name": "API", "scope": ["US-1"]}, {"name": "UI and release", "scope": ["US-2"]}],
 }
 
 
+def _review(requirement: str) -> dict[str, Any]:
+    return {
+        "decision": "go",
+        "reasons": [SCRIPTED_NOTICE, "Every acceptance criterion has a test case and a component."],
+        "issues": [{"ids": ["US-1"], "problem": "User numbers are unknown.", "fix": "Ask the requester."}],
+        "summary": f"A scripted delivery plan for: {requirement[:120]}",
+    }
+
+
 def scripted_answer(role: str, prompt: str) -> str:
-    """The scripted answer of the agent whose CrewAI role is `role` to `prompt` (a fixed script per agent)."""
+    """The scripted answer of the agent whose CrewAI role is `role` to `prompt`: its deliverable's JSON."""
     requirement_match = _REQUIREMENT_BLOCK.search(prompt)
     requirement = requirement_match.group(1) if requirement_match else "(no requirement found)"
     feedback_match = _FEEDBACK_BLOCK.search(prompt)
-    feedback = f"\n- Feedback taken into account: {feedback_match.group(1)}" if feedback_match else ""
     agent = AGENTS_BY_ROLE.get(role)
-    script = _SCRIPTS[agent.name if agent else "Coordinator"]
-    return script.format(
-        notice=SCRIPTED_NOTICE,
-        requirement=requirement.replace("\n", "\n> "),
-        requirement_short=requirement[:120],
-        feedback=feedback,
-    )
+    name = agent.name if agent else "Coordinator"
+    data = {
+        "ProductManager": lambda: _analysis(requirement, feedback_match.group(1) if feedback_match else None),
+        "QAEngineer": lambda: _TEST_PLAN,
+        "SoftwareDeveloper": lambda: _DESIGN,
+        "Coordinator": lambda: _review(requirement),
+    }[name]()
+    return f"Thought: I will write the {name} deliverable as the JSON asked for.\nFinal Answer: {json.dumps(data, ensure_ascii=False)}"
 
 
 class ScriptedLLM(ChunkStreamingLLM):

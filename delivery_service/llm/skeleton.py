@@ -28,7 +28,10 @@ SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(r"\[([^\]]*)…\]")
 _SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
-_APPROVED_ANALYSIS = re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL)
+_HANDED_OVER = (
+    re.compile(r"<plan_and_design>\s*(.*?)\s*</plan_and_design>", re.DOTALL),
+    re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL),
+)
 
 
 def _one_sentence(text: str) -> str:
@@ -43,12 +46,16 @@ def _one_sentence(text: str) -> str:
 
 
 def _latest_deliverable(task: Any) -> str:
-    """The deliverable just before this task: its crew context, or the approved analysis it was given."""
+    """The deliverable just before this task: its crew context, or what it was handed over (the plan and
+    design for the review, else the approved analysis)."""
     earlier = [context.output.raw for context in (getattr(task, "context", None) or []) if getattr(context, "output", None)]
     if earlier:
         return str(earlier[-1])
-    approved = _APPROVED_ANALYSIS.search(str(getattr(task, "description", "")))
-    return approved.group(1) if approved else ""
+    description = str(getattr(task, "description", ""))
+    for block in _HANDED_OVER:
+        if found := block.search(description):
+            return found.group(1)
+    return ""
 
 
 class SkeletonLLM(ChunkStreamingLLM):

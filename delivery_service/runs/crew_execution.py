@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from delivery_service.crew.events import CrewEventsHandler, EventSink
-from delivery_service.crew.factory import Revision, build_crew, run_crew
+from delivery_service.crew.factory import Handover, Revision, build_crew, run_crew
 from delivery_service.llm.errors import TaskFailure, describe_failure
 from delivery_service.llm.providers import build_llm, model_info
 from delivery_service.llm.retry import RetryingTransport
@@ -53,13 +53,21 @@ class CrewJob:
     steps: tuple[int, ...]
     analysis: str | None = None
     revision: Revision | None = None
+    handover: Handover | None = None
     local_model: LocalModelEndpoint | None = None  # the API process's embedded model server, for a child
 
 
 @dataclass
 class CrewResult:
-    output: str
+    """Each step's deliverable as people read it, and as data (None where the answer stayed text)."""
+
+    outputs: dict[int, str]
     usage: dict[str, int] = field(default_factory=dict)
+    data: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def last_output(self) -> str:
+        return self.outputs[max(self.outputs)]
 
 
 class CrewFailed(RuntimeError):
@@ -102,10 +110,17 @@ def run_job(
     )
     llm = build_llm(settings, job.requirement, retries)
     crew, handler.step_by_task_id = build_crew(
-        job.requirement, llm, job.steps, analysis=job.analysis, revision=job.revision
+        job.requirement,
+        llm,
+        job.steps,
+        analysis=job.analysis,
+        revision=job.revision,
+        structured=model_info(settings).prompt_style == "full",
+        handover=job.handover,
     )
     output = run_crew(crew, handler)
-    return CrewResult(str(output.raw), handler.usage)
+    outputs = {step: str(task_output.raw) for step, task_output in zip(job.steps, output.tasks_output, strict=True)}
+    return CrewResult(outputs, handler.usage, handler.data_by_step)
 
 
 class ThreadCrews:
@@ -185,7 +200,7 @@ class ProcessCrews:
             elif refused is not None:
                 raise refused
             elif kind == "done":
-                return CrewResult(message[1], message[2])
+                return CrewResult(message[1], message[2], message[3])
             elif kind == "failed":
                 raise CrewFailed(TaskFailure(message[1], message[2]))
             elif kind == "stopped":
@@ -274,4 +289,4 @@ def _child_main(connection: Connection, job: CrewJob, model_labels: tuple[str, s
             failure = describe_failure(exc, settings, model.endpoint or model.provider)
             link.send(("failed", failure.kind, failure.message))
         return
-    link.send(("done", result.output, result.usage))
+    link.send(("done", result.outputs, result.usage, result.data))

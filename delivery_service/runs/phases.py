@@ -1,7 +1,9 @@
 """The two phases of a task, wherever they run: an embedded worker thread or a Celery worker process.
 
-A task runs as two crews: the *analysis* (ProductManager), then the *delivery* (QAEngineer,
-SoftwareDeveloper, Coordinator). `PhaseRunner.run` runs one phase against any `EventSink` and ends
+A task runs in two phases: the *analysis* (ProductManager), then the *delivery*: a crew for the test
+plan and the design (QAEngineer, SoftwareDeveloper), the traceability of the three documents computed
+by the service and published as a System `action`, and a crew for the review (Coordinator), which is
+given that traceability. `PhaseRunner.run` runs one phase against any `EventSink` and ends
 it by publishing (the terminal event, or `confirmation_required`); `PhaseWork` is what one phase
 hands to the next. The messages a task's control publishes (decisions, timeouts) are built here too,
 so the embedded runner and the cluster say the same thing.
@@ -17,7 +19,16 @@ from typing import Any, Protocol
 from delivery_service.agents import AGENT_NAMES
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.crew.events import EventSink
-from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, Revision, delivery_summary
+from delivery_service.crew.factory import (
+    ANALYSIS_STEPS,
+    PLANNING_STEPS,
+    REVIEW_STEPS,
+    Handover,
+    Revision,
+    delivery_summary,
+)
+from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TechnicalDesign, TestPlan
+from delivery_service.deliverables.traceability import Traceability, must_gaps, trace
 from delivery_service.llm.errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
 from delivery_service.settings import Settings
@@ -50,6 +61,7 @@ class PhaseWork:
     stream_tokens: bool
     revisions: int = 0
     analysis: str = ""
+    analysis_data: dict[str, Any] | None = None  # the analysis as data, when the model gave its structure
     feedback: str | None = None  # the requester's feedback on `analysis`, for the next revision
     usage: dict[str, int] = field(default_factory=dict)
     worker: str | None = None  # the worker process running the phase (cluster), shown in `start`
@@ -81,13 +93,17 @@ class PhaseRunner:
                     {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES), **worker},
                 )
             if phase is Phase.ANALYSIS:
-                work.analysis = self._run_crew(work, sink, ANALYSIS_STEPS, revision=work.revision)
+                analysis = self._run_crew(work, sink, ANALYSIS_STEPS, revision=work.revision)
+                work.analysis, work.analysis_data = analysis.last_output, analysis.data.get(ANALYSIS_STEPS[0])
                 if not work.skip_confirmation:
                     self._ask_for_confirmation(work, sink)
                     return PhaseOutcome.AWAITING_CONFIRMATION
-            review = self._run_crew(work, sink, DELIVERY_STEPS, analysis=work.analysis)
+            planning = self._run_crew(work, sink, PLANNING_STEPS, analysis=work.analysis)
+            handover = self._trace(work, planning, sink)
+            review = self._run_crew(work, sink, REVIEW_STEPS, analysis=work.analysis, handover=handover)
             logger.info("task completed")
-            sink.publish_system(EventType.END, delivery_summary(review), {"usage": work.usage, "deliverables": 4})
+            summary = delivery_summary(review.last_output)
+            sink.publish_system(EventType.END, summary, {"usage": work.usage, "deliverables": 4})
         except Exception as exc:
             if sink.terminated:
                 return PhaseOutcome.ENDED
@@ -100,13 +116,28 @@ class PhaseRunner:
             sink.publish_system(EventType.ERROR, failure.message, {"error_type": failure.kind})
         return PhaseOutcome.ENDED
 
-    def _run_crew(self, work: PhaseWork, sink: EventSink, steps: tuple[int, ...], **inputs: Any) -> str:
-        """One crew of a task (some of its steps); returns the last deliverable."""
+    def _run_crew(self, work: PhaseWork, sink: EventSink, steps: tuple[int, ...], **inputs: Any) -> CrewResult:
+        """One crew of a task (some of its steps), its token usage added to the task's."""
         job = CrewJob(work.task_id, work.requirement, work.stream_tokens, steps, **inputs)
         result = self._crews.run(job, sink)
         for key, value in result.usage.items():
             work.usage[key] = work.usage.get(key, 0) + value
-        return result.output
+        return result
+
+    def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
+        """The documents' traceability, published for everyone and handed to the review."""
+        analysis = _valid(RequirementsAnalysis, work.analysis_data)
+        traceability = trace(
+            analysis,
+            _valid(TestPlan, planning.data.get(PLANNING_STEPS[0])),
+            _valid(TechnicalDesign, planning.data.get(PLANNING_STEPS[1])),
+        )
+        sink.publish_system(EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()})
+        return Handover(
+            work="\n\n".join(planning.outputs[step] for step in PLANNING_STEPS),
+            traceability=traceability.model_dump_json(),
+            must_gaps=tuple(must_gaps(analysis, traceability)),
+        )
 
     def _ask_for_confirmation(self, work: PhaseWork, sink: EventSink) -> None:
         left = self._settings.max_revisions - work.revisions
@@ -125,6 +156,26 @@ class PhaseRunner:
                 "timeout_seconds": self._settings.confirmation_timeout_seconds,
             },
         )
+
+
+def _valid(schema: type[Document], data: dict[str, Any] | None) -> Any:
+    """`data` as `schema`'s model, or None when there is none (the model's answer stayed text)."""
+    return schema.model_validate(data) if data is not None else None
+
+
+def traceability_summary(traceability: Traceability) -> str:
+    """The traceability event's content, for people."""
+    text = (
+        f"Traceability: {traceability.covered} of {traceability.acceptance_criteria} acceptance criteria have "
+        f"a test case ({traceability.coverage:.0%})."
+    )
+    if traceability.uncovered:
+        text += f" Not covered: {', '.join(traceability.uncovered)}."
+    if traceability.dangling:
+        text += " References to nothing: " + ", ".join(f"{d['from']} → {d['to']}" for d in traceability.dangling) + "."
+    if traceability.stories_without_component:
+        text += f" Stories no component serves: {', '.join(traceability.stories_without_component)}."
+    return text
 
 
 # --- what control publishes ------------------------------------------------------------------------

@@ -44,7 +44,8 @@ _TERMINAL_STATUS = {
 class Deliverable:
     agent_name: str
     title: str
-    content: str
+    content: str  # markdown, rendered from `data` when the answer had the deliverable's structure
+    data: dict[str, Any] | None = None  # the structured deliverable (deliverables.schemas), JSON-ready
 
 
 @dataclass
@@ -114,7 +115,8 @@ class TaskRecord:
     def _keep_deliverable(self, event: TaskEvent) -> None:
         """Add an agent's deliverable; a revised one replaces the agent's earlier version."""
         title = str(event.metadata.get("title") or event.agent_name)
-        deliverable = Deliverable(event.agent_name, title, event.content)
+        data = event.metadata.get("data")
+        deliverable = Deliverable(event.agent_name, title, event.content, data if isinstance(data, dict) else None)
         for index, kept in enumerate(self.deliverables):
             if kept.agent_name == event.agent_name:
                 self.deliverables[index] = deliverable

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS deliverables (
     agent_name TEXT NOT NULL,
     title TEXT NOT NULL,
     content TEXT NOT NULL,
+    data TEXT,
     PRIMARY KEY (task_id, agent_name)
 ) WITHOUT ROWID;
 """
@@ -136,6 +137,8 @@ class SqliteTaskStore:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
         if "usage" not in present:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
+        if "data" not in {row["name"] for row in self._writer.execute("PRAGMA table_info(deliverables)")}:
+            self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[None]:
@@ -161,7 +164,14 @@ class SqliteTaskStore:
 
     def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
         deliverables = [
-            (event.task_id, event.sequence, event.agent_name, str(event.metadata.get("title") or event.agent_name), event.content)
+            (
+                event.task_id,
+                event.sequence,
+                event.agent_name,
+                str(event.metadata.get("title") or event.agent_name),
+                event.content,
+                json.dumps(event.metadata["data"]) if event.metadata.get("data") is not None else None,
+            )
             for event in (encoded.event for encoded in events)
             if event.event_type is EventType.OUTPUT
         ]
@@ -172,9 +182,9 @@ class SqliteTaskStore:
                 [(encoded.event.task_id, encoded.event.sequence, encoded.payload) for encoded in events],
             )
             self._writer.executemany(
-                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO deliverables (task_id, sequence, agent_name, title, content, data) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (task_id, agent_name) DO UPDATE SET "
-                "sequence = excluded.sequence, title = excluded.title, content = excluded.content",
+                "sequence = excluded.sequence, title = excluded.title, content = excluded.content, data = excluded.data",
                 deliverables,
             )
 
@@ -190,9 +200,9 @@ class SqliteTaskStore:
         if not rows:
             return None
         deliverables = [
-            Deliverable(row["agent_name"], row["title"], row["content"])
+            Deliverable(row["agent_name"], row["title"], row["content"], json.loads(row["data"]) if row["data"] else None)
             for row in self._read(
-                "SELECT agent_name, title, content FROM deliverables WHERE task_id = ? ORDER BY sequence", (task_id,)
+                "SELECT agent_name, title, content, data FROM deliverables WHERE task_id = ? ORDER BY sequence", (task_id,)
             )
         ]
         return _record(rows[0], deliverables)

@@ -1,0 +1,56 @@
+"""`StructuredAnswer`: a CrewAI task guardrail that turns an agent's answer into its deliverable's data.
+
+CrewAI calls the guardrail with the task's output. A valid answer becomes the data plus the markdown
+rendered from it (the output people read); a review that says `go` while `must_gaps` (must-have
+criteria no test covers) remain is turned into `no_go` with the gap among its reasons, before anyone
+sees it. An invalid one is sent back once, with its errors, as
+CrewAI's guardrail retry (`guardrail_max_retries=1`): that is the repair request. If the repaired
+answer does not fit either, the model's text is kept as it is, with no data, and `fallback_errors` says
+why; the task goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crewai.tasks.task_output import TaskOutput
+
+from delivery_service.deliverables.parsing import parse_deliverable, repair_request
+from delivery_service.deliverables.render import render
+from delivery_service.deliverables.schemas import DeliveryReview, Document
+from delivery_service.deliverables.traceability import gap_reason
+
+REPAIR_ATTEMPTS = 1
+
+
+class StructuredAnswer:
+    def __init__(self, agent_name: str, chinese: bool, must_gaps: tuple[str, ...] = ()) -> None:
+        self.agent_name = agent_name
+        self.chinese = chinese
+        self.must_gaps = must_gaps
+        self.data: Document | None = None
+        self.fallback_errors: list[str] | None = None
+        self._failures = 0
+
+    # The guardrail is this bound method: CrewAI reads a guardrail's source, so it must be a function or
+    # method. No return annotation: CrewAI checks it at runtime, and this module's postponed annotations
+    # would reach it as a string. It returns (accepted, output or the repair request).
+    def check(self, output: TaskOutput):  # type: ignore[no-untyped-def]
+        parsed = parse_deliverable(self.agent_name, output.raw)
+        if parsed.data is not None:
+            self.data = self._without_go_over_gaps(parsed.data)
+            return True, render(self.data, chinese=self.chinese)
+        self._failures += 1
+        if self._failures <= REPAIR_ATTEMPTS:
+            return False, repair_request(parsed.errors)
+        self.fallback_errors = parsed.errors
+        return True, output.raw
+
+    def _without_go_over_gaps(self, data: Document) -> Document:
+        if not (isinstance(data, DeliveryReview) and data.decision == "go" and self.must_gaps):
+            return data
+        return data.model_copy(update={"decision": "no_go", "reasons": [*data.reasons, gap_reason(self.must_gaps)]})
+
+    def public_data(self) -> dict[str, Any] | None:
+        """The data as the API shows it (JSON-ready), or None."""
+        return self.data.model_dump(mode="json") if self.data is not None else None
