@@ -10,6 +10,7 @@ analyse, so that text in it ("ignore previous instructions...") is material, not
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -156,78 +157,109 @@ _FULL_TEMPLATES: dict[str, TaskTemplate] = {
     ),
 }
 
-# Compact templates: `description` is the whole user prompt, `expected_output` the markdown skeleton the
-# embedded model fills. In the skeleton, `[text …]` is a slot: the model continues `text` for one line.
-_COMPACT_TEMPLATES: dict[str, TaskTemplate] = {
-    "ProductManager": TaskTemplate(
-        description="App idea: {requirement}\nWrite the user stories and acceptance criteria of this app.",
-        expected_output="# Requirements analysis: {title}\n\n## User stories\n\n"
-        "- **US-1 (Must):** [As a user, I want to …]\n"
-        "- **US-2 (Should):** [As a user, I want to …]\n\n"
-        "## Acceptance criteria\n\n- **AC-1.1:** [Given a new user, when they …]\n\n"
-        "## Non-functional requirements\n\n- [The app must …]\n\n"
-        "## Open questions\n\n- [Who …]",
-    ),
-    "QAEngineer": TaskTemplate(
-        description="App idea: {requirement}\nUser stories:\n{earlier}\nWrite test cases for this app.",
-        expected_output="# Test plan: {title}\n\n"
-        "- **TC-1 (functional, AC-1.1):** [Check that a user can …]\n"
-        "- **TC-2 (negative):** [Submit an empty form and check that …]\n"
-        "- **TC-3 (edge):** [Add 1,000 items and check that …]\n"
-        "- **TC-4 (security):** [Check that another user cannot …]",
-    ),
-    "SoftwareDeveloper": TaskTemplate(
-        description="App idea: {requirement}\nUser stories:\n{earlier}\nDescribe the technical design of this app.",
-        expected_output="# Technical design: {title}\n\n"
-        "## Components\n\n- [The main components are …]\n\n"
-        "## Data model\n\n- [The database stores …]\n\n"
-        "## API\n\n- [The API has endpoints to …]\n\n"
-        "## Stack and risks\n\n- [The app is built with …]\n- [The biggest risk is …]",
-    ),
-    "Coordinator": TaskTemplate(
-        description="App idea: {requirement}\nThe team wrote user stories, test cases and a design:\n{earlier}\n"
-        "Review the plan.",
-        expected_output="# Delivery review: {title}\n\n"
-        "## Consistency and gaps\n\n- [The plan does not yet cover …]\n\n"
-        "## Decision\n\n**Go** for a first iteration: [the team can start with …]\n\n"
-        "## Summary\n\n[The team will build …]",
-    ),
-}
+# Compact templates, for the embedded model: `description` is the whole user prompt, `expected_output`
+# the skeleton of the deliverable's JSON that the model fills. In it, `⟦text …⟧` is a slot: the model
+# continues `text` for one line. Identifiers are fixed, so every reference resolves; the Coordinator's
+# `⟪decision⟫` and `⟪coverage⟫` are filled from the traceability the service computed, never by the model.
+SLOT_OPEN, SLOT_CLOSE = "⟦", "…⟧"
 
-_COMPACT_TEMPLATES_ZH: dict[str, TaskTemplate] = {
-    "ProductManager": TaskTemplate(
-        description="需求：{requirement}\n请为这个应用写用户故事和验收标准。",
-        expected_output="# 需求分析：{title}\n\n## 用户故事\n\n"
-        "- **US-1（必须）：** [作为用户，我希望…]\n"
-        "- **US-2（应该）：** [作为用户，我希望…]\n\n"
-        "## 验收标准\n\n- **AC-1.1：** [当用户…]\n\n"
-        "## 非功能需求\n\n- [应用必须…]\n\n"
-        "## 待确认问题\n\n- [谁…]",
-    ),
-    "QAEngineer": TaskTemplate(
-        description="需求：{requirement}\n用户故事：\n{earlier}\n请为这个应用写测试用例。",
-        expected_output="# 测试计划：{title}\n\n"
-        "- **TC-1（功能，AC-1.1）：** [检查用户可以…]\n"
-        "- **TC-2（异常）：** [提交空表单，检查…]\n"
-        "- **TC-3（边界）：** [添加 1000 条数据，检查…]\n"
-        "- **TC-4（安全）：** [检查其他用户不能…]",
-    ),
-    "SoftwareDeveloper": TaskTemplate(
-        description="需求：{requirement}\n用户故事：\n{earlier}\n请描述这个应用的技术设计。",
-        expected_output="# 技术设计：{title}\n\n"
-        "## 组件\n\n- [主要组件是…]\n\n"
-        "## 数据模型\n\n- [数据库保存…]\n\n"
-        "## 接口\n\n- [接口用于…]\n\n"
-        "## 技术栈与风险\n\n- [应用使用…]\n- [最大的风险是…]",
-    ),
-    "Coordinator": TaskTemplate(
-        description="需求：{requirement}\n团队写了用户故事、测试用例和设计：\n{earlier}\n请评审这个计划。",
-        expected_output="# 交付评审：{title}\n\n"
-        "## 一致性与缺口\n\n- [计划还没有覆盖…]\n\n"
-        "## 结论\n\n**通过**，可以开始第一轮迭代：[团队可以先…]\n\n"
-        "## 总结\n\n[团队将构建…]",
-    ),
-}
+
+def _skeleton(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def _compact(texts: dict[str, str]) -> dict[str, TaskTemplate]:
+    """The four compact templates, with the prompts and slot openings of one language."""
+
+    def slot(key: str) -> str:
+        return f"{SLOT_OPEN}{texts[key]}{SLOT_CLOSE}"
+
+    criterion = {"given": slot("given"), "when": slot("when"), "then": slot("then")}
+    return {
+        "ProductManager": TaskTemplate(
+            description=texts["analysis_prompt"],
+            expected_output=_skeleton({
+                "user_stories": [
+                    {"id": "US-1", "priority": "must", "story": slot("story")},
+                    {"id": "US-2", "priority": "should", "story": slot("story")},
+                ],
+                "acceptance_criteria": [
+                    {"id": "AC-1.1", "story_id": "US-1", **criterion},
+                    {"id": "AC-2.1", "story_id": "US-2", **criterion},
+                ],
+                "non_functional": [{"id": "NFR-1", "requirement": slot("nfr"), "target": slot("target")}],
+                "open_questions": [slot("question")],
+            }),
+        ),
+        "QAEngineer": TaskTemplate(
+            description=texts["plan_prompt"],
+            expected_output=_skeleton({"test_cases": [
+                {"id": "TC-1", "title": slot("case_functional"), "type": "functional", "steps": [slot("step")],
+                 "expected": slot("expected"), "covers": ["AC-1.1"]},
+                {"id": "TC-2", "title": slot("case_negative"), "type": "negative", "steps": [slot("step")],
+                 "expected": slot("expected"), "covers": ["AC-2.1"]},
+                {"id": "TC-3", "title": slot("case_performance"), "type": "performance", "steps": [slot("step")],
+                 "expected": slot("expected"), "covers": ["NFR-1"]},
+            ]}),
+        ),
+        "SoftwareDeveloper": TaskTemplate(
+            description=texts["design_prompt"],
+            expected_output=_skeleton({
+                "components": [
+                    {"id": "C-1", "name": texts["ui"], "responsibility": slot("ui_job"), "serves": ["US-1", "US-2"]},
+                    {"id": "C-2", "name": "API", "responsibility": slot("api_job"), "serves": ["US-1", "US-2"]},
+                    {"id": "C-3", "name": texts["database"], "responsibility": slot("db_job"), "serves": ["US-2"]},
+                ],
+                "data_model": [{"entity": slot("entity"), "fields": ["id", "created_at"]}],
+                "api": [
+                    {"method": "GET", "path": "/api/items", "purpose": slot("list"), "serves": ["US-2"]},
+                    {"method": "POST", "path": "/api/items", "purpose": slot("create"), "serves": ["US-1"]},
+                ],
+                "diagram": f"flowchart LR\n  UI[{texts['ui']}] --> API\n  API --> DB[({texts['database']})]",
+                "risks": [{"id": "R-1", "risk": slot("risk"), "mitigation": slot("mitigation")}],
+                "milestones": [{"name": texts["milestone"], "scope": ["US-1", "US-2"]}],
+            }),
+        ),
+        "Coordinator": TaskTemplate(
+            description=texts["review_prompt"],
+            expected_output=_skeleton({
+                "decision": "⟪decision⟫",
+                "reasons": ["⟪coverage⟫", slot("reason")],
+                "issues": [],
+                "summary": slot("summary"),
+            }),
+        ),
+    }
+
+
+_COMPACT_TEMPLATES = _compact({
+    "analysis_prompt": "App idea: {requirement}\nWrite the user stories and acceptance criteria of this app.",
+    "plan_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nWrite test cases for this app.",
+    "design_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nDescribe the technical design of this app.",
+    "review_prompt": "App idea: {requirement}\nThe team wrote user stories, test cases and a design:\n{earlier}\n"
+    "Review the plan.",
+    "story": "As a user, I want to ", "given": "a user who ", "when": "they ", "then": "the app ",
+    "nfr": "The app must ", "target": "within ", "question": "Who ",
+    "case_functional": "Check that a user can ", "case_negative": "Submit an empty form and check that ",
+    "case_performance": "Add 1,000 items and check that ", "step": "Open the app and ", "expected": "The app ",
+    "ui": "Web UI", "database": "Database", "ui_job": "The pages let users ", "api_job": "The API ",
+    "db_job": "The database stores ", "entity": "The main record is ", "list": "List ", "create": "Create ",
+    "risk": "The biggest risk is ", "mitigation": "The team will ", "milestone": "First iteration",
+    "reason": "The plan ", "summary": "The team will build ",
+})
+
+_COMPACT_TEMPLATES_ZH = _compact({
+    "analysis_prompt": "需求：{requirement}\n请为这个应用写用户故事和验收标准。",
+    "plan_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请为这个应用写测试用例。",
+    "design_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请描述这个应用的技术设计。",
+    "review_prompt": "需求：{requirement}\n团队写了用户故事、测试用例和设计：\n{earlier}\n请评审这个计划。",
+    "story": "作为用户，我希望", "given": "用户", "when": "当用户", "then": "应用",
+    "nfr": "应用必须", "target": "在", "question": "谁",
+    "case_functional": "检查用户可以", "case_negative": "提交空表单，检查", "case_performance": "添加 1000 条数据，检查",
+    "step": "打开应用并", "expected": "应用", "ui": "网页界面", "database": "数据库", "ui_job": "页面让用户",
+    "api_job": "接口", "db_job": "数据库保存", "entity": "主要记录是", "list": "列出", "create": "创建",
+    "risk": "最大的风险是", "mitigation": "团队将", "milestone": "第一轮迭代", "reason": "计划", "summary": "团队将构建",
+})
 
 TASK_TEMPLATES: dict[str, dict[str, TaskTemplate]] = {
     "full": _FULL_TEMPLATES,

@@ -117,6 +117,9 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     assert [(t["task_id"], t["status"]) for t in listed["tasks"]] == [(task_id, "completed")] and listed["total"] == 1
     result = httpx.get(f"{b.base_url}/api/task/{task_id}/result").json()
     assert [d["agent_name"] for d in result["deliverables"]] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert all(d["data"] is not None for d in result["deliverables"]), "structured deliverables, as embedded"
+    assert result["traceability"]["complete"] is True and result["decision"] == "go"
+    assert len([e for e in streams[0] if e["metadata"].get("kind") == "traceability"]) == 1
     assert len(nginx.upstreams_used()) == 2, "nginx spread the requests over both replicas"
 
 

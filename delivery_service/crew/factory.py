@@ -60,7 +60,6 @@ def build_crew(
     *,
     analysis: str | None = None,
     revision: Revision | None = None,
-    structured: bool = True,
     handover: Handover | None = None,
 ) -> tuple[crewai.Crew, dict[str, int]]:
     """A new sequential crew for some steps (1-4) of a delivery, and the step of each CrewAI task id.
@@ -69,8 +68,8 @@ def build_crew(
     revision); the test plan and design (steps 2-3), given the approved `analysis`; the review (step
     4), given the analysis and the `handover` (the plan, the design and their computed traceability).
     Within a crew each agent's task gets every earlier task as context.
-    With `structured`, each answer must be its deliverable's JSON (`StructuredAnswer`: one repair
-    request, then the text as it is); the embedded model's outlines are not (`structured=False`).
+    Each answer must be its deliverable's JSON (`StructuredAnswer`: one repair request, then the text
+    as it is).
     """
     language = requirement_language(requirement)
     chinese = language.startswith("Simplified Chinese")
@@ -97,14 +96,14 @@ def build_crew(
         if analysis is not None and step > 1:
             description = _APPROVED_ANALYSIS.format(analysis=analysis) + description
         answer = StructuredAnswer(spec.name, chinese, handover.must_gaps if handover else ())
-        structure = {"guardrail": answer.check, "guardrail_max_retries": REPAIR_ATTEMPTS}
         tasks.append(
             crewai.Task(
                 description=description,
                 expected_output=templates[spec.name].expected_output,
                 agent=agent,
                 context=list(tasks),
-                **(structure if structured else {}),
+                guardrail=answer.check,
+                guardrail_max_retries=REPAIR_ATTEMPTS,
             )
         )
     crew = crewai.Crew(agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False)

@@ -1,11 +1,13 @@
-"""The embedded model's LLM for CrewAI: it fills a markdown skeleton one short line at a time.
+"""The embedded model's LLM for CrewAI: it fills the JSON skeleton of a deliverable one short line at a time.
 
 A 135M-parameter model given CrewAI's long role-play prompt and earlier deliverables writes
-repetitive, off-topic prose. Given a two-line prompt and the start of a sentence to continue, it stays
-on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the agent's compact
-template (see `delivery_service.agents.compact_template`), copies the skeleton's fixed markdown, and asks the
-model to continue each `[slot …]` for at most one line and SLOT_MAX_TOKENS tokens. Output is capped
-and cannot loop; every deliverable is headed markdown about the actual requirement.
+repetitive, off-topic prose, and no valid JSON. Given a two-line prompt and the start of a sentence to
+continue, it stays on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the
+agent's compact template (see `delivery_service.agents.compact_template`), copies the skeleton's fixed
+JSON, and asks the model to continue each `⟦slot …⟧` for at most one line and SLOT_MAX_TOKENS tokens,
+escaped into its JSON string. Output is capped, cannot loop, and always fits the deliverable's schema
+with identifiers that resolve. The review's decision and coverage reason are not the model's: they are
+filled from the traceability the service computed and handed to the Coordinator.
 
 It speaks to the model over the OpenAI chat-completions protocol (an assistant message that the
 model continues), streaming, with the openai SDK, and emits CrewAI's LLM events like any provider.
@@ -13,6 +15,7 @@ model continues), streaming, with the openai SDK, and emits CrewAI's LLM events 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +24,19 @@ import httpx
 import openai
 from pydantic import PrivateAttr
 
-from delivery_service.agents import AGENTS_BY_ROLE, as_prompt_data, compact_template
+from delivery_service.agents import (
+    AGENTS_BY_ROLE,
+    SLOT_CLOSE,
+    SLOT_OPEN,
+    as_prompt_data,
+    compact_template,
+    requirement_language,
+)
 from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation
 
 SLOT_MAX_TOKENS = 36
-_SLOT = re.compile(r"\[([^\]]*)…\]")
+_SLOT = re.compile(re.escape(SLOT_OPEN) + r"([^⟧]*)" + re.escape(SLOT_CLOSE))
+_TRACEABILITY = re.compile(r"<traceability>\s*(.*?)\s*</traceability>", re.DOTALL)
 _SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
 _HANDED_OVER = (
@@ -89,15 +100,29 @@ class SkeletonLLM(ChunkStreamingLLM):
     def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
         """The skeleton's fixed markdown, and the model's continuation of each slot, in order."""
         agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
-        skeleton = compact_template(agent.name, self.requirement).expected_output.format(
-            title=self.requirement.splitlines()[0][:80]
-        )
+        skeleton = compact_template(agent.name, self.requirement).expected_output
+        if agent.name == "Coordinator":
+            skeleton = self._with_computed_review(skeleton, str(getattr(from_task, "description", "")))
         cursor = 0
         for slot in _SLOT.finditer(skeleton):
             yield skeleton[cursor : slot.start()] + slot.group(1)
-            yield _one_sentence(self._continue(conversation, slot.group(1)))
+            yield json.dumps(_one_sentence(self._continue(conversation, slot.group(1))), ensure_ascii=False)[1:-1]
             cursor = slot.end()
         yield skeleton[cursor:] + "\n"
+
+    def _with_computed_review(self, skeleton: str, description: str) -> str:
+        """The decision and the coverage reason from the traceability the Coordinator was handed."""
+        found = _TRACEABILITY.search(description)
+        traceability = json.loads(found.group(1)) if found else {}
+        covered, criteria = traceability.get("covered", 0), traceability.get("acceptance_criteria", 0)
+        chinese = requirement_language(self.requirement).startswith("Simplified Chinese")
+        coverage = (
+            f"{criteria} 条验收标准中有 {covered} 条有测试用例。"
+            if chinese
+            else f"{covered} of {criteria} acceptance criteria have a test case."
+        )
+        decision = "go" if traceability.get("complete") else "no_go"
+        return skeleton.replace("⟪decision⟫", decision).replace("⟪coverage⟫", coverage)
 
     def _continue(self, conversation: Conversation, opening: str) -> str:
         """The model's continuation of `opening`, one line at most."""

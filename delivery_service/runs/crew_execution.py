@@ -115,7 +115,6 @@ def run_job(
         job.steps,
         analysis=job.analysis,
         revision=job.revision,
-        structured=model_info(settings).prompt_style == "full",
         handover=job.handover,
     )
     output = run_crew(crew, handler)
