@@ -34,6 +34,7 @@ def test_the_scripted_model_delivers_data_and_a_computed_traceability(fake_servi
     events, result = run(fake_service, "Build a recipe sharing site")
     outputs = [e for e in events if e["event_type"] == "output"]
     assert [e["metadata"]["data"] is not None for e in outputs] == [True] * 4
+    assert [e["metadata"]["attempts"] for e in outputs] == [1, 1, 1, 1], "valid at the first answer"
     assert [d["data"] for d in result["deliverables"]] == [e["metadata"]["data"] for e in outputs]
     assert result["deliverables"][0]["data"]["user_stories"][0]["id"] == "US-1"
     assert "**AC-1.1** (US-1)" in result["deliverables"][0]["content"], "the markdown is rendered from the data"
@@ -73,6 +74,7 @@ def test_an_answer_that_does_not_fit_gets_one_repair_request(
     assert len(repairs) == 4
     assert all(d["data"] is not None for d in result["deliverables"])
     assert not actions(events, "structure_fallback")
+    assert [e["metadata"]["attempts"] for e in events if e["event_type"] == "output"] == [2, 2, 2, 2]
 
 
 def test_an_answer_that_never_fits_falls_back_to_its_text_and_the_task_ends(

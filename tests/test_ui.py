@@ -89,6 +89,12 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     expect(page.locator("#deliverables article")).to_have_count(4)
     expect(page.locator("#deliverables article h1").first).to_have_text("需求分析"), "in the requirement's language"
     expect(page.locator("#deliverables table").first).to_be_visible()
+    expect(page.locator("#traceability tr.covered")).to_have_count(3)
+    expect(page.locator("#traceability tr.uncovered")).to_have_count(0)
+    analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
+    expect(analysis.locator("a.definition#ref-AC-1\\.1")).to_have_count(1), "the definition carries the anchor"
+    plan = page.locator('#deliverables article[data-agent="QAEngineer"]')
+    expect(plan.locator('a[href="#ref-AC-1.1"]').first).to_be_visible(), "a reference links to it"
     expect(page.locator("#download")).to_have_attribute("href", f"/api/task/{page.inner_text('#task-id')}/result?format=markdown")
     sequences = logged_sequences(page)
     assert sequences == list(range(1, len(sequences) + 1))
@@ -128,6 +134,19 @@ def test_cancel_and_confirmation_buttons(
     page.click("#approve")
     expect(page.locator("#task-status")).to_have_text("completed")
     expect(page.locator("#deliverables article")).to_have_count(4)
+
+
+def test_uncovered_criteria_and_dangling_references_are_marked(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
+    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/answers/gaps/v1")
+    page = open_ui(service)
+    submit(page, "Plan a school trip")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#traceability tr.uncovered")).to_have_count(1)
+    expect(page.locator("#traceability tr.uncovered")).to_contain_text("AC-1.2")
+    expect(page.locator("#traceability h3")).to_contain_text("decision: no_go")
+    expect(page.locator("#traceability")).to_contain_text("TC-1 refers to AC-9.9, which nothing defines")
 
 
 def test_api_errors_are_shown_in_words(

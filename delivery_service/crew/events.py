@@ -97,6 +97,7 @@ class CrewEventsHandler:
         self._last_delta: dict[str, float] = {}
         self._usage: dict[str, dict[str, int]] = {}
         self._data_by_step: dict[int, dict[str, Any] | None] = {}
+        self._attempts_by_step: dict[int, int] = {}
 
     # --- hooks ------------------------------------------------------------------------------------
     def on_agent_start(self, agent: AgentSpec, step: int) -> None:
@@ -134,6 +135,8 @@ class CrewEventsHandler:
         metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS, "title": agent.deliverable_title}
         if (data := self._data_by_step.get(step)) is not None:
             metadata["data"] = data
+        if step in self._attempts_by_step:
+            metadata["attempts"] = self._attempts_by_step[step]
         self.stream.publish(agent.name, EventType.OUTPUT, content, metadata)
 
     def _take_structure(self, agent: AgentSpec, step: int, task: Any) -> None:
@@ -142,6 +145,7 @@ class CrewEventsHandler:
         if not isinstance(answer, StructuredAnswer):
             return
         self._data_by_step[step] = answer.public_data()
+        self._attempts_by_step[step] = answer.attempts
         if answer.fallback_errors is not None:
             problems = "; ".join(answer.fallback_errors[:3])
             self.stream.publish_system(

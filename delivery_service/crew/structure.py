@@ -30,12 +30,14 @@ class StructuredAnswer:
         self.must_gaps = must_gaps
         self.data: Document | None = None
         self.fallback_errors: list[str] | None = None
+        self.attempts = 0  # answers checked: 1, or 2 after a repair request
         self._failures = 0
 
     # The guardrail is this bound method: CrewAI reads a guardrail's source, so it must be a function or
     # method. No return annotation: CrewAI checks it at runtime, and this module's postponed annotations
     # would reach it as a string. It returns (accepted, output or the repair request).
     def check(self, output: TaskOutput):  # type: ignore[no-untyped-def]
+        self.attempts += 1
         parsed = parse_deliverable(self.agent_name, output.raw)
         if parsed.data is not None:
             self.data = self._without_go_over_gaps(parsed.data)
