@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 from pydantic import SecretStr
 
-from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, requirement_language
+from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, compact_template, requirement_language
 from delivery_service.crew.factory import delivery_summary
 from delivery_service.llm.errors import describe_failure
 from delivery_service.settings import Settings
-from delivery_service.llm.skeleton import _one_sentence
+from delivery_service.llm.skeleton import SkeletonLLM, _one_sentence
 
 SETTINGS = Settings(_env_file=None, llm_provider="openai", llm_base_url="http://h/v1", llm_api_key=SecretStr("sk-secret"))
 
@@ -106,3 +108,23 @@ def test_auto_provider_falls_back_to_the_local_model() -> None:
 )
 def test_skeleton_slots_keep_one_clean_sentence(continuation: str, expected: str) -> None:
     assert _one_sentence(continuation) == expected
+
+
+@pytest.mark.parametrize(
+    ("traceability", "decision", "reason"),
+    [
+        ({"acceptance_criteria": 2, "covered": 2, "complete": True}, "go", "2 of 2 acceptance criteria have a test case."),
+        ({"acceptance_criteria": 2, "covered": 1, "complete": False}, "no_go", "1 of 2 acceptance criteria have a test case."),
+        (None, "no_go", "0 of 0 acceptance criteria have a test case."),
+    ],
+)
+def test_the_embedded_reviews_decision_follows_the_computed_traceability(
+    traceability: dict | None, decision: str, reason: str
+) -> None:
+    """The compact skeleton has no decision of its own: it is filled from what the Coordinator was handed."""
+    handed = f"<traceability>\n{json.dumps(traceability)}\n</traceability>" if traceability else "no traceability"
+    skeleton = compact_template("Coordinator", "Build a todo app").expected_output
+    with httpx.Client() as client:
+        llm = SkeletonLLM(model="smollm2", requirement="Build a todo app", http_client=client)
+        review = json.loads(llm._with_computed_review(skeleton, handed))
+    assert review["decision"] == decision and review["reasons"][0] == reason
