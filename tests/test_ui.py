@@ -95,6 +95,8 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     expect(analysis.locator("a.definition#ref-AC-1\\.1")).to_have_count(1), "the definition carries the anchor"
     plan = page.locator('#deliverables article[data-agent="QAEngineer"]')
     expect(plan.locator('a[href="#ref-AC-1.1"]').first).to_be_visible(), "a reference links to it"
+    expect(page.locator("iframe.diagram")).to_have_attribute("data-state", "drawn")
+    expect(page.frame_locator("iframe.diagram").locator("#diagram svg")).to_be_visible(), "the design's diagram"
     expect(page.locator("#download")).to_have_attribute("href", f"/api/task/{page.inner_text('#task-id')}/result?format=markdown")
     sequences = logged_sequences(page)
     assert sequences == list(range(1, len(sequences) + 1))

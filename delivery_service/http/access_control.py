@@ -43,6 +43,14 @@ API_DOCS_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 API_DOCS_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+# The test UI draws a design's mermaid diagram in a sandboxed frame of its own page (static/diagram.html):
+# mermaid styles its SVG with inline <style>, which the test UI's policy refuses, so only that frame,
+# framed by this origin alone, allows inline styles.
+DIAGRAM_PAGE = "/static/diagram.html"
+DIAGRAM_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
 COMMON_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -130,7 +138,10 @@ class SecurityHeaders(ResponseStartMiddleware):
     def on_response_start(self, scope: Scope, message: Message, started: Any) -> None:
         path: str = scope["path"]
         extra = list(COMMON_HEADERS)
-        if path == "/test-ui" or path.startswith("/static/"):
+        if path == DIAGRAM_PAGE:
+            extra = [(name, b"SAMEORIGIN" if name == b"x-frame-options" else value) for name, value in extra]
+            extra.append((b"content-security-policy", DIAGRAM_POLICY.encode()))
+        elif path == "/test-ui" or path.startswith("/static/"):
             extra.append((b"content-security-policy", TEST_UI_POLICY.encode()))
         elif path in API_DOCS_PAGES:
             extra.append((b"content-security-policy", API_DOCS_POLICY.encode()))

@@ -284,6 +284,29 @@ function showTraceability(result) {
   }
 }
 
+// The design's mermaid diagram, drawn in a sandboxed frame (static/diagram.html): model output never
+// runs as this page, which holds the API key.
+function showDiagram(container, deliverables) {
+  const design = deliverables.find((d) => d.agent_name === "SoftwareDeveloper");
+  const source = design && design.data && design.data.diagram;
+  if (!source) return;
+  const frame = element("iframe", undefined, "diagram");
+  frame.title = "Architecture diagram";
+  frame.setAttribute("sandbox", "allow-scripts");
+  frame.src = "/static/diagram.html";
+  frame.addEventListener("load", () => frame.contentWindow.postMessage({ source }, "*"));
+  const article = container.querySelector('article[data-agent="SoftwareDeveloper"]');
+  article.insertBefore(frame, article.children[1] || null);
+}
+
+window.addEventListener("message", (message) => {
+  const frame = document.querySelector("iframe.diagram");
+  if (frame && message.source === frame.contentWindow && Number.isFinite(message.data?.diagramHeight)) {
+    frame.style.height = `${Math.min(message.data.diagramHeight + 16, 800)}px`;
+    frame.dataset.state = message.data.state;
+  }
+});
+
 async function showDeliverables(taskId) {
   try {
     const result = await api(`/api/task/${encodeURIComponent(taskId)}/result?format=html`);
@@ -301,6 +324,7 @@ async function showDeliverables(taskId) {
     }
     linkIdentifiers(container, result.deliverables);
     showTraceability(result);
+    showDiagram(container, result.deliverables);
     $("download").href = `/api/task/${encodeURIComponent(taskId)}/result?format=markdown`;
     $("deliverables-section").hidden = false;
   } catch (error) {
