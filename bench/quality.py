@@ -2,13 +2,13 @@
 
 Ten requirements (five English, five Chinese; small apps to larger systems) run one after another on the
 service with the model the environment configures (`LLM_PROVIDER`, `LLM_BASE_URL`, `LLM_MODEL`,
-`DASHSCOPE_API_KEY`...; default: the embedded model). For each it reports the share of deliverables
+`DASHSCOPE_API_KEY`...; as the service picks it: the embedded model without any). For each it reports the share of deliverables
 that fit their schema at the first answer and after the repair request, the traceability the service
 computed (coverage, dangling references, stories without a component), the decision, tokens and time;
 then the same overall. Writes `docs/benchmarks/quality-<provider>.json` and prints the summary.
 
     .venv/bin/python bench/quality.py                                  # the embedded model
-    LLM_PROVIDER=openai LLM_BASE_URL=https://... LLM_API_KEY=... LLM_MODEL=... .venv/bin/python bench/quality.py
+    LLM_BASE_URL=https://... LLM_API_KEY=... LLM_MODEL=... .venv/bin/python bench/quality.py
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     env = {name: os.environ[name] for name in MODEL_SETTINGS if os.environ.get(name)}
-    env.setdefault("LLM_PROVIDER", "local")
+    env.setdefault("LLM_PROVIDER", "auto")  # DashScope with a key, else LLM_BASE_URL, else the embedded model
     with service(env) as server:
         wait_for(lambda: httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200, 300, "the model")
         model = httpx.get(f"{server.base_url}/healthz").json()["model"]
