@@ -1,4 +1,4 @@
-"""The structured form of each agent's deliverable (API.md, "Structured deliverables and traceability").
+"""The structured form of each agent's deliverable (docs/api.md, "Structured deliverables and traceability").
 
 One pydantic model per agent. Identifiers follow the contract and are checked here: user stories
 `US-<n>`, acceptance criteria `AC-<n>.<m>` (criterion m of story n), non-functional requirements

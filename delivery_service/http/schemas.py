@@ -1,4 +1,4 @@
-"""Pydantic models of every request and response body of the HTTP API (see API.md)."""
+"""Pydantic models of every request and response body of the HTTP API (see docs/api.md)."""
 
 from __future__ import annotations
 

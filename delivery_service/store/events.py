@@ -1,6 +1,6 @@
 """The event a task's stream carries, and its SSE framing.
 
-One `TaskEvent` model describes the wire format of API.md. Events are serialised once, when they
+One `TaskEvent` model describes the wire format of docs/api.md. Events are serialised once, when they
 are sequenced, into a ready-made SSE frame that every subscriber of the task shares.
 """
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class EventType(str, Enum):
-    """The `event_type` of an event (API.md, "Event types")."""
+    """The `event_type` of an event (docs/api.md, "Event types")."""
 
     START = "start"
     AGENT_START = "agent_start"
