@@ -31,8 +31,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def open_ui(browser: Browser) -> Iterator[Callable[..., Page]]:
+def open_ui(browser: Browser, start_service: Callable[..., ServerProcess]) -> Iterator[Callable[..., Page]]:
     """Open /test-ui of a service; at the end, assert the page logged no error and opened no dialog.
+
+    It depends on `start_service` so that its pages close before the test's services stop: a page left
+    open would go on asking a stopped service for its recent tasks.
 
     `expected` lists failed requests a test provokes on purpose (an HTTP error status, a connection
     cut by a killed server): Chromium logs each failed request to the console, and those lines are
