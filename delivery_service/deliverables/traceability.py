@@ -13,6 +13,7 @@ serve them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,7 +22,6 @@ from delivery_service.deliverables.schemas import (
     SCHEMAS,
     Decision,
     DeliveryReview,
-    Document,
     RequirementsAnalysis,
     TechnicalDesign,
     TestPlan,
@@ -116,31 +116,32 @@ def gap_reason(gaps: list[str] | tuple[str, ...]) -> str:
     return f"Must-have acceptance criteria without a test case: {', '.join(gaps)}."
 
 
-def documents(data_by_agent: Mapping[str, dict[str, Any] | None]) -> dict[str, Document | None]:
-    """Stored deliverable data as the agents' models (None where there is none or it no longer fits)."""
-    result: dict[str, Document | None] = {}
+@dataclass(frozen=True)
+class Documents:
+    """A delivery's structured documents; None where a model's answer stayed text (or is missing)."""
+
+    analysis: RequirementsAnalysis | None = None
+    test_plan: TestPlan | None = None
+    design: TechnicalDesign | None = None
+    review: DeliveryReview | None = None
+
+
+def documents(data_by_agent: Mapping[str, dict[str, Any] | None]) -> Documents:
+    """Deliverable data, keyed by agent name, as the agents' models (None where there is none or it no
+    longer fits the schema)."""
+    found: dict[str, Any] = {}
     for agent_name, schema in SCHEMAS.items():
         data = data_by_agent.get(agent_name)
         try:
-            result[agent_name] = schema.model_validate(data) if data is not None else None
+            found[agent_name] = schema.model_validate(data) if data is not None else None
         except ValidationError:
-            result[agent_name] = None
-    return result
+            found[agent_name] = None
+    return Documents(found["ProductManager"], found["QAEngineer"], found["SoftwareDeveloper"], found["Coordinator"])
 
 
 def assess(data_by_agent: Mapping[str, dict[str, Any] | None]) -> tuple[Traceability, Decision]:
     """The traceability and the decision of a finished delivery, from its deliverables' data."""
     found = documents(data_by_agent)
-    analysis = found["ProductManager"]
-    plan, design, review = found["QAEngineer"], found["SoftwareDeveloper"], found["Coordinator"]
-    traceability = trace(
-        analysis if isinstance(analysis, RequirementsAnalysis) else None,
-        plan if isinstance(plan, TestPlan) else None,
-        design if isinstance(design, TechnicalDesign) else None,
-    )
-    decision, _ = decide(
-        review if isinstance(review, DeliveryReview) else None,
-        analysis if isinstance(analysis, RequirementsAnalysis) else None,
-        traceability,
-    )
+    traceability = trace(found.analysis, found.test_plan, found.design)
+    decision, _ = decide(found.review, found.analysis, traceability)
     return traceability, decision

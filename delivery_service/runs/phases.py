@@ -27,8 +27,7 @@ from delivery_service.crew.factory import (
     Revision,
     delivery_summary,
 )
-from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TechnicalDesign, TestPlan
-from delivery_service.deliverables.traceability import Traceability, must_gaps, trace
+from delivery_service.deliverables.traceability import Traceability, documents, must_gaps, trace
 from delivery_service.llm.errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
 from delivery_service.settings import Settings
@@ -126,17 +125,19 @@ class PhaseRunner:
 
     def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
         """The documents' traceability, published for everyone and handed to the review."""
-        analysis = _valid(RequirementsAnalysis, work.analysis_data)
-        traceability = trace(
-            analysis,
-            _valid(TestPlan, planning.data.get(PLANNING_STEPS[0])),
-            _valid(TechnicalDesign, planning.data.get(PLANNING_STEPS[1])),
+        found = documents(
+            {
+                "ProductManager": work.analysis_data,
+                "QAEngineer": planning.data.get(PLANNING_STEPS[0]),
+                "SoftwareDeveloper": planning.data.get(PLANNING_STEPS[1]),
+            }
         )
+        traceability = trace(found.analysis, found.test_plan, found.design)
         sink.publish_system(EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()})
         return Handover(
             work="\n\n".join(planning.outputs[step] for step in PLANNING_STEPS),
             traceability=traceability.model_dump_json(),
-            must_gaps=tuple(must_gaps(analysis, traceability)),
+            must_gaps=tuple(must_gaps(found.analysis, traceability)),
         )
 
     def _ask_for_confirmation(self, work: PhaseWork, sink: EventSink) -> None:
@@ -156,11 +157,6 @@ class PhaseRunner:
                 "timeout_seconds": self._settings.confirmation_timeout_seconds,
             },
         )
-
-
-def _valid(schema: type[Document], data: dict[str, Any] | None) -> Any:
-    """`data` as `schema`'s model, or None when there is none (the model's answer stayed text)."""
-    return schema.model_validate(data) if data is not None else None
 
 
 def traceability_summary(traceability: Traceability) -> str:

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from delivery_service.agents import requirement_language
 from delivery_service.deliverables.render import traceability_matrix
-from delivery_service.deliverables.schemas import RequirementsAnalysis, TestPlan
 from delivery_service.deliverables.traceability import Traceability, documents
 from delivery_service.http.access_control import audit, client_of
 from delivery_service.http.auth import Caller
@@ -175,12 +174,10 @@ def result_document(result: TaskResultResponse, requirement: str) -> str:
     for deliverable in result.deliverables:
         parts += [f"---\n\n<!-- {deliverable.agent_name}: {deliverable.title} -->", deliverable.content]
     found = documents({d.agent_name: d.data for d in result.deliverables})
-    analysis, plan = found["ProductManager"], found["QAEngineer"]
-    if result.traceability and isinstance(analysis, RequirementsAnalysis):
+    if result.traceability and found.analysis is not None:
         traceability = Traceability(**result.traceability.model_dump())
         chinese = requirement_language(requirement).startswith("Simplified Chinese")
-        test_plan = plan if isinstance(plan, TestPlan) else None
-        parts += ["---", traceability_matrix(analysis, test_plan, traceability, chinese=chinese).strip()]
+        parts += ["---", traceability_matrix(found.analysis, found.test_plan, traceability, chinese=chinese).strip()]
         parts.append(f"Decision: {result.decision}")
     if result.summary:
         parts += ["---", "## Summary", result.summary]
