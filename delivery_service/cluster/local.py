@@ -58,14 +58,16 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_for(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
+def _wait_for(url: str, processes: list[subprocess.Popen[bytes]]) -> str | None:
+    """None once `url` answers; else why it never will (a process exited, or the time ran out)."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not _answers(url):
         if any(process.poll() is not None for process in processes):
-            raise SystemExit(f"a process exited while starting; see its log in the work directory ({url})")
+            return f"a process exited while starting; see its log in the work directory ({url})"
         if time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not answer within {START_TIMEOUT_SECONDS:.0f} s")
+            return f"{url} did not answer within {START_TIMEOUT_SECONDS:.0f} s"
         time.sleep(0.2)
+    return None
 
 
 def _arguments() -> argparse.Namespace:
@@ -91,7 +93,7 @@ def main() -> None:
         log = (workdir / f"{name}.log").open("ab")
         processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
 
-    def stop(*_: object) -> None:
+    def stop(status: int) -> None:
         for process in reversed(processes):
             process.terminate()
         for process in reversed(processes):
@@ -99,10 +101,10 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        raise SystemExit(0)
+        raise SystemExit(status)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, lambda *_: stop(0))
+    signal.signal(signal.SIGINT, lambda *_: stop(0))
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
     start("redis", [redis_server, "--port", str(args.redis_port), "--bind", "127.0.0.1", "--dir", str(workdir),
                     "--appendonly", "yes", "--appendfsync", "everysec"])
@@ -115,18 +117,22 @@ def main() -> None:
         start(f"api-{port}", [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
                               "--port", str(port), "--no-access-log"])
     for port in ports:
-        _wait_for(f"http://127.0.0.1:{port}/readyz", processes)
+        if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
+            print(problem, file=sys.stderr, flush=True)
+            stop(1)
     config = workdir / "nginx.conf"
     config.write_text(local_nginx_config(ports, args.port, workdir))
     start("nginx", nginx_command(config, workdir))
-    _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes)
+    if problem := _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes):
+        print(problem, file=sys.stderr, flush=True)
+        stop(1)
     print(f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
           f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",
           flush=True)
     while all(process.poll() is None for process in processes):
         time.sleep(1)
     print("a process of the cluster exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)
-    stop()
+    stop(1)
 
 
 if __name__ == "__main__":
