@@ -9,7 +9,6 @@ not validation errors but findings of the traceability (`traceability.py`), comp
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated, Literal
@@ -22,7 +21,6 @@ NFR_ID = r"^NFR-[1-9][0-9]*$"
 TEST_CASE_ID = r"^TC-[1-9][0-9]*$"
 COMPONENT_ID = r"^C-[1-9][0-9]*$"
 RISK_ID = r"^R-[1-9][0-9]*$"
-ANY_ID = re.compile(r"\b(?:US-\d+|AC-\d+\.\d+|NFR-\d+|TC-\d+|C-\d+|R-\d+)\b")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 StoryId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=STORY_ID)]
@@ -165,8 +163,6 @@ class DeliveryReview(Document):
     issues: list[ReviewIssue] = Field(default_factory=list)
     summary: Text
 
-
-DeliverableData = RequirementsAnalysis | TestPlan | TechnicalDesign | DeliveryReview
 
 SCHEMAS: dict[str, type[Document]] = {
     "ProductManager": RequirementsAnalysis,
