@@ -21,9 +21,15 @@ DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 
 
 class Settings(BaseSettings):
-    """Service configuration. Field names map to upper-case environment variables."""
+    """Service configuration. Field names map to upper-case environment variables.
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    An empty variable means "not set" (the default applies): docker-compose.yml passes every setting
+    through as `${NAME:-}`, and .env.example lists some with no value.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # --- LLM provider -------------------------------------------------------------------------
     llm_provider: ProviderName = "auto"

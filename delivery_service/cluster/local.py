@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM_SERVER = re.compile(r"server api:8000([^;]*);")
+UPSTREAM_SERVERS = re.compile(r"(\s*server [\w-]+:8000([^;]*);)+")
 START_TIMEOUT_SECONDS = 90.0
 
 
@@ -31,10 +31,10 @@ def local_nginx_config(upstream_ports: list[int], listen_port: int, workdir: Pat
     The access log records which replica served each request (`$upstream_addr`, last on the line).
     """
     config = (PROJECT_ROOT / "nginx.conf").read_text()
-    upstream = UPSTREAM_SERVER.search(config)
+    upstream = UPSTREAM_SERVERS.search(config)
     if upstream is None or "listen 80;" not in config:
-        raise ValueError("nginx.conf no longer has the `server api:8000` upstream and `listen 80;` this expects")
-    servers = "\n        ".join(f"server 127.0.0.1:{port}{upstream.group(1)};" for port in upstream_ports)
+        raise ValueError("nginx.conf no longer has the `server <replica>:8000` upstream and `listen 80;` this expects")
+    servers = "".join(f"\n        server 127.0.0.1:{port}{upstream.group(2)};" for port in upstream_ports)
     config = config.replace(upstream.group(0), servers).replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
     logs = (
         "http {\n    log_format upstreamed '$request $status $upstream_addr';\n"
