@@ -191,3 +191,40 @@ def follow_in_background(base_url: str, task_id: str) -> Callable[[], list[dict[
 
 def sequences(events: list[dict[str, Any]]) -> list[int]:
     return [event["sequence"] for event in events]
+
+
+class StreamReader:
+    """Reads one SSE stream on a thread, keeping every event as it arrives."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(url, headers or {}), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+                assert response.status_code == 200
+                assert "content-encoding" not in response.headers, "event streams are never gzipped"
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+        except BaseException as exc:  # reported by `wait`
+            self.error = exc
+
+    def has(self, event_type: str) -> bool:
+        return any(event["event_type"] == event_type for event in self.events)
+
+    def wait(self) -> list[dict[str, Any]]:
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the stream did not end"
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+
+def status(base_url: str, task_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{base_url}/api/task/{task_id}/status")
+    assert response.status_code == 200, response.text
+    return dict(response.json())

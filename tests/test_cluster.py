@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ import redis
 
 from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from cluster_processes import Cluster, Nginx, RedisServer
-from conftest import read_stream, sequences, start_task, wait_until
+from conftest import StreamReader, read_stream, sequences, start_task, status, wait_until
 from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
@@ -48,43 +46,6 @@ def start_cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callabl
     yield start
     for cluster in clusters:
         cluster.stop()
-
-
-class StreamReader:
-    """Reads one SSE stream on a thread, keeping every event as it arrives."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, args=(url, headers or {}), daemon=True)
-        self._thread.start()
-
-    def _read(self, url: str, headers: dict[str, str]) -> None:
-        try:
-            with httpx.stream("GET", url, headers=headers, timeout=60) as response:
-                assert response.status_code == 200
-                assert "content-encoding" not in response.headers, "event streams are never gzipped"
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        self.events.append(json.loads(line[6:]))
-        except BaseException as exc:  # reported by `wait`
-            self.error = exc
-
-    def has(self, event_type: str) -> bool:
-        return any(event["event_type"] == event_type for event in self.events)
-
-    def wait(self) -> list[dict[str, Any]]:
-        self._thread.join(timeout=120)
-        assert not self._thread.is_alive(), "the stream did not end"
-        if self.error is not None:
-            raise self.error
-        return self.events
-
-
-def status(base_url: str, task_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{base_url}/api/task/{task_id}/status")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
