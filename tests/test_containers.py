@@ -22,7 +22,8 @@ from conftest import PROJECT_ROOT, StreamReader, free_port, read_stream, sequenc
 from delivery_service.cluster.events import TaskKeys
 from docker_stack import ComposeProject, DockerEngine, DockerUnavailable, docker
 
-pytestmark = pytest.mark.slow
+# Building images and waiting on health checks takes minutes, the in-image suite longer.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 IMAGE = "multi-agent-delivery:latest"
 PLAIN_SERVICES = ["redis", "multi-agent-system", "worker"]
@@ -229,18 +230,23 @@ def test_down_leaves_no_container_network_or_volume(project: ComposeProject) -> 
     assert project.leftovers() == {"containers": [], "networks": [], "volumes": []}
 
 
-@pytest.mark.timeout(1800)
 def test_the_test_suite_passes_inside_the_image(image: str) -> None:
     """The image's packages (without what the Dockerfile leaves out) run the suite's quick tests."""
     suite_image = f"{image}-suite"
     docker("build", "--tag", suite_image, "--file", str(PROJECT_ROOT / "tests" / "Dockerfile.suite"), str(PROJECT_ROOT), timeout=1800)
     assert installed_left_out_packages(suite_image) == [], "the test tools did not bring them back"
-    run = subprocess.run(
-        [
-            "docker", "run", "--rm", "--volume", f"{PROJECT_ROOT}:/src:ro", "--workdir", "/src", suite_image,
-            # Nginx is not in the image; tests/test_nginx.py runs Debian's on the host.
-            "python", "-m", "pytest", "-m", "not slow", "-p", "no:cacheprovider", "-q", "--ignore", "tests/test_nginx.py",
-        ],
-        capture_output=True, text=True, timeout=1800,
-    )
+    name = f"delivery-test-suite-{uuid.uuid4().hex[:8]}"
+    try:
+        run = subprocess.run(
+            [
+                "docker", "run", "--rm", "--name", name, "--volume", f"{PROJECT_ROOT}:/src:ro", "--workdir", "/src",
+                suite_image,
+                # Nginx is not in the image; tests/test_nginx.py runs Debian's on the host.
+                "python", "-m", "pytest", "-m", "not slow", "-p", "no:cacheprovider", "-q",
+                "--ignore", "tests/test_nginx.py",
+            ],
+            capture_output=True, text=True, timeout=1700,
+        )
+    finally:  # also when this test times out: the container must not outlive it
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
