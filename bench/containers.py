@@ -87,7 +87,7 @@ class Stack:
         """Service name -> container id, for every container of the project."""
         ids = self("ps", "-q", production=True).split()
         names = run("docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}}', *ids).split()
-        return dict(zip(names, ids))
+        return dict(zip(names, ids, strict=True))
 
     def seconds_to_healthy(self, production: bool) -> float:
         start = time.monotonic()
