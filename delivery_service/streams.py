@@ -194,6 +194,11 @@ class StreamManager:
         self._streams: dict[str, TaskStream] = {}
         self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver)
 
+    @property
+    def store(self) -> TaskStore:
+        """The store the writer writes to (reads: off the event loop)."""
+        return self._store
+
     async def create_stream(self, record: TaskRecord) -> TaskStream:
         """Store a new task and open its stream (raises StoreUnavailable when it cannot be stored)."""
         await asyncio.wrap_future(self.writer.create_task(record))

@@ -5,7 +5,8 @@ covers every case: `/ok/v1` answers (streaming or not) with the asking agent's d
 `/answers/<style>/v1` answers in another style (fenced JSON, prose, prose then JSON, JSON with
 traceability gaps: see `stub_answer`), `/status/<code>/v1` fails with that HTTP
 status and an OpenAI-style error body, `/hang/v1` never answers (for client timeouts),
-`/dies/v1` drops the connection in the middle of its answer, `/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
+`/dies/v1` drops the connection in the middle of its answer, `/follow-up/<agent>/v1` triages every follow-up
+as re-running from that agent and answers a follow-up's agents with a scripted revision (`revised_data`), `/flaky/<label>/<n>/<code>/v1` fails its first n requests with that status (429 with `Retry-After:
 0.2`) and then answers, and `/slow/v1` streams one word every 50 ms. Every request it receives (path,
 Authorization header, JSON body) is kept, newest last, at `GET /requests`.
 """
@@ -63,6 +64,32 @@ def stub_data(agent: str, subject: str, gaps: bool = False) -> dict[str, Any]:
     return {"decision": "go", "reasons": ["The stub sees no problem."], "issues": [], "summary": note}
 
 
+# The scripted revision of a follow-up, against `stub_data`: AC-1.2 removed; US-2 and AC-2.1 added; TC-1
+# and C-1 changed to cover and serve them.
+REVISED_CHANGES = {"added": ["US-2", "AC-2.1"], "removed": ["AC-1.2"], "modified": ["TC-1", "C-1"]}
+
+
+def revised_data(agent: str, subject: str) -> dict[str, Any]:
+    data = stub_data(agent, subject)
+    if agent == "ProductManager":
+        data["user_stories"].append({"id": "US-2", "priority": "should", "story": "As a user, I want to sign in with email"})
+        data["acceptance_criteria"] = [
+            data["acceptance_criteria"][0],
+            {"id": "AC-2.1", "story_id": "US-2", "given": "an email", "when": "I sign in", "then": "I am in"},
+        ]
+    elif agent == "QAEngineer":
+        data["test_cases"][0]["covers"] = ["AC-1.1", "AC-2.1"]
+    elif agent == "SoftwareDeveloper":
+        data["components"][0]["serves"] = ["US-1", "US-2"]
+    return data
+
+
+def asked_for(body: dict[str, Any]) -> str:
+    """Which agent a request is from, `Triage` for a follow-up's triage."""
+    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    return "Triage" if "<previous_documents>" in prompt else _asking_agent(prompt)
+
+
 def stub_answer(body: dict[str, Any], style: str = "json") -> str:
     """The asking agent's deliverable: `json`, `fenced` (in a markdown fence), `prose` (markdown, no JSON),
     `repair` (prose the first time each agent asks about a requirement, JSON after) or `gaps`."""
@@ -116,6 +143,21 @@ async def answers_in_style(style: str, request: Request) -> Any:
     return await answer(await record(request), style=style)
 
 
+@app.post("/follow-up/{rerun_from}/v1/chat/completions")
+async def follow_up(rerun_from: str, request: Request) -> Any:
+    """A first task as `/ok/v1`; a follow-up's triage names `rerun_from`, its agents answer `revised_data`."""
+    body = await record(request)
+    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    if asked_for(body) == "Triage":
+        triage = {"classification": "new_feature", "rerun_from": rerun_from, "reason": "Scripted by the stub."}
+        return await answer(body, text=json.dumps(triage))
+    if "<follow_up_request>" in prompt:
+        requirement = _REQUIREMENT.search(prompt)
+        data = revised_data(_asking_agent(prompt), requirement.group(1) if requirement else "unknown")
+        return await answer(body, text=json.dumps(data))
+    return await answer(body)
+
+
 @app.post("/slow/v1/chat/completions")
 async def slow(request: Request) -> Any:
     return await answer(await record(request), pause_seconds=0.05)
@@ -145,9 +187,9 @@ async def flaky(label: str, failures: int, code: int, request: Request) -> Any:
     return await answer(body)
 
 
-async def answer(body: dict[str, Any], pause_seconds: float = 0.0, style: str = "json") -> Any:
-    """The stub deliverable, as one JSON answer or as a stream of words `pause_seconds` apart."""
-    text = stub_answer(body, style)
+async def answer(body: dict[str, Any], pause_seconds: float = 0.0, style: str = "json", text: str | None = None) -> Any:
+    """`text` (default: the stub deliverable), as one JSON answer or as a stream of words `pause_seconds` apart."""
+    text = stub_answer(body, style) if text is None else text
     model = body.get("model", "stub")
     usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())}
     if not body.get("stream"):

@@ -32,7 +32,7 @@ METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 ROUTE_MENTION = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s`|,;)]*)")
 ROUTE_HEADING = re.compile(r"^`(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)`$")
 HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$", re.MULTILINE)
-REQUEST_MODELS = {"RunTaskRequest", "ConfirmRequest"}
+REQUEST_MODELS = {"RunTaskRequest", "ConfirmRequest", "FollowUpRequest"}
 
 
 @cache

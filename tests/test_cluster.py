@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -287,3 +288,28 @@ def test_waiting_tasks_start_by_priority_across_the_cluster(start_cluster: Calla
                for name, events in (("low", low_events), ("high", high_events))}
     assert started["high"] < started["low"]
     assert high_events[0]["metadata"] == {"kind": "queued", "queue_position": 1}
+
+
+def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=1)
+    a, b = cluster.replicas
+    root = start_task(a.base_url, "Build a todo app, then revise it")
+    assert read_stream(a.base_url, root)[-1]["event_type"] == "end"
+
+    def follow_up(base: str, request: str) -> dict[str, Any]:
+        response = httpx.post(f"{base}/api/task/{root}/follow_up", json={"request": request})
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = list(pool.map(follow_up, [a.base_url, b.base_url], ["Add a test for empty titles", "Add sign-in"]))
+    assert sorted(s["revision"] for s in started) == [2, 3], "each replica's follow-up gets its own number"
+    events = {child["task_id"]: read_stream(b.base_url, child["task_id"]) for child in started}
+    assert all(stream[-1]["event_type"] == "end" for stream in events.values())
+
+    thread = httpx.get(f"{a.base_url}/api/threads/{root}").json()
+    assert [(t["task_id"], t["revision"]) for t in thread["tasks"]][0] == (root, 1)
+    assert sorted(t["revision"] for t in thread["tasks"]) == [1, 2, 3]
+    qa_rerun = next(t["task_id"] for t in thread["tasks"] if t["request"] == "Add a test for empty titles")
+    carried = [e["agent_name"] for e in events[qa_rerun] if e["metadata"].get("carried_over") and e["event_type"] == "output"]
+    assert carried == ["ProductManager"], "the worker carried the analysis over from the parent's copy"

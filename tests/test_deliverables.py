@@ -3,6 +3,7 @@ computes, the decision rule and the markdown rendered from the data."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import pytest
 
 from delivery_service.crew.factory import delivery_summary
+from delivery_service.deliverables.changes import Changes, diff, id_order
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
 from delivery_service.deliverables.render import render, traceability_matrix
-from delivery_service.deliverables.schemas import DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
+from delivery_service.deliverables.schemas import TRIAGE, DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
 from delivery_service.deliverables.traceability import decide, trace
 
 ANALYSIS: dict[str, Any] = {
@@ -174,3 +176,29 @@ def test_the_matrix_marks_uncovered_criteria() -> None:
     assert "| AC-1.1 | US-1 | Must | - | not covered |" in matrix
     assert "| AC-1.2 | US-1 | Must | TC-2 | covered |" in matrix
     assert "Stories no component serves: US-1, US-2" in matrix
+
+
+def test_the_changes_between_revisions_are_computed_by_identifier() -> None:
+    before = {"ProductManager": ANALYSIS, "QAEngineer": PLAN, "SoftwareDeveloper": DESIGN, "Coordinator": REVIEW}
+    analysis = copy.deepcopy(ANALYSIS)
+    analysis["acceptance_criteria"] = [c for c in analysis["acceptance_criteria"] if c["id"] != "AC-1.2"]
+    analysis["acceptance_criteria"].append({"id": "AC-1.10", "story_id": "US-1", "given": "a", "when": "b", "then": "c"})
+    analysis["user_stories"][1]["story"] = "As a user, I want to share a list with my family."
+    analysis["open_questions"] = ["A different question"]  # not an identified item: no change reported
+    plan = copy.deepcopy(PLAN)
+    plan["test_cases"].append({**plan["test_cases"][0], "id": "TC-4", "covers": ["AC-1.10"]})
+    after = {"ProductManager": analysis, "QAEngineer": plan, "SoftwareDeveloper": DESIGN, "Coordinator": {**REVIEW, "decision": "no_go"}}
+
+    assert diff(before, after) == Changes(added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"])
+    assert diff(before, before) == Changes(added=[], removed=[], modified=[])
+    assert diff({}, {"SoftwareDeveloper": DESIGN}).added == ["C-1", "R-1"], "a document without data adds nothing"
+    assert sorted(["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"], key=id_order) == [
+        "US-2", "US-10", "AC-1.9", "AC-1.10", "NFR-1", "TC-2", "R-1",
+    ]
+
+
+def test_a_triage_names_a_known_agent() -> None:
+    triage = parsed(TRIAGE, {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"})
+    assert render(triage).startswith("bug: re-run from QAEngineer.")
+    wrong = parse_deliverable(TRIAGE, json.dumps({"classification": "chore", "rerun_from": "Tester", "reason": "x"}))
+    assert wrong.data is None and [error.split(":")[0] for error in wrong.errors] == ["classification", "rerun_from"]

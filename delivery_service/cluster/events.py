@@ -51,6 +51,16 @@ def owner_tasks(owner: str) -> str:
     return f"{TASKS}:owner:{owner}"
 
 
+def thread_tasks(thread_id: str) -> str:
+    """The index of a thread's follow-ups, scored by creation time (ms); the first task is the thread's id."""
+    return f"{PREFIX}:thread:{thread_id}"
+
+
+def thread_revisions(thread_id: str) -> str:
+    """The last revision number given out in a thread (INCR; the first task is revision 1)."""
+    return f"{PREFIX}:thread:{thread_id}:revision"
+
+
 @dataclass(frozen=True)
 class TaskKeys:
     task_id: str

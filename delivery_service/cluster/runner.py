@@ -36,6 +36,8 @@ from delivery_service.cluster.events import (
     TaskKeys,
     now_ms,
     owner_tasks,
+    thread_revisions,
+    thread_tasks,
     unsequenced_event,
 )
 from delivery_service.settings import Settings
@@ -48,8 +50,16 @@ from delivery_service.runs.phases import (
     revisions_exhausted,
     worker_lost,
 )
-from delivery_service.store.records import TaskRecord
-from delivery_service.runs.runner import QUEUE_FULL_RETRY_AFTER_SECONDS, NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
+from delivery_service.store.records import FollowUp, TaskRecord
+from delivery_service.runs.runner import (
+    QUEUE_FULL_RETRY_AFTER_SECONDS,
+    NotAwaitingConfirmation,
+    QueueFull,
+    ServiceStopping,
+    TaskRequest,
+    follow_up_of,
+    thread_full,
+)
 from delivery_service.store.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -83,11 +93,11 @@ class ClusterRunner:
         return None if rank is None else int(rank) + 1
 
     # --- requests ---------------------------------------------------------------------------------
-    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
+    async def start(self, request: TaskRequest, follow_up: FollowUp | None = None) -> tuple[TaskRecord, bool]:
         """Store the task in Redis and queue its first phase. Returns the record and whether it waits."""
         if not self.accepting:
             raise ServiceStopping("The service is shutting down and takes no new tasks. Submit the task again shortly.")
-        record = request.new_record(self._model.public())
+        record = request.new_record(self._model.public(), follow_up)
         keys = TaskKeys(record.task_id)
         dispatch_id = uuid.uuid4().hex
         try:
@@ -115,11 +125,26 @@ class ClusterRunner:
                 pipe.zadd(TASKS, {record.task_id: created_ms})
                 if record.owner:
                     pipe.zadd(owner_tasks(record.owner), {record.task_id: created_ms})
+                if record.follow_up:
+                    pipe.zadd(thread_tasks(record.thread_id), {record.task_id: created_ms})
                 await pipe.execute()
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer storing the task: {exc}") from exc
         waits = await self._enqueue(record.task_id, Phase.ANALYSIS, dispatch_id, record.priority)
         return record, waits
+
+    async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        """Start a follow-up of `parent` with the next revision number of its thread, given out by Redis to
+        one replica at a time (ThreadFull beyond MAX_THREAD_REVISIONS); otherwise as `start`."""
+        counter = thread_revisions(parent.thread_id)
+        try:
+            await self._redis.set(counter, 1, nx=True)
+            revision = int(await self._redis.incr(counter))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer numbering the follow-up: {exc}") from exc
+        if revision > self._settings.max_thread_revisions:
+            raise thread_full(self._settings, parent.thread_id)
+        return await self.start(request, follow_up_of(parent, text, revision))
 
     async def cancel(self, task_id: str) -> bool:
         """End a task that has not ended with `cancelled`; False (and no change) if it had already ended."""

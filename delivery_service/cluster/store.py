@@ -16,7 +16,7 @@ from datetime import datetime
 
 import redis
 
-from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks
+from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
 from delivery_service.store.events import TaskEvent
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.base import StoreUnavailable
@@ -73,6 +73,15 @@ class RedisTaskStore:
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer listing tasks: {exc}") from exc
         return [record for record in records.values() if record is not None], total
+
+    def thread(self, thread_id: str) -> list[TaskRecord]:
+        """The thread's first task and its follow-ups that have not expired, oldest first."""
+        try:
+            follow_ups = [member.decode() for member in self._redis.zrange(thread_tasks(thread_id), 0, -1)]
+            records = [self._project(task_id) for task_id in [thread_id, *follow_ups]]
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis did not answer reading thread {thread_id}: {exc}") from exc
+        return sorted((record for record in records if record is not None), key=lambda record: record.created_at)
 
     def purge_finished_before(self, timestamp: str) -> int:
         """Drop index entries of tasks created before `timestamp` whose keys Redis has expired.

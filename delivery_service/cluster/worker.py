@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -189,12 +190,8 @@ class WorkerProcess:
         request, revisions, analysis, analysis_data, feedback, usage, running_seconds = self._redis.hmget(
             keys.meta, "request", "revisions", "analysis", "analysis_data", "feedback", "usage", "running_seconds"
         )
-        record = TaskRecord.from_json(request)
-        work = PhaseWork(
-            task_id,
-            record.requirement,
-            record.skip_confirmation,
-            record.stream_tokens,
+        work = replace(
+            PhaseWork.of(TaskRecord.from_json(request)),
             revisions=int(revisions or 0),
             analysis=(analysis or b"").decode(),
             analysis_data=orjson.loads(analysis_data) if analysis_data else None,

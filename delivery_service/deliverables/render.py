@@ -12,6 +12,7 @@ from delivery_service.deliverables.schemas import (
     RequirementsAnalysis,
     TechnicalDesign,
     TestPlan,
+    Triage,
 )
 from delivery_service.deliverables.traceability import Traceability
 
@@ -67,6 +68,8 @@ def render(data: Document, chinese: bool = False) -> str:
         lines = _design(data, words)
     elif isinstance(data, DeliveryReview):
         lines = _review(data, words)
+    elif isinstance(data, Triage):
+        lines = [f"{data.classification}: re-run from {data.rerun_from}. {data.reason}"]
     else:
         raise TypeError(f"no markdown for {type(data).__name__}")
     return "\n".join(lines).strip() + "\n"

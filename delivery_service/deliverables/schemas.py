@@ -164,9 +164,23 @@ class DeliveryReview(Document):
     summary: Text
 
 
+# --- a follow-up's triage (the ProductManager's, before anything is re-run) -----------------------------
+RerunFrom = Literal["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+TRIAGE = "Triage"
+
+
+class Triage(Document):
+    """What a follow-up request is, and the first agent whose document it changes."""
+
+    classification: Literal["change", "new_feature", "bug"]
+    rerun_from: RerunFrom
+    reason: Text
+
+
 SCHEMAS: dict[str, type[Document]] = {
     "ProductManager": RequirementsAnalysis,
     "QAEngineer": TestPlan,
     "SoftwareDeveloper": TechnicalDesign,
     "Coordinator": DeliveryReview,
+    TRIAGE: Triage,
 }

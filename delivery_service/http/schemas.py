@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from delivery_service.deliverables.changes import diff
 from delivery_service.deliverables.schemas import Decision
 from delivery_service.deliverables.traceability import assess
 from delivery_service.http.markdown import render_markdown
@@ -32,22 +33,22 @@ def _trimmed(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
-class RunTaskRequest(BaseModel):
-    """Start a task: a requirement for the four agents."""
+RequestText = Annotated[StrictStr, BeforeValidator(_trimmed)]
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}]
-        },
-    )
 
-    user_requirement: Annotated[StrictStr, BeforeValidator(_trimmed)] = Field(
-        description="The software requirement, in any language. Trimmed first; then at least one visible "
-        "character, no NUL, and at most MAX_REQUIREMENT_CHARS characters.",
+def request_text(description: str) -> Any:
+    """A RequestText field: after trimming, at least one visible character, no NUL, and at most
+    MAX_REQUIREMENT_CHARS characters."""
+    return Field(
+        description=description,
         max_length=get_settings().max_requirement_chars,
         pattern=rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$",
     )
+
+
+class TaskOptions(BaseModel):
+    """How a task runs, whether it starts a thread (`run_task`) or follows one up."""
+
     skip_confirmation: StrictBool = Field(
         default=True, description="false = pause for a human after the requirements analysis"
     )
@@ -65,6 +66,35 @@ class RunTaskRequest(BaseModel):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+class RunTaskRequest(TaskOptions):
+    """Start a task: a requirement for the four agents."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}]
+        },
+    )
+
+    user_requirement: RequestText = request_text(
+        "The software requirement, in any language. Trimmed first; then at least one visible "
+        "character, no NUL, and at most MAX_REQUIREMENT_CHARS characters."
+    )
+
+
+class FollowUpRequest(TaskOptions):
+    """Revise a completed task's deliverables: what to change, add or fix."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"request": "Add sign-in with email", "skip_confirmation": True}]},
+    )
+
+    request: RequestText = request_text(
+        "What the new revision should change, in any language; the same rules as user_requirement."
+    )
 
 
 class ConfirmRequest(BaseModel):
@@ -99,6 +129,12 @@ class RunTaskResponse(BaseModel):
     stream_token: str | None = Field(
         default=None, description="with authentication on: opens this task's stream as `?token=` (for EventSource)"
     )
+
+
+class FollowUpResponse(RunTaskResponse):
+    parent_task_id: str
+    thread_id: str = Field(description="the id of the thread's first task")
+    revision: int = Field(description="2, 3, ... in the order the thread's follow-ups were made")
 
 
 class TokenUsage(BaseModel):
@@ -164,6 +200,15 @@ class TraceabilityModel(BaseModel):
     complete: bool
 
 
+class ChangesModel(BaseModel):
+    """Identifiers of stories, criteria, requirements, test cases, components and risks, computed by the
+    service from the data of this revision and of its parent."""
+
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
 class TaskResultResponse(BaseModel):
     task_id: str
     status: TaskStatus
@@ -173,13 +218,21 @@ class TaskResultResponse(BaseModel):
     decision: Decision | None = Field(
         description="the Coordinator's, but never go while a must story has an uncovered criterion; null unless completed"
     )
+    parent_task_id: str | None = Field(description="the task this follow-up revises; null for a thread's first task")
+    thread_id: str = Field(description="the id of the thread's first task")
+    revision: int = Field(description="1 for a thread's first task, then 2, 3, ...")
+    changes: ChangesModel | None = Field(description="for a completed follow-up: what changed since its parent; null otherwise")
 
     @classmethod
     def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
-        traceability, decision = None, None
+        traceability, decision, changes = None, None, None
+        current = {d.agent_name: d.data for d in record.deliverables}
         if record.status is TaskStatus.COMPLETED:
-            computed, decision = assess({d.agent_name: d.data for d in record.deliverables})
+            computed, decision = assess(current)
             traceability = TraceabilityModel(**computed.model_dump())
+            if record.follow_up is not None:
+                previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
+                changes = ChangesModel(**diff(previous, current).model_dump())
         return cls(
             task_id=record.task_id,
             status=record.status,
@@ -196,6 +249,10 @@ class TaskResultResponse(BaseModel):
             summary=record.summary,
             traceability=traceability,
             decision=decision,
+            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
+            thread_id=record.thread_id,
+            revision=record.revision,
+            changes=changes,
         )
 
 
@@ -225,6 +282,20 @@ class TasksResponse(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ThreadTask(BaseModel):
+    task_id: str
+    revision: int
+    request: str = Field(description="the first task's requirement, or the follow-up's request")
+    status: TaskStatus
+    created_at: str
+    parent_task_id: str | None = Field(description="the task it revises (two follow-ups of one parent are two branches)")
+
+
+class ThreadResponse(BaseModel):
+    thread_id: str
+    tasks: list[ThreadTask] = Field(description="every revision, oldest first")
 
 
 class HealthResponse(BaseModel):

@@ -18,11 +18,35 @@ from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, prompt
 
 _REQUIREMENT_BLOCK = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
 _FEEDBACK_BLOCK = re.compile(r"<feedback>\s*(.*?)\s*</feedback>", re.DOTALL)
+_FOLLOW_UP_BLOCK = re.compile(r"<follow_up_request>\s*(.*?)\s*</follow_up_request>", re.DOTALL)
+# A follow-up's triage, scripted from the request's words: the first agent whose document it names.
+_TRIAGE_WORDS = (
+    ("QAEngineer", ("test",)),
+    ("SoftwareDeveloper", ("design", "architecture", "component")),
+    ("Coordinator", ("review",)),
+)
 
 SCRIPTED_NOTICE = "Scripted output of the `fake` model: it demonstrates the pipeline, not real analysis."
 
 
-def _analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
+def _triage(request: str) -> dict[str, Any]:
+    words = request.lower()
+    rerun_from = next((agent for agent, names in _TRIAGE_WORDS if any(name in words for name in names)), "ProductManager")
+    classification = "bug" if any(name in words for name in ("bug", "wrong", "fix")) else "new_feature" if "add" in words else "change"
+    return {"classification": classification, "rerun_from": rerun_from, "reason": f"Scripted triage of: {request[:120]}"}
+
+
+def _analysis(requirement: str, feedback: str | None, follow_up: str | None) -> dict[str, Any]:
+    analysis = _first_analysis(requirement, feedback)
+    if follow_up:  # a follow-up adds a story of its own; US-1 and US-2 stay as they were
+        analysis["user_stories"].append({"id": "US-3", "priority": "should", "story": f"As a user, I want: {follow_up}"})
+        analysis["acceptance_criteria"].append(
+            {"id": "AC-3.1", "story_id": "US-3", "given": "the new request", "when": "I use it", "then": "it works as asked"}
+        )
+    return analysis
+
+
+def _first_analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
     questions = [SCRIPTED_NOTICE, "Who are the users, and how many?"]
     if feedback:
         questions.append(f"Feedback taken into account: {feedback}")
@@ -59,6 +83,13 @@ _TEST_PLAN = {
     ]
 }
 
+def _test_plan(follow_up: str | None) -> dict[str, Any]:
+    if not follow_up:
+        return _TEST_PLAN
+    extra = _case(7, f"Follow-up: {follow_up[:80]}", "functional", "use what the follow-up asked for", "it works as asked", ["AC-1.1"])
+    return {"test_cases": [*_TEST_PLAN["test_cases"], extra]}
+
+
 _DESIGN = {
     "components": [
         {"id": "C-1", "name": "API service", "responsibility": f"FastAPI JSON API. {SCRIPTED_NOTICE}", "serves": ["US-1", "US-2"]},
@@ -90,11 +121,15 @@ def scripted_answer(role: str, prompt: str) -> str:
     requirement_match = _REQUIREMENT_BLOCK.search(prompt)
     requirement = requirement_match.group(1) if requirement_match else "(no requirement found)"
     feedback_match = _FEEDBACK_BLOCK.search(prompt)
+    follow_up_match = _FOLLOW_UP_BLOCK.search(prompt)
+    follow_up = follow_up_match.group(1) if follow_up_match else None
     agent = AGENTS_BY_ROLE.get(role)
     name = agent.name if agent else "Coordinator"
+    if follow_up is not None and "<previous_documents>" in prompt:
+        return f"Thought: I will triage the follow-up.\nFinal Answer: {json.dumps(_triage(follow_up), ensure_ascii=False)}"
     data = {
-        "ProductManager": lambda: _analysis(requirement, feedback_match.group(1) if feedback_match else None),
-        "QAEngineer": lambda: _TEST_PLAN,
+        "ProductManager": lambda: _analysis(requirement, feedback_match.group(1) if feedback_match else None, follow_up),
+        "QAEngineer": lambda: _test_plan(follow_up),
         "SoftwareDeveloper": lambda: _DESIGN,
         "Coordinator": lambda: _review(requirement),
     }[name]()

@@ -7,7 +7,8 @@ agent's compact template (see `delivery_service.agents.compact_template`), copie
 JSON, and asks the model to continue each `⟦slot …⟧` for at most one line and SLOT_MAX_TOKENS tokens,
 escaped into its JSON string. Output is capped, cannot loop, and always fits the deliverable's schema
 with identifiers that resolve. The review's decision and coverage reason are not the model's: they are
-filled from the traceability the service computed and handed to the Coordinator.
+filled from the traceability the service computed and handed to the Coordinator. A follow-up's triage
+is not the model's either: it always has every agent work again.
 
 It speaks to the model over the OpenAI chat-completions protocol (an assistant message that the
 model continues), streaming, with the openai SDK, and emits CrewAI's LLM events like any provider.
@@ -39,6 +40,11 @@ _SLOT = re.compile(re.escape(SLOT_OPEN) + r"([^⟧]*)" + re.escape(SLOT_CLOSE))
 _TRACEABILITY = re.compile(r"<traceability>\s*(.*?)\s*</traceability>", re.DOTALL)
 _SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
+_TRIAGE = {
+    "classification": "change",
+    "rerun_from": "ProductManager",
+    "reason": "The embedded demonstration model does not triage requests, so every agent works on this one again.",
+}
 _HANDED_OVER = (
     re.compile(r"<plan_and_design>\s*(.*?)\s*</plan_and_design>", re.DOTALL),
     re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL),
@@ -100,6 +106,9 @@ class SkeletonLLM(ChunkStreamingLLM):
     def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
         """The skeleton's fixed markdown, and the model's continuation of each slot, in order."""
         agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        if "<previous_documents>" in str(getattr(from_task, "description", "")):
+            yield json.dumps(_TRIAGE)  # a follow-up's triage is beyond a 135M model: everything runs again
+            return
         skeleton = compact_template(agent.name, self.requirement).expected_output
         if agent.name == "Coordinator":
             skeleton = self._with_computed_review(skeleton, str(getattr(from_task, "description", "")))

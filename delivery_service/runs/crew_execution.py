@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from delivery_service.crew.events import CrewEventsHandler, EventSink
-from delivery_service.crew.factory import Handover, Revision, build_crew, run_crew
+from delivery_service.crew.factory import FollowUpContext, Handover, Revision, build_crew, build_triage_crew, run_crew
 from delivery_service.llm.errors import TaskFailure, describe_failure
 from delivery_service.llm.providers import build_llm, model_info
 from delivery_service.llm.retry import RetryingTransport
@@ -54,6 +54,8 @@ class CrewJob:
     analysis: str | None = None
     revision: Revision | None = None
     handover: Handover | None = None
+    follow_up: FollowUpContext | None = None
+    triage: bool = False  # the follow-up's triage (no steps): its data is the result's `data[0]`
     local_model: LocalModelEndpoint | None = None  # the API process's embedded model server, for a child
 
 
@@ -109,6 +111,11 @@ def run_job(
         ended=sink.ended,
     )
     llm = build_llm(settings, job.requirement, retries)
+    if job.triage:
+        assert job.follow_up is not None, "a triage needs the follow-up"
+        triage_crew, answer = build_triage_crew(job.requirement, llm, job.follow_up)
+        output = run_crew(triage_crew, handler)
+        return CrewResult({0: str(output.raw)}, handler.usage, {0: answer.public_data()})
     crew, handler.step_by_task_id = build_crew(
         job.requirement,
         llm,
@@ -116,6 +123,7 @@ def run_job(
         analysis=job.analysis,
         revision=job.revision,
         handover=job.handover,
+        follow_up=job.follow_up,
     )
     output = run_crew(crew, handler)
     outputs = {step: str(task_output.raw) for step, task_output in zip(job.steps, output.tasks_output, strict=True)}

@@ -12,28 +12,34 @@ so the embedded runner and the cluster say the same thing.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from delivery_service.agents import AGENT_NAMES
+from delivery_service.agents import AGENT_NAMES, AGENTS
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.crew.events import EventSink
 from delivery_service.crew.factory import (
     ANALYSIS_STEPS,
     PLANNING_STEPS,
     REVIEW_STEPS,
+    FollowUpContext,
     Handover,
     Revision,
     delivery_summary,
 )
+from delivery_service.deliverables.changes import diff
 from delivery_service.deliverables.traceability import Traceability, documents, must_gaps, trace
 from delivery_service.llm.errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
+from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
 
 logger = logging.getLogger(__name__)
+
+UNTRIAGED_REASON = "The request could not be triaged, so every agent works on it again."
 
 
 class Phase(enum.Enum):
@@ -64,10 +70,38 @@ class PhaseWork:
     feedback: str | None = None  # the requester's feedback on `analysis`, for the next revision
     usage: dict[str, int] = field(default_factory=dict)
     worker: str | None = None  # the worker process running the phase (cluster), shown in `start`
+    follow_up: FollowUp | None = None
+    # A follow-up's first agent to run again (its triage); the ones before it are carried over. None: all run.
+    rerun_from: str | None = None
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> PhaseWork:
+        """The work of a task that has not run yet."""
+        return cls(
+            record.task_id, record.requirement, record.skip_confirmation, record.stream_tokens, follow_up=record.follow_up
+        )
 
     @property
     def revision(self) -> Revision | None:
         return None if self.feedback is None else Revision(analysis=self.analysis, feedback=self.feedback)
+
+    def carried_over(self, step: int) -> Deliverable | None:
+        """The parent's deliverable of `step`'s agent when this follow-up keeps it as it is, else None."""
+        if self.follow_up is None or self.rerun_from is None:
+            return None
+        if AGENT_NAMES.index(self.rerun_from) <= step - 1:
+            return None
+        return self.follow_up.parent_deliverable(AGENT_NAMES[step - 1])
+
+    def follow_up_context(self) -> FollowUpContext | None:
+        """The request and the previous revision's documents, for the agents of a follow-up."""
+        if self.follow_up is None:
+            return None
+        previous = {
+            kept.agent_name: json.dumps(kept.data, ensure_ascii=False) if kept.data is not None else kept.content
+            for kept in self.follow_up.parent_deliverables
+        }
+        return FollowUpContext(self.follow_up.request, previous)
 
 
 class PhaseRunner:
@@ -84,22 +118,27 @@ class PhaseRunner:
             return PhaseOutcome.ENDED
         try:
             if phase is Phase.ANALYSIS and work.revisions == 0:
-                logger.info("task started on %s/%s", self._model.provider, self._model.model)
-                worker = {"worker": work.worker} if work.worker else {}
-                sink.publish_system(
-                    EventType.START,
-                    f"Task started on {self._model.provider} model {self._model.model}",
-                    {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES), **worker},
-                )
+                self._announce(work, sink)
+                if work.follow_up is not None:
+                    self._triage(work, sink)
             if phase is Phase.ANALYSIS:
-                analysis = self._run_crew(work, sink, ANALYSIS_STEPS, revision=work.revision)
-                work.analysis, work.analysis_data = analysis.last_output, analysis.data.get(ANALYSIS_STEPS[0])
-                if not work.skip_confirmation:
-                    self._ask_for_confirmation(work, sink)
-                    return PhaseOutcome.AWAITING_CONFIRMATION
-            planning = self._run_crew(work, sink, PLANNING_STEPS, analysis=work.analysis)
+                kept = work.carried_over(ANALYSIS_STEPS[0])
+                if kept is not None:
+                    self._carry_over(sink, ANALYSIS_STEPS[0], kept)
+                    work.analysis, work.analysis_data = kept.content, kept.data
+                else:
+                    analysis = self._run_crew(
+                        work, sink, ANALYSIS_STEPS, revision=work.revision, follow_up=work.follow_up_context()
+                    )
+                    work.analysis, work.analysis_data = analysis.last_output, analysis.data.get(ANALYSIS_STEPS[0])
+                    if not work.skip_confirmation:
+                        self._ask_for_confirmation(work, sink)
+                        return PhaseOutcome.AWAITING_CONFIRMATION
+            planning = self._plan(work, sink)
             handover = self._trace(work, planning, sink)
-            review = self._run_crew(work, sink, REVIEW_STEPS, analysis=work.analysis, handover=handover)
+            review = self._run_crew(
+                work, sink, REVIEW_STEPS, analysis=work.analysis, handover=handover, follow_up=work.follow_up_context()
+            )
             logger.info("task completed")
             summary = delivery_summary(review.last_output)
             sink.publish_system(EventType.END, summary, {"usage": work.usage, "deliverables": 4})
@@ -119,25 +158,93 @@ class PhaseRunner:
         """One crew of a task (some of its steps), its token usage added to the task's."""
         job = CrewJob(work.task_id, work.requirement, work.stream_tokens, steps, **inputs)
         result = self._crews.run(job, sink)
-        for key, value in result.usage.items():
-            work.usage[key] = work.usage.get(key, 0) + value
+        self._add_usage(work, result)
         return result
 
-    def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
-        """The documents' traceability, published for everyone and handed to the review."""
-        found = documents(
-            {
-                "ProductManager": work.analysis_data,
-                "QAEngineer": planning.data.get(PLANNING_STEPS[0]),
-                "SoftwareDeveloper": planning.data.get(PLANNING_STEPS[1]),
-            }
+    @staticmethod
+    def _add_usage(work: PhaseWork, result: CrewResult) -> None:
+        for key, value in result.usage.items():
+            work.usage[key] = work.usage.get(key, 0) + value
+
+    def _announce(self, work: PhaseWork, sink: EventSink) -> None:
+        """The task's `start` event: the model, the agents, and for a follow-up its place in the thread."""
+        logger.info("task started on %s/%s", self._model.provider, self._model.model)
+        metadata: dict[str, Any] = {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)}
+        if work.worker:
+            metadata["worker"] = work.worker
+        if work.follow_up is not None:
+            follow_up = work.follow_up
+            metadata.update(parent_task_id=follow_up.parent_task_id, thread_id=follow_up.thread_id, revision=follow_up.revision)
+        sink.publish_system(EventType.START, f"Task started on {self._model.provider} model {self._model.model}", metadata)
+
+    def _triage(self, work: PhaseWork, sink: EventSink) -> None:
+        """The ProductManager classifies the follow-up and names the first agent to run again."""
+        result = self._crews.run(
+            CrewJob(work.task_id, work.requirement, work.stream_tokens, (), follow_up=work.follow_up_context(), triage=True),
+            sink,
         )
+        self._add_usage(work, result)
+        triage = result.data.get(0)
+        if triage is None:
+            triage = {"classification": "change", "rerun_from": AGENT_NAMES[0], "reason": UNTRIAGED_REASON}
+        work.rerun_from = str(triage["rerun_from"])
+        kept = AGENT_NAMES[: AGENT_NAMES.index(work.rerun_from)]
+        text = f"Triage: {triage['classification']}; the agents run again from the {work.rerun_from}."
+        if kept:
+            text += f" Carried over: {', '.join(kept)}."
+        sink.publish_system(EventType.ACTION, f"{text} {triage['reason']}", {"kind": "triage", **triage})
+
+    def _carry_over(self, sink: EventSink, step: int, kept: Deliverable) -> None:
+        """Publish the parent's deliverable of `step` as this revision's, without a model call."""
+        agent = AGENTS[step - 1]
+        metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS), "title": kept.title, "carried_over": True}
+        if kept.data is not None:
+            metadata["data"] = kept.data
+        sink.publish(agent.name, EventType.OUTPUT, kept.content, metadata)
+        sink.publish(
+            agent.name,
+            EventType.STEP_END,
+            f"{agent.role}: step {step} of {len(AGENTS)} carried over from the previous revision",
+            {"step": step, "total_steps": len(AGENTS), "carried_over": True},
+        )
+
+    def _plan(self, work: PhaseWork, sink: EventSink) -> CrewResult:
+        """The test plan and the design: carried over or written again, in step order."""
+        kept = {step: work.carried_over(step) for step in PLANNING_STEPS}
+        for step, deliverable in kept.items():
+            if deliverable is not None:
+                self._carry_over(sink, step, deliverable)
+        to_run = tuple(step for step, deliverable in kept.items() if deliverable is None)
+        planning = (
+            self._run_crew(work, sink, to_run, analysis=work.analysis, follow_up=work.follow_up_context())
+            if to_run
+            else CrewResult({})
+        )
+        for step, deliverable in kept.items():
+            if deliverable is not None:
+                planning.outputs[step], planning.data[step] = deliverable.content, deliverable.data
+        return planning
+
+    def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
+        """The documents' traceability, published for everyone and handed to the review (with a
+        follow-up's changes since the previous revision)."""
+        current = {
+            "ProductManager": work.analysis_data,
+            "QAEngineer": planning.data.get(PLANNING_STEPS[0]),
+            "SoftwareDeveloper": planning.data.get(PLANNING_STEPS[1]),
+        }
+        found = documents(current)
         traceability = trace(found.analysis, found.test_plan, found.design)
         sink.publish_system(EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()})
+        changes = None
+        if work.follow_up is not None:
+            previous = {kept.agent_name: kept.data for kept in work.follow_up.parent_deliverables}
+            changes = diff(previous, current).model_dump_json()
         return Handover(
             work="\n\n".join(planning.outputs[step] for step in PLANNING_STEPS),
             traceability=traceability.model_dump_json(),
             must_gaps=tuple(must_gaps(found.analysis, traceability)),
+            changes=changes,
         )
 
     def _ask_for_confirmation(self, work: PhaseWork, sink: EventSink) -> None:

@@ -41,7 +41,7 @@ from delivery_service.runs.phases import (
     timed_out,
 )
 from delivery_service.runs.queue import TaskQueue
-from delivery_service.store.records import TaskRecord
+from delivery_service.store.records import FollowUp, TaskRecord
 from delivery_service.store.base import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,22 @@ class QueueFull(RuntimeError):
     retry_after_seconds = QUEUE_FULL_RETRY_AFTER_SECONDS
 
 
+class ThreadFull(RuntimeError):
+    """The thread already has MAX_THREAD_REVISIONS revisions (the message says so)."""
+
+
+def thread_full(settings: Settings, thread_id: str) -> ThreadFull:
+    return ThreadFull(
+        f"Thread {thread_id} already has {settings.max_thread_revisions} revisions (MAX_THREAD_REVISIONS): start a "
+        "new task with the whole requirement, or raise MAX_THREAD_REVISIONS."
+    )
+
+
+def follow_up_of(parent: TaskRecord, request: str, revision: int) -> FollowUp:
+    """A follow-up of `parent` (a completed task), starting from a copy of its deliverables."""
+    return FollowUp(parent.task_id, parent.thread_id, revision, request, tuple(parent.deliverables))
+
+
 class NotAwaitingConfirmation(RuntimeError):
     """A decision was sent for a task that is not waiting for one."""
 
@@ -101,7 +117,7 @@ class TaskRequest:
     priority: int
     owner: str | None = None
 
-    def new_record(self, model: dict[str, Any]) -> TaskRecord:
+    def new_record(self, model: dict[str, Any], follow_up: FollowUp | None = None) -> TaskRecord:
         """The record of a new task for this request, with a fresh id."""
         return TaskRecord(
             task_id=str(uuid.uuid4()),
@@ -111,6 +127,7 @@ class TaskRequest:
             priority=self.priority,
             model=model,
             owner=self.owner,
+            follow_up=follow_up,
         )
 
 
@@ -155,6 +172,7 @@ class TaskRunner:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._revisions = asyncio.Lock()  # one follow-up at a time takes the next revision number
         self.accepting = True
 
     @property
@@ -167,7 +185,7 @@ class TaskRunner:
         return statuses, len(self._waiting), self._busy, self._settings.max_concurrent_tasks
 
     # --- requests ---------------------------------------------------------------------------------
-    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
+    async def start(self, request: TaskRequest, follow_up: FollowUp | None = None) -> tuple[TaskRecord, bool]:
         """Store the task and put it in line. Returns the record and whether it waits for a worker.
 
         Raises ServiceStopping, QueueFull, or StoreUnavailable when the task cannot be stored.
@@ -179,11 +197,20 @@ class TaskRunner:
                 f"All {self._settings.max_concurrent_tasks} workers are busy and {len(self._waiting)} tasks are "
                 f"waiting (MAX_QUEUED_TASKS). Submit the task again in {QUEUE_FULL_RETRY_AFTER_SECONDS} seconds."
             )
-        record = request.new_record(self._model.public())
-        work = PhaseWork(record.task_id, record.requirement, record.skip_confirmation, record.stream_tokens)
-        task = LiveTask(await self._streams.create_stream(record), work)
+        record = request.new_record(self._model.public(), follow_up)
+        task = LiveTask(await self._streams.create_stream(record), PhaseWork.of(record))
         self._live[record.task_id] = task
         return record, self._schedule(task, Phase.ANALYSIS)
+
+    async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        """Start a follow-up of `parent` with the next revision number of its thread (ThreadFull beyond
+        MAX_THREAD_REVISIONS); otherwise as `start`."""
+        async with self._revisions:
+            members = await asyncio.to_thread(self._streams.store.thread, parent.thread_id)
+            revision = max((member.revision for member in members), default=1) + 1
+            if revision > self._settings.max_thread_revisions:
+                raise thread_full(self._settings, parent.thread_id)
+            return await self.start(request, follow_up_of(parent, text, revision))
 
     async def queue_position(self, task_id: str) -> int | None:
         return self._waiting.position(task_id)

@@ -32,6 +32,9 @@ class TaskStore(Protocol):
     def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         """Tasks newest first (without deliverables), and how many there are; only `owner`'s unless None."""
 
+    def thread(self, thread_id: str) -> list[TaskRecord]:
+        """The tasks of a thread (its first task and every follow-up), oldest first, without deliverables."""
+
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
 

@@ -32,6 +32,11 @@ class MemoryTaskStore:
             newest = sorted(visible, key=lambda record: record.created_at, reverse=True)
         return newest[offset : offset + limit], len(newest)
 
+    def thread(self, thread_id: str) -> list[TaskRecord]:
+        with self._lock:
+            members = [record for record in self._tasks.values() if record.thread_id == thread_id]
+        return sorted(members, key=lambda record: record.created_at)
+
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         with self._lock:
             stored = self._events.get(task_id, [])

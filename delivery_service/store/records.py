@@ -48,6 +48,26 @@ class Deliverable:
     data: dict[str, Any] | None = None  # the structured deliverable (deliverables.schemas), JSON-ready
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """What makes a task a follow-up: the completed task it revises, its thread and revision, the request,
+    and a copy of the parent's deliverables it starts from (the parent may be purged before it runs)."""
+
+    parent_task_id: str
+    thread_id: str  # the first task's id
+    revision: int  # 2, 3, ... in the order the thread's follow-ups were made
+    request: str
+    parent_deliverables: tuple[Deliverable, ...] = ()
+
+    def parent_deliverable(self, agent_name: str) -> Deliverable | None:
+        return next((kept for kept in self.parent_deliverables if kept.agent_name == agent_name), None)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FollowUp:
+        kept = tuple(Deliverable(**deliverable) for deliverable in values.get("parent_deliverables", ()))
+        return cls(**{**values, "parent_deliverables": kept})
+
+
 @dataclass
 class TaskRecord:
     """One task: its request, and the state its events have produced so far."""
@@ -71,10 +91,25 @@ class TaskRecord:
     summary: str | None = None
     deliverables: list[Deliverable] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
+    follow_up: FollowUp | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def thread_id(self) -> str:
+        """A task starts its own thread; a follow-up belongs to its parent's."""
+        return self.follow_up.thread_id if self.follow_up else self.task_id
+
+    @property
+    def revision(self) -> int:
+        return self.follow_up.revision if self.follow_up else 1
+
+    @property
+    def request(self) -> str:
+        """What this revision asked for: the requirement, or the follow-up's request."""
+        return self.follow_up.request if self.follow_up else self.requirement
 
     def apply(self, event: TaskEvent) -> bool:
         """Advance the record by one event of its stream (events arrive in sequence order).
@@ -140,6 +175,8 @@ class TaskRecord:
         values = orjson.loads(data)
         values["status"] = TaskStatus(values["status"])
         values["deliverables"] = [Deliverable(**deliverable) for deliverable in values["deliverables"]]
+        if values.get("follow_up"):
+            values["follow_up"] = FollowUp.from_dict(values["follow_up"])
         return cls(**values)
 
     def snapshot(self) -> TaskRecord:

@@ -10,11 +10,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.events import EncodedEvent, EventType
-from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, TaskRecord, TaskStatus
+from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, FollowUp, TaskRecord, TaskStatus
 
 # The service checkpoints the write-ahead log every CHECKPOINT_SECONDS from its own connection, where it
 # does not stall the event writer (SQLite's automatic checkpoint runs inside a commit: several
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     summary TEXT,
     owner TEXT,
-    usage TEXT NOT NULL DEFAULT '{}'
+    usage TEXT NOT NULL DEFAULT '{}',
+    thread_id TEXT,
+    follow_up TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks (created_at);
 CREATE INDEX IF NOT EXISTS tasks_by_finish ON tasks (finished_at);
@@ -67,17 +70,24 @@ CREATE TABLE IF NOT EXISTS deliverables (
 _TASK_COLUMNS = (
     "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
     "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
-    "owner", "usage",
+    "owner", "usage", "thread_id", "follow_up",
 )
+# Set when a task is created and never changed: an update leaves them (and their indexes) alone.
+_FIXED_COLUMNS = frozenset(_TASK_COLUMNS[:6]) | {"created_at", "owner", "thread_id", "follow_up"}
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
     "ON CONFLICT (task_id) DO UPDATE SET "
-    + ", ".join(f"{column} = excluded.{column}" for column in _TASK_COLUMNS[6:])
+    + ", ".join(f"{column} = excluded.{column}" for column in _TASK_COLUMNS if column not in _FIXED_COLUMNS)
 )
 
 
 def _task_row(record: TaskRecord) -> tuple[object, ...]:
-    encoded = {"model": json.dumps(record.model), "usage": json.dumps(record.usage), "status": record.status.value}
+    encoded = {
+        "model": json.dumps(record.model),
+        "usage": json.dumps(record.usage),
+        "status": record.status.value,
+        "follow_up": json.dumps(asdict(record.follow_up)) if record.follow_up else None,
+    }
     return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
 
 
@@ -97,6 +107,8 @@ def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> 
     values["status"] = TaskStatus(values["status"])
     values["skip_confirmation"] = bool(values["skip_confirmation"])
     values["stream_tokens"] = bool(values["stream_tokens"])
+    del values["thread_id"]  # the record's thread is its follow-up's, or itself
+    values["follow_up"] = FollowUp.from_dict(json.loads(values["follow_up"])) if values["follow_up"] else None
     return TaskRecord(**values, deliverables=deliverables or [])
 
 
@@ -137,6 +149,10 @@ class SqliteTaskStore:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
         if "usage" not in present:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
+        for column in ("thread_id", "follow_up"):
+            if column not in present:
+                self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+        self._writer.execute("CREATE INDEX IF NOT EXISTS tasks_by_thread ON tasks (thread_id)")
         if "data" not in {row["name"] for row in self._writer.execute("PRAGMA table_info(deliverables)")}:
             self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")
 
@@ -212,6 +228,11 @@ class SqliteTaskStore:
         rows = self._read(f"{_SELECT_TASKS} {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
         total = self._read(f"SELECT COUNT(*) AS n FROM tasks {mine}", (owner,))[0]["n"]
         return [_record(row) for row in rows], int(total)
+
+    def thread(self, thread_id: str) -> list[TaskRecord]:
+        # A task stored before threads existed has no thread_id: it is the first of its own thread.
+        rows = self._read(f"{_SELECT_TASKS} WHERE thread_id = ? OR task_id = ? ORDER BY created_at", (thread_id, thread_id))
+        return [_record(row) for row in rows]
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = self._read(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
@@ -31,6 +32,8 @@ from delivery_service.http.dependencies import (
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.schemas import (
     ConfirmRequest,
+    FollowUpRequest,
+    FollowUpResponse,
     RunTaskRequest,
     RunTaskResponse,
     TaskResultResponse,
@@ -39,9 +42,9 @@ from delivery_service.http.schemas import (
     TaskSummary,
 )
 from delivery_service.observability.logs import current_task_id
-from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest
+from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest, ThreadFull
 from delivery_service.store.base import StoreUnavailable
-from delivery_service.store.records import TaskRecord
+from delivery_service.store.records import TaskRecord, TaskStatus
 
 CONTROL_WAIT_SECONDS = 5.0
 
@@ -62,8 +65,52 @@ async def run_task(
     task_request = TaskRequest(
         body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner
     )
+    record, waits = await _started(state.runner.start(task_request))
+    audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
+    return RunTaskResponse(**_started_fields(record, waits, response, caller))
+
+
+@router.post(
+    "/api/task/{task_id}/follow_up",
+    status_code=202,
+    response_model=FollowUpResponse,
+    responses={
+        **NOT_FOUND,
+        **TOO_MANY,
+        409: error_response("The task is not completed, or its thread has MAX_THREAD_REVISIONS revisions"),
+        413: error_response("The body is larger than MAX_BODY_BYTES"),
+    },
+    summary="Revise a completed task: a new task in its thread, re-running only the agents the request concerns",
+)
+async def follow_up(
+    task_id: str, body: FollowUpRequest, request: Request, response: Response, state: State, caller: CallerOf
+) -> FollowUpResponse:
+    parent = await stored_task(state, task_id, caller)
+    if parent.status is not TaskStatus.COMPLETED:
+        raise HTTPException(
+            status_code=409,
+            detail=f"Task {task_id} is {parent.status.value}: only a completed task can be followed up. Wait for it "
+            "to complete (follow its stream), or follow up on the thread's last completed task.",
+        )
+    await state.rate_limit.check(client_of(request, caller))
+    task_request = TaskRequest(parent.requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner)
     try:
-        record, waits = await state.runner.start(task_request)
+        record, waits = await _started(state.runner.follow_up(parent, body.request, task_request))
+    except ThreadFull as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    audit("task.followed_up", request, caller, record.task_id, parent=task_id, revision=record.revision)
+    return FollowUpResponse(
+        **_started_fields(record, waits, response, caller),
+        parent_task_id=task_id,
+        thread_id=record.thread_id,
+        revision=record.revision,
+    )
+
+
+async def _started(start: Awaitable[tuple[TaskRecord, bool]]) -> tuple[TaskRecord, bool]:
+    """The runner's new task, or the HTTP error that says why it could not start."""
+    try:
+        record, waits = await start
     except ServiceStopping as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
     except QueueFull as exc:
@@ -71,17 +118,21 @@ async def run_task(
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
     current_task_id.set(record.task_id)
-    audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
+    return record, waits
+
+
+def _started_fields(record: TaskRecord, waits: bool, response: Response, caller: Caller) -> dict[str, Any]:
+    """What every answer that started a task says (and its Location header)."""
     status_url = f"/api/task/{record.task_id}/status"
     response.headers["Location"] = status_url
-    return RunTaskResponse(
-        task_id=record.task_id,
-        status="queued" if waits else "started",
-        message="Task queued: every worker is busy" if waits else "Task started",
-        stream_url=f"/api/stream/{record.task_id}",
-        status_url=status_url,
-        stream_token=caller.token_for(record.task_id),
-    )
+    return {
+        "task_id": record.task_id,
+        "status": "queued" if waits else "started",
+        "message": "Task queued: every worker is busy" if waits else "Task started",
+        "stream_url": f"/api/stream/{record.task_id}",
+        "status_url": status_url,
+        "stream_token": caller.token_for(record.task_id),
+    }
 
 
 @router.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, responses=NOT_FOUND)

@@ -1,0 +1,175 @@
+"""Follow-ups: a new revision of a completed task, in its thread, re-running only what the request concerns.
+
+Over real HTTP: the scripted model, and the OpenAI-compatible stub's `/follow-up/<agent>/v1`, whose
+triage names that agent and whose follow-up answers are a scripted revision (tests/openai_stub.py).
+The cluster mode's follow-ups are in tests/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from conftest import ServerProcess, read_stream, start_task, wait_until
+from openai_stub import REVISED_CHANGES, asked_for
+
+ALICE = {"Authorization": "Bearer alice-key-0123"}
+BOB = {"Authorization": "Bearer bob-key-4567"}
+
+
+def completed(base: str, requirement: str = "Build a todo app", headers: dict[str, str] | None = None) -> str:
+    response = httpx.post(f"{base}/api/run_task", json={"user_requirement": requirement}, headers=headers)
+    assert response.status_code == 202, response.text
+    task_id = str(response.json()["task_id"])
+    assert read_stream(base, task_id, headers=headers)[-1]["event_type"] == "end"
+    return task_id
+
+
+def follow_up(base: str, task_id: str, request: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(f"{base}/api/task/{task_id}/follow_up", json={"request": request}, headers=headers)
+
+
+def followed(base: str, task_id: str, request: str, headers: dict[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """A follow-up run to its end: its id and events."""
+    response = follow_up(base, task_id, request, headers)
+    assert response.status_code == 202, response.text
+    child = str(response.json()["task_id"])
+    events = read_stream(base, child, headers=headers)
+    assert events[-1]["event_type"] == "end", events[-1]
+    return child, events
+
+
+def result(base: str, task_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    response = httpx.get(f"{base}/api/task/{task_id}/result", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def stub_requests_since(stub: ServerProcess, count: int) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{stub.base_url}/requests").json()[count:])
+
+
+def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
+    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/QAEngineer/v1")
+    base = service.base_url
+    parent = completed(base)
+    seen = len(stub_requests_since(openai_stub, 0))
+
+    response = follow_up(base, parent, "Add a test for sign-in with email")
+    assert response.status_code == 202
+    started = response.json()
+    assert (started["parent_task_id"], started["thread_id"], started["revision"]) == (parent, parent, 2)
+    events = read_stream(base, started["task_id"])
+    assert events[-1]["event_type"] == "end"
+
+    triage = [e for e in events if e["metadata"].get("kind") == "triage"]
+    assert len(triage) == 1 and triage[0]["agent_name"] == "System"
+    assert {k: triage[0]["metadata"][k] for k in ("classification", "rerun_from")} == {
+        "classification": "new_feature",
+        "rerun_from": "QAEngineer",
+    }
+    carried = [(e["agent_name"], e["event_type"]) for e in events if e["metadata"].get("carried_over")]
+    assert carried == [("ProductManager", "output"), ("ProductManager", "step_end")]
+    started_agents = [e["agent_name"] for e in events if e["event_type"] == "agent_start"]
+    assert started_agents == ["QAEngineer", "SoftwareDeveloper", "Coordinator"]
+
+    asked = [asked_for(request["body"]) for request in stub_requests_since(openai_stub, seen)]
+    assert "ProductManager" not in asked, "a carried-over agent makes no model request"
+    assert sorted(set(asked)) == ["Coordinator", "QAEngineer", "SoftwareDeveloper", "Triage"]
+
+    revised, original = result(base, started["task_id"]), result(base, parent)
+    analysis = {d["agent_name"]: d for d in revised["deliverables"]}["ProductManager"]
+    assert analysis["data"] == original["deliverables"][0]["data"], "the analysis is the parent's, unchanged"
+    assert revised["changes"] == {"added": [], "removed": [], "modified": ["TC-1", "C-1"]}
+    assert {"from": "TC-1", "to": "AC-2.1"} in revised["traceability"]["dangling"], "traceability is recomputed"
+    assert revised["status"] == "completed" and revised["revision"] == 2 and revised["parent_task_id"] == parent
+
+
+def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
+    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/ProductManager/v1")
+    base = service.base_url
+    parent = completed(base)
+    seen = len(stub_requests_since(openai_stub, 0))
+    child, events = followed(base, parent, "Add sign-in with email")
+
+    assert not [e for e in events if e["metadata"].get("carried_over")], "every agent runs again"
+    revised = result(base, child)
+    assert revised["changes"] == REVISED_CHANGES
+    stories = {d["agent_name"]: d for d in revised["deliverables"]}["ProductManager"]["data"]["user_stories"]
+    assert [story["id"] for story in stories] == ["US-1", "US-2"], "US-1 keeps its number"
+
+    review_prompts = [
+        "\n".join(str(m.get("content", "")) for m in request["body"]["messages"])
+        for request in stub_requests_since(openai_stub, seen)
+        if asked_for(request["body"]) == "Coordinator"
+    ]
+    assert review_prompts and all('"removed":["AC-1.2"]' in prompt for prompt in review_prompts), (
+        "the Coordinator is given the computed changes"
+    )
+
+
+def test_threads_branches_limits_and_bad_requests(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(MAX_THREAD_REVISIONS="4", FAKE_LLM_DELAY_MS="20")
+    base = service.base_url
+    root = completed(base)
+    first, _ = followed(base, root, "Add a test for empty titles")
+    branch, _ = followed(base, root, "Add sign-in with email")
+    deeper, events = followed(base, first, "The review should weigh offline use")
+    assert [e["metadata"]["rerun_from"] for e in events if e["metadata"].get("kind") == "triage"] == ["Coordinator"]
+
+    thread = httpx.get(f"{base}/api/threads/{root}").json()
+    assert thread["thread_id"] == root
+    assert [(t["task_id"], t["revision"], t["parent_task_id"]) for t in thread["tasks"]] == [
+        (root, 1, None),
+        (first, 2, root),
+        (branch, 3, root),
+        (deeper, 4, first),
+    ], "oldest first; two follow-ups of one parent are two branches with their own numbers"
+    assert [t["request"] for t in thread["tasks"]][1:] == [
+        "Add a test for empty titles",
+        "Add sign-in with email",
+        "The review should weigh offline use",
+    ]
+    assert result(base, deeper)["thread_id"] == root and result(base, deeper)["parent_task_id"] == first
+
+    full = follow_up(base, branch, "One more")
+    assert full.status_code == 409 and "MAX_THREAD_REVISIONS" in full.json()["detail"]
+    assert follow_up(base, root, "   ").status_code == 422
+    assert follow_up(base, "no-such-task", "Add a feature").status_code == 404
+    assert httpx.get(f"{base}/api/threads/{first}").status_code == 404, "a thread's id is its first task's"
+    assert httpx.get(f"{base}/api/threads/no-such-thread").status_code == 404
+
+    running = start_task(base, "Build a slow app")
+    wait_until(lambda: httpx.get(f"{base}/api/task/{running}/status").json()["status"] == "running", 30, "running")
+    refused = follow_up(base, running, "Add a feature")
+    assert refused.status_code == 409 and "is running" in refused.json()["detail"]
+
+
+def test_a_thread_belongs_to_its_key(start_service: Callable[..., ServerProcess]) -> None:
+    base = start_service(API_KEYS="alice-key-0123, bob-key-4567").base_url
+    root = completed(base, "Alice's private project", headers=ALICE)
+    assert follow_up(base, root, "Add a feature", headers=BOB).status_code == 404
+    assert follow_up(base, root, "Add a feature").status_code == 401
+    child, _ = followed(base, root, "Add a feature", headers=ALICE)
+    assert httpx.get(f"{base}/api/threads/{root}", headers=BOB).status_code == 404
+    tasks = httpx.get(f"{base}/api/threads/{root}", headers=ALICE).json()["tasks"]
+    assert [t["task_id"] for t in tasks] == [root, child]
+
+
+def test_a_follow_up_after_a_restart_starts_from_the_stored_parent(start_service: Callable[..., ServerProcess]) -> None:
+    first = start_service()
+    root = completed(first.base_url)
+    parent_result = result(first.base_url, root)
+    first.kill()
+
+    second = start_service(port=first.port)
+    child, events = followed(second.base_url, root, "Add a test for long titles")
+    kept = next(e for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output")
+    assert kept["content"] == parent_result["deliverables"][0]["content"]
+    assert result(second.base_url, child)["changes"] == {"added": ["TC-7"], "removed": [], "modified": []}
