@@ -140,3 +140,11 @@ def test_embedded_local_model_runs_a_task_to_the_end(start_service: Callable[...
     thoughts = [e["content"] for e in events if e["event_type"] == "thought"]
     assert not any("parse" in thought.lower() for thought in thoughts), "no parser internals shown as thoughts"
     assert httpx.get(f"{service.base_url}/readyz").json()["ready"] is True
+
+    follow_up = httpx.post(f"{service.base_url}/api/task/{task_id}/follow_up", json={"request": "Add a test for sign-in"})
+    assert follow_up.status_code == 202
+    revised = read_stream(service.base_url, follow_up.json()["task_id"])
+    assert revised[-1]["event_type"] == "end", revised[-1]["content"]
+    (triage,) = [e for e in revised if e["metadata"].get("kind") == "triage"]
+    assert triage["metadata"]["rerun_from"] == "ProductManager", "the embedded model does not triage: all run again"
+    assert len([e for e in revised if e["event_type"] == "output"]) == 4

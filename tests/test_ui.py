@@ -243,6 +243,40 @@ def test_each_task_has_an_address_that_reopens_and_resumes_it(
     expect(page.locator("#task-status")).to_have_text("completed")
 
 
+def test_a_follow_up_from_the_page_shows_the_revisions_and_what_changed(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="5")
+    page = open_ui(service)
+    submit(page, "Build a todo app")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#timeline li")).to_have_count(1)
+    first = page.inner_text("#task-id")
+
+    page.fill("#follow-up", "Add sign-in with email")
+    page.click("#follow-up-submit")
+    expect(page.locator("#task-id")).not_to_have_text(first)
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator('#pipeline li[data-agent="ProductManager"]')).to_have_attribute("data-state", "done")
+    expect(page.locator("#timeline li")).to_have_count(2)
+    expect(page.locator("#timeline li.current")).to_have_attribute("data-revision", "2")
+    expect(page.locator("#timeline li.current")).to_contain_text("Add sign-in with email")
+    expect(page.locator("#changes-summary")).to_have_text("added: US-3, AC-3.1, TC-7; modified: none; removed: none")
+    analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
+    expect(analysis.locator("a.definition.id-added")).to_have_text(["US-3", "AC-3.1"])
+    expect(page.locator("a.definition.id-modified")).to_have_count(0)
+
+    page.fill("#follow-up", "Add a test for very long titles")
+    page.click("#follow-up-submit")
+    expect(page.locator("#timeline li")).to_have_count(3)
+    expect(page.locator('#pipeline li[data-agent="ProductManager"]')).to_have_attribute("data-state", "carried over")
+    expect(page.locator("#timeline li.current")).to_contain_text("revises revision 2")
+    page.locator('#timeline li[data-revision="1"] button').click()
+    expect(page.locator("#task-id")).to_have_text(first)
+    expect(page.locator("#changes")).to_be_hidden()
+    expect(page.locator("#timeline li.current")).to_have_attribute("data-revision", "1")
+
+
 @pytest.mark.parametrize(
     ("path", "operation"),
     [("/docs", ".opblock-summary-path[data-path='/api/run_task']"), ("/redoc", 'h2:has-text("Approve the requirements analysis")')],

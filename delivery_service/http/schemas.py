@@ -292,6 +292,17 @@ class ThreadTask(BaseModel):
     created_at: str
     parent_task_id: str | None = Field(description="the task it revises (two follow-ups of one parent are two branches)")
 
+    @classmethod
+    def of(cls, record: TaskRecord) -> ThreadTask:
+        return cls(
+            task_id=record.task_id,
+            revision=record.revision,
+            request=record.request,
+            status=record.status,
+            created_at=record.created_at,
+            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
+        )
+
 
 class ThreadResponse(BaseModel):
     thread_id: str

@@ -31,17 +31,4 @@ async def thread(thread_id: str, state: State, caller: CallerOf) -> ThreadRespon
             detail=f"Thread {thread_id} not found: a thread's id is the id of its first task. Check the id; finished "
             "tasks are kept for TASK_RETENTION_DAYS.",
         )
-    return ThreadResponse(
-        thread_id=thread_id,
-        tasks=[
-            ThreadTask(
-                task_id=record.task_id,
-                revision=record.revision,
-                request=record.request,
-                status=record.status,
-                created_at=record.created_at,
-                parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
-            )
-            for record in members
-        ],
-    )
+    return ThreadResponse(thread_id=thread_id, tasks=[ThreadTask.of(record) for record in members])

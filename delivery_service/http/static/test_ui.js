@@ -73,6 +73,8 @@ function resetRun(taskId) {
   Object.assign(run, { taskId, source: null, lastSequence: 0, events: [], ended: false, liveText: {} });
   $("run-section").hidden = false;
   $("deliverables-section").hidden = true;
+  $("thread-section").hidden = true;
+  $("changes").hidden = true;
   $("task-id").textContent = taskId;
   $("task-status").textContent = "-";
   $("terminal-message").textContent = "";
@@ -166,9 +168,10 @@ function showEvent(event) {
       break;
     case "output":
       showLiveText(agent, event.content);
+      if (event.metadata.carried_over) setStage(agent, "carried over");
       break;
     case "step_end":
-      setStage(agent, "done");
+      if (!event.metadata.carried_over) setStage(agent, "done");
       $("progress-bar").style.width = `${(event.metadata.step / 4) * 100}%`;
       break;
     case "action":
@@ -323,12 +326,77 @@ async function showDeliverables(taskId) {
       container.append(article);
     }
     linkIdentifiers(container, result.deliverables);
+    showChanges(result, container);
     showTraceability(result);
     showDiagram(container, result.deliverables);
     $("download").href = `/api/task/${encodeURIComponent(taskId)}/result?format=markdown`;
     $("deliverables-section").hidden = false;
+    await showThread(result);
   } catch (error) {
     $("terminal-message").textContent += `\nThe deliverables could not be loaded: ${error.message}`;
+  }
+}
+
+// --- follow-ups ----------------------------------------------------------------------------------
+// A follow-up's changes since its parent (computed by the service): listed, and highlighted where the
+// deliverables define them.
+function showChanges(result, container) {
+  if (!result.changes) return;
+  const { added, removed, modified } = result.changes;
+  const words = [["added", added], ["modified", modified], ["removed", removed]]
+    .map(([kind, ids]) => `${kind}: ${ids.length ? ids.join(", ") : "none"}`);
+  $("changes-summary").textContent = words.join("; ");
+  for (const [kind, ids] of [["added", added], ["modified", modified]]) {
+    for (const id of ids) {
+      const definition = container.querySelector(`a.definition[id="ref-${CSS.escape(id)}"]`);
+      if (definition) definition.classList.add(`id-${kind}`);
+    }
+  }
+  $("changes").hidden = false;
+}
+
+// The thread's revisions, oldest first, each one opening its task; the follow-up box under a completed task.
+async function showThread(result) {
+  const thread = await api(`/api/threads/${encodeURIComponent(result.thread_id)}`);
+  if (result.task_id !== run.taskId) return;
+  const timeline = $("timeline");
+  timeline.textContent = "";
+  for (const task of thread.tasks) {
+    const item = element("li");
+    item.dataset.revision = String(task.revision);
+    item.dataset.taskId = task.task_id;
+    if (task.task_id === result.task_id) item.className = "current";
+    const open = element("button", `Revision ${task.revision}`);
+    open.type = "button";
+    open.addEventListener("click", () => follow(task.task_id));
+    const parent = task.parent_task_id ? ` (revises revision ${revisionOf(thread, task.parent_task_id)})` : "";
+    item.append(open, element("span", ` ${task.status}${parent}: `, "muted"), element("span", task.request.slice(0, 200)));
+    timeline.append(item);
+  }
+  $("follow-up-form").hidden = result.status !== "completed";
+  $("thread-section").hidden = false;
+}
+
+function revisionOf(thread, taskId) {
+  const task = thread.tasks.find((candidate) => candidate.task_id === taskId);
+  return task ? task.revision : "?";
+}
+
+async function submitFollowUp(submit) {
+  submit.preventDefault();
+  $("follow-up-error").textContent = "";
+  $("follow-up-submit").disabled = true;
+  try {
+    const task = await api(`/api/task/${encodeURIComponent(run.taskId)}/follow_up`, {
+      method: "POST",
+      body: JSON.stringify({ request: $("follow-up").value, skip_confirmation: !$("follow-up-confirm").checked }),
+    });
+    $("follow-up").value = "";
+    follow(task.task_id, task.stream_token);
+  } catch (error) {
+    $("follow-up-error").textContent = error.message;
+  } finally {
+    $("follow-up-submit").disabled = false;
   }
 }
 
@@ -450,6 +518,7 @@ function updateCounter() {
 }
 
 $("task-form").addEventListener("submit", submitTask);
+$("follow-up-form").addEventListener("submit", submitFollowUp);
 $("auth-form").addEventListener("submit", (submit) => {
   submit.preventDefault();
   apiKey = $("api-key").value.trim();
