@@ -111,7 +111,8 @@ def test_llm_failures_end_the_task_with_one_clear_error(
 
 
 @pytest.mark.slow
-def test_embedded_local_model_runs_a_task_to_the_end(start_service: Callable[..., ServerProcess]) -> None:
+@pytest.mark.timeout(600)  # two runs on the embedded model, each slower on a busy machine
+def test_embedded_local_model_runs_a_task_and_a_follow_up_to_the_end(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(LLM_PROVIDER="local")
     health = httpx.get(f"{service.base_url}/healthz").json()
     assert health["model"]["provider"] == "local"

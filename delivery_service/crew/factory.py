@@ -175,6 +175,7 @@ def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) ->
         description=description,
         expected_output="One JSON object: classification, rerun_from, reason.",
         agent=agent,
+        context=[],  # CrewAI's default is a sentinel that is no list
         guardrail=answer.check,
         guardrail_max_retries=REPAIR_ATTEMPTS,
     )
