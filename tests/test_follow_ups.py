@@ -89,6 +89,26 @@ def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
     assert revised["status"] == "completed" and revised["revision"] == 2 and revised["parent_task_id"] == parent
 
 
+def test_a_design_rerun_is_given_the_test_plan_kept_from_the_parent(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
+    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/SoftwareDeveloper/v1")
+    base = service.base_url
+    parent = completed(base)
+    seen = len(stub_requests_since(openai_stub, 0))
+    child, events = followed(base, parent, "The design misses offline mode")
+
+    carried = [e["agent_name"] for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output"]
+    assert carried == ["ProductManager", "QAEngineer"]
+    design_prompts = [
+        "\n".join(str(m.get("content", "")) for m in request["body"]["messages"])
+        for request in stub_requests_since(openai_stub, seen)
+        if asked_for(request["body"]) == "SoftwareDeveloper"
+    ]
+    kept_plan = result(base, parent)["deliverables"][1]["content"]
+    assert design_prompts and all(kept_plan.strip() in prompt for prompt in design_prompts), "the design sees the kept plan"
+
+
 def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:

@@ -30,6 +30,7 @@ _REVISION = (
 )
 _APPROVED_ANALYSIS = "The requester approved this requirements analysis:\n\n<analysis>\n{analysis}\n</analysis>\n\n"
 _EARLIER_WORK = "The team's test plan and technical design:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
+_KEPT_WORK = "The team's documents kept from the previous revision:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
 _TRACEABILITY = (
     "The service checked how these documents trace to each other (computed, not written by a model):\n\n"
     "<traceability>\n{traceability}\n</traceability>\n\n"
@@ -78,6 +79,7 @@ class FollowUpContext:
 
     request: str
     previous: dict[str, str]
+    kept: str = ""  # earlier documents of this phase carried over (a kept test plan, for the design)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ def build_crew(
         if follow_up is not None:
             previous = follow_up.previous.get(spec.name, "(none)")
             description += _FOLLOW_UP.format(previous=previous, request=as_prompt_data(follow_up.request))
+            if follow_up.kept and handover is None:
+                description = _KEPT_WORK.format(work=follow_up.kept) + description
         if handover is not None and handover.changes is not None:
             description = _CHANGES.format(changes=handover.changes) + description
         if handover is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from delivery_service.agents import AGENT_NAMES, AGENTS
@@ -215,11 +215,11 @@ class PhaseRunner:
             if deliverable is not None:
                 self._carry_over(sink, step, deliverable)
         to_run = tuple(step for step, deliverable in kept.items() if deliverable is None)
-        planning = (
-            self._run_crew(work, sink, to_run, analysis=work.analysis, follow_up=work.follow_up_context())
-            if to_run
-            else CrewResult({})
-        )
+        carried = "\n\n".join(deliverable.content for deliverable in kept.values() if deliverable is not None)
+        follow_up = work.follow_up_context()
+        if follow_up is not None and carried:
+            follow_up = replace(follow_up, kept=carried)  # the design is given the kept test plan
+        planning = self._run_crew(work, sink, to_run, analysis=work.analysis, follow_up=follow_up) if to_run else CrewResult({})
         for step, deliverable in kept.items():
             if deliverable is not None:
                 planning.outputs[step], planning.data[step] = deliverable.content, deliverable.data
