@@ -2,7 +2,9 @@
 
 It behaves like a streaming LLM towards CrewAI (call-started, stream-chunk and call-completed
 events, estimated token usage) but answers from a fixed script keyed by the agent's role, so a run is
-reproducible, needs no network and costs no tokens. Every answer says that it is scripted.
+reproducible, needs no network and costs no tokens. Every answer says that it is scripted. A follow-up's
+triage picks the first agent whose document the request's words name ("test", "design", "review"),
+and a follow-up adds a story (US-3) and a test case (TC-7) of its own.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 A task runs in two phases: the *analysis* (ProductManager), then the *delivery*: a crew for the test
 plan and the design (QAEngineer, SoftwareDeveloper), the traceability of the three documents computed
 by the service and published as a System `action`, and a crew for the review (Coordinator), which is
-given that traceability. `PhaseRunner.run` runs one phase against any `EventSink` and ends
+given that traceability. A follow-up (docs/api.md, "Follow-ups") begins its analysis with the
+ProductManager's triage: agents before the one it names are carried over from the parent (their
+deliverables published again, no model call), the others run with their previous document and the
+request, and the review is also given the computed changes. `PhaseRunner.run` runs one phase against any `EventSink` and ends
 it by publishing (the terminal event, or `confirmation_required`); `PhaseWork` is what one phase
 hands to the next. The messages a task's control publishes (decisions, timeouts) are built here too,
 so the embedded runner and the cluster say the same thing.
