@@ -84,16 +84,21 @@ def revised_data(agent: str, subject: str) -> dict[str, Any]:
     return data
 
 
+def prompt_of(body: dict[str, Any]) -> str:
+    """Every message of a chat-completions request, as one text."""
+    return "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+
+
 def asked_for(body: dict[str, Any]) -> str:
     """Which agent a request is from, `Triage` for a follow-up's triage."""
-    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    prompt = prompt_of(body)
     return "Triage" if "<previous_documents>" in prompt else _asking_agent(prompt)
 
 
 def stub_answer(body: dict[str, Any], style: str = "json") -> str:
     """The asking agent's deliverable: `json`, `fenced` (in a markdown fence), `prose` (markdown, no JSON),
     `repair` (prose the first time each agent asks about a requirement, JSON after) or `gaps`."""
-    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    prompt = prompt_of(body)
     requirement = _REQUIREMENT.search(prompt)
     subject = requirement.group(1) if requirement else "unknown"
     agent = _asking_agent(prompt)
@@ -147,7 +152,7 @@ async def answers_in_style(style: str, request: Request) -> Any:
 async def follow_up(rerun_from: str, request: Request) -> Any:
     """A first task as `/ok/v1`; a follow-up's triage names `rerun_from`, its agents answer `revised_data`."""
     body = await record(request)
-    prompt = "\n".join(str(message.get("content", "")) for message in body.get("messages", []))
+    prompt = prompt_of(body)
     if asked_for(body) == "Triage":
         triage = {"classification": "new_feature", "rerun_from": rerun_from, "reason": "Scripted by the stub."}
         return await answer(body, text=json.dumps(triage))

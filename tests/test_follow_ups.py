@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from conftest import ServerProcess, read_stream, start_task, wait_until
-from openai_stub import REVISED_CHANGES, asked_for
+from openai_stub import REVISED_CHANGES, asked_for, prompt_of
 
 ALICE = {"Authorization": "Bearer alice-key-0123"}
 BOB = {"Authorization": "Bearer bob-key-4567"}
@@ -49,6 +49,11 @@ def result(base: str, task_id: str, headers: dict[str, str] | None = None) -> di
 
 def stub_requests_since(stub: ServerProcess, count: int) -> list[dict[str, Any]]:
     return list(httpx.get(f"{stub.base_url}/requests").json()[count:])
+
+
+def prompts_to(stub: ServerProcess, since: int, agent: str) -> list[str]:
+    """The prompts `agent` sent the stub after its first `since` requests."""
+    return [prompt_of(r["body"]) for r in stub_requests_since(stub, since) if asked_for(r["body"]) == agent]
 
 
 def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
@@ -100,11 +105,7 @@ def test_a_design_rerun_is_given_the_test_plan_kept_from_the_parent(
 
     carried = [e["agent_name"] for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output"]
     assert carried == ["ProductManager", "QAEngineer"]
-    design_prompts = [
-        "\n".join(str(m.get("content", "")) for m in request["body"]["messages"])
-        for request in stub_requests_since(openai_stub, seen)
-        if asked_for(request["body"]) == "SoftwareDeveloper"
-    ]
+    design_prompts = prompts_to(openai_stub, seen, "SoftwareDeveloper")
     kept_plan = result(base, parent)["deliverables"][1]["content"]
     assert design_prompts and all(kept_plan.strip() in prompt for prompt in design_prompts), "the design sees the kept plan"
 
@@ -124,11 +125,7 @@ def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
     stories = {d["agent_name"]: d for d in revised["deliverables"]}["ProductManager"]["data"]["user_stories"]
     assert [story["id"] for story in stories] == ["US-1", "US-2"], "US-1 keeps its number"
 
-    review_prompts = [
-        "\n".join(str(m.get("content", "")) for m in request["body"]["messages"])
-        for request in stub_requests_since(openai_stub, seen)
-        if asked_for(request["body"]) == "Coordinator"
-    ]
+    review_prompts = prompts_to(openai_stub, seen, "Coordinator")
     assert review_prompts and all('"removed":["AC-1.2"]' in prompt for prompt in review_prompts), (
         "the Coordinator is given the computed changes"
     )
