@@ -19,7 +19,7 @@ from delivery_service.http.body_limit import BodyLimit
 from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.openapi import install_event_schema
-from delivery_service.http.routes import service, streams, tasks, threads
+from delivery_service.http.routes import service, streams, tasks, threads, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.settings import Settings, get_settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(StoreUnavailable, store_unavailable_handler)
-    for router in (tasks.router, threads.router, streams.router, service.router):
+    for router in (tasks.router, threads.router, webhooks.router, streams.router, service.router):
         app.include_router(router)
     install_event_schema(app)
     app.mount("/static", StaticFiles(directory=service.STATIC_DIR), name="static")

@@ -6,9 +6,11 @@ documents each of them; keep the two in step.
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_rate
 from pydantic import Field, SecretStr, field_validator
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
     )
 
     # --- LLM provider -------------------------------------------------------------------------
@@ -105,6 +107,50 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
+    # --- webhooks (off unless WEBHOOK_SECRET is set) -----------------------------------------------
+    webhook_secret: SecretStr | None = None
+    webhook_urls: str = ""
+    webhook_allowed_hosts: str = ""
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    public_url: str = ""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_syntax(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value() if value else ""
+        body = secret.removeprefix("whsec_").rstrip("=")
+        try:
+            decoded = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except ValueError:
+            decoded = b""
+        if secret and len(decoded) < 16:
+            raise ValueError(
+                "WEBHOOK_SECRET must be 'whsec_' followed by at least 16 random bytes in base64, as Standard Webhooks "
+                "says; make one with: python -c \"import base64,os;print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
+            )
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls_syntax(cls, value: str) -> str:
+        for url in _comma_list(value):
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError(f"WEBHOOK_URLS: {url!r} is not an http or https URL")
+        return value
+
+    def webhooks_enabled(self) -> bool:
+        return bool(self.webhook_secret and self.webhook_secret.get_secret_value())
+
+    def webhook_url_list(self) -> list[str]:
+        return _comma_list(self.webhook_urls)
+
+    def webhook_allowed_host_set(self) -> frozenset[str]:
+        """Hosts a webhook may reach on any address: WEBHOOK_ALLOWED_HOSTS and the hosts of WEBHOOK_URLS."""
+        configured = {urlsplit(url).hostname or "" for url in self.webhook_url_list()}
+        return frozenset(host.lower() for host in [*_comma_list(self.webhook_allowed_hosts), *configured] if host)
+
     # --- server -------------------------------------------------------------------------------
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -121,6 +167,10 @@ class Settings(BaseSettings):
         if self.llm_base_url:
             return "openai"
         return "local"
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 @lru_cache(maxsize=1)

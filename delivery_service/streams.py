@@ -187,12 +187,12 @@ class TaskStream(StreamView):
 class StreamManager:
     """All streams held in memory (live and recently finished tasks), their writer, and their retention."""
 
-    def __init__(self, store: TaskStore, limits: StreamLimits, retention_seconds: float) -> None:
+    def __init__(self, store: TaskStore, limits: StreamLimits, retention_seconds: float, public_url: str = "") -> None:
         self._store = store
         self._limits = limits
         self._retention_seconds = retention_seconds
         self._streams: dict[str, TaskStream] = {}
-        self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver)
+        self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver, public_url)
 
     @property
     def store(self) -> TaskStore:

@@ -31,6 +31,7 @@ import redis.asyncio
 from delivery_service.settings import Settings
 from delivery_service.streams import bounded_content
 from delivery_service.store.events import EventType, TaskEvent, json_fields, utc_now_iso
+from delivery_service.store.outbox import MESSAGE_TYPES, body_parts
 
 PREFIX = "mad"
 TASKS = f"{PREFIX}:tasks"  # every task, scored by creation time (ms)
@@ -38,6 +39,7 @@ QUEUED = f"{PREFIX}:queued"  # tasks waiting for a worker, scored by rank (prior
 RUNNING = f"{PREFIX}:running"  # tasks on a worker, scored by the deadline of the worker's lease (ms)
 AWAITING = f"{PREFIX}:awaiting"  # tasks waiting for a decision, scored by its deadline (ms)
 WORKERS = f"{PREFIX}:workers"  # live worker processes, scored by the deadline of their heartbeat (ms)
+WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"  # pending webhook messages, scored by their next attempt or claim's end (ms)
 FRAME_OVERHEAD_BYTES = 32  # `id: N\ndata: ` and the blank line, counted against MAX_STREAM_BYTES_PER_TASK
 
 
@@ -90,8 +92,36 @@ class AppendRefused(enum.IntEnum):
     CONDITION_FAILED = -3
 
 
+# The webhook messages an event causes (store/outbox.py), stored by the append that stores the event.
+# ARGV[11] is the message type ('' for none), ARGV[12] and ARGV[13] the body around the sequence,
+# ARGV[14] the time (ms); the task's targets are the meta's `webhooks` JSON. Message keys are derived
+# from the sequence, so they cannot be declared in KEYS: fine on one Redis, not on Redis Cluster.
+_APPEND_WEBHOOKS = """
+if ARGV[11] ~= '' then
+  local targets = redis.call('HGET', meta, 'webhooks')
+  if targets and targets ~= '[]' then
+    local body, now, retention = ARGV[12] .. seq .. ARGV[13], ARGV[14], ARGV[7]
+    local list = meta .. ':webhooks'
+    for index, target in ipairs(cjson.decode(targets)) do
+      for _, kind in ipairs(target.events) do
+        if kind == ARGV[11] then
+          local id = 'msg_' .. (string.gsub(task_id, '-', '')) .. '_' .. seq .. '_' .. index
+          local key = '""" + PREFIX + """:webhook:' .. id
+          redis.call('HSET', key, 'task_id', task_id, 'sequence', seq, 'type', kind, 'url', target.url, 'body', body,
+            'created', now, 'status', 'pending', 'attempts', 0, 'attempts_base', 0, 'next', now)
+          redis.call('PEXPIRE', key, retention)
+          redis.call('RPUSH', list, id)
+          redis.call('PEXPIRE', list, retention)
+          redis.call('ZADD', due, now, id)
+        end
+      end
+    end
+  end
+end
+"""
+
 APPEND_SCRIPT = """
-local meta, events, running, awaiting, queued = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, events, running, awaiting, queued, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_id, condition = ARGV[1], ARGV[8]
 if redis.call('EXISTS', meta) == 0 then return -2 end
 if redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
@@ -113,7 +143,8 @@ if ARGV[10] ~= '' then
   redis.call('ZADD', awaiting, ARGV[10], task_id)
   redis.call('ZREM', running, task_id)
 end
-for i = 11, #ARGV, 2 do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]) end
+""" + _APPEND_WEBHOOKS + """
+for i = 15, #ARGV, 2 do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]) end
 if terminal then
   redis.call('HSET', meta, 'ended', seq)
   redis.call('ZREM', running, task_id)
@@ -169,8 +200,9 @@ class AppendRequest:
         head, tail = split_at_sequence(event)
         keys = TaskKeys(event.task_id)
         pairs = [item for pair in (fields or {}).items() for item in pair]
+        webhook_body = body_parts(event, settings.public_url)
         return cls(
-            [keys.meta, keys.events, RUNNING, AWAITING, QUEUED],
+            [keys.meta, keys.events, RUNNING, AWAITING, QUEUED, WEBHOOKS_DUE],
             [
                 event.task_id,
                 head,
@@ -182,6 +214,9 @@ class AppendRequest:
                 condition.value,
                 now_ms,
                 "" if awaiting_deadline_ms is None else awaiting_deadline_ms,
+                MESSAGE_TYPES[event.event_type][0] if webhook_body else "",
+                *(webhook_body or (b"", b"")),
+                int(time.time() * 1000),
                 *pairs,
             ],
         )

@@ -23,6 +23,7 @@ import redis.asyncio
 
 from delivery_service.cluster.celery_app import HIGHEST_PRIORITY, create_celery_app, revoke, send_phase
 from delivery_service.llm.providers import ModelInfo, model_info
+from delivery_service.cluster.webhooks import webhook_targets_json
 from delivery_service.cluster.events import (
     APPEND_SCRIPT,
     AWAITING,
@@ -120,6 +121,7 @@ class ClusterRunner:
                         "bytes": 0,
                         "priority": record.priority,
                         "dispatch": dispatch_id,
+                        "webhooks": webhook_targets_json(record),
                     },
                 )
                 pipe.zadd(TASKS, {record.task_id: created_ms})

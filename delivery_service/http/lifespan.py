@@ -26,6 +26,7 @@ from delivery_service.http.auth import ApiKeys
 from delivery_service.cluster.runner import ClusterRunner
 from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.cluster.streams import ClusterStreams
+from delivery_service.cluster.webhooks import RedisOutbox
 from delivery_service.llm.local import local_model_server
 from delivery_service.cluster.events import connect, connect_async
 from delivery_service.settings import Settings, get_settings
@@ -33,6 +34,8 @@ from delivery_service.streams import StreamLimits, StreamManager
 from delivery_service.store.events import iso_utc
 from delivery_service.runs.runner import TaskRunner, fail_interrupted_tasks
 from delivery_service.store.base import StoreUnavailable, TaskStore
+from delivery_service.webhooks.async_outbox import AsyncOutbox, ThreadedOutbox
+from delivery_service.webhooks.sender import WebhookSender
 from delivery_service.store.memory import MemoryTaskStore
 from delivery_service.store.sqlite import SqliteTaskStore
 
@@ -51,12 +54,15 @@ class ServiceState:
         store: TaskStore | RedisTaskStore,
         streams: StreamManager | ClusterStreams,
         runner: TaskRunner | ClusterRunner,
+        outbox: AsyncOutbox,
         rate_limit_storage: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.streams = streams
         self.runner = runner
+        self.outbox = outbox
+        self.webhook_sender: WebhookSender | None = None  # started by the lifespan when WEBHOOK_SECRET is set
         self.keys = ApiKeys(settings)
         self.rate_limit = TaskRateLimit(settings.rate_limit, rate_limit_storage)
         self.stream_slots = StreamSlots(settings.max_streams_per_client)
@@ -69,8 +75,9 @@ def embedded_state(settings: Settings, store: TaskStore, runner_class: type[Task
         store,
         StreamLimits(settings.max_stream_bytes_per_task, settings.max_event_content_chars),
         settings.stream_retention_seconds,
+        settings.public_url,
     )
-    return ServiceState(settings, store, streams, runner_class(settings, streams))
+    return ServiceState(settings, store, streams, runner_class(settings, streams), ThreadedOutbox(store.outbox))
 
 
 async def cluster_state(settings: Settings) -> ServiceState:
@@ -80,7 +87,8 @@ async def cluster_state(settings: Settings) -> ServiceState:
     client = connect_async(settings)
     streams = ClusterStreams(client, store, settings.stream_retention_seconds)
     url = settings.redis_url.get_secret_value() if settings.redis_url else ""
-    return ServiceState(settings, store, streams, ClusterRunner(settings, client), f"async+{url}")
+    outbox = RedisOutbox(client, settings)
+    return ServiceState(settings, store, streams, ClusterRunner(settings, client), outbox, f"async+{url}")
 
 
 def open_store(settings: Settings) -> TaskStore:
@@ -197,6 +205,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # or the event loop's; frozen, they are skipped, and collections stay in the microseconds.
     gc.freeze()
     background = [asyncio.create_task(_retention(state))]
+    if settings.webhooks_enabled():
+        state.webhook_sender = WebhookSender(state.outbox, settings)
+        state.webhook_sender.start()
     if isinstance(state.runner, ClusterRunner):
         background.append(asyncio.create_task(state.runner.sweep_forever()))
     if not isinstance(state.store, RedisTaskStore):
@@ -209,6 +220,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for job in background:
             job.cancel()
         await drain(state, grace_seconds=0)
+        if state.webhook_sender is not None:
+            await state.webhook_sender.stop()
         await state.streams.close()
         if isinstance(state.runner, ClusterRunner):
             await state.runner.close()
@@ -218,7 +231,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _embedded(app: FastAPI, settings: Settings) -> ServiceState:
     """Open the store, end the tasks a previous process left unfinished, build the embedded service."""
     store = await asyncio.to_thread(open_store, settings)
-    interrupted = await asyncio.to_thread(fail_interrupted_tasks, store)
+    interrupted = await asyncio.to_thread(fail_interrupted_tasks, store, settings.public_url)
     if interrupted:
         logger.warning("%d tasks were interrupted by the last stop; each now ends with an error", interrupted)
     return embedded_state(settings, store, getattr(app.state, "runner_class", TaskRunner))

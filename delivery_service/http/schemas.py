@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +22,8 @@ from delivery_service.deliverables.schemas import Decision
 from delivery_service.deliverables.traceability import assess
 from delivery_service.http.markdown import render_markdown
 from delivery_service.settings import get_settings
+from delivery_service.store.events import iso_utc
+from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
 
 
@@ -46,6 +50,11 @@ def request_text(description: str) -> Any:
     )
 
 
+WebhookEventType = Literal[
+    "task.completed", "task.failed", "task.cancelled", "task.awaiting_confirmation", "task.step_completed"
+]
+
+
 class TaskOptions(BaseModel):
     """How a task runs, whether it starts a thread (`run_task`) or follows one up."""
 
@@ -55,6 +64,16 @@ class TaskOptions(BaseModel):
     stream_tokens: StrictBool = Field(default=False, description="true = the stream also carries `delta` events")
     priority: Annotated[int, Field(ge=0, le=9)] = Field(
         default=0, description="0-9; higher starts first when tasks wait for a worker slot"
+    )
+
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="an http(s) URL that receives this task's webhook messages (Standard Webhooks, signed); "
+        "needs WEBHOOK_SECRET on the service; hosts resolving to private addresses are refused",
+    )
+    webhook_events: list[WebhookEventType] | None = Field(
+        default=None, min_length=1, description="the message types webhook_url receives; default: all five"
     )
 
     @field_validator("priority", mode="before")
@@ -307,6 +326,37 @@ class ThreadTask(BaseModel):
 class ThreadResponse(BaseModel):
     thread_id: str
     tasks: list[ThreadTask] = Field(description="every revision, oldest first")
+
+
+class WebhookDelivery(BaseModel):
+    webhook_id: str = Field(description="the message's `webhook-id`, the same on every attempt")
+    type: WebhookEventType
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(description="requests made so far")
+    last_status_code: int | None = Field(description="the receiver's last HTTP status; null when it did not answer")
+    last_error: str | None = Field(description="why the last attempt did not deliver it, in words; null once delivered")
+    next_attempt_at: str | None = Field(description="when a pending message is tried next (ISO 8601 UTC); null otherwise")
+    created_at: str
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> WebhookDelivery:
+        return cls(
+            **{**asdict(delivery), "next_attempt_at": _iso(delivery.next_attempt_at), "created_at": _iso(delivery.created_at)}
+        )
+
+
+def _iso(unix_seconds: float | None) -> str | None:
+    return None if unix_seconds is None else iso_utc(datetime.fromtimestamp(unix_seconds, tz=timezone.utc))
+
+
+class WebhookDeliveriesResponse(BaseModel):
+    deliveries: list[WebhookDelivery] = Field(description="the task's webhook messages in the order they were made")
+
+
+class RedeliveryResponse(BaseModel):
+    webhook_id: str
+    status: Literal["pending"]
 
 
 class HealthResponse(BaseModel):

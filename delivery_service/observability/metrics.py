@@ -46,6 +46,20 @@ QUEUE_DEPTH = Gauge("delivery_queue_depth", "Tasks waiting for a worker", regist
 WORKERS_BUSY = Gauge("delivery_workers_busy", "Worker slots running a crew", registry=registry)
 WORKERS = Gauge("delivery_workers", "Worker slots (MAX_CONCURRENT_TASKS)", registry=registry)
 SUBSCRIBERS = Gauge("delivery_subscribers", "Open event streams", registry=registry)
+WEBHOOK_MESSAGES = Counter(
+    "delivery_webhook_messages_total", "Webhook messages settled, by type and outcome (delivered, failed)",
+    ["type", "outcome"], registry=registry,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "delivery_webhook_attempts_total",
+    "Webhook requests, by result (2xx, 3xx, 410, 429, 4xx, 5xx, timeout, connection_error, refused_address)",
+    ["result"], registry=registry,
+)
+WEBHOOK_LATENCY = Histogram(
+    "delivery_webhook_delivery_seconds", "From a webhook message's creation to its delivery (retries included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600), registry=registry,
+)
+WEBHOOK_OUTBOX = Gauge("delivery_webhook_outbox_messages", "Webhook messages waiting to be delivered", registry=registry)
 
 _OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CANCELLED: "cancelled"}
 

@@ -41,7 +41,8 @@ from delivery_service.runs.phases import (
     timed_out,
 )
 from delivery_service.runs.queue import TaskQueue
-from delivery_service.store.records import FollowUp, TaskRecord
+from delivery_service.store.outbox import messages_for
+from delivery_service.store.records import FollowUp, TaskRecord, WebhookTarget
 from delivery_service.store.base import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ SHUTDOWN_MESSAGE = (
 QUEUE_FULL_RETRY_AFTER_SECONDS = 30
 
 
-def fail_interrupted_tasks(store: TaskStore) -> int:
+def fail_interrupted_tasks(store: TaskStore, public_url: str = "") -> int:
     """End every task a previous process left unfinished with one terminal `error` (at start-up).
 
     The error takes the next sequence number after the task's last stored event, so a client resuming
@@ -75,7 +76,7 @@ def fail_interrupted_tasks(store: TaskStore) -> int:
             metadata={"error_type": "server_restarted"},
         )
         record.apply(event)
-        store.save([record], [EncodedEvent.of(event)])
+        store.save([record], [EncodedEvent.of(event)], messages_for(record, event, public_url))
     return len(interrupted)
 
 
@@ -116,6 +117,7 @@ class TaskRequest:
     stream_tokens: bool
     priority: int
     owner: str | None = None
+    webhooks: tuple[WebhookTarget, ...] = ()
 
     def new_record(self, model: dict[str, Any], follow_up: FollowUp | None = None) -> TaskRecord:
         """The record of a new task for this request, with a fresh id."""
@@ -128,6 +130,7 @@ class TaskRequest:
             model=model,
             owner=self.owner,
             follow_up=follow_up,
+            webhooks=self.webhooks,
         )
 
 

@@ -9,9 +9,11 @@ from one thread, the `EventWriter`'s, which batches them; reads come from worker
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from delivery_service.store.events import EncodedEvent
+from delivery_service.store.outbox import Outbox, OutboxMessage
 from delivery_service.store.records import TaskRecord
 
 
@@ -20,8 +22,10 @@ class StoreUnavailable(RuntimeError):
 
 
 class TaskStore(Protocol):
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
-        """Store new or changed task records and new events, all or nothing.
+    outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
+
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
+        """Store new or changed task records, new events and the webhook messages they cause, all or nothing.
 
         A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
         """

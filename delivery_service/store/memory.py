@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from delivery_service.store import sqlite_outbox
 from delivery_service.store.events import EncodedEvent
+from delivery_service.store.outbox import OutboxMessage
 from delivery_service.store.records import TaskRecord
 
 
 class MemoryTaskStore:
-    """The same interface kept in this process: nothing survives a restart."""
+    """The same interface kept in this process: nothing survives a restart.
+
+    The webhook outbox is the SQLite store's, on an in-memory database of its own.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[tuple[int, str]]] = {}
+        self._outbox_db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._outbox_db.row_factory = sqlite3.Row
+        self._outbox_db.executescript(sqlite_outbox.SCHEMA)
+        self.outbox = sqlite_outbox.SqliteOutbox(self._outbox_transaction, self._outbox_read)
 
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
         with self._lock:
             for record in records:
                 self._tasks[record.task_id] = record
             for encoded in events:
                 self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
+            self._outbox_db.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
+
+    @contextmanager
+    def _outbox_transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._outbox_db.execute("BEGIN")
+            try:
+                yield self._outbox_db
+            except BaseException:
+                self._outbox_db.execute("ROLLBACK")
+                raise
+            self._outbox_db.execute("COMMIT")
+
+    def _outbox_read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._outbox_db.execute(query, parameters).fetchall()
 
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)

@@ -68,6 +68,14 @@ class FollowUp:
         return cls(**{**values, "parent_deliverables": kept})
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A URL that receives some of a task's webhook messages (store/outbox.py), fixed when the task is made."""
+
+    url: str
+    events: tuple[str, ...]  # message types, e.g. "task.completed"
+
+
 @dataclass
 class TaskRecord:
     """One task: its request, and the state its events have produced so far."""
@@ -92,6 +100,7 @@ class TaskRecord:
     deliverables: list[Deliverable] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
     follow_up: FollowUp | None = None
+    webhooks: tuple[WebhookTarget, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -177,6 +186,7 @@ class TaskRecord:
         values["deliverables"] = [Deliverable(**deliverable) for deliverable in values["deliverables"]]
         if values.get("follow_up"):
             values["follow_up"] = FollowUp.from_dict(values["follow_up"])
+        values["webhooks"] = webhook_targets(values.get("webhooks", ()))
         return cls(**values)
 
     def snapshot(self) -> TaskRecord:
@@ -187,3 +197,8 @@ class TaskRecord:
         """Go back to the state of `snapshot`, when events applied since could not be stored."""
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(snapshot, name))
+
+
+def webhook_targets(stored: list[dict[str, Any]] | tuple[()]) -> tuple[WebhookTarget, ...]:
+    """Webhook targets read back from JSON."""
+    return tuple(WebhookTarget(target["url"], tuple(target["events"])) for target in stored)

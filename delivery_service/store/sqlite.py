@@ -8,14 +8,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from delivery_service.store import sqlite_outbox
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.events import EncodedEvent, EventType
-from delivery_service.store.records import FINISHED_STATUSES, USAGE_KEYS, Deliverable, FollowUp, TaskRecord, TaskStatus
+from delivery_service.store.outbox import OutboxMessage
+from delivery_service.store.records import (
+    FINISHED_STATUSES,
+    USAGE_KEYS,
+    Deliverable,
+    FollowUp,
+    TaskRecord,
+    TaskStatus,
+    webhook_targets,
+)
 
 # The service checkpoints the write-ahead log every CHECKPOINT_SECONDS from its own connection, where it
 # does not stall the event writer (SQLite's automatic checkpoint runs inside a commit: several
@@ -70,10 +81,10 @@ CREATE TABLE IF NOT EXISTS deliverables (
 _TASK_COLUMNS = (
     "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
     "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
-    "owner", "usage", "thread_id", "follow_up",
+    "owner", "usage", "thread_id", "follow_up", "webhooks",
 )
 # Set when a task is created and never changed: an update leaves them (and their indexes) alone.
-_FIXED_COLUMNS = frozenset(_TASK_COLUMNS[:6]) | {"created_at", "owner", "thread_id", "follow_up"}
+_FIXED_COLUMNS = frozenset(_TASK_COLUMNS[:6]) | {"created_at", "owner", "thread_id", "follow_up", "webhooks"}
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
     "ON CONFLICT (task_id) DO UPDATE SET "
@@ -87,6 +98,7 @@ def _task_row(record: TaskRecord) -> tuple[object, ...]:
         "usage": json.dumps(record.usage),
         "status": record.status.value,
         "follow_up": json.dumps(asdict(record.follow_up)) if record.follow_up else None,
+        "webhooks": json.dumps([asdict(target) for target in record.webhooks]) if record.webhooks else None,
     }
     return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
 
@@ -109,6 +121,7 @@ def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> 
     values["stream_tokens"] = bool(values["stream_tokens"])
     del values["thread_id"]  # the record's thread is its follow-up's, or itself
     values["follow_up"] = FollowUp.from_dict(json.loads(values["follow_up"])) if values["follow_up"] else None
+    values["webhooks"] = webhook_targets(json.loads(values["webhooks"])) if values["webhooks"] else ()
     return TaskRecord(**values, deliverables=deliverables or [])
 
 
@@ -120,7 +133,7 @@ class SqliteTaskStore:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect(busy_timeout_seconds)
-            self._writer.executescript(_SCHEMA)
+            self._writer.executescript(_SCHEMA + sqlite_outbox.SCHEMA)
             self._add_missing_columns()
             self._writer.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
             self._reader = self._connect(busy_timeout_seconds)
@@ -133,6 +146,7 @@ class SqliteTaskStore:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
+        self.outbox = sqlite_outbox.SqliteOutbox(self._transaction, self._read)
 
     def _connect(self, busy_timeout_seconds: float) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=busy_timeout_seconds, check_same_thread=False, isolation_level=None)
@@ -149,7 +163,7 @@ class SqliteTaskStore:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
         if "usage" not in present:
             self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
-        for column in ("thread_id", "follow_up"):
+        for column in ("thread_id", "follow_up", "webhooks"):
             if column not in present:
                 self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
         self._writer.execute("CREATE INDEX IF NOT EXISTS tasks_by_thread ON tasks (thread_id)")
@@ -157,13 +171,14 @@ class SqliteTaskStore:
             self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")
 
     @contextmanager
-    def _transaction(self, action: str) -> Iterator[None]:
-        """One write transaction: all of it or none of it; SQLite errors become StoreUnavailable."""
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writing connection: all of it or none of it; SQLite errors become
+        StoreUnavailable."""
         with self._write_lock:
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
-                    yield
+                    yield self._writer
                     self._writer.execute("COMMIT")
                 except BaseException:
                     if self._writer.in_transaction:  # SQLite has already rolled back on a full disk
@@ -178,7 +193,7 @@ class SqliteTaskStore:
             "and that no other program locks the database."
         )
 
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent]) -> None:
+    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
         deliverables = [
             (
                 event.task_id,
@@ -203,6 +218,7 @@ class SqliteTaskStore:
                 "sequence = excluded.sequence, title = excluded.title, content = excluded.content, data = excluded.data",
                 deliverables,
             )
+            self._writer.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
 
     def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -251,6 +267,8 @@ class SqliteTaskStore:
         with self._transaction("purge old tasks from"):
             self._writer.execute(f"DELETE FROM events WHERE task_id IN ({expired})", (timestamp,))
             self._writer.execute(f"DELETE FROM deliverables WHERE task_id IN ({expired})", (timestamp,))
+            for statement in sqlite_outbox.purge_statements(expired):
+                self._writer.execute(statement, (timestamp,))
             purged = self._writer.execute(
                 "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?", (timestamp,)
             ).rowcount

@@ -1,8 +1,8 @@
 """Makes events durable before anyone sees them, in batches, on one thread of its own.
 
 Publishers (crew threads) hand sequenced events to `EventWriter.submit` and return at once. The
-writer thread takes everything that has arrived, advances each task's record, stores records and
-events in one transaction (group commit: one disk sync for many events), and only then hands the
+writer thread takes everything that has arrived, advances each task's record, stores records,
+events and the webhook messages they cause (store/outbox.py) in one transaction (group commit: one disk sync for many events), and only then hands the
 batch to the event loop with `loop.call_soon_threadsafe`, where the streams show it to their
 subscribers. So a client's Last-Event-ID is always a stored sequence, and neither a crew nor the loop
 ever waits for the disk. If a write fails (disk full, database locked) the records are put back as
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from delivery_service.store.events import EncodedEvent
+from delivery_service.store.outbox import messages_for
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.base import StoreUnavailable, TaskStore
 
@@ -59,8 +60,9 @@ Deliver = Callable[[list[PendingEvent]], None]
 class EventWriter:
     """The single writer of a TaskStore; see the module docstring."""
 
-    def __init__(self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+    def __init__(self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver, public_url: str = "") -> None:
         self._store = store
+        self._public_url = public_url  # for the links in webhook messages
         self._loop = loop
         self._deliver = deliver
         self._queue: queue.SimpleQueue[PendingEvent | PendingTask | object] = queue.SimpleQueue()
@@ -112,13 +114,15 @@ class EventWriter:
             records = _distinct_records(unsaved)
             before = [record.snapshot() for record in records]
             changed: dict[str, TaskRecord] = {}
+            messages = []
             for item in unsaved:
                 record = item.target.record
                 if record.apply(item.encoded.event):
                     changed[record.task_id] = record
+                messages += messages_for(record, item.encoded.event, self._public_url)
             try:
                 self._store.save(
-                    [task.record for task in new_tasks] + list(changed.values()), [item.encoded for item in unsaved]
+                    [task.record for task in new_tasks] + list(changed.values()), [item.encoded for item in unsaved], messages
                 )
             except StoreUnavailable as exc:
                 for record, previous in zip(records, before, strict=True):

@@ -41,6 +41,7 @@ from delivery_service.http.schemas import (
     TaskStatusResponse,
     TaskSummary,
 )
+from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.observability.logs import current_task_id
 from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest, ThreadFull
 from delivery_service.store.base import StoreUnavailable
@@ -62,8 +63,9 @@ async def run_task(
     body: RunTaskRequest, request: Request, response: Response, state: State, caller: CallerOf
 ) -> RunTaskResponse:
     await state.rate_limit.check(client_of(request, caller))
+    webhooks = await webhook_targets(body, state.settings)
     task_request = TaskRequest(
-        body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner
+        body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
     )
     record, waits = await _started(state.runner.start(task_request))
     audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
@@ -93,7 +95,10 @@ async def follow_up(
             "to complete (follow its stream), or follow up on the thread's last completed task.",
         )
     await state.rate_limit.check(client_of(request, caller))
-    task_request = TaskRequest(parent.requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner)
+    webhooks = await webhook_targets(body, state.settings)
+    task_request = TaskRequest(
+        parent.requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
+    )
     try:
         record, waits = await _started(state.runner.follow_up(parent, body.request, task_request))
     except ThreadFull as exc:

@@ -1,0 +1,175 @@
+"""The webhook outbox: which messages an event causes, and what a store keeps of each one's delivery.
+
+A message is derived from one stored event and one of its task's webhook targets, and is stored in the
+same transaction as that event (SQLite: `SqliteTaskStore.save`; cluster: the append script), so an
+event is never stored without its messages, nor a message without its event. Its body is fixed when it
+is made; only the signature and `webhook-timestamp` change between attempts (webhooks/sender.py sends).
+
+A message's id is `msg_<task id without dashes>_<sequence>_<target index>`: unique, the same on every
+retry, and computable inside the cluster's append script.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import orjson
+
+from delivery_service.store.events import EventType, TaskEvent
+from delivery_service.store.records import TaskRecord
+
+# The message type an event causes, and the task's status it reports.
+MESSAGE_TYPES: dict[EventType, tuple[str, str]] = {
+    EventType.STEP_END: ("task.step_completed", "running"),
+    EventType.CONFIRMATION_REQUIRED: ("task.awaiting_confirmation", "awaiting_confirmation"),
+    EventType.END: ("task.completed", "completed"),
+    EventType.ERROR: ("task.failed", "failed"),
+    EventType.CANCELLED: ("task.cancelled", "cancelled"),
+}
+ALL_MESSAGE_TYPES = tuple(message_type for message_type, _ in MESSAGE_TYPES.values())
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+def webhook_id(task_id: str, sequence: int, target_index: int) -> str:
+    return f"msg_{task_id.replace('-', '')}_{sequence}_{target_index}"
+
+
+def result_url(public_url: str, task_id: str) -> str:
+    """Where a receiver reads the task's result: absolute with PUBLIC_URL set, else the path."""
+    return f"{public_url.rstrip('/')}/api/task/{task_id}/result"
+
+
+def body_parts(event: TaskEvent, public_url: str) -> tuple[bytes, bytes] | None:
+    """The JSON body of the messages `event` causes, before and after its sequence number; None if none.
+
+    Split at the sequence so the cluster's append script, which assigns the sequence, can join them.
+    """
+    kind = MESSAGE_TYPES.get(event.event_type)
+    if kind is None:
+        return None
+    message_type, status = kind
+    data: dict[str, object] = {
+        "task_id": event.task_id,
+        "status": status,
+        "sequence": 0,
+        "result_url": result_url(public_url, event.task_id),
+    }
+    if event.event_type is EventType.STEP_END:
+        data |= {"agent_name": event.agent_name, "step": event.metadata.get("step")}
+        if event.metadata.get("carried_over"):
+            data["carried_over"] = True
+    elif event.event_type is EventType.CONFIRMATION_REQUIRED:
+        data["confirm_url"] = f"{public_url.rstrip('/')}/api/task/{event.task_id}/confirm"
+    elif event.event_type in (EventType.ERROR, EventType.CANCELLED):
+        data["message"] = event.content
+        if event.metadata.get("error_type"):
+            data["error_type"] = event.metadata["error_type"]
+    body = orjson.dumps({"type": message_type, "timestamp": event.timestamp, "data": data})
+    marker = b'"sequence":0'
+    at = body.index(marker) + len(marker) - 1
+    return body[:at], body[at + 1 :]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A new message, as stored with its event."""
+
+    webhook_id: str
+    task_id: str
+    sequence: int
+    type: str
+    url: str
+    body: str
+
+
+def messages_for(record: TaskRecord, event: TaskEvent, public_url: str) -> list[OutboxMessage]:
+    """The messages one stored event of `record`'s task causes: one per target that wants its type."""
+    if not record.webhooks:
+        return []
+    parts = body_parts(event, public_url)
+    if parts is None:
+        return []
+    message_type = MESSAGE_TYPES[event.event_type][0]
+    body = (parts[0] + str(event.sequence).encode() + parts[1]).decode()
+    return [
+        OutboxMessage(webhook_id(event.task_id, event.sequence, index), event.task_id, event.sequence, message_type, target.url, body)
+        for index, target in enumerate(record.webhooks, start=1)
+        if message_type in target.events
+    ]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message's line in a task's delivery log. Times are unix seconds."""
+
+    webhook_id: str
+    type: str
+    url: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """A message a sender holds until `leased_until` (no other sender takes it meanwhile)."""
+
+    webhook_id: str
+    task_id: str
+    sequence: int
+    type: str
+    url: str
+    body: str
+    created_at: float
+    attempts: int  # made before this one
+    attempts_base: int  # attempts made before the last redelivery: the retry budget counts from here
+    claim: str  # the claim's token: an outcome reported by a sender whose lease ran out is ignored
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one attempt led to: delivered, failed for good, or pending until `next_attempt_at`."""
+
+    status: DeliveryStatus
+    status_code: int | None
+    error: str | None
+    next_attempt_at: float | None = None
+    stop_url: bool = False  # the receiver answered 410: no more messages of this task to this URL
+    attempted: bool = True  # False: given up without a request (its URL was stopped meanwhile)
+
+
+class Redelivery(enum.Enum):
+    QUEUED = "queued"
+    UNKNOWN = "unknown"
+    PENDING = "pending"  # still being delivered: nothing to redeliver yet
+
+
+class Outbox(Protocol):
+    """The outbox of a store in this process (SQLite or memory); blocking: call off the event loop."""
+
+    def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]:
+        """Up to `limit` pending messages due by `now`, leased to the caller; messages to a stopped URL fail."""
+
+    def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
+        """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""
+
+    def deliveries(self, task_id: str) -> list[Delivery]:
+        """A task's messages in the order they were made."""
+
+    def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
+        """Send a delivered or failed message again, with a fresh retry budget."""
+
+    def pending(self) -> tuple[int, float | None]:
+        """How many messages wait to be delivered, and when the next one is due."""
+
+
+STOPPED_URL_ERROR = (
+    "Not sent: this URL answered 410 Gone to an earlier message of this task, so nothing more of the task goes "
+    "there. Redeliver a message to try it again."
+)

@@ -1,0 +1,202 @@
+"""`WebhookSender`: takes due messages from the outbox and posts them, signed, on the event loop.
+
+One sender runs in each API process (embedded: one; cluster: one per replica, all claiming from Redis).
+It claims a batch of due messages with a lease (no other sender takes them meanwhile), posts each one
+concurrently with the Standard Webhooks headers (`standardwebhooks` signs), and stores the outcome:
+
+- 2xx: delivered;
+- connection errors, timeouts, 429 and 5xx: retried after `WEBHOOK_RETRY_BASE_SECONDS * 2^(n-1)`, +-20 %
+  jitter (or the receiver's `Retry-After`), until WEBHOOK_MAX_ATTEMPTS attempts;
+- 410: failed, and the task's later messages to that URL are not sent;
+- redirects and other 4xx: failed at once (redirects are never followed).
+
+Nothing here runs on a task's path: the writer stored the messages with their events, and a slow or
+failing receiver only holds this sender's own connections. Messages are posted concurrently, so a
+receiver orders a task's messages by `data.sequence`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from standardwebhooks import Webhook
+
+from delivery_service.observability.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY, WEBHOOK_MESSAGES, WEBHOOK_OUTBOX
+from delivery_service.settings import Settings
+from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage
+from delivery_service.webhooks.addresses import WebhookUrlRefused, checked_url, connect_address
+from delivery_service.webhooks.async_outbox import AsyncOutbox
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2  # how often an idle sender looks for due messages
+MAX_IN_FLIGHT = 32  # messages posted at once by one sender
+LEASE_MARGIN_SECONDS = 10.0  # a claim outlives the request's timeout by this much
+MAX_RETRY_DELAY_SECONDS = 3600.0  # a longer backoff or Retry-After is cut to this
+USER_AGENT = "multi-agent-delivery-webhooks/1"
+
+
+class WebhookSender:
+    """Delivers the outbox's messages until stopped; see the module docstring."""
+
+    def __init__(self, outbox: AsyncOutbox, settings: Settings) -> None:
+        assert settings.webhook_secret is not None, "webhooks are off without WEBHOOK_SECRET"
+        self.outbox = outbox
+        self._settings = settings
+        self._signer = Webhook(settings.webhook_secret.get_secret_value())
+        self._allowed_hosts = settings.webhook_allowed_host_set()
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="webhook-sender")
+
+    def wake(self) -> None:
+        """Look for due messages now (a redelivery was queued)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; attempts in flight are abandoned (their leases run out and they are sent again)."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for attempt in list(self._in_flight):
+            attempt.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._claim_and_send()
+            except Exception:  # the store or Redis failed: say so, keep going
+                logger.exception("webhook sender could not read the outbox; trying again")
+                await asyncio.sleep(POLL_SECONDS * 10)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+
+    async def _claim_and_send(self) -> None:
+        free = MAX_IN_FLIGHT - len(self._in_flight)
+        if free > 0:
+            lease = self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+            for message in await self.outbox.claim_due(time.time(), lease, free):
+                attempt = asyncio.create_task(self._deliver(message))
+                self._in_flight.add(attempt)
+                attempt.add_done_callback(self._in_flight.discard)
+        waiting, _ = await self.outbox.pending()
+        WEBHOOK_OUTBOX.set(waiting)
+
+    async def _deliver(self, message: ClaimedMessage) -> None:
+        outcome = await self._attempt(message)
+        try:
+            await self.outbox.record_attempt(message, outcome, time.time())
+        except Exception:  # the lease runs out and the message is sent again: at least once
+            logger.exception("could not record webhook attempt %s", message.webhook_id)
+            return
+        if outcome.status != "pending":
+            WEBHOOK_MESSAGES.labels(message.type, outcome.status).inc()
+        if outcome.status == "delivered":
+            WEBHOOK_LATENCY.observe(max(time.time() - message.created_at, 0.0))
+
+    async def _attempt(self, message: ClaimedMessage) -> AttemptOutcome:
+        """One POST of `message` to the address its host resolved to (checked), and what it led to."""
+        try:
+            host, port = checked_url(message.url)
+            address = await connect_address(host, port, self._allowed_hosts)
+        except WebhookUrlRefused as exc:
+            WEBHOOK_ATTEMPTS.labels("refused_address").inc()
+            return AttemptOutcome("failed", None, str(exc))
+        except OSError as exc:
+            WEBHOOK_ATTEMPTS.labels("connection_error").inc()
+            return self._retry(message, None, f"Could not resolve the webhook host: {exc}.", None)
+        now = datetime.now(tz=timezone.utc)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "host": urlsplit(message.url).netloc,
+            "webhook-id": message.webhook_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self._signer.sign(message.webhook_id, now, message.body),
+        }
+        timeout = self._settings.webhook_timeout_seconds
+        try:
+            async with self._client.stream(
+                "POST",
+                _at_address(message.url, address),
+                content=message.body.encode(),
+                headers=headers,
+                timeout=timeout,
+                extensions={"sni_hostname": host},
+            ) as response:
+                code = response.status_code
+                retry_after = _retry_after(response.headers.get("retry-after"))
+                location = response.headers.get("location", "")
+        except httpx.TimeoutException:
+            WEBHOOK_ATTEMPTS.labels("timeout").inc()
+            return self._retry(message, None, f"The receiver did not answer within {timeout:g} s (WEBHOOK_TIMEOUT_SECONDS).", None)
+        except httpx.TransportError as exc:
+            WEBHOOK_ATTEMPTS.labels("connection_error").inc()
+            return self._retry(message, None, f"Could not reach the receiver: {exc or type(exc).__name__}.", None)
+        WEBHOOK_ATTEMPTS.labels(_result_label(code)).inc()
+        if 200 <= code < 300:
+            return AttemptOutcome("delivered", code, None)
+        if code == 410:
+            error = "The receiver answered 410 Gone: no more messages of this task are sent to this URL."
+            return AttemptOutcome("failed", code, error, stop_url=True)
+        if code == 429 or code >= 500:
+            return self._retry(message, code, f"The receiver answered {code}.", retry_after)
+        if 300 <= code < 400:
+            return AttemptOutcome(
+                "failed", code, f"The receiver answered {code}, a redirect to {location[:200]!r}; webhooks do not follow "
+                "redirects: give the final URL.",
+            )
+        return AttemptOutcome("failed", code, f"The receiver answered {code}; answers 4xx other than 410 and 429 are not retried.")
+
+    def _retry(self, message: ClaimedMessage, code: int | None, error: str, retry_after: float | None) -> AttemptOutcome:
+        """Pending again after a backoff, or failed once WEBHOOK_MAX_ATTEMPTS attempts are spent."""
+        made = message.attempts + 1 - message.attempts_base
+        limit = self._settings.webhook_max_attempts
+        if made >= limit:
+            return AttemptOutcome("failed", code, f"{error} Gave up after {made} attempts (WEBHOOK_MAX_ATTEMPTS={limit}).")
+        if retry_after is None:
+            retry_after = self._settings.webhook_retry_base_seconds * 2 ** (made - 1) * random.uniform(0.8, 1.2)
+        return AttemptOutcome("pending", code, error, next_attempt_at=time.time() + min(retry_after, MAX_RETRY_DELAY_SECONDS))
+
+
+def _at_address(url: str, address: str) -> str:
+    """`url` with its host replaced by the checked address (the Host header and SNI keep the name)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(tz=timezone.utc)).total_seconds(), 0.0) if when.tzinfo else None
+
+
+def _result_label(code: int) -> str:
+    if code in (410, 429):
+        return str(code)
+    return f"{code // 100}xx"

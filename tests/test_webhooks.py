@@ -1,0 +1,255 @@
+"""Webhooks over real HTTP: the service under uvicorn posts to a real receiver on 127.0.0.1.
+
+Signatures are checked with the `standardwebhooks` package's own verifier (tests/webhook_receiver.py).
+The receiver's host is allowed by WEBHOOK_ALLOWED_HOSTS; retries start 50 ms after a failure. The
+cluster mode's webhooks are in tests/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerProcess, free_port, read_stream, start_task, wait_until
+from delivery_service.webhooks.addresses import WebhookUrlRefused, connect_address, refused_address
+from webhook_receiver import WebhookReceiver, new_secret
+
+STEP_AND_END = ["task.step_completed"] * 4 + ["task.completed"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver(new_secret())
+    yield server
+    server.close()
+
+
+def webhook_service(start: Callable[..., ServerProcess], receiver: WebhookReceiver, **settings: str) -> ServerProcess:
+    return start(
+        WEBHOOK_SECRET=receiver.secret,
+        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        WEBHOOK_RETRY_BASE_SECONDS="0.05",
+        PUBLIC_URL="https://delivery.example",
+        **settings,
+    )
+
+
+def deliveries(base: str, task_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{base}/api/task/{task_id}/webhooks")
+    assert response.status_code == 200, response.text
+    return list(response.json()["deliveries"])
+
+
+def settled(base: str, task_id: str, count: int) -> list[dict[str, Any]]:
+    """The task's `count` deliveries, once none of them is pending."""
+
+    def done() -> list[dict[str, Any]] | None:
+        found = deliveries(base, task_id)
+        return found if len(found) == count and all(d["status"] != "pending" for d in found) else None
+
+    return list(wait_until(done, 60, f"{count} settled webhook deliveries of {task_id}"))
+
+
+def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_accepts(
+    start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
+) -> None:
+    server = webhook_service(start_service, receiver, WEBHOOK_URLS=receiver.url("/everything"))
+    task_id = start_task(
+        server.base_url, webhook_url=receiver.url("/hooks"), webhook_events=["task.completed", "task.step_completed"]
+    )
+    events = read_stream(server.base_url, task_id)
+    got = receiver.wait_for("/hooks", 5)
+    assert all(request.verified for request in got), "every signature verifies with standardwebhooks"
+    assert sorted(request.payload["data"]["sequence"] for request in got) == [
+        event["sequence"] for event in events if event["event_type"] in ("step_end", "end")
+    ]
+    by_sequence = sorted((request.payload for request in got), key=lambda payload: payload["data"]["sequence"])
+    assert [payload["type"] for payload in by_sequence] == STEP_AND_END
+    assert [payload["data"]["agent_name"] for payload in by_sequence[:4]] == [
+        "ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"
+    ]
+    completed = by_sequence[-1]
+    assert completed["data"]["status"] == "completed" and completed["data"]["task_id"] == task_id
+    assert completed["data"]["result_url"] == f"https://delivery.example/api/task/{task_id}/result"
+    assert completed["timestamp"] == events[-1]["timestamp"]
+    assert len({request.webhook_id for request in got}) == 5
+    assert all(request.headers["content-type"] == "application/json" for request in got)
+
+    log = settled(server.base_url, task_id, 10)  # five to /hooks, five to WEBHOOK_URLS
+    assert {d["url"] for d in log} == {receiver.url("/hooks"), receiver.url("/everything")}
+    assert all(d["status"] == "delivered" and d["attempts"] == 1 and d["last_status_code"] == 200 for d in log)
+    assert {d["webhook_id"] for d in log} >= {request.webhook_id for request in got}
+    assert len(receiver.wait_for("/everything", 5)) == 5
+
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert 'delivery_webhook_messages_total{outcome="delivered",type="task.completed"} 2.0' in metrics
+    assert 'delivery_webhook_attempts_total{result="2xx"} 10.0' in metrics
+    assert "delivery_webhook_delivery_seconds_count 10.0" in metrics
+    assert "delivery_webhook_outbox_messages" in metrics
+
+
+def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answers(
+    start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
+) -> None:
+    server = webhook_service(start_service, receiver)
+    receiver.script("/flaky", 500, 503, 200)
+    receiver.script("/moved", (302, {"Location": receiver.url("/elsewhere")}))
+    receiver.script("/refuses", 400)
+    task_id = start_task(server.base_url, webhook_url=receiver.url("/flaky"), webhook_events=["task.completed"])
+    other = start_task(server.base_url, webhook_url=receiver.url("/moved"), webhook_events=["task.completed"])
+    third = start_task(server.base_url, webhook_url=receiver.url("/refuses"), webhook_events=["task.completed"])
+
+    attempts = receiver.wait_for("/flaky", 3)
+    assert len({request.webhook_id for request in attempts}) == 1, "a retry is the same message"
+    assert all(request.verified for request in attempts), "each attempt is signed again"
+    (flaky,) = settled(server.base_url, task_id, 1)
+    assert (flaky["status"], flaky["attempts"], flaky["last_status_code"]) == ("delivered", 3, 200)
+    assert len(receiver.at("/flaky")) == 3
+
+    (moved,) = settled(server.base_url, other, 1)
+    assert (moved["status"], moved["attempts"], moved["last_status_code"]) == ("failed", 1, 302)
+    assert "redirect" in moved["last_error"] and receiver.at("/elsewhere") == []
+    (refused,) = settled(server.base_url, third, 1)
+    assert (refused["status"], refused["attempts"], refused["last_status_code"]) == ("failed", 1, 400)
+    assert "not retried" in refused["last_error"]
+
+    # Redelivery: the same message again, with a fresh retry budget.
+    response = httpx.post(f"{server.base_url}/api/task/{third}/webhooks/{refused['webhook_id']}/redeliver")
+    assert response.status_code == 202, response.text
+    receiver.script("/refuses", 204)
+    assert receiver.wait_for("/refuses", 2)[1].webhook_id == refused["webhook_id"]
+    (again,) = settled(server.base_url, third, 1)
+    assert (again["status"], again["attempts"], again["last_status_code"]) == ("delivered", 2, 204)
+    missing = httpx.post(f"{server.base_url}/api/task/{third}/webhooks/msg_unknown/redeliver")
+    assert missing.status_code == 404 and "has no webhook message" in missing.json()["detail"]
+
+
+def test_retry_after_is_honoured(start_service: Callable[..., ServerProcess], receiver: WebhookReceiver) -> None:
+    server = webhook_service(start_service, receiver)
+    receiver.script("/busy", (429, {"Retry-After": "2"}), 200)
+    task_id = start_task(server.base_url, webhook_url=receiver.url("/busy"), webhook_events=["task.completed"])
+    first, second = receiver.wait_for("/busy", 2)
+    assert first.webhook_id == second.webhook_id
+    waited = int(second.headers["webhook-timestamp"]) - int(first.headers["webhook-timestamp"])
+    assert waited >= 1, "the retry waited for Retry-After (2 s), not the 50 ms backoff"
+    (delivery,) = settled(server.base_url, task_id, 1)
+    assert delivery["attempts"] == 2
+
+
+def test_a_410_stops_the_tasks_later_messages_to_that_url(
+    start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
+) -> None:
+    server = webhook_service(start_service, receiver)
+    receiver.script("/gone", 410)
+    task_id = start_task(server.base_url, webhook_url=receiver.url("/gone"), skip_confirmation=False)
+    wait_until(lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "awaiting_confirmation", 60, "the confirmation")
+    first = settled(server.base_url, task_id, 2)  # the analysis's step and awaiting_confirmation
+    assert any(d["last_status_code"] == 410 for d in first)
+    sent_before = len(receiver.at("/gone"))
+
+    assert httpx.post(f"{server.base_url}/api/task/{task_id}/confirm", json={"approved": True}).status_code == 202
+    assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"
+    later = settled(server.base_url, task_id, 6)[2:]
+    assert [d["type"] for d in later] == STEP_AND_END[1:]
+    assert all(d["status"] == "failed" and d["attempts"] == 0 and "410" in d["last_error"] for d in later)
+    assert len(receiver.at("/gone")) == sent_before, "nothing more was sent to the URL that answered 410"
+
+
+def test_a_slow_receiver_does_not_delay_the_task(
+    start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
+) -> None:
+    server = webhook_service(start_service, receiver, WEBHOOK_TIMEOUT_SECONDS="120")
+    receiver.hold("/slow")
+    task_id = start_task(server.base_url, webhook_url=receiver.url("/slow"))
+    receiver.wait_for("/slow", 1)  # the first message is being answered ... slowly
+    assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end", "the task ran on while it waited"
+    assert any(d["status"] == "pending" for d in deliveries(server.base_url, task_id))
+    receiver.release("/slow")
+    assert all(d["status"] == "delivered" for d in settled(server.base_url, task_id, 5))
+
+
+def test_undelivered_messages_go_out_after_a_kill_and_restart(start_service: Callable[..., ServerProcess]) -> None:
+    port = free_port()  # nothing listens there until the service has been killed
+    secret = new_secret()
+    settings = {
+        "WEBHOOK_SECRET": secret,
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.05",
+        "WEBHOOK_MAX_ATTEMPTS": "30",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+    }
+    server = start_service(**settings)
+    task_id = start_task(server.base_url, webhook_url=f"http://127.0.0.1:{port}/late")
+    assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"
+    wait_until(
+        lambda: len([d for d in deliveries(server.base_url, task_id) if d["attempts"] >= 1]) == 5,
+        60,
+        "every message to have failed at least once",
+    )
+    log = deliveries(server.base_url, task_id)
+    assert all(d["status"] == "pending" and "Could not reach" in d["last_error"] for d in log)
+    server.kill()
+
+    late = WebhookReceiver(secret, port=port)
+    try:
+        restarted = start_service(port=server.port, **settings)
+        got = late.wait_for("/late", 5)
+        assert {request.webhook_id for request in got} == {d["webhook_id"] for d in log}
+        assert all(request.verified for request in got)
+        assert all(d["status"] == "delivered" for d in settled(restarted.base_url, task_id, 5))
+    finally:
+        late.close()
+
+
+def test_webhook_urls_that_may_not_receive_messages_are_refused(
+    start_service: Callable[..., ServerProcess], fake_service: ServerProcess
+) -> None:
+    server = start_service(WEBHOOK_SECRET=new_secret())
+    cases = {
+        "http://127.0.0.1:9/hook": "loopback",
+        "http://localhost/hook": "loopback",
+        "http://169.254.169.254/latest/meta-data": "link-local",
+        "http://10.1.2.3/hook": "private",
+        "http://[::1]/hook": "loopback",
+        "ftp://example.com/hook": "http or https",
+        "http://user:pw@93.184.216.34/hook": "credentials",
+    }
+    for url, reason in cases.items():
+        response = httpx.post(f"{server.base_url}/api/run_task", json={"user_requirement": "x", "webhook_url": url})
+        assert response.status_code == 422, (url, response.text)
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "webhook_url"] and reason in error["msg"], (url, error)
+    events_only = httpx.post(
+        f"{server.base_url}/api/run_task", json={"user_requirement": "x", "webhook_events": ["task.completed"]}
+    )
+    assert events_only.status_code == 422 and "needs a webhook_url" in events_only.text
+
+    off = httpx.post(
+        f"{fake_service.base_url}/api/run_task", json={"user_requirement": "x", "webhook_url": "https://example.com/hook"}
+    )
+    assert off.status_code == 422 and "WEBHOOK_SECRET is not set" in off.json()["detail"][0]["msg"]
+    assert httpx.get(f"{server.base_url}/api/tasks").json()["total"] == 0, "no refused request made a task"
+
+
+def test_every_resolved_address_is_checked_and_the_checked_one_is_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    for address in ("10.0.0.1", "172.16.0.1", "192.168.1.1", "127.0.0.1", "::1", "169.254.169.254", "fd00::1",
+                    "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0", "224.0.0.1"):
+        assert refused_address(address) is not None, address
+    for address in ("93.184.216.34", "2606:4700::1111"):
+        assert refused_address(address) is None, address
+
+    answers = {"mixed.example": ["93.184.216.34", "10.0.0.7"], "public.example": ["93.184.216.34"]}
+
+    async def getaddrinfo(self: object, host: str, port: int, **kwargs: object) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answers[host]]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    assert asyncio.run(connect_address("public.example", 443, frozenset())) == "93.184.216.34"
+    with pytest.raises(WebhookUrlRefused, match="10.0.0.7"):
+        asyncio.run(connect_address("mixed.example", 443, frozenset()))
+    assert asyncio.run(connect_address("mixed.example", 443, frozenset({"mixed.example"}))) == "93.184.216.34"
