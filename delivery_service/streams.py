@@ -15,13 +15,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from delivery_service.store.writer import EventWriter, PendingEvent
 from delivery_service.observability.metrics import record_delivered
 from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
+from delivery_service.store.outbox import MESSAGE_TYPES
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.base import TaskStore
 
@@ -193,6 +194,8 @@ class StreamManager:
         self._retention_seconds = retention_seconds
         self._streams: dict[str, TaskStream] = {}
         self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver, public_url)
+        # Called (on the loop) after a batch holding events that cause webhook messages was stored.
+        self.on_webhook_events: Callable[[], None] | None = None
 
     @property
     def store(self) -> TaskStore:
@@ -216,6 +219,8 @@ class StreamManager:
             frames.setdefault(event.task_id, []).append(item.encoded.frame)
             if event.is_terminal:
                 terminal.add(event.task_id)
+            if self.on_webhook_events is not None and event.event_type in MESSAGE_TYPES:
+                self.on_webhook_events()
         for task_id, task_frames in frames.items():
             stream = self._streams.get(task_id)
             if stream is not None:

@@ -24,6 +24,7 @@ from conftest import StreamReader, read_stream, sequences, start_task, status, w
 from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
+from webhook_receiver import WebhookReceiver, new_secret
 
 pytestmark = pytest.mark.slow
 
@@ -313,3 +314,43 @@ def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_
     qa_rerun = next(t["task_id"] for t in thread["tasks"] if t["request"] == "Add a test for empty titles")
     carried = [e["agent_name"] for e in events[qa_rerun] if e["metadata"].get("carried_over") and e["event_type"] == "output"]
     assert carried == ["ProductManager"], "the worker carried the analysis over from the parent's copy"
+
+
+def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(start_cluster: Callable[..., Cluster]) -> None:
+    receiver = WebhookReceiver(new_secret())
+    receiver.script("/hooks", 500, 503, 200)  # the first two requests fail, whichever messages they carry
+    try:
+        cluster = start_cluster(
+            replicas=2,
+            workers=2,
+            FAKE_LLM_DELAY_MS="5",
+            WEBHOOK_SECRET=receiver.secret,
+            WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+            WEBHOOK_RETRY_BASE_SECONDS="0.05",
+        )
+        a, b = cluster.replicas
+        hook = {"webhook_url": receiver.url("/hooks")}
+        task_ids = [start_task(a.base_url, "Build a todo app", **hook), start_task(b.base_url, "Build a chat app", **hook)]
+        confirmed = start_task(a.base_url, "Build a wiki", skip_confirmation=False, **hook)
+        wait_until(lambda: status(b.base_url, confirmed)["status"] == "awaiting_confirmation", 60, "the confirmation")
+        assert httpx.post(f"{b.base_url}/api/task/{confirmed}/confirm", json={"approved": True}).status_code == 202
+        for task_id in [*task_ids, confirmed]:
+            assert read_stream(b.base_url, task_id)[-1]["event_type"] == "end"
+
+        def settled(task_id: str, count: int) -> list[dict[str, Any]] | None:
+            log = httpx.get(f"{a.base_url}/api/task/{task_id}/webhooks").json()["deliveries"]
+            return log if len(log) == count and all(d["status"] == "delivered" for d in log) else None
+
+        logs = [wait_until(lambda t=t: settled(t, 5), 60, "every message delivered") for t in task_ids]
+        logs.append(wait_until(lambda: settled(confirmed, 6), 60, "every message delivered"))
+        delivered = [d for log in logs for d in log]
+        requests = receiver.received
+        assert all(request.verified for request in requests)
+        for delivery in delivered:
+            sent = [request for request in requests if request.webhook_id == delivery["webhook_id"]]
+            assert len(sent) == delivery["attempts"], f"{delivery['webhook_id']}: one request per attempt"
+        assert sum(d["attempts"] for d in delivered) == len(requests) == len(delivered) + 2
+        assert "task.awaiting_confirmation" in {d["type"] for d in logs[-1]}
+        assert httpx.get(f"{b.base_url}/api/task/{task_ids[0]}/webhooks").json()["deliveries"] == logs[0]
+    finally:
+        receiver.close()

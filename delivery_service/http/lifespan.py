@@ -208,6 +208,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.webhooks_enabled():
         state.webhook_sender = WebhookSender(state.outbox, settings)
         state.webhook_sender.start()
+        if isinstance(state.streams, StreamManager):  # the cluster's senders poll Redis
+            state.streams.on_webhook_events = state.webhook_sender.wake
     if isinstance(state.runner, ClusterRunner):
         background.append(asyncio.create_task(state.runner.sweep_forever()))
     if not isinstance(state.store, RedisTaskStore):

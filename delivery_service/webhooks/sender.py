@@ -62,7 +62,7 @@ class WebhookSender:
         self._runner = asyncio.create_task(self._run(), name="webhook-sender")
 
     def wake(self) -> None:
-        """Look for due messages now (a redelivery was queued)."""
+        """Look for due messages now (new messages were stored, or a redelivery was queued)."""
         self._wake.set()
 
     async def stop(self) -> None:
@@ -78,12 +78,12 @@ class WebhookSender:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             try:
                 await self._claim_and_send()
             except Exception:  # the store or Redis failed: say so, keep going
                 logger.exception("webhook sender could not read the outbox; trying again")
                 await asyncio.sleep(POLL_SECONDS * 10)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
 
@@ -94,9 +94,14 @@ class WebhookSender:
             for message in await self.outbox.claim_due(time.time(), lease, free):
                 attempt = asyncio.create_task(self._deliver(message))
                 self._in_flight.add(attempt)
-                attempt.add_done_callback(self._in_flight.discard)
+                attempt.add_done_callback(self._attempt_done)
         waiting, _ = await self.outbox.pending()
         WEBHOOK_OUTBOX.set(waiting)
+
+    def _attempt_done(self, attempt: asyncio.Task[None]) -> None:
+        """A slot is free: claim again now rather than at the next poll."""
+        self._in_flight.discard(attempt)
+        self._wake.set()
 
     async def _deliver(self, message: ClaimedMessage) -> None:
         outcome = await self._attempt(message)
