@@ -197,11 +197,16 @@ def test_request_tables_match_the_request_models() -> None:
         rows = {row[0].strip("`"): " | ".join(row[1:]) for row in table[1:]}
         for field, spec in model["properties"].items():
             row = rows[field]
-            assert spec["type"] in row, f"{name}.{field}: type {spec['type']} not in {row!r}"
+            variants = spec.get("anyOf", [spec])  # a nullable field: its type, or null
+            for variant in variants:
+                kind = {"array": "list"}.get(variant["type"], variant["type"])
+                assert kind in row, f"{name}.{field}: type {kind} not in {row!r}"
             if field in model.get("required", []):
                 assert "required" in row, f"{name}.{field} is required"
             else:
-                assert f"`{json.dumps(spec['default'])}`" in row, f"{name}.{field}: default {spec['default']!r}"
+                default = spec.get("default")  # a default of None is left out of the schema
+                assert f"`{json.dumps(default)}`" in row, f"{name}.{field}: default {default!r}"
+            spec = next(variant for variant in variants if variant["type"] != "null")
             if "minimum" in spec or "maximum" in spec:
                 assert f"{spec['minimum']:g} to {spec['maximum']:g}" in row, f"{name}.{field}: range"
             if "maxLength" in spec:

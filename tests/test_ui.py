@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from conftest import ServerProcess, start_task
+from webhook_receiver import WebhookReceiver, new_secret
 
 pytestmark = pytest.mark.slow
 
@@ -275,6 +276,33 @@ def test_a_follow_up_from_the_page_shows_the_revisions_and_what_changed(
     expect(page.locator("#task-id")).to_have_text(first)
     expect(page.locator("#changes")).to_be_hidden()
     expect(page.locator("#timeline li.current")).to_have_attribute("data-revision", "1")
+
+
+def test_the_tasks_webhook_deliveries_are_shown_and_can_be_redelivered(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+) -> None:
+    receiver = WebhookReceiver(new_secret())
+    receiver.script("/ui", 400)
+    try:
+        service = start_service(
+            WEBHOOK_SECRET=receiver.secret, WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_BASE_SECONDS="0.05"
+        )
+        task_id = start_task(service.base_url, webhook_url=receiver.url("/ui"), webhook_events=["task.completed"])
+        receiver.wait_for("/ui", 1)
+        page = open_ui(service)
+        page.goto(f"{service.base_url}/test-ui#task={task_id}")
+        row = page.locator("#webhooks tbody tr")
+        expect(row).to_have_attribute("data-status", "failed")
+        expect(row).to_contain_text("task.completed")
+        expect(row).to_contain_text("400: The receiver answered 400")
+
+        receiver.script("/ui", 204)
+        row.get_by_role("button", name="Redeliver").click()
+        expect(row).to_have_attribute("data-status", "delivered")
+        expect(row.locator("td").nth(3)).to_have_text("2")
+        assert [request.webhook_id for request in receiver.at("/ui")] == [row.get_attribute("data-webhook-id")] * 2
+    finally:
+        receiver.close()
 
 
 @pytest.mark.parametrize(

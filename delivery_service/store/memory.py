@@ -84,6 +84,8 @@ class MemoryTaskStore:
             for task_id in expired:
                 del self._tasks[task_id]
                 self._events.pop(task_id, None)
+                for statement in sqlite_outbox.purge_statements("?"):
+                    self._outbox_db.execute(statement, (task_id,))
         return len(expired)
 
     def check(self) -> None:

@@ -75,6 +75,7 @@ function resetRun(taskId) {
   $("deliverables-section").hidden = true;
   $("thread-section").hidden = true;
   $("changes").hidden = true;
+  hideWebhooks();
   $("task-id").textContent = taskId;
   $("task-status").textContent = "-";
   $("terminal-message").textContent = "";
@@ -173,6 +174,7 @@ function showEvent(event) {
     case "step_end":
       if (!event.metadata.carried_over) setStage(agent, "done");
       $("progress-bar").style.width = `${(event.metadata.step / 4) * 100}%`;
+      showWebhooks(); // a step may have sent a webhook message
       break;
     case "action":
       if (agent === "System" && event.metadata.kind === "queued") {
@@ -186,6 +188,7 @@ function showEvent(event) {
       $("feedback").value = "";
       $("confirmation").hidden = false;
       loadRecent();
+      showWebhooks();
       break;
     default:
       break;
@@ -211,6 +214,7 @@ function finish(event) {
     }
   }
   showDeliverables(run.taskId);
+  showWebhooks();
   loadRecent();
 }
 
