@@ -96,13 +96,18 @@ def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_ac
 def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answers(
     start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
 ) -> None:
-    server = webhook_service(start_service, receiver)
+    server = webhook_service(start_service, receiver, WEBHOOK_MAX_ATTEMPTS="3", WEBHOOK_TIMEOUT_SECONDS="1")
     receiver.script("/flaky", 500, 503, 200)
+    receiver.script("/down", 500)
+    receiver.hold("/stuck")
     receiver.script("/moved", (302, {"Location": receiver.url("/elsewhere")}))
     receiver.script("/refuses", 400)
-    task_id = start_task(server.base_url, webhook_url=receiver.url("/flaky"), webhook_events=["task.completed"])
-    other = start_task(server.base_url, webhook_url=receiver.url("/moved"), webhook_events=["task.completed"])
-    third = start_task(server.base_url, webhook_url=receiver.url("/refuses"), webhook_events=["task.completed"])
+    completed_only = ["task.completed"]
+    task_id = start_task(server.base_url, webhook_url=receiver.url("/flaky"), webhook_events=completed_only)
+    down = start_task(server.base_url, webhook_url=receiver.url("/down"), webhook_events=completed_only)
+    stuck = start_task(server.base_url, webhook_url=receiver.url("/stuck"), webhook_events=completed_only)
+    other = start_task(server.base_url, webhook_url=receiver.url("/moved"), webhook_events=completed_only)
+    third = start_task(server.base_url, webhook_url=receiver.url("/refuses"), webhook_events=completed_only)
 
     attempts = receiver.wait_for("/flaky", 3)
     assert len({request.webhook_id for request in attempts}) == 1, "a retry is the same message"
@@ -110,6 +115,13 @@ def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answe
     (flaky,) = settled(server.base_url, task_id, 1)
     assert (flaky["status"], flaky["attempts"], flaky["last_status_code"]) == ("delivered", 3, 200)
     assert len(receiver.at("/flaky")) == 3
+
+    (gave_up,) = settled(server.base_url, down, 1)
+    assert (gave_up["status"], gave_up["attempts"], gave_up["last_status_code"]) == ("failed", 3, 500)
+    assert "Gave up after 3 attempts" in gave_up["last_error"] and len(receiver.at("/down")) == 3
+    (timed_out,) = settled(server.base_url, stuck, 1)
+    assert (timed_out["status"], timed_out["attempts"], timed_out["last_status_code"]) == ("failed", 3, None)
+    assert "did not answer within 1 s" in timed_out["last_error"]
 
     (moved,) = settled(server.base_url, other, 1)
     assert (moved["status"], moved["attempts"], moved["last_status_code"]) == ("failed", 1, 302)
@@ -168,7 +180,9 @@ def test_a_slow_receiver_does_not_delay_the_task(
     task_id = start_task(server.base_url, webhook_url=receiver.url("/slow"))
     receiver.wait_for("/slow", 1)  # the first message is being answered ... slowly
     assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end", "the task ran on while it waited"
-    assert any(d["status"] == "pending" for d in deliveries(server.base_url, task_id))
+    pending = next(d for d in deliveries(server.base_url, task_id) if d["status"] == "pending")
+    early = httpx.post(f"{server.base_url}/api/task/{task_id}/webhooks/{pending['webhook_id']}/redeliver")
+    assert early.status_code == 409 and "still being delivered" in early.json()["detail"]
     receiver.release("/slow")
     assert all(d["status"] == "delivered" for d in settled(server.base_url, task_id, 5))
 
