@@ -117,15 +117,9 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class ClaimedMessage:
-    """A message a sender holds until `leased_until` (no other sender takes it meanwhile)."""
+class ClaimedMessage(OutboxMessage):
+    """A stored message a sender holds until its claim's lease ends (no other sender takes it meanwhile)."""
 
-    webhook_id: str
-    task_id: str
-    sequence: int
-    type: str
-    url: str
-    body: str
     created_at: float
     attempts: int  # made before this one
     attempts_base: int  # attempts made before the last redelivery: the retry budget counts from here
