@@ -6,6 +6,10 @@ Run it with `python main.py` or `uvicorn main:app`. The routes live in `delivery
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,8 +22,9 @@ from delivery_service.http.access_control import SecurityHeaders
 from delivery_service.http.body_limit import BodyLimit
 from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
 from delivery_service.http.lifespan import lifespan
+from delivery_service.http.mcp_server import build_mcp_server, mcp_route
 from delivery_service.http.openapi import install_event_schema
-from delivery_service.http.routes import service, streams, tasks, threads, webhooks
+from delivery_service.http.routes import ag_ui, service, streams, tasks, threads, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.settings import Settings, get_settings
@@ -30,8 +35,11 @@ def create_app(settings: Settings) -> FastAPI:
     """The app with its middleware, error handlers, routers and the test UI's static files.
 
     `/docs` and `/redoc` load Swagger UI's and ReDoc's files from this service (fastapi-offline ships
-    them), not from a CDN, so they work offline and behind locked-down networks.
+    them), not from a CDN, so they work offline and behind locked-down networks. `/mcp` is the MCP
+    server (`delivery_service/http/mcp_server.py`), outside the OpenAPI schema.
     """
+    mcp_server = build_mcp_server()
+    mcp = mcp_route(mcp_server)
     app = FastAPIOffline(
         static_url="/docs-assets",
         favicon_url="/static/favicon.svg",
@@ -39,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Four LLM agents turn a requirement into an analysis, a test plan, a design and a review, "
         "streamed live.",
-        lifespan=lifespan,
+        lifespan=_with_mcp_sessions(mcp_server.session_manager.run),
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
@@ -55,11 +63,25 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(StoreUnavailable, store_unavailable_handler)
-    for router in (tasks.router, threads.router, webhooks.router, streams.router, service.router):
+    for router in (tasks.router, threads.router, webhooks.router, streams.router, ag_ui.router, service.router):
         app.include_router(router)
+    app.router.routes.append(mcp)
     install_event_schema(app)
     app.mount("/static", StaticFiles(directory=service.STATIC_DIR), name="static")
     return app
+
+
+def _with_mcp_sessions(
+    sessions: Callable[[], AbstractAsyncContextManager[None]],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The service's lifespan, with the MCP server's session manager running inside it."""
+
+    @contextlib.asynccontextmanager
+    async def both(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app), sessions():
+            yield
+
+    return both
 
 
 configure_logging(get_settings().log_level, get_settings().log_format)

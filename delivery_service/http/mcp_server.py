@@ -1,0 +1,180 @@
+"""`/mcp`: the service as a Model Context Protocol server (the official `mcp` SDK, streamable HTTP).
+
+AI assistants (Claude Desktop, Cursor, VS Code, any MCP client) get five tools and the deliverables as
+resources. Each tool calls the API's own route functions in this process, with the MCP request as
+the HTTP request: the same validation, rate limit, ownership, audit log and webhooks as `curl`, and
+no second way to run a task. `run_delivery` follows the task's stream (`task_events`) and reports
+progress after each agent's step.
+
+Stateless streamable HTTP (no MCP session to pin to one replica), so it works behind Nginx on any
+number of replicas. With API_KEYS set, a request without a valid `Authorization: Bearer` key is
+refused with 401 before MCP sees it, and each tool acts as that key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import HTTPException, Response
+from fastapi.responses import JSONResponse
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from delivery_service.agents import AGENTS
+from delivery_service.http.auth import Caller
+from delivery_service.http.dependencies import get_record
+from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
+from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
+from delivery_service.http.task_events import task_events
+
+INSTRUCTIONS = (
+    "A software delivery team of four agents (ProductManager, QAEngineer, SoftwareDeveloper, Coordinator). Give "
+    "run_delivery a requirement and get back the requirements analysis, test plan, technical design and delivery "
+    "review. For long runs: start_delivery, then get_delivery; confirm_delivery answers a task that waits for "
+    "approval of its analysis."
+)
+
+
+def _service(ctx: Context) -> tuple[ServiceState, Caller, Request]:
+    request = ctx.request_context.request
+    if not isinstance(request, Request):
+        raise ToolError("This tool needs the HTTP transport (/mcp).")
+    state: ServiceState | None = request.app.state.service
+    if state is None:
+        raise ToolError(f"The task store is unavailable: {request.app.state.unavailable}")
+    return state, state.keys.caller(request), request
+
+
+@contextlib.asynccontextmanager
+async def _as_tool_errors() -> AsyncIterator[None]:
+    """An HTTP error of the API becomes a tool error with the same words."""
+    try:
+        yield
+    except HTTPException as exc:
+        raise ToolError(f"{exc.status_code}: {exc.detail}") from exc
+    except ValidationError as exc:
+        raise ToolError("; ".join(str(error["msg"]) for error in exc.errors(include_input=False))) from exc
+
+
+async def start_delivery(requirement: str, ctx: Context, skip_confirmation: bool = True, priority: int = 0) -> dict[str, Any]:
+    """Start a delivery for a software requirement; returns at once with its task_id.
+
+    skip_confirmation=false pauses after the requirements analysis until confirm_delivery.
+    """
+    state, caller, request = _service(ctx)
+    async with _as_tool_errors():
+        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=skip_confirmation, priority=priority)
+        started = await run_task(body, request, Response(), state, caller)
+    return started.model_dump(mode="json", exclude={"stream_token"})
+
+
+async def get_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
+    """Where a delivery stands; once it has finished, also its deliverables, traceability and decision."""
+    state, caller, _ = _service(ctx)
+    async with _as_tool_errors():
+        return await _status_and_result(task_id, state, caller)
+
+
+async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, feedback: str = "") -> dict[str, Any]:
+    """Approve the requirements analysis of a delivery waiting for it, or reject it with feedback to revise it."""
+    state, caller, request = _service(ctx)
+    async with _as_tool_errors():
+        status = await confirm_task(task_id, ConfirmRequest(approved=approved, feedback=feedback), request, state, caller)
+    return status.model_dump(mode="json")
+
+
+async def cancel_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
+    """Cancel a delivery (a finished one is left as it is)."""
+    state, caller, request = _service(ctx)
+    async with _as_tool_errors():
+        status = await cancel_task(task_id, request, state, caller)
+    return status.model_dump(mode="json")
+
+
+async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dict[str, Any]:
+    """Run a whole delivery and return its deliverables; reports progress after each agent's step."""
+    state, caller, request = _service(ctx)
+    async with _as_tool_errors():
+        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=True, priority=priority)
+        task_id = (await run_task(body, request, Response(), state, caller)).task_id
+    await ctx.info(f"Delivery {task_id} started: {len(AGENTS)} agents")
+    async for event in task_events(state, task_id):
+        if event["event_type"] == "step_end":
+            step = int(event["metadata"].get("step", 0))
+            await ctx.report_progress(step, len(AGENTS), f"{event['agent_name']} finished (step {step} of {len(AGENTS)})")
+        elif event["event_type"] in ("error", "cancelled"):
+            raise ToolError(f"Delivery {task_id} {event['event_type']}: {event['content']}")
+    async with _as_tool_errors():
+        return await _status_and_result(task_id, state, caller)
+
+
+async def _status_and_result(task_id: str, state: ServiceState, caller: Caller) -> dict[str, Any]:
+    record = await get_record(task_id, state, caller)
+    answer: dict[str, Any] = {"status": (await task_status(record, state)).model_dump(mode="json")}
+    if record.finished:
+        result = await task_result(task_id, state, caller)
+        answer["result"] = result.model_dump(mode="json", exclude={"usage"})
+    return answer
+
+
+async def deliverable(task_id: str, agent_name: str, ctx: Context) -> str:
+    """One agent's deliverable of a finished task, as markdown."""
+    state, caller, _ = _service(ctx)
+    async with _as_tool_errors():
+        result = await task_result(task_id, state, caller)
+    for found in result.deliverables:
+        if found.agent_name == agent_name:
+            return found.content
+    raise ToolError(f"Task {task_id} has no deliverable of {agent_name}; the agents are {', '.join(AGENTS)}.")
+
+
+def build_mcp_server() -> FastMCP:
+    """A FastMCP server with the tools and the deliverable resources (one per app)."""
+    server = FastMCP(
+        "multi-agent-delivery",
+        instructions=INSTRUCTIONS,
+        stateless_http=True,
+        streamable_http_path="/mcp",
+        # Like the rest of the API, /mcp is protected by API_KEYS, not by checking Host headers.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    for tool in (start_delivery, get_delivery, confirm_delivery, cancel_delivery, run_delivery):
+        server.tool()(tool)
+    server.resource(
+        "delivery://tasks/{task_id}/deliverables/{agent_name}",
+        name="deliverable",
+        description="An agent's deliverable of a finished delivery, as markdown",
+        mime_type="text/markdown",
+    )(deliverable)
+    return server
+
+
+class _KeyRequired:
+    """Refuses an /mcp request without a valid API key (when API_KEYS is set) with the API's 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: ServiceState | None = scope["app"].state.service
+        if state is not None:
+            try:
+                state.keys.caller(Request(scope))
+            except HTTPException as exc:
+                await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+def mcp_route(server: FastMCP) -> Route:
+    """The `/mcp` route of `server` (its session manager must run: `server.session_manager.run()`)."""
+    (route,) = [route for route in server.streamable_http_app().routes if isinstance(route, Route)]
+    return Route(route.path, endpoint=_KeyRequired(route.app), methods=["GET", "POST", "DELETE"], include_in_schema=False)

@@ -1,0 +1,220 @@
+"""`POST /api/ag-ui`: a task run as an AG-UI agent run, for CopilotKit and other AG-UI front ends.
+
+The body is AG-UI's `RunAgentInput`; its last user message is the requirement. The run is an ordinary
+task, started by `run_task` itself (same validation, limits, ownership and webhooks), and its events
+are the task's own stream translated with the `ag-ui-protocol` package's types and encoder:
+
+| task event | AG-UI event |
+|---|---|
+| (the answer starts) | `RUN_STARTED`, `metadata.task_id` |
+| `agent_start` / `step_end` | `STEP_STARTED` / `STEP_FINISHED`, `step_name` = the agent |
+| `delta` (`stream_tokens`) | `TEXT_MESSAGE_START`, then `TEXT_MESSAGE_CONTENT` per delta |
+| `output` | its deliverable as `TEXT_MESSAGE_START`/`CONTENT`/`END` (only `END` after deltas) |
+| `confirmation_required` | `RUN_FINISHED` with an `interrupt` outcome; resume with `resume` |
+| `end` | `STATE_SNAPSHOT` (deliverables, traceability, decision, summary), `RUN_FINISHED` |
+| `error` / `cancelled` | `RUN_ERROR` (`code` = the error type) / `RUN_FINISHED` with a `cancelled` outcome |
+
+`forwardedProps` may carry `skip_confirmation`, `stream_tokens`, `priority` (as for `run_task`) and
+`on_disconnect`: `continue` (default: the task runs on, readable at `/api/stream/{task_id}`) or
+`cancel` (a client that goes away cancels the task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from ag_ui.core import (
+    BaseEvent,
+    Interrupt,
+    RunAgentInput,
+    RunErrorEvent,
+    RunFinishedCancelledOutcome,
+    RunFinishedEvent,
+    RunFinishedInterruptOutcome,
+    RunFinishedSuccessOutcome,
+    RunStartedEvent,
+    StateSnapshotEvent,
+    StepFinishedEvent,
+    StepStartedEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+)
+from ag_ui.encoder import EventEncoder
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from delivery_service.http.auth import Caller
+from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, CallerOf, State, get_record
+from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result
+from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
+from delivery_service.http.task_events import task_events
+
+router = APIRouter(tags=["ag-ui"], responses=API_ERRORS)
+
+INTERRUPT_PREFIX = "confirm-"
+CONFIRMATION_SCHEMA = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"}, "feedback": {"type": "string"}},
+    "required": ["approved"],
+}
+
+
+class AgUiOptions(BaseModel):
+    """What `forwardedProps` may set; anything else there is ignored (front ends add their own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    skip_confirmation: StrictBool = True
+    stream_tokens: StrictBool = False
+    priority: int = Field(default=0, ge=0, le=9)
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+
+
+@router.post(
+    "/api/ag-ui",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "AG-UI events"}, **TOO_MANY},
+    summary="Run a task as an AG-UI agent run (RunAgentInput in, AG-UI events out)",
+)
+async def ag_ui_run(
+    run_input: Annotated[RunAgentInput, Body()], request: Request, state: State, caller: CallerOf
+) -> StreamingResponse:
+    options = _options(run_input.forwarded_props)
+    if run_input.resume:
+        task_id, after = await _resume(run_input, request, state, caller)
+    else:
+        started = await run_task(_task_request(run_input, options), request, Response(), state, caller)
+        task_id, after = started.task_id, 0
+    events = _run_events(run_input, task_id, after, state, caller)
+    encoder = EventEncoder(accept=request.headers.get("accept"))
+    return StreamingResponse(
+        _encoded(events, encoder, options.on_disconnect == "cancel", task_id, request, state, caller),
+        media_type=encoder.get_content_type(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _refused(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
+
+
+def _options(forwarded: object) -> AgUiOptions:
+    try:
+        return AgUiOptions.model_validate(forwarded if isinstance(forwarded, dict) else {})
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", "forwardedProps", *error["loc"])} for error in exc.errors(include_input=False)]
+        ) from exc
+
+
+def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequest:
+    """`run_task`'s body: the last user message's text as the requirement, with the forwarded options."""
+    user_messages = [message for message in run_input.messages if message.role == "user"]
+    if not user_messages:
+        raise _refused(("messages",), "The run needs a user message: the last one's text is the requirement.")
+    content = user_messages[-1].content
+    text = content if isinstance(content, str) else "\n".join(getattr(part, "text", "") for part in content)
+    try:
+        return RunTaskRequest(
+            user_requirement=text,
+            skip_confirmation=options.skip_confirmation,
+            stream_tokens=options.stream_tokens,
+            priority=options.priority,
+        )
+    except ValidationError as exc:
+        messages = "; ".join(str(error["msg"]) for error in exc.errors(include_input=False))
+        raise _refused(("messages",), f"The last user message cannot be a requirement: {messages}") from exc
+
+
+async def _resume(run_input: RunAgentInput, request: Request, state: ServiceState, caller: Caller) -> tuple[str, int]:
+    """Answer the task's confirmation interrupt (approve, reject with feedback, or cancel); the task and the
+    sequence its new events follow."""
+    (entry, *_) = run_input.resume or []
+    if not entry.interrupt_id.startswith(INTERRUPT_PREFIX):
+        raise _refused(("resume", "0", "interruptId"), f"Unknown interrupt {entry.interrupt_id!r}: resume the one a run ended with.")
+    task_id = entry.interrupt_id.removeprefix(INTERRUPT_PREFIX)
+    after = (await get_record(task_id, state, caller)).last_sequence
+    if entry.status == "cancelled":
+        await cancel_task(task_id, request, state, caller)
+        return task_id, after
+    payload = entry.payload if isinstance(entry.payload, dict) else {}
+    try:
+        decision = ConfirmRequest(approved=payload.get("approved", True), feedback=payload.get("feedback", ""))
+    except ValidationError as exc:
+        raise _refused(("resume", "0", "payload"), "The payload must be {\"approved\": true|false, \"feedback\": \"...\"}.") from exc
+    await confirm_task(task_id, decision, request, state, caller)
+    return task_id, after
+
+
+async def _run_events(
+    run_input: RunAgentInput, task_id: str, after: int, state: ServiceState, caller: Caller
+) -> AsyncIterator[BaseEvent]:
+    """The task's events after `after` as AG-UI events (the table in the module docstring)."""
+    run = {"thread_id": run_input.thread_id, "run_id": run_input.run_id}
+    yield RunStartedEvent(**run, metadata={"task_id": task_id, "stream_url": f"/api/stream/{task_id}"})
+    streaming: str | None = None  # the message the current agent's deltas go to
+    async for event in task_events(state, task_id, after):
+        kind, agent, content = event["event_type"], event["agent_name"], event["content"]
+        message_id = f"{task_id}-{event['sequence']}"
+        if kind == "agent_start":
+            yield StepStartedEvent(step_name=agent)
+        elif kind == "delta" and content:
+            if streaming is None:
+                streaming = message_id
+                yield TextMessageStartEvent(message_id=streaming, role="assistant", name=agent)
+            yield TextMessageContentEvent(message_id=streaming, delta=content)
+        elif kind == "output":
+            if streaming is None:
+                yield TextMessageStartEvent(message_id=message_id, role="assistant", name=agent)
+                if content:
+                    yield TextMessageContentEvent(message_id=message_id, delta=content)
+            yield TextMessageEndEvent(message_id=streaming or message_id)
+            streaming = None
+        elif kind == "step_end":
+            yield StepFinishedEvent(step_name=agent)
+        elif kind == "confirmation_required":
+            interrupt = Interrupt(
+                id=INTERRUPT_PREFIX + task_id,
+                reason="confirmation_required",
+                message=content,
+                response_schema=CONFIRMATION_SCHEMA,
+                metadata={"task_id": task_id, "confirm_url": f"/api/task/{task_id}/confirm"},
+            )
+            yield RunFinishedEvent(**run, outcome=RunFinishedInterruptOutcome(interrupts=[interrupt]))
+            return
+        elif kind == "end":
+            result = await task_result(task_id, state, caller)
+            snapshot = result.model_dump(mode="json", include={"task_id", "status", "deliverables", "traceability", "decision", "summary"})
+            yield StateSnapshotEvent(snapshot=snapshot)
+            yield RunFinishedEvent(**run, result={"task_id": task_id, "summary": content}, outcome=RunFinishedSuccessOutcome())
+        elif kind == "error":
+            yield RunErrorEvent(message=content, code=event["metadata"].get("error_type"))
+        elif kind == "cancelled":
+            yield RunFinishedEvent(**run, outcome=RunFinishedCancelledOutcome())
+
+
+_cancels: set[asyncio.Task[Any]] = set()
+
+
+async def _encoded(
+    events: AsyncIterator[BaseEvent], encoder: EventEncoder, cancel_on_disconnect: bool, task_id: str,
+    request: Request, state: ServiceState, caller: Caller,
+) -> AsyncIterator[str]:
+    """The encoded events; a client gone before the run's last event cancels the task if it asked to."""
+    finished = False
+    try:
+        async for event in events:
+            yield encoder.encode(event)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            # The response's task is being cancelled: the cancel runs as a task of its own.
+            cancel = asyncio.get_running_loop().create_task(cancel_task(task_id, request, state, caller))
+            _cancels.add(cancel)
+            cancel.add_done_callback(_cancels.discard)

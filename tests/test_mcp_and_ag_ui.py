@@ -1,0 +1,189 @@
+"""The MCP server at /mcp and the AG-UI endpoint, each with its protocol's own reference package.
+
+MCP: the official `mcp` SDK's client over streamable HTTP against a real uvicorn. AG-UI: the stream of
+`POST /api/ag-ui` parsed into the `ag-ui-protocol` package's event models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from ag_ui.core import EventType as AgUiEventType
+from ag_ui.core import RunAgentInput, UserMessage
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import TypeAdapter
+
+from ag_ui.core import Event
+from conftest import ServerProcess, read_stream, wait_until
+
+ALICE = {"Authorization": "Bearer alice-key-0123"}
+EVENTS = TypeAdapter(Event)
+
+
+async def with_session(base: str, headers: dict[str, str] | None, use: Callable[[ClientSession], Any]) -> Any:
+    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(60.0)) as client:
+        async with streamable_http_client(f"{base}/mcp", http_client=client) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await use(session)
+
+
+def test_mcp_tools_run_a_delivery_with_progress_per_step(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service(API_KEYS="alice-key-0123", FAKE_LLM_DELAY_MS="5")
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def use(session: ClientSession) -> dict[str, Any]:
+        tools = {tool.name for tool in (await session.list_tools()).tools}
+        assert tools == {"start_delivery", "get_delivery", "confirm_delivery", "cancel_delivery", "run_delivery"}
+        result = await session.call_tool("run_delivery", {"requirement": "Build a todo app"}, progress_callback=on_progress)
+        assert not result.isError, result.content
+        answer = dict(result.structuredContent or {})
+        task_id = answer["status"]["task_id"]
+        page = await session.read_resource(f"delivery://tasks/{task_id}/deliverables/QAEngineer")
+        answer["resource"] = page.contents[0].text  # type: ignore[union-attr]
+        unknown = await session.call_tool("get_delivery", {"task_id": "no-such-task"})
+        answer["unknown"] = (unknown.isError, unknown.content[0].text)  # type: ignore[union-attr]
+        return answer
+
+    answer = asyncio.run(with_session(server.base_url, ALICE, use))
+    assert [(done, total) for done, total, _ in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "ProductManager finished" in str(progress[0][2])
+    result = answer["result"]
+    assert answer["status"]["status"] == "completed" and result["decision"] in ("go", "no_go")
+    assert [d["agent_name"] for d in result["deliverables"]] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert answer["resource"] == result["deliverables"][1]["content"]
+    assert answer["unknown"][0] and "404" in answer["unknown"][1]
+    # The run is an ordinary task of the same key, in the API.
+    tasks = httpx.get(f"{server.base_url}/api/tasks", headers=ALICE).json()["tasks"]
+    assert [task["task_id"] for task in tasks] == [answer["status"]["task_id"]]
+
+
+def test_mcp_start_confirm_and_cancel_are_the_apis_own(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service(FAKE_LLM_DELAY_MS="5")
+
+    async def use(session: ClientSession) -> tuple[str, str]:
+        started = (await session.call_tool("start_delivery", {"requirement": "Build a wiki", "skip_confirmation": False})).structuredContent
+        task_id = str(started["task_id"])  # type: ignore[index]
+        for _ in range(600):
+            status = (await session.call_tool("get_delivery", {"task_id": task_id})).structuredContent["status"]  # type: ignore[index]
+            if status["status"] == "awaiting_confirmation":
+                break
+            await asyncio.sleep(0.05)  # polling a condition (bounded), as an MCP client would
+        confirmed = await session.call_tool("confirm_delivery", {"task_id": task_id, "approved": True})
+        assert not confirmed.isError, confirmed.content
+        other = (await session.call_tool("start_delivery", {"requirement": "Build a chat", "skip_confirmation": False})).structuredContent
+        cancelled = await session.call_tool("cancel_delivery", {"task_id": other["task_id"]})  # type: ignore[index]
+        return task_id, str(cancelled.structuredContent["status"])  # type: ignore[index]
+
+    task_id, cancelled_status = asyncio.run(with_session(server.base_url, None, use))
+    assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"
+    assert cancelled_status == "cancelled"
+
+
+def test_mcp_refuses_a_wrong_key(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service(API_KEYS="alice-key-0123")
+    response = httpx.post(
+        f"{server.base_url}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": "Bearer wrong", "Accept": "application/json, text/event-stream"},
+    )
+    assert response.status_code == 401 and "API_KEYS" in response.json()["detail"]
+    with pytest.raises(ExceptionGroup) as refused:  # the SDK's client raises from its task group
+        asyncio.run(with_session(server.base_url, {"Authorization": "Bearer wrong"}, lambda session: session.list_tools()))
+    matched, _ = refused.value.split(httpx.HTTPStatusError)
+    assert matched is not None and matched.exceptions[0].response.status_code == 401  # type: ignore[attr-defined]
+
+
+def ag_ui_events(base: str, run_input: dict[str, Any], headers: dict[str, str] | None = None) -> list[Any]:
+    """The AG-UI events of one run, each parsed with the ag-ui-protocol package's models."""
+    events = []
+    with httpx.stream("POST", f"{base}/api/ag-ui", json=run_input, headers=headers, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(EVENTS.validate_python(json.loads(line[6:])))
+    return events
+
+
+def run_input(text: str, **forwarded: Any) -> dict[str, Any]:
+    payload = RunAgentInput(
+        thread_id="thread-1", run_id="run-1", state={}, tools=[], context=[], forwarded_props=forwarded,
+        messages=[UserMessage(id="m1", role="user", content=text)],
+    )
+    return payload.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def test_ag_ui_runs_a_task_in_the_contracts_event_order(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service()
+    events = ag_ui_events(server.base_url, run_input("Build a todo app"))
+    kinds = [event.type for event in events]
+    assert kinds[0] is AgUiEventType.RUN_STARTED and kinds[-1] is AgUiEventType.RUN_FINISHED
+    assert kinds[-2] is AgUiEventType.STATE_SNAPSHOT
+    steps = [(event.type, event.step_name) for event in events if event.type in (AgUiEventType.STEP_STARTED, AgUiEventType.STEP_FINISHED)]
+    agents = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert steps == [pair for agent in agents for pair in ((AgUiEventType.STEP_STARTED, agent), (AgUiEventType.STEP_FINISHED, agent))]
+    messages = [event for event in events if event.type is AgUiEventType.TEXT_MESSAGE_START]
+    assert [message.name for message in messages] == agents
+    for start in messages:  # each deliverable: start, content, end, inside its agent's step
+        at = events.index(start)
+        assert events[at + 1].type is AgUiEventType.TEXT_MESSAGE_CONTENT and events[at + 2].type is AgUiEventType.TEXT_MESSAGE_END
+        assert events[at + 1].message_id == events[at + 2].message_id == start.message_id
+    task_id = events[0].metadata["task_id"]
+    snapshot = events[-2].snapshot
+    assert snapshot["task_id"] == task_id and len(snapshot["deliverables"]) == 4 and snapshot["traceability"]["coverage"] >= 0
+    assert events[-1].outcome.type == "success" and events[-1].thread_id == "thread-1" and events[-1].run_id == "run-1"
+    listed = httpx.get(f"{server.base_url}/api/tasks").json()["tasks"]
+    assert task_id in {task["task_id"] for task in listed}
+    assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"
+
+
+def test_ag_ui_streams_tokens_and_pauses_for_confirmation_as_an_interrupt(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service()
+    first = ag_ui_events(server.base_url, run_input("Build a todo app", skip_confirmation=False, stream_tokens=True))
+    contents = [event for event in first if event.type is AgUiEventType.TEXT_MESSAGE_CONTENT]
+    assert len(contents) > 1, "deltas arrive as content events"
+    finished = first[-1]
+    assert finished.type is AgUiEventType.RUN_FINISHED and finished.outcome.type == "interrupt"
+    (interrupt,) = finished.outcome.interrupts
+    assert interrupt.reason == "confirmation_required" and interrupt.response_schema["required"] == ["approved"]
+
+    resumed = run_input("Build a todo app")
+    resumed["runId"] = "run-2"
+    resumed["resume"] = [{"interruptId": interrupt.id, "status": "resolved", "payload": {"approved": True}}]
+    second = ag_ui_events(server.base_url, resumed)
+    assert second[0].type is AgUiEventType.RUN_STARTED and second[-1].outcome.type == "success"
+    assert [e.step_name for e in second if e.type is AgUiEventType.STEP_STARTED] == ["QAEngineer", "SoftwareDeveloper", "Coordinator"]
+
+
+def test_ag_ui_reports_a_failing_model_as_run_error(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
+    server = start_service(
+        LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/status/500/v1", LLM_API_KEY="k", LLM_MAX_RETRIES="0"
+    )
+    events = ag_ui_events(server.base_url, run_input("Build a todo app"))
+    assert events[0].type is AgUiEventType.RUN_STARTED
+    assert events[-1].type is AgUiEventType.RUN_ERROR and events[-1].message
+    assert events[-1].code
+    task_id = events[0].metadata["task_id"]
+    wait_until(lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "failed", 30, "failed")
+
+
+def test_ag_ui_refuses_a_run_without_a_user_message(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service()
+    payload = run_input("x")
+    payload["messages"] = []
+    response = httpx.post(f"{server.base_url}/api/ag-ui", json=payload)
+    assert response.status_code == 422 and "user message" in response.json()["detail"][0]["msg"]
+    bad = httpx.post(f"{server.base_url}/api/ag-ui", json=run_input("x", priority=12))
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == ["body", "forwardedProps", "priority"]
