@@ -1,0 +1,248 @@
+"""`delivery`: the command-line client (Typer + Rich + httpx), a thin client of the HTTP API.
+
+    delivery run "Build a todo app" --confirm --out ./todo
+    delivery watch TASK_ID
+    delivery status | result | cancel | confirm | list | follow-up ...
+
+Exit codes (also in docs/cli.md): 0 the task completed (or the command did its job), 1 the task failed,
+2 usage error, 3 the task was cancelled, 4 the service cannot be reached, 5 the service refused the
+request (the message says why), 130 stopped watching with Ctrl-C (the task goes on).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.prompt import Prompt
+from rich.table import Table
+
+from delivery_service.cli.client import TERMINAL_EVENTS, CannotConnect, ServiceClient, ServiceRefused
+from delivery_service.cli.display import Display, JsonDisplay, LiveDisplay, PlainDisplay
+
+
+class ExitCode(enum.IntEnum):
+    COMPLETED = 0
+    FAILED = 1
+    USAGE = 2
+    CANCELLED = 3
+    CANNOT_CONNECT = 4
+    REFUSED = 5
+    STOPPED_WATCHING = 130
+
+
+TERMINAL_EXIT = {"end": ExitCode.COMPLETED, "error": ExitCode.FAILED, "cancelled": ExitCode.CANCELLED}
+
+app = typer.Typer(
+    help="Run and watch multi-agent deliveries from the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+errors = Console(stderr=True)
+
+
+@dataclass
+class Session:
+    client: ServiceClient
+    output: str  # "live", "plain" or "json"
+    console: Console
+
+    @property
+    def interactive(self) -> bool:
+        """Prompts need a person: a terminal on both ends."""
+        return sys.stdin.isatty() and sys.stdout.isatty()
+
+    def display(self, task_id: str) -> Display:
+        if self.output == "json":
+            return JsonDisplay()
+        if self.output == "plain" or not self.console.is_terminal:
+            return PlainDisplay()
+        return LiveDisplay(self.console, task_id)
+
+    def print_json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@app.callback()
+def options(
+    context: typer.Context,
+    url: Annotated[str, typer.Option(envvar="SERVICE_URL", help="The service's address.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="SERVICE_API_KEY", help="An API key, when the service has API_KEYS set.")
+    ] = None,
+    plain: Annotated[bool, typer.Option("--plain", help="One line per event, even in a terminal.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="Events (and answers) as JSON.")] = False,
+) -> None:
+    output = "json" if json_lines else "plain" if plain else "live"
+    context.obj = Session(ServiceClient(url, api_key), output, Console())
+    context.call_on_close(context.obj.client.close)
+
+
+Requirement = Annotated[str, typer.Argument(help="What to build, in any language.")]
+TaskId = Annotated[str, typer.Argument(help="The task's id.")]
+Confirm = Annotated[bool, typer.Option("--confirm", help="Pause after the analysis and ask for approval.")]
+Tokens = Annotated[bool, typer.Option("--tokens", help="Show the agents' text as it is written.")]
+Priority = Annotated[int, typer.Option(min=0, max=9, help="0-9; higher starts first when tasks wait.")]
+Out = Annotated[Path | None, typer.Option(help="Write the deliverables (markdown) and result.json here.")]
+
+
+@app.command()
+def run(
+    context: typer.Context, requirement: Requirement, confirm: Confirm = False, tokens: Tokens = False,
+    priority: Priority = 0, out: Out = None,
+) -> None:
+    """Start a task and follow it to its end; write its deliverables with --out."""
+    session: Session = context.obj
+    body = {"user_requirement": requirement, "skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
+    started = session.client.post("/api/run_task", body)
+    raise typer.Exit(follow(session, started["task_id"], out))
+
+
+@app.command("follow-up")
+def follow_up(
+    context: typer.Context, task_id: TaskId, request: Annotated[str, typer.Argument(help="What should change.")],
+    confirm: Confirm = False, tokens: Tokens = False, priority: Priority = 0, out: Out = None,
+) -> None:
+    """Revise a completed task: a new revision in its thread, followed to its end."""
+    session: Session = context.obj
+    body = {"request": request, "skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
+    started = session.client.post(f"/api/task/{task_id}/follow_up", body)
+    raise typer.Exit(follow(session, started["task_id"], out))
+
+
+@app.command()
+def watch(context: typer.Context, task_id: TaskId, out: Out = None) -> None:
+    """Follow any task from its first event; resumes by itself after a dropped connection or a restart."""
+    raise typer.Exit(follow(context.obj, task_id, out))
+
+
+@app.command()
+def status(context: typer.Context, task_id: TaskId) -> None:
+    """Where a task stands."""
+    session: Session = context.obj
+    answer = session.client.get(f"/api/task/{task_id}/status")
+    if session.output == "json":
+        session.print_json(answer)
+        return
+    for key in ("task_id", "status", "current_agent", "completed_steps", "total_steps", "queue_position", "error"):
+        if answer.get(key) is not None:
+            session.console.print(f"[dim]{key}[/dim] {answer[key]}")
+
+
+@app.command()
+def result(
+    context: typer.Context, task_id: TaskId,
+    format: Annotated[str, typer.Option(help="md: one markdown document; json: the API's answer.")] = "md",
+) -> None:
+    """A finished task's deliverables."""
+    session: Session = context.obj
+    if format not in ("md", "json"):
+        raise typer.BadParameter("use md or json", param_hint="--format")
+    if format == "json":
+        session.print_json(session.client.get(f"/api/task/{task_id}/result"))
+        return
+    document = session.client.text(f"/api/task/{task_id}/result", format="markdown")
+    session.console.print(Markdown(document)) if session.console.is_terminal and session.output == "live" else print(document)
+
+
+@app.command()
+def cancel(context: typer.Context, task_id: TaskId) -> None:
+    """Cancel a task (a finished one is left as it is)."""
+    answer = context.obj.client.post(f"/api/task/{task_id}/cancel")
+    print(f"{task_id}: {answer['status']}")
+
+
+@app.command("confirm")
+def confirm_task(
+    context: typer.Context, task_id: TaskId,
+    reject: Annotated[bool, typer.Option("--reject", help="Have the analysis revised instead.")] = False,
+    feedback: Annotated[str, typer.Option(help="What to change (with --reject).")] = "",
+) -> None:
+    """Approve a task's requirements analysis, or reject it with feedback."""
+    answer = context.obj.client.post(f"/api/task/{task_id}/confirm", {"approved": not reject, "feedback": feedback})
+    print(f"{task_id}: {answer['status']}")
+
+
+@app.command("list")
+def list_tasks(context: typer.Context, limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
+    """Your tasks, newest first."""
+    session: Session = context.obj
+    answer = session.client.get("/api/tasks", limit=limit)
+    if session.output == "json":
+        session.print_json(answer)
+        return
+    table = Table("task", "status", "created", "requirement", box=None, header_style="bold")
+    for task in answer["tasks"]:
+        table.add_row(task["task_id"], task["status"], task["created_at"][:19], task["requirement"][:60])
+    session.console.print(table)
+
+
+def follow(session: Session, task_id: str, out: Path | None) -> ExitCode:
+    """Show the task's events to its end (deciding a confirmation when asked); the exit code of its outcome."""
+    display = session.display(task_id)
+    last = 0
+    while True:
+        try:
+            for event in session.client.follow(task_id, after=last, on_reconnect=display.note):
+                last = event["sequence"]
+                display.show(event)
+                if event["event_type"] == "confirmation_required":
+                    _decide(session, task_id, event, display)
+                if event["event_type"] in TERMINAL_EVENTS:
+                    if event["event_type"] == "end" and out is not None:
+                        _write_deliverables(session, task_id, out)
+                    return TERMINAL_EXIT[event["event_type"]]
+        except KeyboardInterrupt:
+            display.pause()
+            if not session.interactive or Prompt.ask(
+                "\nCancel the task, or stop watching it?", choices=["cancel", "stop"], default="stop"
+            ) == "stop":
+                errors.print(f"Stopped watching; the task goes on. Resume with: delivery watch {task_id}")
+                return ExitCode.STOPPED_WATCHING
+            session.client.post(f"/api/task/{task_id}/cancel")
+            display.resume()
+
+
+def _decide(session: Session, task_id: str, event: dict[str, Any], display: Display) -> None:
+    """Ask the person at the terminal to approve the analysis, or to say what should change."""
+    if not session.interactive:
+        display.note(f"Waiting for a decision: delivery confirm {task_id} [--reject --feedback TEXT]")
+        return
+    display.pause()
+    session.console.print(f"\n[bold]{event['content']}[/bold]")
+    if typer.confirm("Approve the requirements analysis?", default=True):
+        session.client.post(f"/api/task/{task_id}/confirm", {"approved": True})
+    else:
+        feedback = typer.prompt("What should change?")
+        session.client.post(f"/api/task/{task_id}/confirm", {"approved": False, "feedback": feedback})
+    display.resume()
+
+
+def _write_deliverables(session: Session, task_id: str, out: Path) -> None:
+    """Each deliverable as `NN-Agent.md`, and the whole answer as result.json."""
+    answer = session.client.get(f"/api/task/{task_id}/result")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for number, deliverable in enumerate(answer["deliverables"], start=1):
+        (out / f"{number:02d}-{deliverable['agent_name']}.md").write_text(deliverable["content"], encoding="utf-8")
+    errors.print(f"Wrote {len(answer['deliverables'])} deliverables and result.json to {out}")
+
+
+def main() -> None:
+    """The console script: the exit codes of the module docstring."""
+    try:
+        app()
+    except CannotConnect as exc:
+        errors.print(f"[red]{exc}[/red]")
+        sys.exit(ExitCode.CANNOT_CONNECT)
+    except ServiceRefused as exc:
+        errors.print(f"[red]The service refused: {exc}[/red]")
+        sys.exit(ExitCode.REFUSED)

@@ -1,0 +1,147 @@
+"""How the command-line client shows a task's events: a live Rich view in a terminal, plain lines otherwise.
+
+`LiveDisplay`: a line per agent step (status, elapsed time, tokens), the current agent's text scrolling
+underneath, and the task's state. `PlainDisplay`: one line per event, `sequence agent event_type text`,
+for pipes, logs and scripts; `JsonDisplay`: each event as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+TAIL_LINES = 12
+
+
+class Display(Protocol):
+    def show(self, event: dict[str, Any]) -> None: ...
+
+    def note(self, message: str) -> None:
+        """Something about the connection or the client, not an event."""
+
+    def pause(self) -> None:
+        """Stop drawing (before a prompt)."""
+
+    def resume(self) -> None: ...
+
+
+def _seconds(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def _one_line(text: str, width: int = 120) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+class PlainDisplay:
+    """One line per event."""
+
+    def show(self, event: dict[str, Any]) -> None:
+        print(f"{event['sequence']:>5} {event['agent_name']:<17} {event['event_type']:<21} {_one_line(event['content'])}", flush=True)
+
+    def note(self, message: str) -> None:
+        print(f"# {message}", file=sys.stderr, flush=True)
+
+    def pause(self) -> None:
+        return None
+
+    def resume(self) -> None:
+        return None
+
+
+class JsonDisplay(PlainDisplay):
+    """Each event as one JSON line, as the stream carries it."""
+
+    def show(self, event: dict[str, Any]) -> None:
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+
+
+@dataclass
+class _Step:
+    agent: str
+    status: str = "working"
+    started: float | None = None
+    finished: float | None = None
+    tokens: int = 0
+
+
+class LiveDisplay:
+    """A live view of one task in the terminal (Rich)."""
+
+    def __init__(self, console: Console, task_id: str) -> None:
+        self._console = console
+        self._task_id = task_id
+        self._steps: dict[str, _Step] = {}
+        self._status = "waiting"
+        self._sequence = 0
+        self._current: str | None = None
+        self._text = ""
+        self._notes: list[str] = []
+        self._live = Live(console=console, refresh_per_second=8, get_renderable=self._render)
+        self._live.start()
+
+    def show(self, event: dict[str, Any]) -> None:
+        kind, agent, content = event["event_type"], event["agent_name"], event["content"]
+        self._sequence = event["sequence"]
+        if kind == "start":
+            self._status = "running"
+        elif kind == "agent_start":
+            self._steps[agent] = _Step(agent, started=_seconds(event))
+            self._current, self._text = agent, ""
+        elif kind == "delta":
+            self._text += content
+        elif kind == "output":
+            step = self._steps.setdefault(agent, _Step(agent))
+            step.status = "carried over" if event["metadata"].get("carried_over") else step.status
+            self._current, self._text = agent, content
+        elif kind == "step_end":
+            step = self._steps.setdefault(agent, _Step(agent))
+            step.finished = _seconds(event)
+            step.tokens += int((event["metadata"].get("usage") or {}).get("total_tokens") or 0)
+            step.status = "carried over" if event["metadata"].get("carried_over") else "done"
+        elif kind == "confirmation_required":
+            self._status = "awaiting confirmation"
+        elif kind in ("end", "error", "cancelled"):
+            self._status = {"end": "completed", "error": "failed", "cancelled": "cancelled"}[kind]
+            for step in self._steps.values():
+                if step.status == "working":
+                    step.status = self._status
+            self._notes.append(_one_line(content, 300))
+            self._live.refresh()
+            self._live.stop()
+
+    def note(self, message: str) -> None:
+        self._notes = [*self._notes[-2:], message]
+
+    def pause(self) -> None:
+        self._live.stop()
+
+    def resume(self) -> None:
+        self._live.start()
+
+    def _render(self) -> Group:
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for column in ("agent", "status", "elapsed", "tokens"):
+            table.add_column(column, justify="right" if column in ("elapsed", "tokens") else "left")
+        now = datetime.now().timestamp()
+        for step in self._steps.values():
+            end = step.finished or (now if step.status == "working" else None)
+            elapsed = f"{end - step.started:.1f} s" if step.started and end else "-"
+            style = {"done": "green", "working": "yellow", "failed": "red", "cancelled": "red"}.get(step.status, "cyan")
+            table.add_row(step.agent, Text(step.status, style=style), elapsed, str(step.tokens or "-"))
+        tail = "\n".join(self._text.splitlines()[-TAIL_LINES:])
+        header = Text.assemble(("task ", "dim"), self._task_id, ("  status ", "dim"), self._status, ("  event ", "dim"), str(self._sequence))
+        parts: list[Any] = [header, table]
+        if self._current and tail:
+            parts += [Text(f"{self._current}:", style="bold"), Text(tail, style="dim")]
+        parts += [Text(note, style="italic") for note in self._notes]
+        return Group(*parts)
