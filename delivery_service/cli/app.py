@@ -54,11 +54,7 @@ class Session:
     client: ServiceClient
     output: str  # "live", "plain" or "json"
     console: Console
-
-    @property
-    def interactive(self) -> bool:
-        """Prompts need a person: a terminal on both ends."""
-        return sys.stdin.isatty() and sys.stdout.isatty()
+    interactive: bool  # a person at a terminal on both ends, who can answer prompts
 
     def display(self, task_id: str) -> Display:
         if self.output == "json":
@@ -82,7 +78,9 @@ def options(
     json_lines: Annotated[bool, typer.Option("--json", help="Events (and answers) as JSON.")] = False,
 ) -> None:
     output = "json" if json_lines else "plain" if plain else "live"
-    context.obj = Session(ServiceClient(url, api_key), output, Console())
+    # Asked before any live view starts: Rich's live view stands in for sys.stdout while it runs.
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    context.obj = Session(ServiceClient(url, api_key), output, Console(), interactive)
     context.call_on_close(context.obj.client.close)
 
 

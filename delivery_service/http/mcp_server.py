@@ -164,13 +164,18 @@ class _KeyRequired:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state: ServiceState | None = scope["app"].state.service
-        if state is not None:
-            try:
-                state.keys.caller(Request(scope))
-            except HTTPException as exc:
-                await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
-                return
+        app_state = scope["app"].state
+        state: ServiceState | None = getattr(app_state, "service", None)
+        if state is None:
+            unavailable = getattr(app_state, "unavailable", None) or "the service is starting"
+            detail = f"The task store is unavailable: {unavailable}"
+            await JSONResponse({"detail": detail}, 503, headers={"Retry-After": "5"})(scope, receive, send)
+            return
+        try:
+            state.keys.caller(Request(scope))
+        except HTTPException as exc:
+            await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
+            return
         await self._app(scope, receive, send)
 
 

@@ -1,0 +1,152 @@
+"""The command-line client against a real uvicorn with the scripted model.
+
+Without a terminal it prints one line per event (`sequence agent event_type text`); in a pseudo-terminal
+(pexpect) it draws the live view and prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pexpect
+
+from conftest import PROJECT_ROOT, ServerProcess, read_stream, start_task, status, wait_until
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "delivery"
+AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "delivery_service.cli", *args]
+
+
+def printed_sequences(output: str) -> list[int]:
+    return [int(line.split()[0]) for line in output.splitlines() if line.strip() and line.split()[0].isdigit()]
+
+
+def test_run_writes_the_four_deliverables_and_exits_0(start_service: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    server = start_service()
+    out = tmp_path / "todo"
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--url", server.base_url, "run", "Build a todo app", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in out.iterdir()) == [f"0{n}-{agent}.md" for n, agent in enumerate(AGENTS, 1)] + ["result.json"]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed"
+    assert (out / "02-QAEngineer.md").read_text() == result["deliverables"][1]["content"]
+    lines = done.stdout.splitlines()  # not a terminal: one plain line per event
+    assert printed_sequences(done.stdout) == list(range(1, len(lines) + 1))
+    assert lines[-1].split()[1:3] == ["System", "end"] and "Wrote 4 deliverables" in done.stderr
+    assert [line.split()[1] for line in lines if line.split()[2] == "step_end"] == AGENTS
+
+
+def test_json_output_and_the_other_commands(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service()
+    task_id = start_task(server.base_url)
+    watched = subprocess.run(cli("--url", server.base_url, "--json", "watch", task_id), capture_output=True, text=True, timeout=120)
+    assert watched.returncode == 0, watched.stderr
+    assert [json.loads(line) for line in watched.stdout.splitlines()] == read_stream(server.base_url, task_id)
+
+    listed = subprocess.run(cli("--url", server.base_url, "--json", "list"), capture_output=True, text=True, timeout=60)
+    assert [task["task_id"] for task in json.loads(listed.stdout)["tasks"]] == [task_id]
+    shown = subprocess.run(cli("--url", server.base_url, "status", task_id), capture_output=True, text=True, timeout=60)
+    assert "completed" in shown.stdout
+    document = subprocess.run(cli("--url", server.base_url, "result", task_id), capture_output=True, text=True, timeout=60)
+    assert document.stdout.startswith(f"# Delivery for task {task_id}")
+    revised = subprocess.run(
+        cli("--url", server.base_url, "follow-up", task_id, "Add sign-in with email"), capture_output=True, text=True, timeout=120
+    )
+    assert revised.returncode == 0 and revised.stdout.splitlines()[-1].split()[2] == "end"
+
+
+def test_errors_have_their_exit_codes_and_say_what_to_do(start_service: Callable[..., ServerProcess]) -> None:
+    nowhere = subprocess.run(cli("--url", "http://127.0.0.1:9", "list"), capture_output=True, text=True, timeout=60)
+    assert nowhere.returncode == 4 and "Cannot reach the service at http://127.0.0.1:9" in nowhere.stderr
+    server = start_service(API_KEYS="alice-key-0123")
+    refused = subprocess.run(cli("--url", server.base_url, "list"), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 5 and "401" in refused.stderr and "API_KEYS" in refused.stderr
+    unknown = subprocess.run(
+        cli("--url", server.base_url, "--api-key", "alice-key-0123", "result", "no-such-task"), capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 5 and "404" in unknown.stderr
+    usage = subprocess.run(cli("run"), capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+
+
+def test_watch_resumes_across_a_kill_and_restart_and_prints_each_event_once(
+    start_service: Callable[..., ServerProcess]
+) -> None:
+    server = start_service(FAKE_LLM_DELAY_MS="20")
+    task_id = start_task(server.base_url)
+    watcher = subprocess.Popen(cli("--url", server.base_url, "watch", task_id), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    wait_until(lambda: any(" QAEngineer " in line for line in lines), 60, "the watcher to show the second agent")
+    server.kill()
+    restarted = start_service(port=server.port, FAKE_LLM_DELAY_MS="20")
+    assert watcher.wait(timeout=120) == 1, "the task ended with the restart's error"
+    reader.join(timeout=10)
+    history = read_stream(restarted.base_url, task_id)
+    assert printed_sequences("".join(lines)) == [event["sequence"] for event in history], "each event once, none missed"
+    assert history[-1]["metadata"]["error_type"] == "server_restarted"
+    assert "resuming after event" in watcher.stderr.read()  # type: ignore[union-attr]
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable, ["-m", "delivery_service.cli", *args], cwd=str(PROJECT_ROOT), encoding="utf-8",
+        timeout=120, dimensions=(40, 160),
+    )
+
+
+def test_the_confirmation_is_asked_in_a_terminal(start_service: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    server = start_service()
+    out = tmp_path / "wiki"
+    terminal = spawn("--url", server.base_url, "run", "Build a wiki", "--confirm", "--out", str(out))
+    terminal.expect("Approve the requirements analysis")
+    terminal.sendline("n")
+    terminal.expect("What should change")
+    terminal.sendline("Add page history")
+    terminal.expect("Approve the requirements analysis")
+    terminal.sendline("y")
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    assert terminal.exitstatus == 0
+    task_id = json.loads((out / "result.json").read_text())["task_id"]
+    events = read_stream(server.base_url, task_id)
+    assert [e["event_type"] for e in events].count("confirmation_required") == 2
+    assert any("Add page history" in json.dumps(e) for e in events if e["event_type"] == "action")
+
+
+def test_ctrl_c_asks_whether_to_cancel_or_stop_watching(start_service: Callable[..., ServerProcess]) -> None:
+    server = start_service(FAKE_LLM_DELAY_MS="50")
+    stopped_task = start_task(server.base_url)
+    terminal = spawn("--url", server.base_url, "watch", stopped_task)
+    terminal.expect("QAEngineer|ProductManager")
+    terminal.sendintr()
+    terminal.expect("Cancel the task, or stop watching it")
+    terminal.sendline("stop")
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    assert terminal.exitstatus == 130
+    assert status(server.base_url, stopped_task)["status"] in ("running", "completed")
+
+    cancelled_task = start_task(server.base_url)
+    terminal = spawn("--url", server.base_url, "watch", cancelled_task)
+    terminal.expect("QAEngineer|ProductManager")
+    terminal.sendintr()
+    terminal.expect("Cancel the task, or stop watching it")
+    terminal.sendline("cancel")
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    assert terminal.exitstatus == 3
+    assert httpx.get(f"{server.base_url}/api/task/{cancelled_task}/status").json()["status"] == "cancelled"
