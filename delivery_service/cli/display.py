@@ -86,8 +86,9 @@ class LiveDisplay:
         self._current: str | None = None
         self._text = ""
         self._notes: list[str] = []
-        self._live = Live(console=console, refresh_per_second=8, get_renderable=self._render)
-        self._live.start()
+        self._live = Live(console=console, refresh_per_second=8, get_renderable=self.renderable)
+        if console.is_terminal:
+            self._live.start()
 
     def show(self, event: dict[str, Any]) -> None:
         kind, agent, content = event["event_type"], event["agent_name"], event["content"]
@@ -115,9 +116,11 @@ class LiveDisplay:
             for step in self._steps.values():
                 if step.status == "working":
                     step.status = self._status
-            self._notes.append(_one_line(content, 300))
-            self._live.refresh()
-            self._live.stop()
+            ending = {"end": "Completed.", "error": f"Failed: {content}", "cancelled": f"Cancelled: {content}"}[kind]
+            self._notes.append(_one_line(ending, 300))
+            if self._live.is_started:
+                self._live.refresh()
+                self._live.stop()
 
     def note(self, message: str) -> None:
         self._notes = [*self._notes[-2:], message]
@@ -126,9 +129,11 @@ class LiveDisplay:
         self._live.stop()
 
     def resume(self) -> None:
-        self._live.start()
+        if self._console.is_terminal:
+            self._live.start()
 
-    def _render(self) -> Group:
+    def renderable(self) -> Group:
+        """What the view shows now (also for recording it: scripts/cli_screenshot.py)."""
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for column in ("agent", "status", "elapsed", "tokens"):
             table.add_column(column, justify="right" if column in ("elapsed", "tokens") else "left")
