@@ -187,3 +187,17 @@ def test_ag_ui_refuses_a_run_without_a_user_message(start_service: Callable[...,
     assert response.status_code == 422 and "user message" in response.json()["detail"][0]["msg"]
     bad = httpx.post(f"{server.base_url}/api/ag-ui", json=run_input("x", priority=12))
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == ["body", "forwardedProps", "priority"]
+
+
+def test_ag_ui_client_that_goes_away_cancels_the_task_only_when_it_asked_to(
+    start_service: Callable[..., ServerProcess]
+) -> None:
+    server = start_service(FAKE_LLM_DELAY_MS="50")
+    for on_disconnect, outcome in (("cancel", "cancelled"), ("continue", "completed")):
+        body = run_input("Build a todo app", on_disconnect=on_disconnect)
+        with httpx.stream("POST", f"{server.base_url}/api/ag-ui", json=body, timeout=60) as response:
+            lines = (json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: "))
+            task_id = next(lines)["metadata"]["task_id"]
+            assert next(event for event in lines if event["type"] == "STEP_STARTED")["stepName"] == "ProductManager"
+        # The connection is closed here, while the ProductManager works.
+        wait_until(lambda t=task_id, o=outcome: httpx.get(f"{server.base_url}/api/task/{t}/status").json()["status"] == o, 60, outcome)

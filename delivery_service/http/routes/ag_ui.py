@@ -206,13 +206,26 @@ async def _encoded(
     events: AsyncIterator[BaseEvent], encoder: EventEncoder, cancel_on_disconnect: bool, task_id: str,
     request: Request, state: ServiceState, caller: Caller,
 ) -> AsyncIterator[str]:
-    """The encoded events; a client gone before the run's last event cancels the task if it asked to."""
+    """The encoded events, with a comment every HEARTBEAT_SECONDS while none comes; a client gone before
+    the run's last event cancels the task if it asked to."""
     finished = False
+    upcoming = events.__aiter__()
+    next_event: asyncio.Future[BaseEvent] = asyncio.ensure_future(anext(upcoming))
     try:
-        async for event in events:
+        while True:
+            done, _ = await asyncio.wait({next_event}, timeout=state.settings.heartbeat_seconds)
+            if not done:
+                yield ": ping\n\n"  # an SSE comment: keeps proxies from closing a quiet run
+                continue
+            try:
+                event = next_event.result()
+            except StopAsyncIteration:
+                break
             yield encoder.encode(event)
+            next_event = asyncio.ensure_future(anext(upcoming))
         finished = True
     finally:
+        next_event.cancel()
         if not finished and cancel_on_disconnect:
             # The response's task is being cancelled: the cancel runs as a task of its own.
             cancel = asyncio.get_running_loop().create_task(cancel_task(task_id, request, state, caller))
