@@ -136,26 +136,23 @@ def test_the_confirmation_is_asked_in_a_terminal(start_service: Callable[..., Se
     assert any("Add page history" in json.dumps(e) for e in events if e["event_type"] == "action")
 
 
+def interrupted_watch(server: ServerProcess, task_id: str, answer: str) -> int:
+    """`delivery watch` in a terminal, Ctrl-C once the task is under way, `answer` to the question; its exit status."""
+    terminal = spawn("--url", server.base_url, "watch", task_id)
+    terminal.expect("QAEngineer|ProductManager")
+    terminal.sendintr()
+    terminal.expect("Cancel the task, or stop watching it")
+    terminal.sendline(answer)
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    return int(terminal.exitstatus)
+
+
 def test_ctrl_c_asks_whether_to_cancel_or_stop_watching(start_service: Callable[..., ServerProcess]) -> None:
     server = start_service(FAKE_LLM_DELAY_MS="50")
-    stopped_task = start_task(server.base_url)
-    terminal = spawn("--url", server.base_url, "watch", stopped_task)
-    terminal.expect("QAEngineer|ProductManager")
-    terminal.sendintr()
-    terminal.expect("Cancel the task, or stop watching it")
-    terminal.sendline("stop")
-    terminal.expect(pexpect.EOF)
-    terminal.close()
-    assert terminal.exitstatus == 130
-    assert status(server.base_url, stopped_task)["status"] in ("running", "completed")
-
-    cancelled_task = start_task(server.base_url)
-    terminal = spawn("--url", server.base_url, "watch", cancelled_task)
-    terminal.expect("QAEngineer|ProductManager")
-    terminal.sendintr()
-    terminal.expect("Cancel the task, or stop watching it")
-    terminal.sendline("cancel")
-    terminal.expect(pexpect.EOF)
-    terminal.close()
-    assert terminal.exitstatus == 3
-    assert httpx.get(f"{server.base_url}/api/task/{cancelled_task}/status").json()["status"] == "cancelled"
+    watched = start_task(server.base_url)
+    assert interrupted_watch(server, watched, "stop") == 130
+    assert status(server.base_url, watched)["status"] in ("running", "completed"), "stopping to watch left it alone"
+    cancelled = start_task(server.base_url)
+    assert interrupted_watch(server, cancelled, "cancel") == 3
+    assert httpx.get(f"{server.base_url}/api/task/{cancelled}/status").json()["status"] == "cancelled"
