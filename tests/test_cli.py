@@ -65,7 +65,7 @@ def test_json_output_and_the_other_commands(start_service: Callable[..., ServerP
     assert [json.loads(line) for line in watched.stdout.splitlines()] == read_stream(server.base_url, task_id)
 
     listed = subprocess.run(cli("--url", server.base_url, "--json", "list"), capture_output=True, text=True, timeout=60)
-    assert [task["task_id"] for task in json.loads(listed.stdout)["tasks"]] == [task_id]
+    assert json.loads(listed.stdout)["tasks"][0]["task_id"] == task_id, "newest first"
     shown = subprocess.run(cli("--url", server.base_url, "status", task_id), capture_output=True, text=True, timeout=60)
     assert "completed" in shown.stdout
     document = subprocess.run(cli("--url", server.base_url, "result", task_id), capture_output=True, text=True, timeout=60)

@@ -1,6 +1,7 @@
 // The test UI's webhook deliveries: the open task's delivery log (GET /api/task/{id}/webhooks), refreshed
-// while a message is pending, with a redeliver button for a delivered or failed one. Loaded after
-// test_ui.js, whose `$`, `api`, `element` and `run` it uses; test_ui.js calls showWebhooks and hideWebhooks.
+// while a message is pending, with a redeliver button for a delivered or failed one. Loaded before
+// test_ui.js, which calls showWebhooks and hideWebhooks (also while it starts, to reopen a task); these
+// use test_ui.js's `$`, `api`, `element` and `run` only when called.
 "use strict";
 
 const WEBHOOKS_REFRESH_MS = 2000;
@@ -64,4 +65,4 @@ async function redeliver(webhookId) {
   await showWebhooks();
 }
 
-$("webhooks-refresh").addEventListener("click", showWebhooks);
+document.getElementById("webhooks-refresh").addEventListener("click", () => showWebhooks());
