@@ -136,8 +136,11 @@ class Settings(BaseSettings):
     @classmethod
     def _webhook_urls_syntax(cls, value: str) -> str:
         for url in _comma_list(value):
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-                raise ValueError(f"WEBHOOK_URLS: {url!r} is not an http or https URL")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"WEBHOOK_URLS: {parts.scheme}://{parts.hostname} is not an http or https URL")
+            if parts.username or parts.password:
+                raise ValueError("WEBHOOK_URLS: a URL carries credentials; receivers authenticate messages by their signature")
         return value
 
     def webhooks_enabled(self) -> bool:

@@ -331,7 +331,7 @@ class ThreadResponse(BaseModel):
 class WebhookDelivery(BaseModel):
     webhook_id: str = Field(description="the message's `webhook-id`, the same on every attempt")
     type: WebhookEventType
-    url: str
+    url: str = Field(description="where it goes; a WEBHOOK_URLS address shows its host only")
     status: Literal["pending", "delivered", "failed"]
     attempts: int = Field(description="requests made so far")
     last_status_code: int | None = Field(description="the receiver's last HTTP status; null when it did not answer")
@@ -340,10 +340,10 @@ class WebhookDelivery(BaseModel):
     created_at: str
 
     @classmethod
-    def of(cls, delivery: Delivery) -> WebhookDelivery:
-        return cls(
-            **{**asdict(delivery), "next_attempt_at": _iso(delivery.next_attempt_at), "created_at": _iso(delivery.created_at)}
-        )
+    def of(cls, delivery: Delivery, url: str) -> WebhookDelivery:
+        """`delivery` as the API shows it, its URL as `url`."""
+        times = {"next_attempt_at": _iso(delivery.next_attempt_at), "created_at": _iso(delivery.created_at)}
+        return cls(**{**asdict(delivery), **times, "url": url})
 
 
 def _iso(unix_seconds: float | None) -> str | None:

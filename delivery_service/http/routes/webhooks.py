@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException
 
@@ -26,7 +27,19 @@ Task = Annotated[TaskRecord, Depends(get_record)]
 )
 async def deliveries(record: Task, state: State) -> WebhookDeliveriesResponse:
     found = await state.outbox.deliveries(record.task_id)
-    return WebhookDeliveriesResponse(deliveries=[WebhookDelivery.of(delivery) for delivery in found])
+    operator_urls = set(state.settings.webhook_url_list())
+    return WebhookDeliveriesResponse(
+        deliveries=[WebhookDelivery.of(delivery, _shown(delivery.url, operator_urls)) for delivery in found]
+    )
+
+
+def _shown(url: str, operator_urls: set[str]) -> str:
+    """The operator's WEBHOOK_URLS may carry a secret in their path (chat webhooks do): callers see their
+    host only. A task's own webhook_url is shown as given."""
+    if url not in operator_urls:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/... (WEBHOOK_URLS)"
 
 
 @router.post(
