@@ -90,6 +90,7 @@ def test_errors_have_their_exit_codes_and_say_what_to_do(start_service: Callable
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
 
 
+@pytest.mark.slow  # a process killed, or a client that goes away: not the image's packages
 def test_watch_resumes_across_a_kill_and_restart_and_prints_each_event_once(
     start_service: Callable[..., ServerProcess]
 ) -> None:

@@ -189,6 +189,7 @@ def test_ag_ui_refuses_a_run_without_a_user_message(start_service: Callable[...,
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == ["body", "forwardedProps", "priority"]
 
 
+@pytest.mark.slow  # a process killed, or a client that goes away: not the image's packages
 def test_ag_ui_client_that_goes_away_cancels_the_task_only_when_it_asked_to(
     start_service: Callable[..., ServerProcess]
 ) -> None:

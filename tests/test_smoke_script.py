@@ -40,16 +40,19 @@ def test_import_script_fails_loudly_on_a_broken_setting() -> None:
 @pytest.mark.slow
 def test_first_setup_says_what_it_is_doing(tmp_path: Path) -> None:
     """scripts/setup-env.sh (behind ./scripts/serve and ./scripts/test) reports each step of a first install,
-    and nothing on a run that has nothing to install. Run on empty requirement files in a copy."""
+    and nothing on a run that has nothing to install. Run on empty requirement files and an empty project in a copy."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(PROJECT_ROOT / "scripts" / "setup-env.sh", tmp_path / "scripts")
     for name in ("requirements.txt", "requirements-model.txt"):
         (tmp_path / name).write_text("# nothing to install\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "empty"\nversion = "0"\n[tool.setuptools]\npy-modules = []\n'
+    )
     command = ["bash", "-c", "source scripts/setup-env.sh requirements.txt"]
     env = {**os.environ, "PYTHON": sys.executable}
     first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     steps = [line for line in first.stderr.splitlines() if line.startswith("setup: ")]
-    assert [step.split(" ")[1] for step in steps] == ["creating", "installing", "installing", "done;"], first.stderr
+    assert [step.split(" ")[1] for step in steps] == ["creating", "installing", "installing", "installing", "done;"], first.stderr
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "setup: " not in again.stderr

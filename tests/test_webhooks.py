@@ -188,6 +188,7 @@ def test_a_slow_receiver_does_not_delay_the_task(
     assert all(d["status"] == "delivered" for d in settled(server.base_url, task_id, 5))
 
 
+@pytest.mark.slow  # a process killed, or a client that goes away: not the image's packages
 def test_undelivered_messages_go_out_after_a_kill_and_restart(start_service: Callable[..., ServerProcess]) -> None:
     port = free_port()  # nothing listens there until the service has been killed
     secret = new_secret()
