@@ -125,7 +125,7 @@ async def throughput(count: int, secret: str, receiver: str, workdir: Path) -> d
     sender = WebhookSender(ThreadedOutbox(store.outbox), settings)
     started = time.perf_counter()
     sender.start()
-    while (await sender.outbox.pending())[0]:
+    while await sender.outbox.pending():
         await asyncio.sleep(0.05)
     seconds = time.perf_counter() - started
     await sender.stop()

@@ -212,6 +212,8 @@ class StreamManager:
     def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
         record_delivered(batch)
+        if self.on_webhook_events is not None and any(item.encoded.event.event_type in MESSAGE_TYPES for item in batch):
+            self.on_webhook_events()
         frames: dict[str, list[bytes]] = {}
         terminal: set[str] = set()
         for item in batch:
@@ -219,8 +221,6 @@ class StreamManager:
             frames.setdefault(event.task_id, []).append(item.encoded.frame)
             if event.is_terminal:
                 terminal.add(event.task_id)
-            if self.on_webhook_events is not None and event.event_type in MESSAGE_TYPES:
-                self.on_webhook_events()
         for task_id, task_frames in frames.items():
             stream = self._streams.get(task_id)
             if stream is not None:

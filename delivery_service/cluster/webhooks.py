@@ -168,12 +168,8 @@ class RedisOutbox:
         )
         return Redelivery(answer.decode())
 
-    async def pending(self) -> tuple[int, float | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(WEBHOOKS_DUE)
-            pipe.zrange(WEBHOOKS_DUE, 0, 0, withscores=True)
-            count, first = await pipe.execute()
-        return int(count), (first[0][1] / 1000 if first else None)
+    async def pending(self) -> int:
+        return int(await self._redis.zcard(WEBHOOKS_DUE))
 
     async def _hashes(self, ids: list[str]) -> list[dict[str, Any]]:
         """Each message's fields as text (empty for a message that has expired)."""

@@ -159,8 +159,8 @@ class Outbox(Protocol):
     def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
         """Send a delivered or failed message again, with a fresh retry budget."""
 
-    def pending(self) -> tuple[int, float | None]:
-        """How many messages wait to be delivered, and when the next one is due."""
+    def pending(self) -> int:
+        """How many messages wait to be delivered."""
 
 
 STOPPED_URL_ERROR = (

@@ -132,11 +132,8 @@ class SqliteOutbox:
             )
         return Redelivery.QUEUED
 
-    def pending(self) -> tuple[int, float | None]:
-        row = self._read(
-            "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next FROM webhook_messages WHERE status = 'pending'"
-        )[0]
-        return int(row["n"]), row["next"]
+    def pending(self) -> int:
+        return int(self._read("SELECT COUNT(*) AS n FROM webhook_messages WHERE status = 'pending'")[0]["n"])
 
 
 def purge_statements(expired_tasks: str) -> Iterator[str]:

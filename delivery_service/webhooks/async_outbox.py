@@ -20,7 +20,7 @@ class AsyncOutbox(Protocol):
 
     async def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery: ...
 
-    async def pending(self) -> tuple[int, float | None]: ...
+    async def pending(self) -> int: ...
 
 
 class ThreadedOutbox:
@@ -41,5 +41,5 @@ class ThreadedOutbox:
     async def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
         return await asyncio.to_thread(self._outbox.redeliver, task_id, webhook_id, now)
 
-    async def pending(self) -> tuple[int, float | None]:
+    async def pending(self) -> int:
         return await asyncio.to_thread(self._outbox.pending)

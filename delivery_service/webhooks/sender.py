@@ -95,8 +95,7 @@ class WebhookSender:
                 attempt = asyncio.create_task(self._deliver(message))
                 self._in_flight.add(attempt)
                 attempt.add_done_callback(self._attempt_done)
-        waiting, _ = await self.outbox.pending()
-        WEBHOOK_OUTBOX.set(waiting)
+        WEBHOOK_OUTBOX.set(await self.outbox.pending())
 
     def _attempt_done(self, attempt: asyncio.Task[None]) -> None:
         """A slot is free: claim again now rather than at the next poll."""
