@@ -78,6 +78,8 @@ def test_mcp_start_confirm_and_cancel_are_the_apis_own(start_service: Callable[.
             if status["status"] == "awaiting_confirmation":
                 break
             await asyncio.sleep(0.05)  # polling a condition (bounded), as an MCP client would
+        else:
+            raise AssertionError(f"task {task_id} never waited for confirmation")
         confirmed = await session.call_tool("confirm_delivery", {"task_id": task_id, "approved": True})
         assert not confirmed.isError, confirmed.content
         other = (await session.call_tool("start_delivery", {"requirement": "Build a chat", "skip_confirmation": False})).structuredContent

@@ -148,7 +148,10 @@ def result(
         session.print_json(session.client.get(f"/api/task/{task_id}/result"))
         return
     document = session.client.text(f"/api/task/{task_id}/result", format="markdown")
-    session.console.print(Markdown(document)) if session.console.is_terminal and session.output == "live" else print(document)
+    if session.console.is_terminal and session.output == "live":
+        session.console.print(Markdown(document))
+    else:
+        print(document)
 
 
 @app.command()
