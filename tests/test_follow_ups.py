@@ -56,13 +56,20 @@ def prompts_to(stub: ServerProcess, since: int, agent: str) -> list[str]:
     return [prompt_of(r["body"]) for r in stub_requests_since(stub, since) if asked_for(r["body"]) == agent]
 
 
+def parent_on_stub(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess, rerun_from: str
+) -> tuple[str, str, int]:
+    """A service on the stub's `/follow-up/<rerun_from>/v1` (its triage names that agent) with one completed
+    task: the service's URL, the task, and how many requests the stub had before any follow-up."""
+    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/{rerun_from}/v1")
+    parent = completed(service.base_url)
+    return service.base_url, parent, len(stub_requests_since(openai_stub, 0))
+
+
 def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
-    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/QAEngineer/v1")
-    base = service.base_url
-    parent = completed(base)
-    seen = len(stub_requests_since(openai_stub, 0))
+    base, parent, seen = parent_on_stub(start_service, openai_stub, "QAEngineer")
 
     response = follow_up(base, parent, "Add a test for sign-in with email")
     assert response.status_code == 202
@@ -97,10 +104,7 @@ def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
 def test_a_design_rerun_is_given_the_test_plan_kept_from_the_parent(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
-    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/SoftwareDeveloper/v1")
-    base = service.base_url
-    parent = completed(base)
-    seen = len(stub_requests_since(openai_stub, 0))
+    base, parent, seen = parent_on_stub(start_service, openai_stub, "SoftwareDeveloper")
     child, events = followed(base, parent, "The design misses offline mode")
 
     carried = [e["agent_name"] for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output"]
@@ -113,10 +117,7 @@ def test_a_design_rerun_is_given_the_test_plan_kept_from_the_parent(
 def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
-    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/ProductManager/v1")
-    base = service.base_url
-    parent = completed(base)
-    seen = len(stub_requests_since(openai_stub, 0))
+    base, parent, seen = parent_on_stub(start_service, openai_stub, "ProductManager")
     child, events = followed(base, parent, "Add sign-in with email")
 
     assert not [e for e in events if e["metadata"].get("carried_over")], "every agent runs again"
