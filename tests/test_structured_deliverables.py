@@ -46,6 +46,7 @@ def test_the_scripted_model_delivers_data_and_a_computed_traceability(fake_servi
     assert result["decision"] == "go"
     markdown = httpx.get(f"{fake_service.base_url}/api/task/{result['task_id']}/result?format=markdown").text
     assert "## Traceability matrix" in markdown and "| AC-1.2 | US-1 | Must | TC-2 | covered |" in markdown
+    assert markdown.count(result["summary"]) == 1, "the summary is the review's own section, printed once"
 
 
 def test_json_from_an_openai_compatible_server_plain_or_fenced(

@@ -225,7 +225,10 @@ async def task_result(
 
 
 def result_document(result: TaskResultResponse, requirement: str) -> str:
-    """All deliverables of a task as one markdown document, with the traceability matrix when there is one."""
+    """All deliverables of a task as one markdown document, with the traceability matrix when there is one.
+
+    The delivery summary is not repeated: it is the review's own summary section, already in the document.
+    """
     parts = [f"# Delivery for task {result.task_id}", f"Status: {result.status.value}", "## Requirement", requirement]
     for deliverable in result.deliverables:
         parts += [f"---\n\n<!-- {deliverable.agent_name}: {deliverable.title} -->", deliverable.content]
@@ -235,8 +238,6 @@ def result_document(result: TaskResultResponse, requirement: str) -> str:
         chinese = requirement_language(requirement).startswith("Simplified Chinese")
         parts += ["---", traceability_matrix(found.analysis, found.test_plan, traceability, chinese=chinese).strip()]
         parts.append(f"Decision: {result.decision}")
-    if result.summary:
-        parts += ["---", "## Summary", result.summary]
     return "\n\n".join(parts) + "\n"
 
 
