@@ -314,6 +314,11 @@ def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_
     qa_rerun = next(t["task_id"] for t in thread["tasks"] if t["request"] == "Add a test for empty titles")
     carried = [e["agent_name"] for e in events[qa_rerun] if e["metadata"].get("carried_over") and e["event_type"] == "output"]
     assert carried == ["ProductManager"], "the worker carried the analysis over from the parent's copy"
+    listed = httpx.get(f"{b.base_url}/api/tasks").json()["tasks"]
+    by_revision = {t["revision"]: t["request"] for t in thread["tasks"]}
+    assert sorted((t["thread_id"], t["revision"], t["request"]) for t in listed) == [
+        (root, revision, by_revision[revision]) for revision in (1, 2, 3)
+    ], "the cluster's list tells follow-ups apart too"
 
 
 def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(start_cluster: Callable[..., Cluster]) -> None:

@@ -155,6 +155,13 @@ def test_threads_branches_limits_and_bad_requests(start_service: Callable[..., S
         "The review should weigh offline use",
     ]
     assert result(base, deeper)["thread_id"] == root and result(base, deeper)["parent_task_id"] == first
+    listed = {t["task_id"]: t for t in httpx.get(f"{base}/api/tasks").json()["tasks"]}
+    fields = ("thread_id", "revision", "parent_task_id", "request")
+    assert [tuple(listed[task][key] for key in fields) for task in (root, first, deeper)] == [
+        (root, 1, None, "Build a todo app"),
+        (root, 2, root, "Add a test for empty titles"),
+        (root, 4, first, "The review should weigh offline use"),
+    ], "a list tells follow-ups apart: their thread, revision, parent and request"
 
     full = follow_up(base, branch, "One more")
     assert full.status_code == 409 and "MAX_THREAD_REVISIONS" in full.json()["detail"]

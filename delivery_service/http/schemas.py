@@ -290,10 +290,32 @@ class StreamsResponse(BaseModel):
 class TaskSummary(BaseModel):
     task_id: str
     status: TaskStatus
-    requirement: str = Field(description="the first 200 characters of the requirement")
+    requirement: str = Field(description="the first 200 characters of the requirement (a follow-up's: its thread's)")
     created_at: str
     finished_at: str | None
+    thread_id: str = Field(description="the id of its thread's first task (its own id for a first task)")
+    revision: int = Field(description="1 for a first task; 2, 3, ... for its follow-ups")
+    parent_task_id: str | None = Field(description="the task a follow-up revises; null for a first task")
+    request: str = Field(
+        description="the first 200 characters of what this revision asked for: the requirement, "
+        "or the follow-up's request"
+    )
     stream_token: str | None = Field(default=None, description="with authentication on: `?token=` for its stream")
+
+    @classmethod
+    def of(cls, record: TaskRecord, stream_token: str | None) -> TaskSummary:
+        return cls(
+            task_id=record.task_id,
+            status=record.status,
+            requirement=record.requirement[:200],
+            created_at=record.created_at,
+            finished_at=record.finished_at,
+            thread_id=record.thread_id,
+            revision=record.revision,
+            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
+            request=record.request[:200],
+            stream_token=stream_token,
+        )
 
 
 class TasksResponse(BaseModel):

@@ -253,17 +253,7 @@ async def list_tasks(
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     return TasksResponse(
-        tasks=[
-            TaskSummary(
-                task_id=r.task_id,
-                status=r.status,
-                requirement=r.requirement[:200],
-                created_at=r.created_at,
-                finished_at=r.finished_at,
-                stream_token=caller.token_for(r.task_id),
-            )
-            for r in records
-        ],
+        tasks=[TaskSummary.of(record, caller.token_for(record.task_id)) for record in records],
         total=total,
         limit=limit,
         offset=offset,
