@@ -7,10 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from conftest import ServerProcess, start_task, wait_until
-from delivery_service.http.schemas import WHITESPACE_CLASS, RunTaskRequest
+from delivery_service.http.schemas import (
+    ConfirmRequest,
+    FollowUpRequest,
+    RunTaskRequest,
+    is_visible,
+    visible_text_pattern,
+)
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -18,9 +24,19 @@ UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"user_requirement": ""}, "must contain visible text"),
-        ({"user_requirement": "   \n\t "}, "must contain visible text"),
-        ({"user_requirement": "\u0085\u3000"}, "must contain visible text"),
+        ({"user_requirement": ""}, "user_requirement has no visible character: it is empty"),
+        ({"user_requirement": "   \n\t "}, "user_requirement has no visible character: it is empty"),
+        ({"user_requirement": "\u0085\u3000"}, "user_requirement has no visible character: it is empty"),
+        (
+            {"user_requirement": "\u200b"},
+            "user_requirement has no visible character: it contains only U+200B ZERO WIDTH SPACE.",
+        ),
+        ({"user_requirement": "\ufeff\u200b\ufeff"}, "only U+FEFF ZERO WIDTH NO-BREAK SPACE, U+200B ZERO WIDTH SPACE."),
+        (
+            {"user_requirement": "\u0301\u20dd"},
+            "only U+0301 COMBINING ACUTE ACCENT, U+20DD COMBINING ENCLOSING CIRCLE.",
+        ),
+        ({"user_requirement": "\x01\x7f"}, "only U+0001 (a control character), U+007F (a control character)."),
         ({"user_requirement": "x" * 20001}, "at most 20000 characters. The limit is MAX_REQUIREMENT_CHARS."),
         ({"user_requirement": "ok\x00"}, "NUL characters"),
         ({"user_requirement": "\x00"}, "NUL characters"),
@@ -132,7 +148,12 @@ def test_result_is_409_until_the_task_finishes(slow_service: ServerProcess) -> N
 
 @pytest.mark.parametrize(
     ("headers", "params"),
-    [({"Last-Event-ID": "abc"}, None), ({"Last-Event-ID": "-1"}, None), (None, {"last_event_id": "-3"}), (None, {"last_event_id": "x"})],
+    [
+        ({"Last-Event-ID": "abc"}, None),
+        ({"Last-Event-ID": "-1"}, None),
+        (None, {"last_event_id": "-3"}),
+        (None, {"last_event_id": "x"}),
+    ],
 )
 def test_bad_resume_positions_get_422(slow_service: ServerProcess, headers: Any, params: Any) -> None:
     task_id = start_task(slow_service.base_url)
@@ -153,36 +174,94 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     assert health["status"] == "ok" and health["model"]["provider"] == "fake"
     assert httpx.get(f"{base}/readyz").json() == {"ready": True, "checks": {"store": "ok", "tasks": "ok"}}
     schema = httpx.get(f"{base}/openapi.json").json()
-    assert {"/api/run_task", "/api/stream/{task_id}", "/api/task/{task_id}/status", "/api/task/{task_id}/result"} <= set(
-        schema["paths"]
-    )
+    assert {
+        "/api/run_task",
+        "/api/stream/{task_id}",
+        "/api/task/{task_id}/status",
+        "/api/task/{task_id}/result",
+    } <= set(schema["paths"])
     stream_200 = schema["paths"]["/api/stream/{task_id}"]["get"]["responses"]["200"]["content"]
     assert stream_200 == {"text/event-stream": {"schema": {"$ref": "#/components/schemas/TaskEvent"}}}
     event_fields = schema["components"]["schemas"]["TaskEvent"]["properties"]
-    assert {"task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type", "metadata"} == set(
-        event_fields
-    )
+    assert {
+        "task_id",
+        "sequence",
+        "agent_name",
+        "event_type",
+        "content",
+        "timestamp",
+        "agent",
+        "type",
+        "metadata",
+    } == set(event_fields)
     assert "text/html" in httpx.get(f"{base}/docs").headers["content-type"]
     ui = httpx.get(f"{base}/test-ui")
     assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
 
 
+VISIBLE_OR_NOT = [
+    ("a\x00b", False),
+    ("\x00", False),
+    (" \x00 ", False),
+    ("", False),
+    ("  ", False),
+    ("\u0085", False),
+    ("\u2028\u3000", False),
+    ("\ufeff", False),
+    ("\u200b\u200c\u200d\u2060", False),
+    ("\u0301\u20dd", False),
+    ("\x01\x1b", False),
+    ("\U000e0041\U0001d167", False),
+    ("x", True),
+    (" 待办 ", True),
+    ("😀", True),
+    ("\u200bx\u200b", True),
+    ("e\u0301", True),
+    ("\U0001f468\u200d\U0001f469", True),
+    ("\ue000", True),
+]
+
+
+@pytest.mark.parametrize(("text", "valid"), VISIBLE_OR_NOT)
 @pytest.mark.parametrize(
-    ("requirement", "valid"),
-    [("a\x00b", False), ("\x00", False), (" \x00 ", False), ("", False), ("  ", False), ("\u0085", False),
-     ("\u2028\u3000", False), ("\ufeff", True), ("x", True), (" 待办 ", True)],
+    ("model", "field", "others"),
+    [
+        (RunTaskRequest, "user_requirement", {}),
+        (FollowUpRequest, "request", {}),
+        (ConfirmRequest, "feedback", {"approved": False}),
+    ],
 )
-def test_the_schema_pattern_agrees_with_validation(requirement: str, valid: bool) -> None:
-    pattern = RunTaskRequest.model_json_schema()["properties"]["user_requirement"]["pattern"]
-    assert (re.search(pattern, requirement) is not None) is valid, "a client checking the schema is not misled"
+def test_every_text_field_needs_a_visible_character(
+    model: type[BaseModel], field: str, others: dict[str, Any], text: str, valid: bool
+) -> None:
+    """The one rule (`require_visible`) in every request model that takes text, and in its schema."""
+    schema = model.model_json_schema()
+    properties = schema.get("then", schema)["properties"]
+    assert (re.search(properties[field]["pattern"], text) is not None) is valid, (
+        "a client checking the schema is not misled"
+    )
     try:
-        RunTaskRequest(user_requirement=requirement)
-    except ValidationError:
+        model(**{field: text, **others})
+    except ValidationError as exc:
         assert not valid
+        assert str(exc.errors()[0]["msg"]).startswith(f"Value error, {field} "), exc.errors()
     else:
         assert valid
 
 
-def test_the_whitespace_class_is_what_strip_removes() -> None:
-    whitespace = re.compile(f"[{WHITESPACE_CLASS}]")
-    assert [code for code in range(0x110000) if bool(whitespace.fullmatch(chr(code))) != chr(code).isspace()] == []
+def test_the_schema_pattern_is_the_visible_character_rule_for_every_code_point() -> None:
+    pattern = re.compile(visible_text_pattern())
+    disagree = [code for code in range(1, 0x110000) if (pattern.search(chr(code)) is not None) != is_visible(chr(code))]
+    assert disagree == []
+    assert pattern.search("\x00") is None
+
+
+def test_follow_ups_and_rejections_refuse_invisible_text_with_422(slow_service: ServerProcess) -> None:
+    base = slow_service.base_url
+    task_id = start_task(base)
+    follow_up = httpx.post(f"{base}/api/task/{task_id}/follow_up", json={"request": "\u200b\u200b"})
+    assert follow_up.status_code == 422
+    assert "request has no visible character: it contains only U+200B ZERO WIDTH SPACE." in follow_up.text
+    confirm = httpx.post(f"{base}/api/task/{task_id}/confirm", json={"approved": False, "feedback": "\ufeff"})
+    assert confirm.status_code == 422
+    assert "feedback has no visible character: it contains only U+FEFF ZERO WIDTH NO-BREAK SPACE." in confirm.text

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,9 +32,72 @@ from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
 
 
-# What str.strip() removes (Python's whitespace), spelled out: `\s` means a different set in Python, in
-# pydantic-core's Rust regex and in the ECMAScript regex of JSON Schema clients (U+0085, U+FEFF...).
-WHITESPACE_CLASS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# What a person does not see on its own, by Unicode category: format characters (U+200B, U+FEFF, ...),
+# control characters, combining marks, and spaces and separators of every width.
+INVISIBLE_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Mn": "a combining mark",
+    "Me": "an enclosing mark",
+    "Zs": "a space",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
+
+def is_visible(character: str) -> bool:
+    """Whether one character shows on its own: any Unicode category but INVISIBLE_CATEGORIES (letters,
+    digits, punctuation, symbols and emoji; private-use and unassigned code points count too)."""
+    return unicodedata.category(character) not in INVISIBLE_CATEGORIES
+
+
+def _described(character: str) -> str:
+    """`U+200B ZERO WIDTH SPACE`; a character without a name (a control character) by its kind."""
+    name = unicodedata.name(character, "") or f"({INVISIBLE_CATEGORIES[unicodedata.category(character)]})"
+    return f"U+{ord(character):04X} {name}"
+
+
+def require_visible(text: str, field: str) -> str:
+    """`text` unchanged when it has at least one visible character (see `is_visible`) and no NUL.
+
+    Otherwise a ValueError whose message names `field` and what is wrong, for a 422: "user_requirement
+    has no visible character: it contains only U+200B ZERO WIDTH SPACE." Chinese text, emoji, and text
+    that mixes visible and invisible characters pass. `visible_text_pattern()` is the same rule as a
+    JSON Schema pattern.
+    """
+    if "\x00" in text:
+        raise ValueError(f"{field} contains NUL characters (U+0000): remove them.")
+    if any(is_visible(character) for character in text):
+        return text
+    if not text:
+        raise ValueError(f"{field} has no visible character: it is empty (or only whitespace). Send some text.")
+    found = list(dict.fromkeys(text))
+    named = ", ".join(_described(character) for character in found[:3])
+    more = f" and {len(found) - 3} other invisible characters" if len(found) > 3 else ""
+    raise ValueError(f"{field} has no visible character: it contains only {named}{more}. Send text a person can read.")
+
+
+@cache
+def visible_text_pattern() -> str:
+    """`require_visible` as a regular expression: no NUL, and one character outside INVISIBLE_CATEGORIES.
+
+    Written for Python's re, pydantic-core's Rust regex and ECMAScript's (with the `u` flag) alike: BMP
+    characters as `\\uXXXX`, the few astral ones as themselves (the three have no common escape for them).
+    Computed on first use from this Python's Unicode tables, so it always agrees with `is_visible`.
+    """
+    ranges: list[list[int]] = []
+    for code in range(sys.maxunicode + 1):
+        if not is_visible(chr(code)):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+
+    def spelled(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    invisible = "".join(spelled(low) + ("" if low == high else "-" + spelled(high)) for low, high in ranges)
+    return f"^[^\\u0000]*[^{invisible}][^\\u0000]*$"
 
 
 def _trimmed(value: object) -> object:
@@ -37,16 +105,24 @@ def _trimmed(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
-RequestText = Annotated[StrictStr, BeforeValidator(_trimmed)]
+def _visible(value: str, info: ValidationInfo) -> str:
+    return require_visible(value, info.field_name or "text")
+
+
+RequestText = Annotated[StrictStr, BeforeValidator(_trimmed), AfterValidator(_visible)]
+
+
+def _with_visible_text_pattern(schema: dict[str, Any]) -> None:
+    schema["pattern"] = visible_text_pattern()
 
 
 def request_text(description: str) -> Any:
-    """A RequestText field: after trimming, at least one visible character, no NUL, and at most
-    MAX_REQUIREMENT_CHARS characters."""
+    """A RequestText field: after trimming, at least one visible character (`require_visible`), no NUL,
+    and at most MAX_REQUIREMENT_CHARS characters; the schema says so with `visible_text_pattern()`."""
     return Field(
         description=description,
         max_length=get_settings().max_requirement_chars,
-        pattern=rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$",
+        json_schema_extra=_with_visible_text_pattern,
     )
 
 
@@ -93,7 +169,9 @@ class RunTaskRequest(TaskOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}]
+            "examples": [
+                {"user_requirement": "开发一个简单的待办事项应用", "skip_confirmation": True, "stream_tokens": False}
+            ]
         },
     )
 
@@ -116,27 +194,31 @@ class FollowUpRequest(TaskOptions):
     )
 
 
+def _confirm_schema(schema: dict[str, Any]) -> None:
+    """ConfirmRequest's rule in its schema: a rejection carries feedback with a visible character."""
+    schema["examples"] = [{"approved": False, "feedback": "Add offline use."}]
+    schema["if"] = {"properties": {"approved": {"const": False}}}
+    schema["then"] = {"required": ["feedback"], "properties": {"feedback": {"pattern": visible_text_pattern()}}}
+
+
 class ConfirmRequest(BaseModel):
     """A decision on the requirements analysis of a task that waits for one."""
 
     approved: StrictBool = Field(description="true continues the task; false has the analysis revised")
-    feedback: StrictStr = Field(default="", max_length=5000, description="what to change (required when approved is false)")
+    feedback: StrictStr = Field(
+        default="", max_length=5000, description="what to change (required when approved is false)"
+    )
 
     @model_validator(mode="after")
     def _feedback_for_rejection(self) -> ConfirmRequest:
         self.feedback = self.feedback.strip()
         if not self.approved and not self.feedback:
             raise ValueError("feedback must say what to change when approved is false")
+        if not self.approved:
+            require_visible(self.feedback, "feedback")
         return self
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"approved": False, "feedback": "Add offline use."}],
-            "if": {"properties": {"approved": {"const": False}}},
-            "then": {"required": ["feedback"], "properties": {"feedback": {"pattern": "\\S"}}},
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_confirm_schema)
 
 
 class RunTaskResponse(BaseModel):
@@ -176,7 +258,9 @@ class TaskStatusResponse(BaseModel):
     started_at: str | None
     finished_at: str | None
     error: str | None
-    usage: TokenUsage = Field(description="LLM token usage so far, as the provider reported it (0 when it reports none)")
+    usage: TokenUsage = Field(
+        description="LLM token usage so far, as the provider reported it (0 when it reports none)"
+    )
 
     @classmethod
     def of(cls, record: TaskRecord, queue_position: int | None = None) -> TaskStatusResponse:
@@ -201,8 +285,9 @@ class DeliverableModel(BaseModel):
     title: str
     content: str = Field(description="markdown, rendered from `data` when there is data")
     data: dict[str, Any] | None = Field(
-        default=None, description="the structured deliverable (see docs/api.md), or null when the model's output "
-        "could not be brought into shape"
+        default=None,
+        description="the structured deliverable (see docs/api.md), or null when the model's output "
+        "could not be brought into shape",
     )
     html: str | None = Field(default=None, description="the content as safe HTML, with ?format=html")
 
@@ -240,7 +325,9 @@ class TaskResultResponse(BaseModel):
     parent_task_id: str | None = Field(description="the task this follow-up revises; null for a thread's first task")
     thread_id: str = Field(description="the id of the thread's first task")
     revision: int = Field(description="1 for a thread's first task, then 2, 3, ...")
-    changes: ChangesModel | None = Field(description="for a completed follow-up: what changed since its parent; null otherwise")
+    changes: ChangesModel | None = Field(
+        description="for a completed follow-up: what changed since its parent; null otherwise"
+    )
 
     @classmethod
     def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
@@ -331,7 +418,9 @@ class ThreadTask(BaseModel):
     request: str = Field(description="the first task's requirement, or the follow-up's request")
     status: TaskStatus
     created_at: str
-    parent_task_id: str | None = Field(description="the task it revises (two follow-ups of one parent are two branches)")
+    parent_task_id: str | None = Field(
+        description="the task it revises (two follow-ups of one parent are two branches)"
+    )
 
     @classmethod
     def of(cls, record: TaskRecord) -> ThreadTask:
@@ -358,7 +447,9 @@ class WebhookDelivery(BaseModel):
     attempts: int = Field(description="requests made so far")
     last_status_code: int | None = Field(description="the receiver's last HTTP status; null when it did not answer")
     last_error: str | None = Field(description="why the last attempt did not deliver it, in words; null once delivered")
-    next_attempt_at: str | None = Field(description="when a pending message is tried next (ISO 8601 UTC); null otherwise")
+    next_attempt_at: str | None = Field(
+        description="when a pending message is tried next (ISO 8601 UTC); null otherwise"
+    )
     created_at: str
 
     @classmethod
