@@ -7,8 +7,9 @@ no second way to run a task. `run_delivery` follows the task's stream (`task_eve
 progress after each agent's step.
 
 Stateless streamable HTTP (no MCP session to pin to one replica), so it works behind Nginx on any
-number of replicas. With API_KEYS set, a request without a valid `Authorization: Bearer` key is
-refused with 401 before MCP sees it, and each tool acts as that key.
+number of replicas. `McpGuard` checks a request before MCP sees it: with API_KEYS set, one without a
+valid `Authorization: Bearer` key is refused with 401 (and each tool acts as that key); only POST is
+served; a malformed body gets a JSON-RPC error with HTTP 400.
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import HTTPException, Response
-from fastapi.responses import JSONResponse
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from delivery_service import __version__
 from delivery_service.agents import AGENTS
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import get_record
 from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.mcp_guard import McpGuard
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
 from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
 from delivery_service.http.task_events import task_events
@@ -64,7 +65,9 @@ async def _as_tool_errors() -> AsyncIterator[None]:
         raise ToolError("; ".join(str(error["msg"]) for error in exc.errors(include_input=False))) from exc
 
 
-async def start_delivery(requirement: str, ctx: Context, skip_confirmation: bool = True, priority: int = 0) -> dict[str, Any]:
+async def start_delivery(
+    requirement: str, ctx: Context, skip_confirmation: bool = True, priority: int = 0
+) -> dict[str, Any]:
     """Start a delivery for a software requirement; returns at once with its task_id.
 
     skip_confirmation=false pauses after the requirements analysis until confirm_delivery.
@@ -87,7 +90,9 @@ async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, fe
     """Approve the requirements analysis of a delivery waiting for it, or reject it with feedback to revise it."""
     state, caller, request = _service(ctx)
     async with _as_tool_errors():
-        status = await confirm_task(task_id, ConfirmRequest(approved=approved, feedback=feedback), request, state, caller)
+        status = await confirm_task(
+            task_id, ConfirmRequest(approved=approved, feedback=feedback), request, state, caller
+        )
     return status.model_dump(mode="json")
 
 
@@ -109,7 +114,9 @@ async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dic
     async for event in task_events(state, task_id):
         if event["event_type"] == "step_end":
             step = int(event["metadata"].get("step", 0))
-            await ctx.report_progress(step, len(AGENTS), f"{event['agent_name']} finished (step {step} of {len(AGENTS)})")
+            await ctx.report_progress(
+                step, len(AGENTS), f"{event['agent_name']} finished (step {step} of {len(AGENTS)})"
+            )
         elif event["event_type"] in ("error", "cancelled"):
             raise ToolError(f"Delivery {task_id} {event['event_type']}: {event['content']}")
     async with _as_tool_errors():
@@ -146,6 +153,8 @@ def build_mcp_server() -> FastMCP:
         # Like the rest of the API, /mcp is protected by API_KEYS, not by checking Host headers.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
+    # FastMCP takes no version and so reports the SDK's: the service's own goes to its low-level server.
+    server._mcp_server.version = __version__
     for tool in (start_delivery, get_delivery, confirm_delivery, cancel_delivery, run_delivery):
         server.tool()(tool)
     server.resource(
@@ -157,29 +166,7 @@ def build_mcp_server() -> FastMCP:
     return server
 
 
-class _KeyRequired:
-    """Refuses an /mcp request without a valid API key (when API_KEYS is set) with the API's 401."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app_state = scope["app"].state
-        state: ServiceState | None = getattr(app_state, "service", None)
-        if state is None:
-            unavailable = getattr(app_state, "unavailable", None) or "the service is starting"
-            detail = f"The task store is unavailable: {unavailable}"
-            await JSONResponse({"detail": detail}, 503, headers={"Retry-After": "5"})(scope, receive, send)
-            return
-        try:
-            state.keys.caller(Request(scope))
-        except HTTPException as exc:
-            await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
-            return
-        await self._app(scope, receive, send)
-
-
 def mcp_route(server: FastMCP) -> Route:
     """The `/mcp` route of `server` (its session manager must run: `server.session_manager.run()`)."""
     (route,) = [route for route in server.streamable_http_app().routes if isinstance(route, Route)]
-    return Route(route.path, endpoint=_KeyRequired(route.app), methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    return Route(route.path, endpoint=McpGuard(route.app), include_in_schema=False)

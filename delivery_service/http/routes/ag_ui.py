@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, CallerOf, State, get_record
+from delivery_service.http.errors import readable_error
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result
 from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
@@ -58,11 +59,7 @@ from delivery_service.http.task_events import task_events
 router = APIRouter(tags=["ag-ui"], responses=API_ERRORS)
 
 INTERRUPT_PREFIX = "confirm-"
-CONFIRMATION_SCHEMA = {
-    "type": "object",
-    "properties": {"approved": {"type": "boolean"}, "feedback": {"type": "string"}},
-    "required": ["approved"],
-}
+CONFIRMATION_SCHEMA = ConfirmRequest.model_json_schema()  # an interrupt's responseSchema: what _decision accepts
 
 
 class AgUiOptions(BaseModel):
@@ -100,7 +97,7 @@ async def ag_ui_run(
     )
 
 
-def _refused(loc: tuple[str, ...], message: str) -> RequestValidationError:
+def _refused(loc: tuple[str | int, ...], message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
 
 
@@ -134,22 +131,37 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
 
 async def _resume(run_input: RunAgentInput, request: Request, state: ServiceState, caller: Caller) -> tuple[str, int]:
     """Answer the task's confirmation interrupt (approve, reject with feedback, or cancel); the task and the
-    sequence its new events follow."""
+    sequence its new events follow. A task that has finished meanwhile is left as it is, and the run
+    replays its terminal event: a resumed run ends with RUN_FINISHED or RUN_ERROR like any other."""
     (entry, *_) = run_input.resume or []
     if not entry.interrupt_id.startswith(INTERRUPT_PREFIX):
-        raise _refused(("resume", "0", "interruptId"), f"Unknown interrupt {entry.interrupt_id!r}: resume the one a run ended with.")
+        raise _refused(
+            ("resume", 0, "interruptId"), f"Unknown interrupt {entry.interrupt_id!r}: resume the one a run ended with."
+        )
     task_id = entry.interrupt_id.removeprefix(INTERRUPT_PREFIX)
-    after = (await get_record(task_id, state, caller)).last_sequence
+    record = await get_record(task_id, state, caller)
     if entry.status == "cancelled":
         await cancel_task(task_id, request, state, caller)
-        return task_id, after
-    payload = entry.payload if isinstance(entry.payload, dict) else {}
+    else:
+        decision = _decision(entry.payload)
+        if not record.finished:
+            await confirm_task(task_id, decision, request, state, caller)
+    return task_id, record.last_sequence - 1 if record.finished else record.last_sequence
+
+
+def _decision(payload: object) -> ConfirmRequest:
+    """The resume payload as the decision it must be: valid against the interrupt's `responseSchema`, which
+    is `ConfirmRequest`'s own JSON schema (a `false`, `null` or `{}` approves nothing)."""
     try:
-        decision = ConfirmRequest(approved=payload.get("approved", True), feedback=payload.get("feedback", ""))
+        return ConfirmRequest.model_validate(payload)
     except ValidationError as exc:
-        raise _refused(("resume", "0", "payload"), "The payload must be {\"approved\": true|false, \"feedback\": \"...\"}.") from exc
-    await confirm_task(task_id, decision, request, state, caller)
-    return task_id, after
+        errors = [readable_error(error)["msg"] for error in exc.errors(include_input=False)]
+        reasons = " ".join(errors) if isinstance(payload, dict) else "It is not a JSON object."
+        raise _refused(
+            ("resume", 0, "payload"),
+            "The payload must fit the interrupt's responseSchema, "
+            f'{{"approved": true}} or {{"approved": false, "feedback": "what to change"}}. {reasons}',
+        ) from exc
 
 
 async def _run_events(
@@ -190,9 +202,13 @@ async def _run_events(
             return
         elif kind == "end":
             result = await task_result(task_id, state, caller)
-            snapshot = result.model_dump(mode="json", include={"task_id", "status", "deliverables", "traceability", "decision", "summary"})
+            snapshot = result.model_dump(
+                mode="json", include={"task_id", "status", "deliverables", "traceability", "decision", "summary"}
+            )
             yield StateSnapshotEvent(snapshot=snapshot)
-            yield RunFinishedEvent(**run, result={"task_id": task_id, "summary": content}, outcome=RunFinishedSuccessOutcome())
+            yield RunFinishedEvent(
+                **run, result={"task_id": task_id, "summary": content}, outcome=RunFinishedSuccessOutcome()
+            )
         elif kind == "error":
             yield RunErrorEvent(message=content, code=event["metadata"].get("error_type"))
         elif kind == "cancelled":
@@ -203,8 +219,13 @@ _cancels: set[asyncio.Task[Any]] = set()
 
 
 async def _encoded(
-    events: AsyncIterator[BaseEvent], encoder: EventEncoder, cancel_on_disconnect: bool, task_id: str,
-    request: Request, state: ServiceState, caller: Caller,
+    events: AsyncIterator[BaseEvent],
+    encoder: EventEncoder,
+    cancel_on_disconnect: bool,
+    task_id: str,
+    request: Request,
+    state: ServiceState,
+    caller: Caller,
 ) -> AsyncIterator[str]:
     """The encoded events, with a comment every HEARTBEAT_SECONDS while none comes; a client gone before
     the run's last event cancels the task if it asked to."""

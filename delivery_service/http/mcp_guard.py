@@ -1,0 +1,116 @@
+"""`McpGuard`: what `/mcp` checks before the MCP SDK sees a request.
+
+In this order: the service is up (503), the caller's API key (401, when API_KEYS is set), the method
+(405: the server is stateless and answers every message in its POST's response, so a GET stream would
+carry nothing and only hold a connection), then the body, read once (within MAX_BODY_BYTES, `BodyLimit`)
+and parsed: a body that is not JSON (nested too deeply, not UTF-8, a number past Python's digit limit...)
+is a JSON-RPC parse error and one that is not a JSON-RPC message an invalid request, both with HTTP 400.
+The SDK then gets the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from mcp.types import INVALID_REQUEST, PARSE_ERROR, JSONRPCMessage
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from delivery_service.http.lifespan import ServiceState
+
+_SEND = "Send one JSON-RPC 2.0 message as a UTF-8 JSON object, such as "
+_EXAMPLE = '{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}'
+NOT_POSTED = (
+    "This MCP server is stateless: it answers every message in the response to its POST, and opens no "
+    "stream and no session. Send JSON-RPC messages with POST /mcp."
+)
+
+
+def _unparsable(exc: Exception) -> str:
+    """Why a body is not JSON, in words (never the body itself)."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg.lower() + f" at character {exc.pos}"
+    return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+
+
+def _json_rpc_error(code: int, message: str) -> JSONResponse:
+    """A JSON-RPC error response with HTTP 400; `id` is null, as JSON-RPC asks when none could be read."""
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status_code=400)
+
+
+def _checked(body: bytes) -> JSONResponse | None:
+    """The JSON-RPC error a body deserves, or None when it is a message the SDK can take."""
+    try:
+        parsed: Any = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return _json_rpc_error(
+            PARSE_ERROR, f"Parse error: the body is not JSON ({_unparsable(exc)}). {_SEND}{_EXAMPLE}."
+        )
+    try:
+        JSONRPCMessage.model_validate(parsed)
+    except (ValidationError, RecursionError):
+        return _json_rpc_error(
+            INVALID_REQUEST,
+            f"Invalid request: the body is JSON but not a JSON-RPC 2.0 request, notification or response (a batch is "
+            f"not accepted). {_SEND}{_EXAMPLE}.",
+        )
+    return None
+
+
+class McpGuard:
+    """Wraps the SDK's `/mcp` endpoint with the checks of the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope)
+        if refusal is None and scope["method"] != "POST":
+            refusal = JSONResponse({"detail": NOT_POSTED}, 405, headers={"Allow": "POST"})
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        body = await Request(scope, receive).body()
+        refusal = _checked(body)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._app(scope, _replaying(body, receive), send)
+
+    @staticmethod
+    def _refusal(scope: Scope) -> JSONResponse | None:
+        """503 while the task store is unavailable, 401 without a valid API key (when API_KEYS is set)."""
+        app_state = scope["app"].state
+        state: ServiceState | None = getattr(app_state, "service", None)
+        if state is None:
+            unavailable = getattr(app_state, "unavailable", None) or "the service is starting"
+            detail = f"The task store is unavailable: {unavailable}"
+            return JSONResponse({"detail": detail}, 503, headers={"Retry-After": "5"})
+        try:
+            state.keys.caller(Request(scope))
+        except HTTPException as exc:
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` that hands over the body already read, then whatever comes next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
