@@ -12,6 +12,8 @@ import pytest
 
 from conftest import ServerProcess, read_stream, start_task, wait_until
 
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+
 
 def open_subscribers(service: ServerProcess) -> int:
     return sum(stream["subscribers"] for stream in httpx.get(f"{service.base_url}/api/streams").json()["streams"])
@@ -40,8 +42,9 @@ def test_open_streams_are_capped_per_client(start_service: Callable[..., ServerP
     service = start_service(MAX_STREAMS_PER_CLIENT="2", FAKE_LLM_DELAY_MS="50")
     task_id = start_task(service.base_url)
     with httpx.Client(timeout=30) as client:
-        with client.stream("GET", f"{service.base_url}/api/stream/{task_id}"), client.stream(
-            "GET", f"{service.base_url}/api/stream/{task_id}"
+        with (
+            client.stream("GET", f"{service.base_url}/api/stream/{task_id}"),
+            client.stream("GET", f"{service.base_url}/api/stream/{task_id}"),
         ):
             refused = httpx.get(f"{service.base_url}/api/stream/{task_id}")
             assert refused.status_code == 429 and "MAX_STREAMS_PER_CLIENT" in refused.json()["detail"]
@@ -60,20 +63,28 @@ def test_headers_cors_body_cap_and_audit(start_service: Callable[..., ServerProc
         assert response.headers["referrer-policy"] == "no-referrer"
         assert response.headers["x-frame-options"] == "DENY"
 
-    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     allowed = httpx.options(f"{base}/api/run_task", headers=preflight)
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-credentials" not in allowed.headers
     foreign = httpx.options(f"{base}/api/run_task", headers={**preflight, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in foreign.headers
 
-    huge = httpx.post(f"{base}/api/run_task", content=b'{"user_requirement": "' + b"x" * 1_000_000 + b'"}',
-                      headers={"Content-Type": "application/json", "Authorization": "Bearer audited-key"})
+    huge = httpx.post(
+        f"{base}/api/run_task",
+        content=b'{"user_requirement": "' + b"x" * 1_000_000 + b'"}',
+        headers={"Content-Type": "application/json", "Authorization": "Bearer audited-key"},
+    )
     assert huge.status_code == 413
 
     headers = {"Authorization": "Bearer audited-key"}
-    task_id = httpx.post(f"{base}/api/run_task", json={"user_requirement": "audit me"}, headers=headers).json()["task_id"]
+    task_id = httpx.post(f"{base}/api/run_task", json={"user_requirement": "audit me"}, headers=headers).json()[
+        "task_id"
+    ]
     httpx.post(f"{base}/api/task/{task_id}/cancel", headers=headers)
     lines = [json.loads(line.split("audit: ", 1)[1]) for line in service.log().splitlines() if " audit: " in line]
     actions = [(line["action"], line["task_id"]) for line in lines]
@@ -99,10 +110,51 @@ def test_hostile_bodies_get_clear_errors(slow_service: ServerProcess, content: b
     assert isinstance(response.json()["detail"], list)
 
 
-def test_huge_resume_positions_replay_nothing(fake_service: ServerProcess) -> None:
-    task_id = start_task(fake_service.base_url)
-    assert read_stream(fake_service.base_url, task_id)[-1]["event_type"] == "end"
-    assert read_stream(fake_service.base_url, task_id, headers={"Last-Event-ID": "9" * 40}) == []
+# Past Python's int() limit of 4,300 digits, and far past any sequence.
+HUGE_POSITION = "9" * 5000
+
+
+@pytest.mark.parametrize("digits", ["9" * 40, "9" * 4301, HUGE_POSITION])
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_resume_positions_of_any_length_mean_after_everything(
+    fake_service: ServerProcess, where: str, digits: str
+) -> None:
+    base = fake_service.base_url
+    task_id = start_task(base)
+    events = read_stream(base, task_id)
+    position = {"headers": {"Last-Event-ID": digits}} if where == "header" else {"params": {"last_event_id": digits}}
+    assert httpx.get(f"{base}/api/stream/{task_id}", **position).status_code == 204
+    padded = {"Last-Event-ID": "0" * 5000 + str(len(events) - 1)}
+    assert read_stream(base, task_id, headers=padded) == events[-1:], "leading zeros are only zeros"
+
+
+def test_a_huge_last_event_id_without_a_key_gets_401(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service(API_KEYS="the-key")
+    response = httpx.get(f"{service.base_url}/api/stream/{UNKNOWN_ID}", headers={"Last-Event-ID": HUGE_POSITION})
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("name", ["limit", "offset"])
+def test_list_positions_of_any_length_get_422(slow_service: ServerProcess, name: str) -> None:
+    response = httpx.get(f"{slow_service.base_url}/api/tasks", params={name: HUGE_POSITION})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"].startswith(f"The field {name} must be a whole number")
+
+
+def test_resuming_after_a_finished_tasks_last_event_answers_204(fake_service: ServerProcess) -> None:
+    """EventSource stops reconnecting on a 204, which is right once nothing can follow."""
+    base = fake_service.base_url
+    task_id = start_task(base)
+    last = read_stream(base, task_id)[-1]
+    for position in (
+        {"headers": {"Last-Event-ID": str(last["sequence"])}},
+        {"params": {"last_event_id": last["sequence"] + 3}},
+    ):
+        response = httpx.get(f"{base}/api/stream/{task_id}", **position)
+        assert (response.status_code, response.content) == (204, b"")
+    assert read_stream(base, task_id, headers={"Last-Event-ID": str(last["sequence"] - 1)}) == [last]
+    responses = httpx.get(f"{base}/openapi.json").json()["paths"]["/api/stream/{task_id}"]["get"]["responses"]
+    assert "Last-Event-ID" in responses["204"]["description"]
 
 
 def test_disconnected_subscribers_leave_nothing_behind(start_service: Callable[..., ServerProcess]) -> None:

@@ -82,14 +82,28 @@ async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord
     return stream.record
 
 
+SEQUENCE_DIGITS = r"^[0-9]*$"
+
+
+def _position(digits: str) -> int:
+    """A resume position from its digits, capped at LAST_POSSIBLE_SEQUENCE without converting more
+    digits than that needs (int() refuses 4,301 digits or more, and a longer number takes longer)."""
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(LAST_POSSIBLE_SEQUENCE)):
+        return LAST_POSSIBLE_SEQUENCE
+    return min(int(significant or 0), LAST_POSSIBLE_SEQUENCE)
+
+
 async def resume_after(
     last_event_id_header: Annotated[
-        str, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$", description="resume after this sequence (digits)")
+        str, Header(alias="Last-Event-ID", pattern=SEQUENCE_DIGITS, description="resume after this sequence (digits)")
     ] = "",
-    last_event_id: Annotated[int, Query(ge=0, description="resume after this sequence")] = 0,
+    last_event_id: Annotated[
+        str, Query(pattern=SEQUENCE_DIGITS, description="resume after this sequence (digits), like Last-Event-ID")
+    ] = "",
 ) -> int:
     """The sequence to resume after: the later of the Last-Event-ID header and `?last_event_id=`.
 
-    Capped below SQLite's integer range: any larger position means "after everything" all the same.
+    Both are digits of any length: any position past SQLite's integer range means "after everything".
     """
-    return min(max(last_event_id, int(last_event_id_header or 0)), LAST_POSSIBLE_SEQUENCE)
+    return max(_position(last_event_id), _position(last_event_id_header))

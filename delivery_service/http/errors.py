@@ -30,9 +30,11 @@ _MESSAGES = {
     "string_type": "The field {field} must be a string.",
     "bool_type": "The field {field} must be true or false.",
     "int_type": "The field {field} must be a whole number.",
+    "int_parsing": "The field {field} must be a whole number.",
+    "int_parsing_size": "The field {field} must be a whole number of at most 4300 digits.",
     "extra_forbidden": "Unknown field {field}: remove it (see /docs for the accepted fields).",
     "string_too_long": "The field {field} is too long: at most {max_length} characters.",
-    "string_pattern_mismatch": "The field {field} must contain visible text and no NUL characters.",
+    "string_pattern_mismatch": "The field {field} must match the pattern {pattern} (see /docs).",
     "less_than_equal": "The field {field} must be at most {le}.",
     "greater_than_equal": "The field {field} must be at least {ge}.",
 }
@@ -55,8 +57,8 @@ def readable_error(error: dict[str, Any]) -> dict[str, Any]:
             message = message.replace("{" + key + "}", str(value))
         if loc[-1:] == ("user_requirement",) and kind == "string_too_long":
             message += " The limit is MAX_REQUIREMENT_CHARS."
-        if loc[:1] == ("header",) and kind == "string_pattern_mismatch":
-            message = f"The header {_field_name(loc)} must be an event sequence number (digits only)."
+        if loc[-1:] in (("Last-Event-ID",), ("last_event_id",)) and kind == "string_pattern_mismatch":
+            message = f"The {loc[0]} {_field_name(loc)} must be an event sequence number (digits only)."
     else:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind != "value_error":
@@ -73,8 +75,12 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     """FastAPI's own handler, except for an unparsable body, which gets the readable 422."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE_BODY:
-        error = {"loc": ["body"], "msg": "The request body could not be parsed as JSON (nested too deeply?). Send "
-                 "a flat JSON object such as " + _EXAMPLE_BODY + ".", "type": "json_invalid"}
+        error = {
+            "loc": ["body"],
+            "msg": "The request body could not be parsed as JSON (nested too deeply?). Send "
+            "a flat JSON object such as " + _EXAMPLE_BODY + ".",
+            "type": "json_invalid",
+        }
         return JSONResponse(status_code=422, content={"detail": [error]})
     return await http_exception_handler(request, exc)
 

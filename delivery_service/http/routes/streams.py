@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from delivery_service.http.access_control import client_of
@@ -23,13 +23,20 @@ from delivery_service.http.schemas import StreamsResponse, StreamSummary
 
 router = APIRouter(responses=API_ERRORS)
 
+NOTHING_FOLLOWS = {
+    204: {
+        "description": "The task has finished and its last event is at or before the resume position "
+        "(`Last-Event-ID` or `last_event_id`): nothing can follow, and EventSource stops reconnecting"
+    }
+}
+
 
 @router.get(
     "/api/stream/{task_id}",
     response_class=EventSourceResponse,
     tags=["tasks"],
     summary="The task's events as Server-Sent Events (replay, then live, closed after the terminal event)",
-    responses={200: EVENT_STREAM_RESPONSE, **NOT_FOUND, **TOO_MANY},
+    responses={200: EVENT_STREAM_RESPONSE, **NOTHING_FOLLOWS, **NOT_FOUND, **TOO_MANY},
 )
 async def stream_task(
     task_id: str,
@@ -37,9 +44,11 @@ async def stream_task(
     cursor: Annotated[int, Depends(resume_after)],
     state: State,
     token: Annotated[str, Query(description="the task's stream_token, when authentication is on")] = "",
-) -> EventSourceResponse:
+) -> Response:
     caller = state.keys.stream_caller(request, task_id, token or None)
-    await get_record(task_id, state, caller)
+    record = await get_record(task_id, state, caller)
+    if record.finished and cursor >= record.last_sequence:
+        return Response(status_code=204)
     frames = state.streams.frames_after(task_id, cursor)
     client = client_of(request, caller)
     state.stream_slots.take(client)
