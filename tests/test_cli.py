@@ -7,6 +7,7 @@ Without a terminal it prints one line per event (`sequence agent event_type text
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -39,15 +40,22 @@ def test_the_console_script_is_installed_with_the_project(tmp_path: Path) -> Non
     assert done.returncode == 0 and "follow-up" in done.stdout and "SERVICE_URL" in done.stdout
 
 
-def test_run_writes_the_four_deliverables_and_exits_0(start_service: Callable[..., ServerProcess], tmp_path: Path) -> None:
+def test_run_writes_the_four_deliverables_and_exits_0(
+    start_service: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
     server = start_service()
     out = tmp_path / "todo"
     done = subprocess.run(
         cli("--url", server.base_url, "run", "Build a todo app", "--out", str(out)),
-        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
     )
     assert done.returncode == 0, done.stderr
-    assert sorted(path.name for path in out.iterdir()) == [f"0{n}-{agent}.md" for n, agent in enumerate(AGENTS, 1)] + ["result.json"]
+    assert sorted(path.name for path in out.iterdir()) == [f"0{n}-{agent}.md" for n, agent in enumerate(AGENTS, 1)] + [
+        "result.json"
+    ]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "completed"
     assert (out / "02-QAEngineer.md").read_text() == result["deliverables"][1]["content"]
@@ -60,7 +68,9 @@ def test_run_writes_the_four_deliverables_and_exits_0(start_service: Callable[..
 def test_json_output_and_the_other_commands(start_service: Callable[..., ServerProcess]) -> None:
     server = start_service()
     task_id = start_task(server.base_url)
-    watched = subprocess.run(cli("--url", server.base_url, "--json", "watch", task_id), capture_output=True, text=True, timeout=120)
+    watched = subprocess.run(
+        cli("--url", server.base_url, "--json", "watch", task_id), capture_output=True, text=True, timeout=120
+    )
     assert watched.returncode == 0, watched.stderr
     assert [json.loads(line) for line in watched.stdout.splitlines()] == read_stream(server.base_url, task_id)
 
@@ -68,10 +78,15 @@ def test_json_output_and_the_other_commands(start_service: Callable[..., ServerP
     assert json.loads(listed.stdout)["tasks"][0]["task_id"] == task_id, "newest first"
     shown = subprocess.run(cli("--url", server.base_url, "status", task_id), capture_output=True, text=True, timeout=60)
     assert "completed" in shown.stdout
-    document = subprocess.run(cli("--url", server.base_url, "result", task_id), capture_output=True, text=True, timeout=60)
+    document = subprocess.run(
+        cli("--url", server.base_url, "result", task_id), capture_output=True, text=True, timeout=60
+    )
     assert document.stdout.startswith(f"# Delivery for task {task_id}")
     revised = subprocess.run(
-        cli("--url", server.base_url, "follow-up", task_id, "Add sign-in with email"), capture_output=True, text=True, timeout=120
+        cli("--url", server.base_url, "follow-up", task_id, "Add sign-in with email"),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert revised.returncode == 0 and revised.stdout.splitlines()[-1].split()[2] == "end"
 
@@ -83,20 +98,70 @@ def test_errors_have_their_exit_codes_and_say_what_to_do(start_service: Callable
     refused = subprocess.run(cli("--url", server.base_url, "list"), capture_output=True, text=True, timeout=60)
     assert refused.returncode == 5 and "401" in refused.stderr and "API_KEYS" in refused.stderr
     unknown = subprocess.run(
-        cli("--url", server.base_url, "--api-key", "alice-key-0123", "result", "no-such-task"), capture_output=True, text=True, timeout=60
+        cli("--url", server.base_url, "--api-key", "alice-key-0123", "result", "no-such-task"),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert unknown.returncode == 5 and "404" in unknown.stderr
+    assert unknown.returncode == 5 and "No task of yours has an id starting with 'no-such-task'" in unknown.stderr
     usage = subprocess.run(cli("run"), capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
 
 
+def test_global_options_after_the_command_whole_ids_and_id_prefixes(
+    start_service: Callable[..., ServerProcess],
+) -> None:
+    base = start_service().base_url
+    done = subprocess.run(
+        cli("run", "Build a todo app", "--url", base, "--plain"), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    root = httpx.get(f"{base}/api/tasks").json()["tasks"][0]["task_id"]
+    revised = subprocess.run(
+        cli("follow-up", root[:8], "Add sign-in", "--url", base), capture_output=True, text=True, timeout=120
+    )
+    assert revised.returncode == 0, revised.stderr
+    tasks = httpx.get(f"{base}/api/tasks").json()["tasks"]
+    child = tasks[0]["task_id"]
+
+    for options in (["--plain"], []):  # not a terminal: tab-separated lines either way
+        listed = subprocess.run(cli("list", "--url", base, *options), capture_output=True, text=True, timeout=60)
+        rows = [line.split("\t") for line in listed.stdout.splitlines()]
+        assert [row[0] for row in rows] == [child, root], "whole ids, newest first"
+        assert rows[0][3:] == [root, "2", "Add sign-in"] and rows[1][3:] == [root, "1", "Build a todo app"]
+    terminal = pexpect.spawn(
+        sys.executable,
+        ["-m", "delivery_service.cli", "list", "--url", base],
+        cwd=str(PROJECT_ROOT),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(24, 80),
+    )
+    terminal.expect(pexpect.EOF)
+    assert child in terminal.before and root in terminal.before, "an 80-column table keeps ids whole"
+
+    shown = subprocess.run(cli("status", child[:6], "--url", base), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and child in shown.stdout, "a unique prefix names the task"
+    ambiguous = subprocess.run(cli("status", "", "--url", base), capture_output=True, text=True, timeout=60)
+    assert ambiguous.returncode == 2 and "matches 2 tasks" in ambiguous.stderr, ambiguous.stderr
+    unknown = subprocess.run(cli("cancel", "zz", "--url", base), capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 5 and "No task" in unknown.stderr, unknown.stderr
+
+    helped = subprocess.run(
+        cli("list", "--help"), capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"}
+    )
+    assert "--url" in helped.stdout and "--plain" in helped.stdout and "<bool>" not in helped.stdout
+
+
 @pytest.mark.slow  # a process killed, or a client that goes away: not the image's packages
 def test_watch_resumes_across_a_kill_and_restart_and_prints_each_event_once(
-    start_service: Callable[..., ServerProcess]
+    start_service: Callable[..., ServerProcess],
 ) -> None:
     server = start_service(FAKE_LLM_DELAY_MS="20")
     task_id = start_task(server.base_url)
-    watcher = subprocess.Popen(cli("--url", server.base_url, "watch", task_id), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        cli("--url", server.base_url, "watch", task_id), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
@@ -113,8 +178,12 @@ def test_watch_resumes_across_a_kill_and_restart_and_prints_each_event_once(
 
 def spawn(*args: str) -> pexpect.spawn:
     return pexpect.spawn(
-        sys.executable, ["-m", "delivery_service.cli", *args], cwd=str(PROJECT_ROOT), encoding="utf-8",
-        timeout=120, dimensions=(40, 160),
+        sys.executable,
+        ["-m", "delivery_service.cli", *args],
+        cwd=str(PROJECT_ROOT),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 160),
     )
 
 

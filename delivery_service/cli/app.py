@@ -5,16 +5,19 @@
     delivery status | result | cancel | confirm | list | follow-up ...
 
 Exit codes (also in docs/cli.md): 0 the task completed (or the command did its job), 1 the task failed,
-2 usage error, 3 the task was cancelled, 4 the service cannot be reached, 5 the service refused the
-request (the message says why), 130 stopped watching with Ctrl-C (the task goes on).
+2 usage error (also an id prefix that names several tasks), 3 the task was cancelled, 4 the service cannot be
+reached, 5 the service refused the request (the message says why) or no task has the id given, 130 stopped
+watching with Ctrl-C (the task goes on). A task id may be shortened to any prefix that names one of your tasks.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,8 +27,9 @@ from rich.markdown import Markdown
 from rich.prompt import Prompt
 from rich.table import Table
 
-from delivery_service.cli.client import TERMINAL_EVENTS, CannotConnect, ServiceClient, ServiceRefused
+from delivery_service.cli.client import TERMINAL_EVENTS, CannotConnect, NoSuchTask, ServiceClient, ServiceRefused
 from delivery_service.cli.display import Display, JsonDisplay, LiveDisplay, PlainDisplay
+from delivery_service.cli.options import GlobalOptionsGroup
 
 
 class ExitCode(enum.IntEnum):
@@ -41,6 +45,7 @@ class ExitCode(enum.IntEnum):
 TERMINAL_EXIT = {"end": ExitCode.COMPLETED, "error": ExitCode.FAILED, "cancelled": ExitCode.CANCELLED}
 
 app = typer.Typer(
+    cls=GlobalOptionsGroup,
     help="Run and watch multi-agent deliveries from the terminal.",
     no_args_is_help=True,
     add_completion=False,
@@ -51,15 +56,43 @@ errors = Console(stderr=True)
 
 @dataclass
 class Session:
-    client: ServiceClient
-    output: str  # "live", "plain" or "json"
+    """One invocation: the global options (before or after the command), the console, the client."""
+
     console: Console
     interactive: bool  # a person at a terminal on both ends, who can answer prompts
+    options: dict[str, Any] = field(default_factory=dict)  # the app's options by name (options.py)
+
+    @cached_property
+    def client(self) -> ServiceClient:
+        return ServiceClient(self.options["url"], self.options["api_key"])
+
+    @property
+    def output(self) -> str:
+        """`json`, `plain` (asked for, or not a terminal) or `live`."""
+        if self.options["json_lines"]:
+            return "json"
+        return "plain" if self.options["plain"] or not self.console.is_terminal else "live"
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+
+    def task_id(self, given: str) -> str:
+        """The id of the caller's one task whose id starts with `given` (a whole id is taken as it is)."""
+        if FULL_ID.fullmatch(given):
+            return given
+        matches = self.client.task_ids_starting_with(given)
+        if not matches:
+            raise NoSuchTask(f"No task of yours has an id starting with {given!r} (delivery list shows them).")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise typer.BadParameter(f"{given!r} matches {len(matches)} tasks ({shown}): give more of the id.")
+        return matches[0]
 
     def display(self, task_id: str) -> Display:
         if self.output == "json":
             return JsonDisplay()
-        if self.output == "plain" or not self.console.is_terminal:
+        if self.output == "plain":
             return PlainDisplay()
         return LiveDisplay(self.console, task_id)
 
@@ -74,59 +107,78 @@ def options(
     api_key: Annotated[
         str | None, typer.Option(envvar="SERVICE_API_KEY", help="An API key, when the service has API_KEYS set.")
     ] = None,
-    plain: Annotated[bool, typer.Option("--plain", help="One line per event, even in a terminal.")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="One line per event (or task), even in a terminal.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="Events (and answers) as JSON.")] = False,
 ) -> None:
-    output = "json" if json_lines else "plain" if plain else "live"
+    """Options accepted before the command or after it (options.py)."""
     # Asked before any live view starts: Rich's live view stands in for sys.stdout while it runs.
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    context.obj = Session(ServiceClient(url, api_key), output, Console(), interactive)
-    context.call_on_close(context.obj.client.close)
+    options = {"url": url, "api_key": api_key, "plain": plain, "json_lines": json_lines}
+    context.obj = Session(Console(), interactive, options)
+    context.call_on_close(context.obj.close)
 
 
 Requirement = Annotated[str, typer.Argument(help="What to build, in any language.")]
-TaskId = Annotated[str, typer.Argument(help="The task's id.")]
+TaskId = Annotated[str, typer.Argument(help="The task's id, or enough of its start to name one of your tasks.")]
+FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 Confirm = Annotated[bool, typer.Option("--confirm", help="Pause after the analysis and ask for approval.")]
 Tokens = Annotated[bool, typer.Option("--tokens", help="Show the agents' text as it is written.")]
 Priority = Annotated[int, typer.Option(min=0, max=9, help="0-9; higher starts first when tasks wait.")]
 Out = Annotated[Path | None, typer.Option(help="Write the deliverables (markdown) and result.json here.")]
+LIST_COLUMNS = ("task", "rev", "status", "created")  # then the request, in the width left
+MIN_REQUEST_WIDTH = 12  # in a terminal narrower than that, `list` prints its plain lines
 
 
 @app.command()
 def run(
-    context: typer.Context, requirement: Requirement, confirm: Confirm = False, tokens: Tokens = False,
-    priority: Priority = 0, out: Out = None,
+    context: typer.Context,
+    requirement: Requirement,
+    confirm: Confirm = False,
+    tokens: Tokens = False,
+    priority: Priority = 0,
+    out: Out = None,
 ) -> None:
     """Start a task and follow it to its end; write its deliverables with --out."""
     session: Session = context.obj
-    body = {"user_requirement": requirement, "skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
+    body = {
+        "user_requirement": requirement,
+        "skip_confirmation": not confirm,
+        "stream_tokens": tokens,
+        "priority": priority,
+    }
     started = session.client.post("/api/run_task", body)
     raise typer.Exit(follow(session, started["task_id"], out))
 
 
 @app.command("follow-up")
 def follow_up(
-    context: typer.Context, task_id: TaskId, request: Annotated[str, typer.Argument(help="What should change.")],
-    confirm: Confirm = False, tokens: Tokens = False, priority: Priority = 0, out: Out = None,
+    context: typer.Context,
+    task_id: TaskId,
+    request: Annotated[str, typer.Argument(help="What should change.")],
+    confirm: Confirm = False,
+    tokens: Tokens = False,
+    priority: Priority = 0,
+    out: Out = None,
 ) -> None:
     """Revise a completed task: a new revision in its thread, followed to its end."""
     session: Session = context.obj
     body = {"request": request, "skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
-    started = session.client.post(f"/api/task/{task_id}/follow_up", body)
+    started = session.client.post(f"/api/task/{session.task_id(task_id)}/follow_up", body)
     raise typer.Exit(follow(session, started["task_id"], out))
 
 
 @app.command()
 def watch(context: typer.Context, task_id: TaskId, out: Out = None) -> None:
     """Follow any task from its first event; resumes by itself after a dropped connection or a restart."""
-    raise typer.Exit(follow(context.obj, task_id, out))
+    session: Session = context.obj
+    raise typer.Exit(follow(session, session.task_id(task_id), out))
 
 
 @app.command()
 def status(context: typer.Context, task_id: TaskId) -> None:
     """Where a task stands."""
     session: Session = context.obj
-    answer = session.client.get(f"/api/task/{task_id}/status")
+    answer = session.client.get(f"/api/task/{session.task_id(task_id)}/status")
     if session.output == "json":
         session.print_json(answer)
         return
@@ -137,18 +189,20 @@ def status(context: typer.Context, task_id: TaskId) -> None:
 
 @app.command()
 def result(
-    context: typer.Context, task_id: TaskId,
+    context: typer.Context,
+    task_id: TaskId,
     format: Annotated[str, typer.Option(help="md: one markdown document; json: the API's answer.")] = "md",
 ) -> None:
     """A finished task's deliverables."""
     session: Session = context.obj
     if format not in ("md", "json"):
         raise typer.BadParameter("use md or json", param_hint="--format")
+    task_id = session.task_id(task_id)
     if format == "json":
         session.print_json(session.client.get(f"/api/task/{task_id}/result"))
         return
     document = session.client.text(f"/api/task/{task_id}/result", format="markdown")
-    if session.console.is_terminal and session.output == "live":
+    if session.output == "live":
         session.console.print(Markdown(document))
     else:
         print(document)
@@ -157,32 +211,53 @@ def result(
 @app.command()
 def cancel(context: typer.Context, task_id: TaskId) -> None:
     """Cancel a task (a finished one is left as it is)."""
-    answer = context.obj.client.post(f"/api/task/{task_id}/cancel")
+    session: Session = context.obj
+    task_id = session.task_id(task_id)
+    answer = session.client.post(f"/api/task/{task_id}/cancel")
     print(f"{task_id}: {answer['status']}")
 
 
 @app.command("confirm")
 def confirm_task(
-    context: typer.Context, task_id: TaskId,
+    context: typer.Context,
+    task_id: TaskId,
     reject: Annotated[bool, typer.Option("--reject", help="Have the analysis revised instead.")] = False,
     feedback: Annotated[str, typer.Option(help="What to change (with --reject).")] = "",
 ) -> None:
     """Approve a task's requirements analysis, or reject it with feedback."""
-    answer = context.obj.client.post(f"/api/task/{task_id}/confirm", {"approved": not reject, "feedback": feedback})
+    session: Session = context.obj
+    task_id = session.task_id(task_id)
+    answer = session.client.post(f"/api/task/{task_id}/confirm", {"approved": not reject, "feedback": feedback})
     print(f"{task_id}: {answer['status']}")
 
 
 @app.command("list")
 def list_tasks(context: typer.Context, limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
-    """Your tasks, newest first."""
+    """Your tasks, newest first: a follow-up shows its revision and request (--plain: also its thread)."""
     session: Session = context.obj
     answer = session.client.get("/api/tasks", limit=limit)
     if session.output == "json":
         session.print_json(answer)
         return
-    table = Table("task", "status", "created", "requirement", box=None, header_style="bold")
-    for task in answer["tasks"]:
-        table.add_row(task["task_id"], task["status"], task["created_at"][:19], task["requirement"][:60])
+    # A service older than the thread fields lists first tasks only.
+    tasks = [{"thread_id": t["task_id"], "revision": 1, "request": t["requirement"], **t} for t in answer["tasks"]]
+    rows = [
+        [task["task_id"], str(task["revision"]), task["status"], task["created_at"][5:16].replace("T", " ")]
+        for task in tasks
+    ]
+    widths = [max([len(title), *(len(row[n]) for row in rows)]) for n, title in enumerate(LIST_COLUMNS)]
+    request_width = session.console.width - sum(widths) - 2 * len(LIST_COLUMNS)  # a space either side of a column
+    if session.output == "plain" or request_width < MIN_REQUEST_WIDTH:  # whole fields, tab-separated
+        for task in tasks:
+            fields = ("task_id", "status", "created_at", "thread_id", "revision", "request")
+            print("\t".join(" ".join(str(task[key]).split()) for key in fields))
+        return
+    table = Table(box=None, header_style="bold")  # ids whole; the request cut to the width left
+    for title, width in zip(LIST_COLUMNS, widths, strict=True):
+        table.add_column(title, no_wrap=True, min_width=width)
+    table.add_column("request", no_wrap=True, overflow="ellipsis", max_width=request_width)
+    for row, task in zip(rows, tasks, strict=True):
+        table.add_row(*row, " ".join(task["request"].split()))
     session.console.print(table)
 
 
@@ -203,9 +278,11 @@ def follow(session: Session, task_id: str, out: Path | None) -> ExitCode:
                     return TERMINAL_EXIT[event["event_type"]]
         except KeyboardInterrupt:
             display.pause()
-            if not session.interactive or Prompt.ask(
-                "\nCancel the task, or stop watching it?", choices=["cancel", "stop"], default="stop"
-            ) == "stop":
+            if (
+                not session.interactive
+                or Prompt.ask("\nCancel the task, or stop watching it?", choices=["cancel", "stop"], default="stop")
+                == "stop"
+            ):
                 errors.print(f"Stopped watching; the task goes on. Resume with: delivery watch {task_id}")
                 return ExitCode.STOPPED_WATCHING
             session.client.post(f"/api/task/{task_id}/cancel")
@@ -244,6 +321,9 @@ def main() -> None:
     except CannotConnect as exc:
         errors.print(f"[red]{exc}[/red]")
         sys.exit(ExitCode.CANNOT_CONNECT)
+    except NoSuchTask as exc:
+        errors.print(f"[red]{exc}[/red]")
+        sys.exit(ExitCode.REFUSED)
     except ServiceRefused as exc:
         errors.print(f"[red]The service refused: {exc}[/red]")
         sys.exit(ExitCode.REFUSED)

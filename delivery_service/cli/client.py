@@ -17,10 +17,15 @@ from httpx_sse import connect_sse
 TERMINAL_EVENTS = ("end", "error", "cancelled")
 RECONNECT_SECONDS = 300.0  # how long `follow` keeps trying to reach a service that went away
 STREAM_READ_TIMEOUT_SECONDS = 60.0  # the service pings idle streams every HEARTBEAT_SECONDS (15)
+TASKS_PER_PAGE = 100  # the most GET /api/tasks gives at once
 
 
 class CannotConnect(RuntimeError):
     """The service did not answer at its URL."""
+
+
+class NoSuchTask(LookupError):
+    """None of the caller's tasks has the id (or id prefix) given."""
 
 
 class ServiceRefused(RuntimeError):
@@ -50,6 +55,16 @@ class ServiceClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._answer(self._request("POST", path, json=body or {}))
 
+    def task_ids_starting_with(self, prefix: str) -> list[str]:
+        """The ids of the caller's tasks that start with `prefix`, newest first (every page of /api/tasks)."""
+        found: list[str] = []
+        offset, total = 0, 1
+        while offset < total:
+            page = self.get("/api/tasks", limit=TASKS_PER_PAGE, offset=offset)
+            found += [task["task_id"] for task in page["tasks"] if task["task_id"].startswith(prefix)]
+            offset, total = offset + TASKS_PER_PAGE, page["total"]
+        return found
+
     def text(self, path: str, **params: Any) -> str:
         response = self._request("GET", path, params=params)
         if response.is_error:
@@ -60,7 +75,9 @@ class ServiceClient:
         try:
             return self._http.request(method, path, **options)
         except httpx.TransportError as exc:
-            raise CannotConnect(f"Cannot reach the service at {self.url}: {exc}. Is it running? (--url / SERVICE_URL)") from exc
+            raise CannotConnect(
+                f"Cannot reach the service at {self.url}: {exc}. Is it running? (--url / SERVICE_URL)"
+            ) from exc
 
     @staticmethod
     def _answer(response: httpx.Response) -> Any:

@@ -46,7 +46,10 @@ class PlainDisplay:
     """One line per event."""
 
     def show(self, event: dict[str, Any]) -> None:
-        print(f"{event['sequence']:>5} {event['agent_name']:<17} {event['event_type']:<21} {_one_line(event['content'])}", flush=True)
+        print(
+            f"{event['sequence']:>5} {event['agent_name']:<17} {event['event_type']:<21} {_one_line(event['content'])}",
+            flush=True,
+        )
 
     def note(self, message: str) -> None:
         print(f"# {message}", file=sys.stderr, flush=True)
@@ -144,7 +147,14 @@ class LiveDisplay:
             style = {"done": "green", "working": "yellow", "failed": "red", "cancelled": "red"}.get(step.status, "cyan")
             table.add_row(step.agent, Text(step.status, style=style), elapsed, str(step.tokens or "-"))
         tail = "\n".join(self._text.splitlines()[-TAIL_LINES:])
-        header = Text.assemble(("task ", "dim"), self._task_id, ("  status ", "dim"), self._status, ("  event ", "dim"), str(self._sequence))
+        header = Text.assemble(
+            ("task ", "dim"),
+            self._task_id,
+            ("  status ", "dim"),
+            self._status,
+            ("  event ", "dim"),
+            str(self._sequence),
+        )
         parts: list[Any] = [header, table]
         if self._current and tail:
             parts += [Text(f"{self._current}:", style="bold"), Text(tail, style="dim")]
