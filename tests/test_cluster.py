@@ -99,6 +99,8 @@ def test_resume_on_another_replica_after_the_first_is_killed(start_cluster: Call
     whole = read_stream(b.base_url, task_id)
     assert received + resumed == whole, "nothing lost or repeated across replicas"
     assert sequences(whole) == list(range(1, len(whole) + 1))
+    past_the_end = httpx.get(f"{b.base_url}/api/stream/{task_id}", headers={"Last-Event-ID": str(len(whole))})
+    assert past_the_end.status_code == 204, "nothing follows the terminal event, on any replica"
 
 
 def test_cancel_and_confirm_on_a_replica_other_than_the_starting_one(start_cluster: Callable[..., Cluster]) -> None:
