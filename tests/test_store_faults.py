@@ -8,6 +8,7 @@ needs root, as in CI), and another connection holds an exclusive lock on the dat
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.sqlite import SqliteTaskStore
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +115,35 @@ def test_locked_database_refuses_new_tasks_clearly_and_loses_no_events(
     assert sequences(streamed()) == list(range(1, len(streamed()) + 1))
     wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "readiness to recover")
     assert start_task(base)
+
+
+def test_a_deleted_database_fails_readiness_and_new_tasks_loudly(start_service: Callable[..., ServerProcess]) -> None:
+    service = start_service()
+    base = service.base_url
+    read_stream(base, start_task(base))
+    database = service.workdir / "data" / "tasks.db"
+    for path in (database, database.with_name("tasks.db-wal"), database.with_name("tasks.db-shm")):
+        path.unlink()
+
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 503
+    assert "tasks.db was deleted" in ready.json()["checks"]["store"]
+    refused = httpx.post(f"{base}/api/run_task", json={"user_requirement": "into a deleted file"}, timeout=30)
+    assert refused.status_code == 503
+    assert "was deleted" in refused.json()["detail"] and "restart" in refused.json()["detail"]
+    assert httpx.get(f"{base}/api/tasks").json()["total"] == 1, "nothing was written to the deleted file"
+
+
+def test_a_replaced_database_file_refuses_writes(tmp_path: Path) -> None:
+    """Replaced (a copy moved over it) counts like deleted: the store's open file is no longer on disk."""
+    store = SqliteTaskStore(tmp_path)
+    store.check()
+    shutil.copy(store.path, tmp_path / "copy.db")
+    os.replace(tmp_path / "copy.db", store.path)
+    try:
+        with pytest.raises(StoreUnavailable, match="tasks.db was replaced while the service was running"):
+            store.check()
+        with pytest.raises(StoreUnavailable, match="tasks.db was replaced"):
+            store.purge_finished_before("2000-01-01T00:00:00Z")
+    finally:
+        store.close()

@@ -49,7 +49,8 @@ class TaskStore(Protocol):
         """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
 
     def check(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
+        """Raise StoreUnavailable unless the store answers (SqliteTaskStore: and its files on disk are still
+        the ones it opened, not deleted or replaced)."""
 
     def checkpoint(self) -> None:
         """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""

@@ -6,6 +6,7 @@ The default store (TASK_STORE=sqlite); `base.TaskStore` is the interface it impl
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -79,9 +80,27 @@ CREATE TABLE IF NOT EXISTS deliverables (
 """
 
 _TASK_COLUMNS = (
-    "task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "status", "current_agent",
-    "completed_steps", "total_steps", "last_sequence", "created_at", "started_at", "finished_at", "error", "summary",
-    "owner", "usage", "thread_id", "follow_up", "webhooks",
+    "task_id",
+    "requirement",
+    "skip_confirmation",
+    "stream_tokens",
+    "priority",
+    "model",
+    "status",
+    "current_agent",
+    "completed_steps",
+    "total_steps",
+    "last_sequence",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "summary",
+    "owner",
+    "usage",
+    "thread_id",
+    "follow_up",
+    "webhooks",
 )
 # Set when a task is created and never changed: an update leaves them (and their indexes) alone.
 _FIXED_COLUMNS = frozenset(_TASK_COLUMNS[:6]) | {"created_at", "owner", "thread_id", "follow_up", "webhooks"}
@@ -125,6 +144,10 @@ def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> 
     return TaskRecord(**values, deliverables=deliverables or [])
 
 
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
 class SqliteTaskStore:
     """Tasks, events and deliverables in `<data_dir>/tasks.db` (WAL mode, synchronous=NORMAL)."""
 
@@ -138,6 +161,8 @@ class SqliteTaskStore:
             self._writer.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
             self._reader = self._connect(busy_timeout_seconds)
             self._checkpointer = self._connect(busy_timeout_seconds)
+            files = (str(self.path), f"{self.path}-wal")
+            self._opened = {path: _identity(os.stat(path)) for path in files}
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"Cannot open the task database {self.path}: {exc}. Check that DATA_DIR ({data_dir}) is a writable "
@@ -149,7 +174,9 @@ class SqliteTaskStore:
         self.outbox = sqlite_outbox.SqliteOutbox(self._transaction, self._read)
 
     def _connect(self, busy_timeout_seconds: float) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=busy_timeout_seconds, check_same_thread=False, isolation_level=None)
+        connection = sqlite3.connect(
+            self.path, timeout=busy_timeout_seconds, check_same_thread=False, isolation_level=None
+        )
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
@@ -170,11 +197,30 @@ class SqliteTaskStore:
         if "data" not in {row["name"] for row in self._writer.execute("PRAGMA table_info(deliverables)")}:
             self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")
 
+    def _check_files(self) -> None:
+        """Raise StoreUnavailable unless the database and its write-ahead log on disk are still the files
+        this store opened: one deleted or replaced while the service runs would take every later write
+        with it (SQLite goes on writing to the open file, which nothing can open again)."""
+        for path, opened in self._opened.items():
+            try:
+                changed = "was replaced" if _identity(os.stat(path)) != opened else ""
+            except FileNotFoundError:
+                changed = "was deleted"
+            except OSError as exc:
+                changed = f"cannot be checked ({exc})"
+            if changed:
+                raise StoreUnavailable(
+                    f"The task database file {path} {changed} while the service was running, so nothing more can "
+                    "be stored. Put the database back (from a backup), or accept an empty task history, and restart "
+                    "the service."
+                )
+
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the writing connection: all of it or none of it; SQLite errors become
-        StoreUnavailable."""
+        """One write transaction on the writing connection, into the files this store opened: all of it or
+        none of it; SQLite errors become StoreUnavailable."""
         with self._write_lock:
+            self._check_files()
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -193,7 +239,9 @@ class SqliteTaskStore:
             "and that no other program locks the database."
         )
 
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
+    def save(
+        self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
+    ) -> None:
         deliverables = [
             (
                 event.task_id,
@@ -232,9 +280,12 @@ class SqliteTaskStore:
         if not rows:
             return None
         deliverables = [
-            Deliverable(row["agent_name"], row["title"], row["content"], json.loads(row["data"]) if row["data"] else None)
+            Deliverable(
+                row["agent_name"], row["title"], row["content"], json.loads(row["data"]) if row["data"] else None
+            )
             for row in self._read(
-                "SELECT agent_name, title, content, data FROM deliverables WHERE task_id = ? ORDER BY sequence", (task_id,)
+                "SELECT agent_name, title, content, data FROM deliverables WHERE task_id = ? ORDER BY sequence",
+                (task_id,),
             )
         ]
         return _record(rows[0], deliverables)
@@ -247,7 +298,9 @@ class SqliteTaskStore:
 
     def thread(self, thread_id: str) -> list[TaskRecord]:
         # A task stored before threads existed has no thread_id: it is the first of its own thread.
-        rows = self._read(f"{_SELECT_TASKS} WHERE thread_id = ? OR task_id = ? ORDER BY created_at", (thread_id, thread_id))
+        rows = self._read(
+            f"{_SELECT_TASKS} WHERE thread_id = ? OR task_id = ? ORDER BY created_at", (thread_id, thread_id)
+        )
         return [_record(row) for row in rows]
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
@@ -275,6 +328,7 @@ class SqliteTaskStore:
         return int(purged)
 
     def check(self) -> None:
+        self._check_files()
         self._read("SELECT 1")
 
     def checkpoint(self) -> None:
