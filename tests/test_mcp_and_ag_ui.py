@@ -126,6 +126,7 @@ UNPARSABLE = {
     "invalid UTF-8": b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list\xff"}',
     "a 4,301-digit id": b'{"jsonrpc": "2.0", "id": ' + b"9" * 4301 + b', "method": "tools/list"}',
     "truncated JSON": b'{"jsonrpc": "2.0", "id": 1,',
+    "an unpaired surrogate in the id": b'{"jsonrpc": "2.0", "id": "\\ud800", "method": "ping"}',
 }
 NOT_A_MESSAGE = {"an array": b"[]", "a number": b"5", "no method": b'{"jsonrpc": "2.0", "id": 1}'}
 
@@ -261,9 +262,9 @@ def resume_input(interrupt_id: str, payload: Any, status: str = "resolved") -> d
     return resumed
 
 
-def interrupted_run(base: str) -> tuple[str, Any]:
+def interrupted_run(base: str, headers: dict[str, str] | None = None) -> tuple[str, Any]:
     """A run that pauses for confirmation: its task and the interrupt it finished with."""
-    events = ag_ui_events(base, run_input("Build a todo app", skip_confirmation=False))
+    events = ag_ui_events(base, run_input("Build a todo app", skip_confirmation=False), headers)
     (interrupt,) = events[-1].outcome.interrupts
     return str(events[0].metadata["task_id"]), interrupt
 
@@ -295,6 +296,32 @@ def test_ag_ui_resume_of_a_finished_run_ends_with_its_outcome(fake_service: Serv
             again = ag_ui_events(base, resume_input(interrupt.id, payload, status))
             assert again[0].type is AgUiEventType.RUN_STARTED, (outcome, status)
             assert again[-1].type is AgUiEventType.RUN_FINISHED and again[-1].outcome.type == outcome, (outcome, status)
+
+
+INVISIBLE = {"\u200b": "U+200B ZERO WIDTH SPACE", "\ufeff\u0301": "U+FEFF", "\x07": "U+0007"}
+
+
+def test_ag_ui_messages_and_mcp_tools_need_a_visible_character(fake_service: ServerProcess) -> None:
+    base = fake_service.base_url
+    for text, named in INVISIBLE.items():
+        response = httpx.post(f"{base}/api/ag-ui", json=run_input(f" {text} "))
+        assert response.status_code == 422, response.text
+        message = response.json()["detail"][0]["msg"]
+        assert message.startswith("The last user message has no visible character") and named in message, message
+
+    async def use(session: ClientSession) -> list[str]:
+        _, interrupt = interrupted_run(base)
+        task_id = interrupt.id.removeprefix("confirm-")
+        calls = [("start_delivery", {"requirement": text}) for text in INVISIBLE]
+        calls += [("run_delivery", {"requirement": "\u200b"})]
+        calls += [("confirm_delivery", {"task_id": task_id, "approved": False, "feedback": "\u200b"})]
+        answers = [await session.call_tool(name, arguments) for name, arguments in calls]
+        assert all(answer.isError for answer in answers), answers
+        return [answer.content[0].text for answer in answers]  # type: ignore[union-attr]
+
+    texts = asyncio.run(with_session(base, None, use))
+    for text, named in zip(texts, [*INVISIBLE.values(), "U+200B", "U+200B"], strict=True):
+        assert "has no visible character" in text and named in text and "Value error" not in text, text
 
 
 def test_ag_ui_reports_a_failing_model_as_run_error(

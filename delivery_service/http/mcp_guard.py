@@ -3,17 +3,17 @@
 In this order: the service is up (503), the caller's API key (401, when API_KEYS is set), the method
 (405: the server is stateless and answers every message in its POST's response, so a GET stream would
 carry nothing and only hold a connection), then the body, read once (within MAX_BODY_BYTES, `BodyLimit`)
-and parsed: a body that is not JSON (nested too deeply, not UTF-8, a number past Python's digit limit...)
-is a JSON-RPC parse error and one that is not a JSON-RPC message an invalid request, both with HTTP 400.
-The SDK then gets the same bytes.
+and parsed with orjson, which is strict: a body that is not JSON (not UTF-8, an unpaired surrogate, a
+number too large for a double, nested past MAX_DEPTH...) is a JSON-RPC parse error, and one that is not a
+JSON-RPC message an invalid request, both with HTTP 400. The SDK then parses the same bytes again (it
+takes no parsed message): what passed here cannot make its own parser or validation fail.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
+import orjson
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, JSONRPCMessage
@@ -23,6 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from delivery_service.http.lifespan import ServiceState
 
+# Deep enough for any message of these tools (their arguments are flat), far below the recursion limit of
+# the SDK's own `json.loads` and pydantic's validation, which run on the same body after this check.
+MAX_DEPTH = 64
 _SEND = "Send one JSON-RPC 2.0 message as a UTF-8 JSON object, such as "
 _EXAMPLE = '{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}'
 NOT_POSTED = (
@@ -31,15 +34,15 @@ NOT_POSTED = (
 )
 
 
-def _unparsable(exc: Exception) -> str:
-    """Why a body is not JSON, in words (never the body itself)."""
-    if isinstance(exc, RecursionError):
-        return "it is nested too deeply"
-    if isinstance(exc, UnicodeDecodeError):
-        return "it is not UTF-8"
-    if isinstance(exc, json.JSONDecodeError):
-        return exc.msg.lower() + f" at character {exc.pos}"
-    return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether `value` nests arrays and objects more than `limit` deep (walked level by level, not recursively)."""
+    level = [value]
+    for _ in range(limit + 1):
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if not containers:
+            return False
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return True
 
 
 def _json_rpc_error(code: int, message: str) -> JSONResponse:
@@ -50,18 +53,19 @@ def _json_rpc_error(code: int, message: str) -> JSONResponse:
 def _checked(body: bytes) -> JSONResponse | None:
     """The JSON-RPC error a body deserves, or None when it is a message the SDK can take."""
     try:
-        parsed: Any = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        return _json_rpc_error(
-            PARSE_ERROR, f"Parse error: the body is not JSON ({_unparsable(exc)}). {_SEND}{_EXAMPLE}."
-        )
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _json_rpc_error(PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc}). {_SEND}{_EXAMPLE}.")
+    if _deeper_than(parsed, MAX_DEPTH):
+        reason = f"it nests arrays and objects more than {MAX_DEPTH} deep"
+        return _json_rpc_error(PARSE_ERROR, f"Parse error: {reason}. {_SEND}{_EXAMPLE}.")
     try:
         JSONRPCMessage.model_validate(parsed)
-    except (ValidationError, RecursionError):
+    except ValidationError:
         return _json_rpc_error(
             INVALID_REQUEST,
-            f"Invalid request: the body is JSON but not a JSON-RPC 2.0 request, notification or response (a batch is "
-            f"not accepted). {_SEND}{_EXAMPLE}.",
+            'Invalid request: the body is JSON but not one JSON-RPC 2.0 message (an object with "jsonrpc": "2.0" and '
+            f'a "method", or a response; batches are not accepted). {_SEND}{_EXAMPLE}.',
         )
     return None
 

@@ -30,6 +30,7 @@ from delivery_service import __version__
 from delivery_service.agents import AGENTS
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import get_record
+from delivery_service.http.errors import readable_error
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.mcp_guard import McpGuard
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
@@ -62,7 +63,7 @@ async def _as_tool_errors() -> AsyncIterator[None]:
     except HTTPException as exc:
         raise ToolError(f"{exc.status_code}: {exc.detail}") from exc
     except ValidationError as exc:
-        raise ToolError("; ".join(str(error["msg"]) for error in exc.errors(include_input=False))) from exc
+        raise ToolError(" ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))) from exc
 
 
 async def start_delivery(

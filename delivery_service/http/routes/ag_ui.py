@@ -55,6 +55,7 @@ from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result
 from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
 from delivery_service.http.task_events import task_events
+from delivery_service.http.visible_text import require_visible
 
 router = APIRouter(tags=["ag-ui"], responses=API_ERRORS)
 
@@ -117,6 +118,10 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
         raise _refused(("messages",), "The run needs a user message: the last one's text is the requirement.")
     content = user_messages[-1].content
     text = content if isinstance(content, str) else "\n".join(getattr(part, "text", "") for part in content)
+    try:  # run_task's own rule, with the words naming the message rather than user_requirement
+        require_visible(text.strip(), "The last user message")
+    except ValueError as exc:
+        raise _refused(("messages",), str(exc)) from exc
     try:
         return RunTaskRequest(
             user_requirement=text,
@@ -125,7 +130,7 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
             priority=options.priority,
         )
     except ValidationError as exc:
-        messages = "; ".join(str(error["msg"]) for error in exc.errors(include_input=False))
+        messages = " ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))
         raise _refused(("messages",), f"The last user message cannot be a requirement: {messages}") from exc
 
 
