@@ -7,6 +7,7 @@ documents each of them; keep the two in step.
 from __future__ import annotations
 
 import base64
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -139,8 +140,15 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"WEBHOOK_URLS: {parts.scheme}://{parts.hostname} is not an http or https URL")
-            if parts.username or parts.password:
+            if "@" in parts.netloc:
                 raise ValueError("WEBHOOK_URLS: a URL carries credentials; receivers authenticate messages by their signature")
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _webhook_allowed_hosts_syntax(cls, value: str) -> str:
+        for entry in _comma_list(value):
+            _allowed_host(entry)
         return value
 
     def webhooks_enabled(self) -> bool:
@@ -149,10 +157,9 @@ class Settings(BaseSettings):
     def webhook_url_list(self) -> list[str]:
         return _comma_list(self.webhook_urls)
 
-    def webhook_allowed_host_set(self) -> frozenset[str]:
-        """Hosts a webhook may reach on any address: WEBHOOK_ALLOWED_HOSTS and the hosts of WEBHOOK_URLS."""
-        configured = {urlsplit(url).hostname or "" for url in self.webhook_url_list()}
-        return frozenset(host.lower() for host in [*_comma_list(self.webhook_allowed_hosts), *configured] if host)
+    def webhook_allowed_host_entries(self) -> frozenset[tuple[str, int | None]]:
+        """WEBHOOK_ALLOWED_HOSTS as (host, port) pairs, port None for an entry without one (any port)."""
+        return frozenset(_allowed_host(entry) for entry in _comma_list(self.webhook_allowed_hosts))
 
     # --- server -------------------------------------------------------------------------------
     host: str = "0.0.0.0"
@@ -174,6 +181,25 @@ class Settings(BaseSettings):
 
 def _comma_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+
+
+def _allowed_host(entry: str) -> tuple[str, int | None]:
+    """A WEBHOOK_ALLOWED_HOSTS entry, `host` or `host:port` (an IPv6 address in brackets), as (host, port)."""
+    try:
+        parts = urlsplit(f"//{entry}")  # checks an address in brackets and the port's range
+        host, port = parts.hostname or "", parts.port
+        readable = parts.netloc == entry and "@" not in entry and not entry.endswith(":") and port != 0
+    except ValueError:
+        readable = False
+    if not readable or not (_HOST_NAME.fullmatch(host) or entry.startswith("[")):
+        raise ValueError(
+            f"WEBHOOK_ALLOWED_HOSTS: cannot read {entry!r}; write a host name or address, optionally with ':port' "
+            "(an IPv6 address in brackets: [::1]:8080), entries separated by commas"
+        )
+    return host, port
 
 
 @lru_cache(maxsize=1)

@@ -4,14 +4,19 @@ Every request is kept (path, headers, body, whether its signature verified with 
 package). What a path answers is a list of responses, used in turn, the last one for ever:
 `receiver.script("/flaky", 500, 500, 200)`. A response may be `(status, headers)`. A path can be
 held (`hold`): its requests are kept, then wait for their answer until `release` (a slow receiver).
+
+`DripReceiver` is a slower one still: it answers one header line at a time, never idle long enough for a
+per-read timeout, and records which messages it has an attempt of open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,3 +120,76 @@ class WebhookReceiver:
                 return None
 
         return Handler
+
+
+@dataclass
+class DripReceiver:
+    """A receiver on 127.0.0.1 that answers each request one header line every `interval` seconds, `lines`
+    of them (so an attempt takes `interval * lines` seconds unless the sender gives up), and keeps count:
+    the attempts made, the most open at once, and the webhook-ids of which two attempts were open at once.
+
+    An attempt is open from its request until the sender closes the connection or the answer is complete.
+    """
+
+    interval: float = 0.5
+    lines: int = 120
+    attempts: int = 0
+    most_open: int = 0
+    twice: list[str] = field(default_factory=list)
+    _open: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def open_now(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _shut_down(self) -> None:
+        self._server.close()
+        for handler in asyncio.all_tasks() - {asyncio.current_task()}:
+            handler.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")[1:]
+        headers = {
+            name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head if line)
+        }
+        await reader.readexactly(int(headers.get("content-length", 0)))
+        webhook_id = headers.get("webhook-id", "")
+        with self._lock:
+            self.attempts += 1
+            if self._open[webhook_id]:
+                self.twice.append(webhook_id)
+            self._open[webhook_id] += 1
+            self.most_open = max(self.most_open, sum(self._open.values()))
+        hung_up = asyncio.ensure_future(reader.read())  # b"" once the sender closes the connection
+        dripping = asyncio.ensure_future(self._drip(writer))
+        try:
+            await asyncio.wait({hung_up, dripping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hung_up.cancel()
+            dripping.cancel()
+            with self._lock:
+                self._open[webhook_id] -= 1
+            writer.close()
+
+    async def _drip(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for line in range(self.lines):
+            await asyncio.sleep(self.interval)  # the receiver's pace, not a wait for the test
+            writer.write(f"x-drip-{line}: .\r\n".encode())
+            await writer.drain()
+        writer.write(b"content-length: 0\r\n\r\n")
+        await writer.drain()

@@ -4,13 +4,15 @@ The append script stores a task's messages with the event that causes them (clus
 hash per message (`mad:webhook:<id>`), the task's list of message ids, and `WEBHOOKS_DUE`, a sorted set
 of pending messages scored by when they are due. A sender claims due messages with one script that
 moves their score past its lease and marks them with its claim token, so two replicas never send one
-message at once; an outcome is stored only under the claim that made it, and a message whose sender
-died is due again when the lease ends (at least once). A 410 adds the URL to the task's stopped set,
-which the claim script checks.
+message at once; it passes over the messages of receivers that have no room (`outbox.ReceiverRoom`,
+whose `receiver` pattern it shares), which stay due. An outcome is stored only under the claim that
+made it, and a message whose sender died is due again when the lease ends (at least once). A 410 adds
+the URL to the task's stopped set, which the claim script checks.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -25,25 +27,38 @@ from delivery_service.store.outbox import (
     AttemptOutcome,
     ClaimedMessage,
     Delivery,
+    ReceiverRoom,
     Redelivery,
 )
 from delivery_service.store.records import TaskRecord
 
 _CLAIM_SCRIPT = """
-local due, now, lease, limit, claim = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local claimed = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)) do
-  local key = ARGV[6] .. id
-  local task_id, url, status = unpack(redis.call('HMGET', key, 'task_id', 'url', 'status'))
-  if not task_id or status ~= 'pending' then
-    redis.call('ZREM', due, id)
-  elseif redis.call('SISMEMBER', ARGV[7] .. task_id .. ':webhooks:stopped', url) == 1 then
-    redis.call('HSET', key, 'status', 'failed', 'last_error', ARGV[5], 'next', '')
-    redis.call('ZREM', due, id)
-  else
-    redis.call('ZADD', due, now + lease, id)
-    redis.call('HSET', key, 'claim', claim, 'next', now + lease)
-    table.insert(claimed, id)
+local due, now, lease, limit, claim = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local per_receiver, busy = tonumber(ARGV[8]), {}
+for i = 9, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local claimed, skipped = {}, 0
+while #claimed < limit do
+  -- claimed and failed messages leave the due range; those skipped stay, so the next page starts past them
+  local page = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', skipped, 100)
+  if #page == 0 then break end
+  for _, id in ipairs(page) do
+    if #claimed >= limit then break end
+    local key = ARGV[6] .. id
+    local task_id, url, status = unpack(redis.call('HMGET', key, 'task_id', 'url', 'status'))
+    local receiver = string.lower(url and string.match(url, '^[^:/?#]+://([^/?#]*)') or '')
+    if not task_id or status ~= 'pending' then
+      redis.call('ZREM', due, id)
+    elseif redis.call('SISMEMBER', ARGV[7] .. task_id .. ':webhooks:stopped', url) == 1 then
+      redis.call('HSET', key, 'status', 'failed', 'last_error', ARGV[5], 'next', '')
+      redis.call('ZREM', due, id)
+    elseif (busy[receiver] or 0) >= per_receiver then
+      skipped = skipped + 1
+    else
+      busy[receiver] = (busy[receiver] or 0) + 1
+      redis.call('ZADD', due, now + lease, id)
+      redis.call('HSET', key, 'claim', claim, 'next', now + lease)
+      table.insert(claimed, id)
+    end
   end
 end
 return claimed
@@ -105,9 +120,10 @@ class RedisOutbox:
         self._record = client.register_script(_RECORD_SCRIPT)
         self._redeliver = client.register_script(_REDELIVER_SCRIPT)
 
-    async def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]:
+    async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
         claim = uuid.uuid4().hex
-        args = [_ms(now), _ms(lease_seconds), limit, claim, STOPPED_URL_ERROR, _message_key(""), f"{PREFIX}:task:"]
+        args = [_ms(now), _ms(lease_seconds), room.limit, claim, STOPPED_URL_ERROR, _message_key(""), f"{PREFIX}:task:"]
+        args += [room.per_receiver, *itertools.chain.from_iterable(room.busy.items())]
         ids = [member.decode() for member in await self._claim(keys=[WEBHOOKS_DUE], args=args)]
         messages = await self._hashes(ids)
         return [

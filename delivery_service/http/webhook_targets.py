@@ -8,7 +8,7 @@ from delivery_service.http.schemas import TaskOptions
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import ALL_MESSAGE_TYPES
 from delivery_service.store.records import WebhookTarget
-from delivery_service.webhooks.addresses import WebhookUrlRefused, checked_url, connect_address
+from delivery_service.webhooks.addresses import AllowList, WebhookUrlRefused, connect_address
 
 WEBHOOKS_OFF = (
     "Webhooks are off on this service: WEBHOOK_SECRET is not set, so messages could not be signed. Ask its "
@@ -32,8 +32,7 @@ async def _allowed(url: str, settings: Settings) -> str:
     if not settings.webhooks_enabled():
         raise _refused("webhook_url", WEBHOOKS_OFF)
     try:
-        host, port = checked_url(url)
-        await connect_address(host, port, settings.webhook_allowed_host_set())
+        await connect_address(url, AllowList.of(settings))
     except WebhookUrlRefused as exc:
         raise _refused("webhook_url", str(exc)) from exc
     except OSError as exc:

@@ -12,7 +12,8 @@ retry, and computable inside the cluster's append script.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import orjson
@@ -138,6 +139,35 @@ class AttemptOutcome:
     attempted: bool = True  # False: given up without a request (its URL was stopped meanwhile)
 
 
+_AUTHORITY = re.compile(r"[^:/?#]+://([^/?#]*)")  # the cluster's claim script matches the same pattern
+
+
+def receiver(url: str) -> str:
+    """Who receives a message to `url`, for the sender's cap per receiver: the URL's host and port as
+    written, in lower case (ASCII only, as the cluster's claim script lowers it)."""
+    found = _AUTHORITY.match(url)
+    return found[1].encode().lower().decode() if found else ""
+
+
+@dataclass
+class ReceiverRoom:
+    """How many messages a claim may take: `limit` in all, and no receiver past `per_receiver` attempts
+    in flight, counting those already in `busy` (receiver: attempts)."""
+
+    limit: int
+    per_receiver: int
+    busy: dict[str, int] = field(default_factory=dict)
+
+    def take(self, url: str) -> bool:
+        """Whether a message to `url` fits; if it does, it is counted."""
+        key = receiver(url)
+        if self.limit <= 0 or self.busy.get(key, 0) >= self.per_receiver:
+            return False
+        self.limit -= 1
+        self.busy[key] = self.busy.get(key, 0) + 1
+        return True
+
+
 class Redelivery(enum.Enum):
     QUEUED = "queued"
     UNKNOWN = "unknown"
@@ -147,8 +177,9 @@ class Redelivery(enum.Enum):
 class Outbox(Protocol):
     """The outbox of a store in this process (SQLite or memory); blocking: call off the event loop."""
 
-    def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]:
-        """Up to `limit` pending messages due by `now`, leased to the caller; messages to a stopped URL fail."""
+    def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
+        """The earliest pending messages due by `now` that `room` takes, leased to the caller; messages to a
+        stopped URL fail."""
 
     def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
         """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""

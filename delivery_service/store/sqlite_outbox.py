@@ -2,11 +2,15 @@
 
 Messages are inserted by `SqliteTaskStore.save` in the transaction of their events. A sender claims due
 messages by moving their `next_attempt_at` past its lease, in one write transaction, so a message is
-never sent twice at once; one that a dead process had claimed is due again when the lease runs out.
+never sent twice at once; one that a dead process had claimed is due again when the lease runs out. A
+claim takes the earliest due messages whose receivers have room (`outbox.ReceiverRoom`) and leaves the
+others due, so a busy receiver's messages wait without holding up anyone else's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +22,7 @@ from delivery_service.store.outbox import (
     ClaimedMessage,
     Delivery,
     OutboxMessage,
+    ReceiverRoom,
     Redelivery,
 )
 
@@ -70,7 +75,7 @@ class SqliteOutbox:
         self._transaction = transaction
         self._read = read
 
-    def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]:
+    def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
         due = "status = 'pending' AND next_attempt_at <= ?"
         if not self._read(f"SELECT 1 FROM webhook_messages WHERE {due} LIMIT 1", (now,)):
             return []  # the usual case: no write transaction at all
@@ -82,9 +87,10 @@ class SqliteOutbox:
                 "WHERE s.task_id = webhook_messages.task_id AND s.url = webhook_messages.url)",
                 (STOPPED_URL_ERROR, now),
             )
-            rows = writer.execute(
-                f"SELECT {_COLUMNS} FROM webhook_messages WHERE {due} ORDER BY next_attempt_at LIMIT ?", (now, limit)
-            ).fetchall()
+            # Row by row, past the messages of receivers without room, until the claim is full.
+            query = f"SELECT {_COLUMNS} FROM webhook_messages WHERE {due} ORDER BY next_attempt_at, webhook_id"
+            with contextlib.closing(writer.execute(query, (now,))) as due_rows:
+                rows = list(itertools.islice((row for row in due_rows if room.take(row["url"])), room.limit))
             writer.executemany(
                 "UPDATE webhook_messages SET next_attempt_at = ?, claim = ? WHERE webhook_id = ?",
                 [(now + lease_seconds, claim, row["webhook_id"]) for row in rows],
@@ -96,11 +102,20 @@ class SqliteOutbox:
             writer.execute(
                 "UPDATE webhook_messages SET status = ?, attempts = attempts + ?, last_status_code = ?, last_error = ?, "
                 "next_attempt_at = ?, claim = NULL WHERE webhook_id = ? AND claim = ?",
-                (outcome.status, int(outcome.attempted), outcome.status_code, outcome.error, outcome.next_attempt_at, message.webhook_id, message.claim),
+                (
+                    outcome.status,
+                    int(outcome.attempted),
+                    outcome.status_code,
+                    outcome.error,
+                    outcome.next_attempt_at,
+                    message.webhook_id,
+                    message.claim,
+                ),
             )
             if outcome.stop_url:
                 writer.execute(
-                    "INSERT OR IGNORE INTO webhook_stopped_urls (task_id, url) VALUES (?, ?)", (message.task_id, message.url)
+                    "INSERT OR IGNORE INTO webhook_stopped_urls (task_id, url) VALUES (?, ?)",
+                    (message.task_id, message.url),
                 )
 
     def deliveries(self, task_id: str) -> list[Delivery]:

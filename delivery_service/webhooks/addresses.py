@@ -4,8 +4,14 @@ A `webhook_url` is checked when a task is made (422 if refused) and again at eve
 sender connects: `connect_address` resolves the host once, checks every address it got, and the sender
 connects to the checked address itself (the hostname stays in the Host header and in TLS's SNI and
 certificate check), so a DNS answer that changes between the check and the connection cannot point a
-message at an internal service. Hosts listed in WEBHOOK_ALLOWED_HOSTS (and those of WEBHOOK_URLS) may
-resolve to any address.
+message at an internal service.
+
+An address is public when it is globally routable; an IPv6 address that carries an IPv4 one (mapped,
+IPv4-compatible, SIIT's translated form, NAT64, 6to4, Teredo) is checked as both, so `[::127.0.0.1]`
+is as loopback as `127.0.0.1`.
+
+The operator's `AllowList` may reach any address: the exact URLs of WEBHOOK_URLS (not their hosts' other
+ports and paths), and the hosts of WEBHOOK_ALLOWED_HOSTS, on the port an entry names or on any port.
 """
 
 from __future__ import annotations
@@ -13,11 +19,34 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from delivery_service.settings import Settings
+
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d, deprecated (RFC 4291)
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT's ::ffff:0:a.b.c.d, deprecated (RFC 2765)
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # reaches the IPv4 address it carries (RFC 6052)
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # a network's own translator (RFC 8215)
 
 
 class WebhookUrlRefused(ValueError):
     """The URL may not receive webhooks; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Webhook targets the operator lets resolve to any address; see the module docstring."""
+
+    urls: frozenset[str] = frozenset()
+    hosts: frozenset[tuple[str, int | None]] = frozenset()  # (host, port); port None: any port
+
+    @classmethod
+    def of(cls, settings: Settings) -> AllowList:
+        return cls(frozenset(settings.webhook_url_list()), settings.webhook_allowed_host_entries())
+
+    def allows(self, url: str, host: str, port: int) -> bool:
+        return url in self.urls or not self.hosts.isdisjoint({(host, None), (host, port)})
 
 
 def checked_url(url: str) -> tuple[str, int]:
@@ -25,7 +54,7 @@ def checked_url(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookUrlRefused(f"webhook_url must be an http or https URL with a host, not {url[:200]!r}.")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:  # even empty ones: http://:@host/
         raise WebhookUrlRefused("webhook_url must not carry credentials; authenticate the receiver with the signature.")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -37,8 +66,41 @@ def checked_url(url: str) -> tuple[str, int]:
 def refused_address(address: str) -> str | None:
     """Why an address may not be reached, or None for a public (globally routable) one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _refused_ip(ip)
+    for carried in _carried_ipv4(ip):
+        reason = _refused_ip(carried)
+        if reason is not None:
+            return f"{reason} ({carried}, carried in an IPv6 address)"
+    if _ipv4_compatible(ip):
+        return "an IPv4-compatible IPv6 address (::a.b.c.d, deprecated, routed nowhere)"
+    if ip in IPV4_TRANSLATED:
+        return "an IPv4-translated IPv6 address (::ffff:0:a.b.c.d, deprecated, routed nowhere)"
+    if ip in NAT64_LOCAL_USE:
+        return "an address of the local-use NAT64 prefix 64:ff9b:1::/48 (not public)"
+    if ip.is_site_local:
+        return "a site-local address (fec0::/10, deprecated, never public)"
+    return _refused_ip(ip)
+
+
+def _ipv4_compatible(ip: ipaddress.IPv6Address) -> bool:
+    return ip in IPV4_COMPATIBLE and int(ip) > 1  # but :: and ::1, the unspecified and loopback addresses
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries: mapped, IPv4-compatible, translated, NAT64, 6to4, Teredo."""
+    if ip.ipv4_mapped is not None:
+        return (ip.ipv4_mapped,)
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        return ip.teredo  # the server's address and the client's
+    if ip in IPV4_TRANSLATED or ip in NAT64_WELL_KNOWN or _ipv4_compatible(ip):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF),)
+    return ()
+
+
+def _refused_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
@@ -50,14 +112,16 @@ def refused_address(address: str) -> str | None:
     return None
 
 
-async def connect_address(host: str, port: int, allowed_hosts: frozenset[str]) -> str:
-    """The address to connect to for `host`, every resolved address checked; WebhookUrlRefused otherwise.
+async def connect_address(url: str, allowed: AllowList) -> tuple[str, str]:
+    """The URL's host, and the address to connect to for it, every resolved address checked (unless the
+    operator allows the URL); WebhookUrlRefused otherwise.
 
     Failing to resolve raises OSError (the sender retries it like a connection error).
     """
+    host, port = checked_url(url)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if host not in allowed_hosts:
+    if not allowed.allows(url, host, port):
         for address in addresses:
             reason = refused_address(address)
             if reason is not None:
@@ -65,4 +129,4 @@ async def connect_address(host: str, port: int, allowed_hosts: frozenset[str]) -
                     f"The webhook host {host} resolves to {address}, {reason}; webhooks go to public addresses only. "
                     "An operator can allow this host with WEBHOOK_ALLOWED_HOSTS."
                 )
-    return addresses[0]
+    return host, addresses[0]

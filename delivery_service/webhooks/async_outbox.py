@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, Outbox, Redelivery
+from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, Outbox, ReceiverRoom, Redelivery
 
 
 class AsyncOutbox(Protocol):
     """`store.outbox.Outbox`, awaitable; see there."""
 
-    async def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]: ...
+    async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]: ...
 
     async def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None: ...
 
@@ -29,8 +29,8 @@ class ThreadedOutbox:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
-    async def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[ClaimedMessage]:
-        return await asyncio.to_thread(self._outbox.claim_due, now, lease_seconds, limit)
+    async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
+        return await asyncio.to_thread(self._outbox.claim_due, now, lease_seconds, room)
 
     async def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
         await asyncio.to_thread(self._outbox.record_attempt, message, outcome, now)

@@ -2,7 +2,14 @@
 
 One sender runs in each API process (embedded: one; cluster: one per replica, all claiming from Redis).
 It claims a batch of due messages with a lease (no other sender takes them meanwhile), posts each one
-concurrently with the Standard Webhooks headers (`standardwebhooks` signs), and stores the outcome:
+concurrently with the Standard Webhooks headers (`standardwebhooks` signs), and stores the outcome.
+
+An attempt, from resolving the host to closing the connection, has WEBHOOK_TIMEOUT_SECONDS in all (a
+deadline, not httpx's per-read timeout, which an answer dripping in a byte at a time never trips); the
+lease is that deadline plus a margin, so it always outlives the attempt and no message is sent twice at
+once. A receiver (a URL's host and port) has at most MAX_PER_RECEIVER of the MAX_IN_FLIGHT attempts at
+once: a claim only takes messages that can start now, and leaves a busy receiver's others due, so a
+slow receiver delays its own messages and no one else's. What an attempt leads to:
 
 - 2xx: delivered;
 - connection errors, timeouts, 429 and 5xx: retried after `WEBHOOK_RETRY_BASE_SECONDS * 2^(n-1)`, +-20 %
@@ -23,6 +30,7 @@ import email.utils
 import logging
 import random
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,15 +39,16 @@ from standardwebhooks import Webhook
 
 from delivery_service.observability.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY, WEBHOOK_MESSAGES, WEBHOOK_OUTBOX
 from delivery_service.settings import Settings
-from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage
-from delivery_service.webhooks.addresses import WebhookUrlRefused, checked_url, connect_address
+from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, ReceiverRoom, receiver
+from delivery_service.webhooks.addresses import AllowList, WebhookUrlRefused, connect_address
 from delivery_service.webhooks.async_outbox import AsyncOutbox
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2  # how often an idle sender looks for due messages
 MAX_IN_FLIGHT = 32  # messages posted at once by one sender
-LEASE_MARGIN_SECONDS = 10.0  # a claim outlives the request's timeout by this much
+MAX_PER_RECEIVER = MAX_IN_FLIGHT // 4  # of which to one receiver (host and port)
+LEASE_MARGIN_SECONDS = 10.0  # a claim outlives the attempt's deadline by this much (time to record its outcome)
 MAX_RETRY_DELAY_SECONDS = 3600.0  # a longer backoff or Retry-After is cut to this
 USER_AGENT = "multi-agent-delivery-webhooks/1"
 
@@ -52,9 +61,12 @@ class WebhookSender:
         self.outbox = outbox
         self._settings = settings
         self._signer = Webhook(settings.webhook_secret.get_secret_value())
-        self._allowed_hosts = settings.webhook_allowed_host_set()
+        self._allowed = AllowList.of(settings)
+        self._deadline = settings.webhook_timeout_seconds
+        self._lease = self._deadline + LEASE_MARGIN_SECONDS
         self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], str] = {}  # attempt: its receiver
+        self._receivers: Counter[str] = Counter()  # receiver: attempts in flight
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
 
@@ -90,16 +102,17 @@ class WebhookSender:
     async def _claim_and_send(self) -> None:
         free = MAX_IN_FLIGHT - len(self._in_flight)
         if free > 0:
-            lease = self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-            for message in await self.outbox.claim_due(time.time(), lease, free):
+            room = ReceiverRoom(free, MAX_PER_RECEIVER, dict(self._receivers))
+            for message in await self.outbox.claim_due(time.time(), self._lease, room):
                 attempt = asyncio.create_task(self._deliver(message))
-                self._in_flight.add(attempt)
+                self._in_flight[attempt] = receiver(message.url)
+                self._receivers[self._in_flight[attempt]] += 1
                 attempt.add_done_callback(self._attempt_done)
         WEBHOOK_OUTBOX.set(await self.outbox.pending())
 
     def _attempt_done(self, attempt: asyncio.Task[None]) -> None:
         """A slot is free: claim again now rather than at the next poll."""
-        self._in_flight.discard(attempt)
+        self._receivers -= Counter({self._in_flight.pop(attempt): 1})  # drops receivers with none left
         self._wake.set()
 
     async def _deliver(self, message: ClaimedMessage) -> None:
@@ -117,39 +130,18 @@ class WebhookSender:
     async def _attempt(self, message: ClaimedMessage) -> AttemptOutcome:
         """One POST of `message` to the address its host resolved to (checked), and what it led to."""
         try:
-            host, port = checked_url(message.url)
-            address = await connect_address(host, port, self._allowed_hosts)
+            async with asyncio.timeout(self._deadline):
+                code, headers = await self._post(message)
         except WebhookUrlRefused as exc:
             WEBHOOK_ATTEMPTS.labels("refused_address").inc()
             return AttemptOutcome("failed", None, str(exc))
+        except TimeoutError:  # before OSError, which it is
+            WEBHOOK_ATTEMPTS.labels("timeout").inc()
+            error = f"The receiver did not answer within {self._deadline:g} s (WEBHOOK_TIMEOUT_SECONDS, for the whole attempt)."
+            return self._retry(message, None, error, None)
         except OSError as exc:
             WEBHOOK_ATTEMPTS.labels("connection_error").inc()
             return self._retry(message, None, f"Could not resolve the webhook host: {exc}.", None)
-        now = datetime.now(tz=timezone.utc)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "host": urlsplit(message.url).netloc,
-            "webhook-id": message.webhook_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(message.webhook_id, now, message.body),
-        }
-        timeout = self._settings.webhook_timeout_seconds
-        try:
-            async with self._client.stream(
-                "POST",
-                _at_address(message.url, address),
-                content=message.body.encode(),
-                headers=headers,
-                timeout=timeout,
-                extensions={"sni_hostname": host},
-            ) as response:
-                code = response.status_code
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                location = response.headers.get("location", "")
-        except httpx.TimeoutException:
-            WEBHOOK_ATTEMPTS.labels("timeout").inc()
-            return self._retry(message, None, f"The receiver did not answer within {timeout:g} s (WEBHOOK_TIMEOUT_SECONDS).", None)
         except httpx.TransportError as exc:
             WEBHOOK_ATTEMPTS.labels("connection_error").inc()
             return self._retry(message, None, f"Could not reach the receiver: {exc or type(exc).__name__}.", None)
@@ -160,23 +152,58 @@ class WebhookSender:
             error = "The receiver answered 410 Gone: no more messages of this task are sent to this URL."
             return AttemptOutcome("failed", code, error, stop_url=True)
         if code == 429 or code >= 500:
-            return self._retry(message, code, f"The receiver answered {code}.", retry_after)
+            return self._retry(
+                message, code, f"The receiver answered {code}.", _retry_after(headers.get("retry-after"))
+            )
         if 300 <= code < 400:
             return AttemptOutcome(
-                "failed", code, f"The receiver answered {code}, a redirect to {location[:200]!r}; webhooks do not follow "
-                "redirects: give the final URL.",
+                "failed",
+                code,
+                f"The receiver answered {code}, a redirect to {headers.get('location', '')[:200]!r}; "
+                "webhooks do not follow redirects: give the final URL.",
             )
-        return AttemptOutcome("failed", code, f"The receiver answered {code}; answers 4xx other than 410 and 429 are not retried.")
+        return AttemptOutcome(
+            "failed", code, f"The receiver answered {code}; answers 4xx other than 410 and 429 are not retried."
+        )
 
-    def _retry(self, message: ClaimedMessage, code: int | None, error: str, retry_after: float | None) -> AttemptOutcome:
+    async def _post(self, message: ClaimedMessage) -> tuple[int, httpx.Headers]:
+        """Resolve and check the host, post the signed message to the checked address: the answer's status
+        and headers (its body is not read; the connection is closed)."""
+        host, address = await connect_address(message.url, self._allowed)
+        now = datetime.now(tz=timezone.utc)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "host": urlsplit(message.url).netloc,
+            "webhook-id": message.webhook_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self._signer.sign(message.webhook_id, now, message.body),
+        }
+        async with self._client.stream(
+            "POST",
+            _at_address(message.url, address),
+            content=message.body.encode(),
+            headers=headers,
+            timeout=None,  # the attempt's deadline bounds it all
+            extensions={"sni_hostname": host},
+        ) as response:
+            return response.status_code, response.headers
+
+    def _retry(
+        self, message: ClaimedMessage, code: int | None, error: str, retry_after: float | None
+    ) -> AttemptOutcome:
         """Pending again after a backoff, or failed once WEBHOOK_MAX_ATTEMPTS attempts are spent."""
         made = message.attempts + 1 - message.attempts_base
         limit = self._settings.webhook_max_attempts
         if made >= limit:
-            return AttemptOutcome("failed", code, f"{error} Gave up after {made} attempts (WEBHOOK_MAX_ATTEMPTS={limit}).")
+            return AttemptOutcome(
+                "failed", code, f"{error} Gave up after {made} attempts (WEBHOOK_MAX_ATTEMPTS={limit})."
+            )
         if retry_after is None:
             retry_after = self._settings.webhook_retry_base_seconds * 2 ** (made - 1) * random.uniform(0.8, 1.2)
-        return AttemptOutcome("pending", code, error, next_attempt_at=time.time() + min(retry_after, MAX_RETRY_DELAY_SECONDS))
+        return AttemptOutcome(
+            "pending", code, error, next_attempt_at=time.time() + min(retry_after, MAX_RETRY_DELAY_SECONDS)
+        )
 
 
 def _at_address(url: str, address: str) -> str:
