@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.http.access_control import SecurityHeaders
@@ -30,6 +33,12 @@ from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.base import StoreUnavailable
 
+API_DOCS_ASSETS = "/docs-assets"
+# ReDoc's bundle (shipped by fastapi-offline) shows a logo from cdn.redoc.ly under its menu; it is served
+# with that image's address emptied, so the page asks no other host (the image, which never loads, hides).
+REDOC_BUNDLE = Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js"
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
 
 def create_app(settings: Settings) -> FastAPI:
     """The app with its middleware, error handlers, routers and the test UI's static files.
@@ -41,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     mcp_server = build_mcp_server()
     mcp = mcp_route(mcp_server)
     app = FastAPIOffline(
-        static_url="/docs-assets",
+        static_url=API_DOCS_ASSETS,
         favicon_url="/static/favicon.svg",
         title="Multi-agent software delivery",
         version=__version__,
@@ -66,9 +75,20 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (tasks.router, threads.router, webhooks.router, streams.router, ag_ui.router, service.router):
         app.include_router(router)
     app.router.routes.append(mcp)
+    app.router.routes.insert(0, _redoc_bundle_route())  # before the mount of fastapi-offline's files
     install_event_schema(app)
     app.mount("/static", StaticFiles(directory=service.STATIC_DIR), name="static")
     return app
+
+
+def _redoc_bundle_route() -> Route:
+    """`/docs-assets/redoc.standalone.js`: fastapi-offline's ReDoc bundle without its CDN logo."""
+    bundle = REDOC_BUNDLE.read_bytes().replace(REDOC_LOGO, b"data:,")
+
+    async def redoc_bundle(request: Request) -> Response:
+        return Response(bundle, media_type="text/javascript", headers={"cache-control": "public, max-age=3600"})
+
+    return Route(f"{API_DOCS_ASSETS}/{REDOC_BUNDLE.name}", redoc_bundle, methods=["GET"])
 
 
 def _with_mcp_sessions(
@@ -92,4 +112,11 @@ if __name__ == "__main__":
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None)
+    uvicorn.run(
+        "main:app",
+        host=settings.host,
+        port=settings.port,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level=settings.log_level,
+        log_config=None,
+    )

@@ -162,8 +162,9 @@ class Settings(BaseSettings):
         return frozenset(_allowed_host(entry) for entry in _comma_list(self.webhook_allowed_hosts))
 
     # --- server -------------------------------------------------------------------------------
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # this machine only; the image sets 0.0.0.0
     port: int = Field(default=8000, ge=1, le=65535)
+    forwarded_allow_ips: str = "127.0.0.1,::1"  # peers whose X-Forwarded-For uvicorn believes
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     crewai_storage_dir: str = "multi-agent-delivery"

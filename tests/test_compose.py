@@ -20,9 +20,9 @@ from delivery_service.settings import Settings
 COMPOSE_TEXT = (PROJECT_ROOT / "docker-compose.yml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
-# Settings the image fixes (HOST, PORT, DATA_DIR) or the compose file sets itself (REDIS_URL); TASK_STORE
-# is unused in the cluster mode compose always runs.
-NOT_PASSED_THROUGH = {"HOST", "PORT", "DATA_DIR", "REDIS_URL", "TASK_STORE"}
+# Settings the image fixes (HOST, PORT, DATA_DIR) or the compose file sets itself (REDIS_URL,
+# FORWARDED_ALLOW_IPS); TASK_STORE is unused in the cluster mode compose always runs.
+NOT_PASSED_THROUGH = {"HOST", "PORT", "DATA_DIR", "REDIS_URL", "FORWARDED_ALLOW_IPS", "TASK_STORE"}
 
 
 def test_plain_up_is_the_service_and_the_production_profile_adds_to_it() -> None:
@@ -54,7 +54,11 @@ def test_every_service_has_a_health_check_and_redis_keeps_its_data() -> None:
         assert service["healthcheck"]["test"], f"{name} has a health check"
     assert "redis-data:/data" in SERVICES["redis"]["volumes"] and "redis-data" in COMPOSE["volumes"]
     assert "--appendonly" in SERVICES["redis"]["command"]
-    assert {name for name, dependency in SERVICES["nginx"]["depends_on"].items() if dependency["condition"] == "service_healthy"} == {
+    assert {
+        name
+        for name, dependency in SERVICES["nginx"]["depends_on"].items()
+        if dependency["condition"] == "service_healthy"
+    } == {
         "multi-agent-system",
         "multi-agent-system-2",
     }
@@ -70,6 +74,16 @@ def test_nginx_balances_the_api_services_and_compose_variables_are_documented() 
         assert f"`{variable}`" in configuration, f"{variable} missing from docs/configuration.md"
 
 
+def test_only_nginx_is_believed_when_it_names_the_client() -> None:
+    nginx_address = SERVICES["nginx"]["networks"]["default"]["ipv4_address"]
+    (pool,) = COMPOSE["networks"]["default"]["ipam"]["config"]
+    assert nginx_address == "${SUBNET_PREFIX:-172.30.87}.2" and pool["subnet"] == "${SUBNET_PREFIX:-172.30.87}.0/24"
+    assert pool["ip_range"] == "${SUBNET_PREFIX:-172.30.87}.128/25", "no other container can be given Nginx's address"
+    for name in ("multi-agent-system", "multi-agent-system-2"):
+        assert SERVICES[name]["environment"]["FORWARDED_ALLOW_IPS"] == nginx_address, f"{name} trusts Nginx alone"
+
+
+@pytest.mark.slow  # runs docker-compose: the quick loop runs none
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
 @pytest.mark.parametrize("profile", [[], ["--profile", "production"]], ids=["plain", "production"])
 def test_docker_compose_1_29_accepts_the_file_without_a_dot_env(profile: list[str], tmp_path: Any) -> None:
@@ -77,6 +91,8 @@ def test_docker_compose_1_29_accepts_the_file_without_a_dot_env(profile: list[st
     empty.write_text("")
     result = subprocess.run(
         ["docker-compose", "--env-file", str(empty), *profile, "config", "--quiet"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
