@@ -6,6 +6,7 @@ Without a terminal it prints one line per event (`sequence agent event_type text
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,6 +18,11 @@ from pathlib import Path
 import httpx
 import pexpect
 import pytest
+from rich.console import Console
+
+from delivery_service.agents import AGENTS as AGENT_SPECS
+from delivery_service.cli.display import LiveDisplay
+from delivery_service.llm.fake import scripted_answer
 
 from conftest import PROJECT_ROOT, ServerProcess, read_stream, start_task, status, wait_until
 
@@ -174,6 +180,33 @@ def test_watch_resumes_across_a_kill_and_restart_and_prints_each_event_once(
     assert printed_sequences("".join(lines)) == [event["sequence"] for event in history], "each event once, none missed"
     assert history[-1]["metadata"]["error_type"] == "server_restarted"
     assert "resuming after event" in watcher.stderr.read()  # type: ignore[union-attr]
+
+
+def test_the_live_view_shows_a_deliverable_being_written_as_its_document() -> None:
+    console = Console(file=io.StringIO(), width=100)
+    display = LiveDisplay(console, "task-1")
+    answer = scripted_answer(AGENT_SPECS[0].role, "<requirement>开发一个待办事项应用</requirement>")
+    cut = answer.index('"acceptance_criteria"') + 40
+    events = [
+        ("System", "start", "", {"language": "zh"}),
+        ("ProductManager", "agent_start", "", {}),
+        *(("ProductManager", "delta", answer[n : n + 7], {}) for n in range(0, cut, 7)),
+    ]
+    for sequence, (agent, kind, content, metadata) in enumerate(events, 1):
+        display.show(
+            {
+                "sequence": sequence,
+                "agent_name": agent,
+                "event_type": kind,
+                "content": content,
+                "metadata": metadata,
+                "timestamp": "2026-12-04T10:00:00.000000Z",
+            }
+        )
+    console.print(display.renderable())
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "## 验收标准" in shown and "- **US-2 (Should)" not in shown and "- **US-2 (应该):**" in shown
+    assert '"user_stories"' not in shown and "{" not in shown, "the document, not its JSON"
 
 
 def spawn(*args: str) -> pexpect.spawn:

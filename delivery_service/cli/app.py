@@ -295,7 +295,10 @@ def _decide(session: Session, task_id: str, event: dict[str, Any], display: Disp
         display.note(f"Waiting for a decision: delivery confirm {task_id} [--reject --feedback TEXT]")
         return
     display.pause()
-    session.console.print(f"\n[bold]{event['content']}[/bold]")
+    analysis = event["metadata"].get("analysis")  # whole, as markdown (older services: only in the content)
+    if analysis:
+        session.console.print(Markdown(analysis))
+    session.console.print(f"\n[bold]{event['metadata'].get('question') if analysis else event['content']}[/bold]")
     if typer.confirm("Approve the requirements analysis?", default=True):
         session.client.post(f"/api/task/{task_id}/confirm", {"approved": True})
     else:

@@ -1,7 +1,8 @@
 """How the command-line client shows a task's events: a live Rich view in a terminal, plain lines otherwise.
 
 `LiveDisplay`: a line per agent step (status, elapsed time, tokens), the current agent's text scrolling
-underneath, and the task's state. `PlainDisplay`: one line per event, `sequence agent event_type text`,
+underneath (a structured deliverable being written shows as its document, rendered by the service's own
+renderer from the JSON so far, not as JSON), and the task's state. `PlainDisplay`: one line per event, `sequence agent event_type text`,
 for pipes, logs and scripts; `JsonDisplay`: each event as one JSON line.
 """
 
@@ -17,6 +18,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from delivery_service.deliverables.render import live_markdown
 
 TAIL_LINES = 12
 
@@ -88,6 +91,8 @@ class LiveDisplay:
         self._sequence = 0
         self._current: str | None = None
         self._text = ""
+        self._writing = False  # `_text` is the model's answer so far (deltas), not a finished document
+        self._chinese = False  # the deliverables' headings, as the `start` event says
         self._notes: list[str] = []
         self._live = Live(console=console, refresh_per_second=8, get_renderable=self.renderable)
         if console.is_terminal:
@@ -98,15 +103,18 @@ class LiveDisplay:
         self._sequence = event["sequence"]
         if kind == "start":
             self._status = "running"
+            self._chinese = event["metadata"].get("language") == "zh"
         elif kind == "agent_start":
             self._steps[agent] = _Step(agent, started=_seconds(event))
-            self._current, self._text = agent, ""
+            self._current, self._text, self._writing = agent, "", False
         elif kind == "delta":
-            self._text += content
+            if agent != self._current:
+                self._current, self._text = agent, ""
+            self._text, self._writing = self._text + content, True
         elif kind == "output":
             step = self._steps.setdefault(agent, _Step(agent))
             step.status = "carried over" if event["metadata"].get("carried_over") else step.status
-            self._current, self._text = agent, content
+            self._current, self._text, self._writing = agent, content, False
         elif kind == "step_end":
             step = self._steps.setdefault(agent, _Step(agent))
             step.finished = _seconds(event)
@@ -146,7 +154,10 @@ class LiveDisplay:
             elapsed = f"{end - step.started:.1f} s" if step.started and end else "-"
             style = {"done": "green", "working": "yellow", "failed": "red", "cancelled": "red"}.get(step.status, "cyan")
             table.add_row(step.agent, Text(step.status, style=style), elapsed, str(step.tokens or "-"))
-        tail = "\n".join(self._text.splitlines()[-TAIL_LINES:])
+        text = (
+            live_markdown(self._current, self._text, self._chinese) if self._writing and self._current else self._text
+        )
+        tail = "\n".join(text.splitlines()[-TAIL_LINES:])
         header = Text.assemble(
             ("task ", "dim"),
             self._task_id,

@@ -2,11 +2,19 @@
 
 Identifiers appear verbatim (`US-1`, `AC-1.2`, `TC-3`...), so that a reader can follow them from one
 document to the next; headings are English or Chinese (`chinese=True` for a Chinese requirement).
+`render_partial` gives the same markdown for as much of a deliverable as a model has written so far.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pydantic_core
+
 from delivery_service.deliverables.schemas import (
+    SCHEMAS,
     DeliveryReview,
     Document,
     RequirementsAnalysis,
@@ -18,32 +26,78 @@ from delivery_service.deliverables.traceability import Traceability
 
 _WORDS = {
     False: {
-        "analysis": "Requirements analysis", "stories": "User stories", "criteria": "Acceptance criteria",
-        "nfr": "Non-functional requirements", "questions": "Open questions", "target": "target",
-        "plan": "Test plan", "cases": "Test cases", "design": "Technical design", "components": "Components",
-        "data_model": "Data model", "api": "API", "diagram": "Diagram", "risks": "Risks",
-        "milestones": "Milestones", "review": "Delivery review", "decision": "Decision", "issues": "Issues",
-        "summary": "Summary", "serves": "serves", "fix": "fix", "matrix": "Traceability matrix",
-        "covered": "covered", "uncovered": "not covered", "go": "Go", "no_go": "No-go",
-        "given": "Given", "when": "when", "then": "then",
+        "analysis": "Requirements analysis",
+        "stories": "User stories",
+        "criteria": "Acceptance criteria",
+        "nfr": "Non-functional requirements",
+        "questions": "Open questions",
+        "target": "target",
+        "plan": "Test plan",
+        "cases": "Test cases",
+        "design": "Technical design",
+        "components": "Components",
+        "data_model": "Data model",
+        "api": "API",
+        "diagram": "Diagram",
+        "risks": "Risks",
+        "milestones": "Milestones",
+        "review": "Delivery review",
+        "decision": "Decision",
+        "issues": "Issues",
+        "summary": "Summary",
+        "serves": "serves",
+        "fix": "fix",
+        "matrix": "Traceability matrix",
+        "covered": "covered",
+        "uncovered": "not covered",
+        "go": "Go",
+        "no_go": "No-go",
+        "given": "Given",
+        "when": "when",
+        "then": "then",
         "case_columns": ("ID", "Title", "Type", "Covers", "Steps", "Expected"),
         "api_columns": ("Method", "Path", "Purpose", "Serves"),
         "matrix_columns": ("Criterion", "Story", "Priority", "Test cases", "Status"),
         "priorities": {"must": "Must", "should": "Should", "could": "Could", "wont": "Won't"},
-        "dangling": "References to nothing", "unserved": "Stories no component serves",
+        "dangling": "References to nothing",
+        "unserved": "Stories no component serves",
     },
     True: {
-        "analysis": "需求分析", "stories": "用户故事", "criteria": "验收标准", "nfr": "非功能需求",
-        "questions": "待确认问题", "target": "目标", "plan": "测试计划", "cases": "测试用例",
-        "design": "技术设计", "components": "组件", "data_model": "数据模型", "api": "接口", "diagram": "架构图",
-        "risks": "风险", "milestones": "里程碑", "review": "交付评审", "decision": "结论", "issues": "问题",
-        "summary": "总结", "serves": "服务于", "fix": "修正", "matrix": "追溯矩阵", "covered": "已覆盖",
-        "uncovered": "未覆盖", "go": "通过", "no_go": "不通过", "given": "假如", "when": "当", "then": "那么",
+        "analysis": "需求分析",
+        "stories": "用户故事",
+        "criteria": "验收标准",
+        "nfr": "非功能需求",
+        "questions": "待确认问题",
+        "target": "目标",
+        "plan": "测试计划",
+        "cases": "测试用例",
+        "design": "技术设计",
+        "components": "组件",
+        "data_model": "数据模型",
+        "api": "接口",
+        "diagram": "架构图",
+        "risks": "风险",
+        "milestones": "里程碑",
+        "review": "交付评审",
+        "decision": "结论",
+        "issues": "问题",
+        "summary": "总结",
+        "serves": "服务于",
+        "fix": "修正",
+        "matrix": "追溯矩阵",
+        "covered": "已覆盖",
+        "uncovered": "未覆盖",
+        "go": "通过",
+        "no_go": "不通过",
+        "given": "假如",
+        "when": "当",
+        "then": "那么",
         "case_columns": ("编号", "标题", "类型", "覆盖", "步骤", "预期结果"),
         "api_columns": ("方法", "路径", "用途", "服务于"),
         "matrix_columns": ("验收标准", "用户故事", "优先级", "测试用例", "状态"),
         "priorities": {"must": "必须", "should": "应该", "could": "可以", "wont": "暂不"},
-        "dangling": "引用了不存在的编号", "unserved": "没有组件服务的用户故事",
+        "dangling": "引用了不存在的编号",
+        "unserved": "没有组件服务的用户故事",
     },
 }
 
@@ -57,79 +111,168 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
 
 
+_FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")  # as deliverables.parsing finds a fenced answer
+
+# The renderers read the deliverable's JSON data, whole or as far as a model has written it: a missing
+# (or not yet readable) field reads as empty, and a section appears once its field has begun.
+Data = dict[str, Any]
+
+
+def _text(item: Data, key: str) -> str:
+    value = item.get(key)
+    return str(value) if isinstance(value, (str, int, float)) else ""
+
+
+def _items(item: Data, key: str) -> list[Data]:
+    value = item.get(key)
+    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
+def _texts(item: Data, key: str) -> list[str]:
+    value = item.get(key)
+    return [str(entry) for entry in value if isinstance(entry, (str, int, float))] if isinstance(value, list) else []
+
+
 def render(data: Document, chinese: bool = False) -> str:
     """The deliverable as markdown."""
-    words = _WORDS[chinese]
-    if isinstance(data, RequirementsAnalysis):
-        lines = _analysis(data, words)
-    elif isinstance(data, TestPlan):
-        lines = _plan(data, words)
-    elif isinstance(data, TechnicalDesign):
-        lines = _design(data, words)
-    elif isinstance(data, DeliveryReview):
-        lines = _review(data, words)
-    elif isinstance(data, Triage):
-        lines = [f"{data.classification}: re-run from {data.rerun_from}. {data.reason}"]
-    else:
+    if type(data) not in _RENDERERS:
         raise TypeError(f"no markdown for {type(data).__name__}")
-    return "\n".join(lines).strip() + "\n"
+    return _markdown(_RENDERERS[type(data)], data.model_dump(mode="json"), chinese)
 
 
-def _analysis(data: RequirementsAnalysis, words: dict) -> list[str]:
+def render_partial(agent_name: str, data: Data, chinese: bool = False) -> str:
+    """The markdown of as much of `agent_name`'s deliverable as `data` holds (a partial-JSON parser's
+    reading of an answer still being written): what `render` gives for the whole, growing with it."""
+    kind = Triage if Triage.model_fields.keys() & data.keys() else SCHEMAS[agent_name]
+    return _markdown(_RENDERERS[kind], data, chinese)
+
+
+def live_markdown(agent_name: str, text: str, chinese: bool = False) -> str:
+    """An agent's answer as it is being written, for people: the deliverable's JSON so far rendered as its
+    document (after any text the model wrote before it), or the text as it is when it holds no JSON yet or
+    none that parses."""
+    found = _json_so_far(text)
+    if found is None or agent_name not in SCHEMAS:
+        return text
+    before, written = found
+    try:
+        data = pydantic_core.from_json(written, allow_partial="trailing-strings")
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    document = render_partial(agent_name, data, chinese)
+    return f"{before.strip()}\n\n{document}" if before.strip() else document
+
+
+def _json_so_far(text: str) -> tuple[str, str] | None:
+    """(the text before the JSON, the JSON written so far): a ```json fence's content, else from the first `{`."""
+    fence = _FENCE_START.search(text)
+    if fence is not None:
+        body = text[fence.end() :]
+        return text[: fence.start()], body.split("```", 1)[0]
+    start = text.find("{")
+    return (text[:start], text[start:]) if start >= 0 else None
+
+
+def _markdown(renderer: Callable[[Data, dict], list[str]], data: Data, chinese: bool) -> str:
+    return "\n".join(renderer(data, _WORDS[chinese])).strip() + "\n"
+
+
+def _analysis(data: Data, words: dict) -> list[str]:
     lines = [f"# {words['analysis']}", "", f"## {words['stories']}", ""]
-    lines += [f"- **{s.id} ({words['priorities'][s.priority]}):** {s.story}" for s in data.user_stories]
-    lines += ["", f"## {words['criteria']}", ""]
+    priority = words["priorities"]
+    for s in _items(data, "user_stories"):
+        lines.append(f"- **{_text(s, 'id')} ({priority.get(_text(s, 'priority'), '')}):** {_text(s, 'story')}")
+    if "acceptance_criteria" in data:
+        lines += ["", f"## {words['criteria']}", ""]
     lines += [
-        f"- **{c.id}** ({c.story_id}): {words['given']} {c.given}, {words['when']} {c.when}, {words['then']} {c.then}"
-        for c in data.acceptance_criteria
+        f"- **{_text(c, 'id')}** ({_text(c, 'story_id')}): {words['given']} {_text(c, 'given')}, "
+        f"{words['when']} {_text(c, 'when')}, {words['then']} {_text(c, 'then')}"
+        for c in _items(data, "acceptance_criteria")
     ]
-    if data.non_functional:
+    if _items(data, "non_functional"):
         lines += ["", f"## {words['nfr']}", ""]
-        lines += [f"- **{n.id}:** {n.requirement} ({words['target']}: {n.target})" for n in data.non_functional]
-    if data.open_questions:
-        lines += ["", f"## {words['questions']}", ""] + [f"- {question}" for question in data.open_questions]
+        lines += [
+            f"- **{_text(n, 'id')}:** {_text(n, 'requirement')} ({words['target']}: {_text(n, 'target')})"
+            for n in _items(data, "non_functional")
+        ]
+    if _texts(data, "open_questions"):
+        lines += ["", f"## {words['questions']}", ""] + [f"- {q}" for q in _texts(data, "open_questions")]
     return lines
 
 
-def _plan(data: TestPlan, words: dict) -> list[str]:
+def _plan(data: Data, words: dict) -> list[str]:
     rows = [
-        [case.id, case.title, case.type, ", ".join(case.covers), "; ".join(case.steps), case.expected]
-        for case in data.test_cases
+        [
+            _text(c, "id"),
+            _text(c, "title"),
+            _text(c, "type"),
+            ", ".join(_texts(c, "covers")),
+            "; ".join(_texts(c, "steps")),
+            _text(c, "expected"),
+        ]
+        for c in _items(data, "test_cases")
     ]
     return [f"# {words['plan']}", "", f"## {words['cases']}", "", *_table(words["case_columns"], rows)]
 
 
-def _design(data: TechnicalDesign, words: dict) -> list[str]:
+def _design(data: Data, words: dict) -> list[str]:
     lines = [f"# {words['design']}", "", f"## {words['components']}", ""]
-    for component in data.components:
-        serves = f" ({words['serves']} {', '.join(component.serves)})" if component.serves else ""
-        lines.append(f"- **{component.id} {component.name}:** {component.responsibility}{serves}")
-    if data.data_model:
+    for component in _items(data, "components"):
+        serves = f" ({words['serves']} {', '.join(_texts(component, 'serves'))})" if _texts(component, "serves") else ""
+        lines.append(
+            f"- **{_text(component, 'id')} {_text(component, 'name')}:** {_text(component, 'responsibility')}{serves}"
+        )
+    if _items(data, "data_model"):
         lines += ["", f"## {words['data_model']}", ""]
-        lines += [f"- **{entity.entity}:** {', '.join(entity.fields)}" for entity in data.data_model]
-    if data.api:
-        rows = [[e.method, f"`{e.path}`", e.purpose, ", ".join(e.serves)] for e in data.api]
+        lines += [f"- **{_text(e, 'entity')}:** {', '.join(_texts(e, 'fields'))}" for e in _items(data, "data_model")]
+    if _items(data, "api"):
+        rows = [
+            [_text(e, "method"), f"`{_text(e, 'path')}`", _text(e, "purpose"), ", ".join(_texts(e, "serves"))]
+            for e in _items(data, "api")
+        ]
         lines += ["", f"## {words['api']}", "", *_table(words["api_columns"], rows)]
-    if data.diagram:
-        lines += ["", f"## {words['diagram']}", "", "```mermaid", data.diagram, "```"]
-    if data.risks:
+    if _text(data, "diagram"):
+        lines += ["", f"## {words['diagram']}", "", "```mermaid", _text(data, "diagram"), "```"]
+    if _items(data, "risks"):
         lines += ["", f"## {words['risks']}", ""]
-        lines += [f"- **{risk.id}:** {risk.risk} ({words['fix']}: {risk.mitigation})" for risk in data.risks]
-    if data.milestones:
+        lines += [
+            f"- **{_text(r, 'id')}:** {_text(r, 'risk')} ({words['fix']}: {_text(r, 'mitigation')})"
+            for r in _items(data, "risks")
+        ]
+    if _items(data, "milestones"):
         lines += ["", f"## {words['milestones']}", ""]
-        lines += [f"- **{m.name}:** {', '.join(m.scope)}" for m in data.milestones]
+        lines += [f"- **{_text(m, 'name')}:** {', '.join(_texts(m, 'scope'))}" for m in _items(data, "milestones")]
     return lines
 
 
-def _review(data: DeliveryReview, words: dict) -> list[str]:
-    lines = [f"# {words['review']}", "", f"## {words['decision']}: {words[data.decision]}", ""]
-    lines += [f"- {reason}" for reason in data.reasons]
-    if data.issues:
+def _review(data: Data, words: dict) -> list[str]:
+    lines = [f"# {words['review']}", ""]
+    if "decision" in data:
+        lines += [f"## {words['decision']}: {words.get(_text(data, 'decision'), '')}", ""]
+    lines += [f"- {reason}" for reason in _texts(data, "reasons")]
+    if _items(data, "issues"):
         lines += ["", f"## {words['issues']}", ""]
-        for issue in data.issues:
-            ids = f"{', '.join(issue.ids)}: " if issue.ids else ""
-            lines.append(f"- {ids}{issue.problem} ({words['fix']}: {issue.fix})")
-    return [*lines, "", f"## {words['summary']}", "", data.summary]
+        for issue in _items(data, "issues"):
+            ids = f"{', '.join(_texts(issue, 'ids'))}: " if _texts(issue, "ids") else ""
+            lines.append(f"- {ids}{_text(issue, 'problem')} ({words['fix']}: {_text(issue, 'fix')})")
+    if "summary" in data:
+        lines += ["", f"## {words['summary']}", "", _text(data, "summary")]
+    return lines
+
+
+def _triage(data: Data, words: dict) -> list[str]:
+    return [f"{_text(data, 'classification')}: re-run from {_text(data, 'rerun_from')}. {_text(data, 'reason')}"]
+
+
+_RENDERERS: dict[type[Document], Callable[[Data, dict], list[str]]] = {
+    RequirementsAnalysis: _analysis,
+    TestPlan: _plan,
+    TechnicalDesign: _design,
+    DeliveryReview: _review,
+    Triage: _triage,
+}
 
 
 def traceability_matrix(

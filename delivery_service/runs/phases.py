@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from delivery_service.agents import AGENT_NAMES, AGENTS
+from delivery_service.agents import AGENT_NAMES, AGENTS, requirement_language
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.crew.events import EventSink
 from delivery_service.crew.factory import (
@@ -172,7 +172,12 @@ class PhaseRunner:
     def _announce(self, work: PhaseWork, sink: EventSink) -> None:
         """The task's `start` event: the model, the agents, and for a follow-up its place in the thread."""
         logger.info("task started on %s/%s", self._model.provider, self._model.model)
-        metadata: dict[str, Any] = {"model": self._model.public(), "total_steps": len(AGENT_NAMES), "agents": list(AGENT_NAMES)}
+        metadata: dict[str, Any] = {
+            "model": self._model.public(),
+            "total_steps": len(AGENT_NAMES),
+            "agents": list(AGENT_NAMES),
+            "language": "zh" if requirement_language(work.requirement).startswith("Simplified Chinese") else "en",
+        }
         if work.worker:
             metadata["worker"] = work.worker
         if work.follow_up is not None:
@@ -259,9 +264,10 @@ class PhaseRunner:
         )
         sink.publish_system(
             EventType.CONFIRMATION_REQUIRED,
-            f"{question}\n\n{delivery_summary(work.analysis)[:1500]}",
+            f"{question}\n\n{work.analysis.strip()}",
             {
                 "question": question,
+                "analysis": work.analysis,  # the whole analysis, as markdown, for a client to render
                 "revision": work.revisions,
                 "max_revisions": self._settings.max_revisions,
                 "timeout_seconds": self._settings.confirmation_timeout_seconds,
