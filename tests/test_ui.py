@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
@@ -15,8 +16,13 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 TIMEOUT_MS = 60_000
 expect.set_options(timeout=TIMEOUT_MS)  # a wait for a condition, never a pause: slow machines get time
@@ -100,8 +106,14 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     plan = page.locator('#deliverables article[data-agent="QAEngineer"]')
     expect(plan.locator('a[href="#ref-AC-1.1"]').first).to_be_visible(), "a reference links to it"
     expect(page.locator("iframe.diagram")).to_have_attribute("data-state", "drawn")
+    design = page.locator('#deliverables article[data-agent="SoftwareDeveloper"]')
+    expect(design.locator("code.language-mermaid")).to_have_count(0), "the diagram, not its source"
+    heading = page.evaluate("document.querySelector('iframe.diagram').previousElementSibling.textContent")
+    assert heading == "架构图", "drawn under its own heading"
     expect(page.frame_locator("iframe.diagram").locator("#diagram svg")).to_be_visible(), "the design's diagram"
-    expect(page.locator("#download")).to_have_attribute("href", f"/api/task/{page.inner_text('#task-id')}/result?format=markdown")
+    expect(page.locator("#download")).to_have_attribute(
+        "href", f"/api/task/{page.inner_text('#task-id')}/result?format=markdown"
+    )
     sequences = logged_sequences(page)
     assert sequences == list(range(1, len(sequences) + 1))
     expect(page.locator("#gap-warning")).to_be_hidden()
@@ -142,6 +154,60 @@ def test_cancel_and_confirmation_buttons(
     expect(page.locator("#deliverables article")).to_have_count(4)
 
 
+def test_the_confirmation_panel_shows_the_whole_analysis_rendered(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    service = start_service()
+    page = open_ui(service)
+    submit(page, "Build a todo app " + "with many careful details " * 80 + "and a final flourish", confirm=True)
+    panel = page.locator("#confirmation")
+    expect(panel).to_be_visible()
+    expect(page.locator("#confirmation-question")).to_contain_text("Approve it to continue")
+    analysis = page.locator("#confirmation-analysis")
+    expect(analysis.locator("h2")).to_have_text(
+        ["User stories", "Acceptance criteria", "Non-functional requirements", "Open questions"]
+    )
+    expect(analysis.locator("li").last).to_have_text("Who are the users, and how many?"), "whole, past 1,500 characters"
+    expect(analysis.locator("strong").first).to_have_text("US-1 (Must):")
+    assert "##" not in analysis.inner_text() and "**" not in analysis.inner_text(), "rendered, not markdown"
+    panel.screenshot(path=str(tmp_path / "confirmation.png"))
+    page.click("#approve")
+    expect(page.locator("#task-status")).to_have_text("completed")
+
+
+# The page renders a structured deliverable from its data exactly as the server does (render.py): so the
+# document that grows while it streams is the one that is finally shown.
+RENDERED_BY_THE_PAGE = """async (deliverables) => {
+  const { renderDocument } = await import("/static/test_ui_documents.js");
+  return deliverables.map((d) => renderDocument(d.agent_name, d.data, d.chinese));
+}"""
+
+
+def test_a_structured_deliverable_streams_as_its_document(
+    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    service = start_service(FAKE_LLM_DELAY_MS="40")
+    page = open_ui(service)
+    submit(page, "开发一个简单的待办事项应用", stream_tokens=True)
+    live = '#panels .panel[data-agent="QAEngineer"] .live'
+    page.wait_for_function(  # one moment, while the JSON is still being written
+        f"""() => {{
+          const live = document.querySelector('{live}');
+          return live.dataset.writing === "yes" && live.querySelectorAll("tbody tr").length === 2
+            && live.querySelector("h1")?.textContent === "测试计划" && !/[{{}}]|"test_cases"/.test(live.textContent);
+        }}"""
+    )
+    page.locator("#panels").screenshot(path=str(tmp_path / "streaming.png"))
+    expect(page.locator("#task-status")).to_have_text("completed")
+    chinese = page.inner_text("#task-id")
+    english = start_task(service.base_url, "Build a todo app | with **pipes**")
+    expect(page.locator('#recent li[data-task-id="%s"]' % english)).to_contain_text("completed")
+    for task_id in (chinese, english):
+        deliverables = httpx.get(f"{service.base_url}/api/task/{task_id}/result").json()["deliverables"]
+        inputs = [{**d, "chinese": task_id == chinese} for d in deliverables]
+        assert page.evaluate(RENDERED_BY_THE_PAGE, inputs) == [d["content"] for d in deliverables]
+
+
 def test_uncovered_criteria_and_dangling_references_are_marked(
     open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
@@ -171,7 +237,7 @@ def test_hostile_text_is_shown_as_text(
 ) -> None:
     service = start_service()
     page = open_ui(service)
-    hostile = '<img src=x onerror=alert(1)> <script>alert(2)</script> [link](javascript:alert(3))'
+    hostile = "<img src=x onerror=alert(1)> <script>alert(2)</script> [link](javascript:alert(3))"
     submit(page, hostile)
     expect(page.locator("#task-status")).to_have_text("completed")
     analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
@@ -262,6 +328,9 @@ def test_a_follow_up_from_the_page_shows_the_revisions_and_what_changed(
     expect(page.locator("#timeline li")).to_have_count(2)
     expect(page.locator("#timeline li.current")).to_have_attribute("data-revision", "2")
     expect(page.locator("#timeline li.current")).to_contain_text("Add sign-in with email")
+    expect(page.locator("#recent li").first).to_have_attribute("data-revision", "2")
+    expect(page.locator("#recent li").first).to_contain_text("Revision 2: Add sign-in with email")
+    expect(page.locator("#recent li").first).to_contain_text("follows up “Build a todo app”")
     expect(page.locator("#changes-summary")).to_have_text("added: US-3, AC-3.1, TC-7; modified: none; removed: none")
     analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
     expect(analysis.locator("a.definition.id-added")).to_have_text(["US-3", "AC-3.1"])

@@ -1,20 +1,18 @@
 // The test UI's webhook deliveries: the open task's delivery log (GET /api/task/{id}/webhooks), refreshed
-// while a message is pending, with a redeliver button for a delivered or failed one. Loaded before
-// test_ui.js, which calls showWebhooks and hideWebhooks (also while it starts, to reopen a task); these
-// use test_ui.js's `$`, `api`, `element` and `run` only when called.
-"use strict";
+// while a message is pending, with a redeliver button for a delivered or failed one.
+import { $, api, element, run } from "./test_ui_common.js";
 
 const WEBHOOKS_REFRESH_MS = 2000;
 let webhooksTimer = null;
 
-function hideWebhooks() {
+export function hideWebhooks() {
   clearTimeout(webhooksTimer);
   $("webhooks-section").hidden = true;
   $("webhooks").tBodies[0].textContent = "";
   $("webhooks-error").textContent = "";
 }
 
-async function showWebhooks() {
+export async function showWebhooks() {
   clearTimeout(webhooksTimer);
   const taskId = run.taskId;
   let deliveries;
@@ -65,4 +63,4 @@ async function redeliver(webhookId) {
   await showWebhooks();
 }
 
-document.getElementById("webhooks-refresh").addEventListener("click", () => showWebhooks());
+$("webhooks-refresh").addEventListener("click", () => showWebhooks());
