@@ -9,10 +9,13 @@ Skipped, with the reason, only where no Docker engine answers and none can be st
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +36,11 @@ WORKER_SERVICES = ["worker", "worker-2"]
 # CrewAI's dependencies the Dockerfile leaves out (import names).
 LEFT_OUT = ["lancedb", "pyarrow", "kubernetes", "onnxruntime", "pdfplumber", "pypdfium2", "PIL", "textual"]
 TERMINAL = {"end", "error", "cancelled"}
+# The compose network of the test stacks (not the default one, which a developer's own stack may hold).
+SUBNET_PREFIX = "172.30.231"
+NGINX_ADDRESS = f"{SUBNET_PREFIX}.2"
+FORGED_CLIENT = "203.0.113.7"  # TEST-NET-3: an address a client claims in X-Forwarded-For
+REPORT_CHARS = 8000  # of the in-image run's first failure
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def image(engine: None) -> str:
     """The stand-in base images (unless real ones exist) and the service image of the working tree."""
-    base = subprocess.run([PROJECT_ROOT / "scripts" / "docker-base-images"], capture_output=True, text=True, timeout=1200)
+    base = subprocess.run(
+        [PROJECT_ROOT / "scripts" / "docker-base-images"], capture_output=True, text=True, timeout=1200
+    )
     assert base.returncode == 0, base.stderr
     docker("build", "--tag", IMAGE, str(PROJECT_ROOT), timeout=1800)
     return IMAGE
@@ -68,6 +78,7 @@ def project(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
         "MAX_STREAMS_PER_CLIENT": "100000",
         "PUBLISH_API_PORT": str(api_port),
         "PUBLISH_NGINX_PORT": str(nginx_port),
+        "SUBNET_PREFIX": SUBNET_PREFIX,
     }
     env_file = tmp_path_factory.mktemp("compose") / "test.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
@@ -85,9 +96,11 @@ def replica_metric(compose: ComposeProject, service: str, prefix: str) -> float:
 
 def curl_stream(url: str) -> list[dict[str, Any]]:
     """`curl -N` of an event stream, as a user runs it, until the server closes it."""
-    result = subprocess.run(["curl", "--silent", "--show-error", "--no-buffer", url], capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--no-buffer", url], capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr
-    return [json.loads(line[len("data: "):]) for line in result.stdout.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[len("data: ") :]) for line in result.stdout.splitlines() if line.startswith("data: ")]
 
 
 class ResumingReader:
@@ -120,7 +133,7 @@ class ResumingReader:
                     return
                 for line in response.iter_lines():
                     if line.startswith("data: "):
-                        self.events.append(json.loads(line[len("data: "):]))
+                        self.events.append(json.loads(line[len("data: ") :]))
         except httpx.TransportError:
             return  # dropped mid-stream: reconnect
 
@@ -130,6 +143,43 @@ class ResumingReader:
         if self.error is not None:
             raise self.error
         return self.events
+
+
+def audited_address(compose: ComposeProject, base_url: str, headers: dict[str, str]) -> str:
+    """The client address the API replicas' audit log gives for a task created at `base_url` with `headers`."""
+    response = httpx.post(f"{base_url}/api/run_task", json={"user_requirement": "Build a todo app"}, headers=headers)
+    assert response.status_code == 202, response.text
+    task_id = response.json()["task_id"]
+
+    def audit_record() -> dict[str, Any] | None:
+        for service in API_SERVICES:
+            logs = subprocess.run(
+                ["docker", "logs", compose.container(service)], capture_output=True, text=True, timeout=60
+            )
+            for line in (logs.stdout + logs.stderr).splitlines():
+                _, found, record = line.partition(" audit: ")
+                if found and json.loads(record)["task_id"] == task_id:
+                    return dict(json.loads(record))
+        return None
+
+    return str(wait_until(audit_record, 30, f"the audit line of task {task_id}")["address"])
+
+
+def pytest_failure_report(output: str) -> str:
+    """What says why a pytest run failed: its first failure (or error) and the short summary.
+
+    Not the output's tail: one failure's captured log lines can fill any tail.
+    """
+    sections = list(re.finditer(r"^=+ (.+?) =+$", output, re.MULTILINE))  # `=== FAILURES ===` and the like
+    failures = next((section for section in sections if section[1] in ("FAILURES", "ERRORS")), None)
+    summary = next((section for section in sections if section[1] == "short test summary info"), None)
+    if failures is None:
+        return output[-REPORT_CHARS:]
+    tests = list(re.finditer(r"^_{3,} .+ _{3,}$", output[failures.end() :], re.MULTILINE))  # a heading per test
+    ends = [failures.end() + test.start() for test in tests[1:2]]
+    ends += [section.start() for section in sections if section.start() > failures.end()]
+    first = output[failures.start() : min(ends, default=len(output))]
+    return f"{first[:REPORT_CHARS]}\n...\n{output[summary.start() :] if summary else output[-1000:]}"
 
 
 def installed_left_out_packages(image: str) -> list[str]:
@@ -185,6 +235,18 @@ def test_production_streams_live_through_nginx_to_two_replicas(production: Compo
     assert all(count >= 1 for count in served.values()), f"Nginx spreads requests over both replicas: {served}"
 
 
+def test_only_nginx_may_name_the_client(production: ComposeProject) -> None:
+    """Rate limits and the audit log count the address a request comes from; X-Forwarded-For is believed
+    from Nginx alone, so a client on :8000 cannot claim another address, and through Nginx the address is
+    the one Nginx saw, not the one the client wrote."""
+    forged = {"X-Forwarded-For": FORGED_CLIENT}
+    peer = audited_address(production, production.api_url, {})
+    assert peer not in (FORGED_CLIENT, NGINX_ADDRESS)
+    assert audited_address(production, production.api_url, forged) == peer, "a forged header on :8000 changes nothing"
+    assert audited_address(production, production.nginx_url, {}) == peer, "through Nginx: the address Nginx saw"
+    assert audited_address(production, production.nginx_url, forged) == peer, "a forged header through Nginx neither"
+
+
 def test_a_killed_worker_container_ends_its_task_with_an_error(production: ComposeProject) -> None:
     nginx = production.nginx_url
     task_id = start_task(nginx, "Build a todo app on a worker that dies")
@@ -210,7 +272,8 @@ def test_a_replica_stopped_mid_stream_loses_no_event_of_a_resuming_client(produc
     wait_until(lambda: len(reader.events) >= 3, 60, "three events")
     serving = wait_until(
         lambda: next((s for s in API_SERVICES if replica_metric(production, s, "delivery_subscribers") >= 1), None),
-        30, "the replica serving the stream",
+        30,
+        "the replica serving the stream",
     )
     production("stop", serving, production=True)
 
@@ -233,20 +296,57 @@ def test_down_leaves_no_container_network_or_volume(project: ComposeProject) -> 
 def test_the_test_suite_passes_inside_the_image(image: str) -> None:
     """The image's packages (without what the Dockerfile leaves out) run the suite's quick tests."""
     suite_image = f"{image}-suite"
-    docker("build", "--tag", suite_image, "--file", str(PROJECT_ROOT / "tests" / "Dockerfile.suite"), str(PROJECT_ROOT), timeout=1800)
+    docker(
+        "build",
+        "--tag",
+        suite_image,
+        "--file",
+        str(PROJECT_ROOT / "tests" / "Dockerfile.suite"),
+        str(PROJECT_ROOT),
+        timeout=1800,
+    )
     assert installed_left_out_packages(suite_image) == [], "the test tools did not bring them back"
     name = f"delivery-test-suite-{uuid.uuid4().hex[:8]}"
+    # The suite's own process logs at WARNING (main.py, which tests/test_api_doc.py imports, sets LOG_LEVEL's
+    # level), so a failure's captured output is not a line per httpx request.
+    container = ["--name", name, "--volume", f"{PROJECT_ROOT}:/src:ro", "--workdir", "/src"]
+    container += ["--env", "LOG_LEVEL=warning"]
+    quick_suite = ["python", "-m", "pytest", "-m", "not slow", "-p", "no:cacheprovider", "-q", "--tb=short"]
+    quick_suite += ["--ignore", "tests/test_nginx.py"]  # Nginx is not in the image; the host runs Debian's
     try:
         run = subprocess.run(
-            [
-                "docker", "run", "--rm", "--name", name, "--volume", f"{PROJECT_ROOT}:/src:ro", "--workdir", "/src",
-                suite_image,
-                # Nginx is not in the image; tests/test_nginx.py runs Debian's on the host.
-                "python", "-m", "pytest", "-m", "not slow", "-p", "no:cacheprovider", "-q",
-                "--ignore", "tests/test_nginx.py",
-            ],
-            capture_output=True, text=True, timeout=1700,
+            ["docker", "run", "--rm", *container, suite_image, *quick_suite],
+            capture_output=True,
+            text=True,
+            timeout=1700,
         )
     finally:  # also when this test times out: the container must not outlive it
         subprocess.run(["docker", "rm", "--force", name], capture_output=True)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, pytest_failure_report(run.stdout) + run.stderr[-2000:]
+
+
+def test_a_failed_run_is_reported_by_its_first_failure_and_summary(tmp_path: Path) -> None:
+    """What the in-image run reports when it fails: the assertion, even behind pages of captured logs."""
+    (tmp_path / "test_noisy.py").write_text(
+        "import logging\n"
+        "def test_passes(): pass\n"
+        "def test_fails_with_a_name_as_long_as_the_one_that_failed_in_ci_until_it_answers():\n"
+        "    for n in range(500): logging.getLogger('httpx').warning('HTTP Request: GET /%d', n)\n"
+        "    assert 'the answer' == 'another', 'the first failure says this'\n"
+        "def test_fails_too():\n"
+        "    logging.getLogger('httpx').warning('the second failure')\n"
+        "    assert False\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "-ra", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    # The summary's line is cut at 80 columns, here before the message: only the failure's section has it.
+    assert "the first failure says this" not in run.stdout[-6000:], "the tail alone loses the assertion"
+    report = pytest_failure_report(run.stdout)
+    assert "the first failure says this" in report and "the second failure" not in report
+    assert "FAILED test_noisy.py::test_fails_too" in report and "2 failed, 1 passed" in report
