@@ -124,10 +124,11 @@ def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answe
     assert (refused["status"], refused["attempts"], refused["last_status_code"]) == ("failed", 1, 400)
     assert "not retried" in refused["last_error"]
 
-    # Redelivery: the same message again, with a fresh retry budget.
+    # Redelivery: the same message again, with a fresh retry budget. The receiver is told its new answer
+    # first: the sender may post the message before the 202 reaches this test.
+    receiver.script("/refuses", 204)
     response = httpx.post(f"{server.base_url}/api/task/{third}/webhooks/{refused['webhook_id']}/redeliver")
     assert response.status_code == 202, response.text
-    receiver.script("/refuses", 204)
     assert receiver.wait_for("/refuses", 2)[1].webhook_id == refused["webhook_id"]
     (again,) = settled(server.base_url, third, 1)
     assert (again["status"], again["attempts"], again["last_status_code"]) == ("delivered", 2, 204)
