@@ -376,13 +376,18 @@ def test_the_tasks_webhook_deliveries_are_shown_and_can_be_redelivered(
 
 @pytest.mark.parametrize(
     ("path", "operation"),
-    [("/docs", ".opblock-summary-path[data-path='/api/run_task']"), ("/redoc", 'h2:has-text("Approve the requirements analysis")')],
+    [
+        ("/docs", ".opblock-summary-path[data-path='/api/run_task']"),
+        ("/redoc", 'h2:has-text("Approve the requirements analysis")'),
+    ],
 )
 def test_api_docs_render_offline(browser: Browser, fake_service: ServerProcess, path: str, operation: str) -> None:
     """Swagger UI and ReDoc render the operations, and no request leaves for another host (a request the
-    page's policy refuses never reaches the network, which the route below sees)."""
+    page's policy refuses never reaches the network, which the route below sees, but logs an error)."""
     page = browser.new_page()
     foreign: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
 
     def outside(route: Route) -> None:
         foreign.append(route.request.url)
@@ -393,3 +398,4 @@ def test_api_docs_render_offline(browser: Browser, fake_service: ServerProcess, 
     expect(page.locator(operation).first).to_be_visible(timeout=TIMEOUT_MS)
     page.close()
     assert foreign == [], foreign
+    assert errors == [], errors
