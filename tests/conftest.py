@@ -62,7 +62,11 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: self._answers(health_path), STARTUP_TIMEOUT_SECONDS, f"{app_path} to start")
+        try:
+            wait_until(lambda: self._answers(health_path), STARTUP_TIMEOUT_SECONDS, f"{app_path} to start")
+        except BaseException:  # a service that never answered is not left running
+            self.stop()
+            raise
 
     def _answers(self, path: str) -> bool:
         if self.process.poll() is not None:
@@ -96,7 +100,8 @@ TEST_DEFAULTS = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", "RATE_LIMIT": "
 
 
 def launch_service(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
-    env = {**TEST_DEFAULTS, **settings}
+    # The data under the working directory, even where the environment names another (the image's /app/data).
+    env = {**TEST_DEFAULTS, "DATA_DIR": str(workdir / "data"), **settings}
     return ServerProcess("main:app", env, workdir, "/healthz", port)
 
 

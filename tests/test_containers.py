@@ -9,6 +9,7 @@ Skipped, with the reason, only where no Docker engine answers and none can be st
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -337,12 +338,15 @@ def test_a_failed_run_is_reported_by_its_first_failure_and_summary(tmp_path: Pat
         "    logging.getLogger('httpx').warning('the second failure')\n"
         "    assert False\n"
     )
+    # pytest cuts summary lines to the terminal's width, but not on CI (where CI or BUILD_NUMBER is set).
+    env = {name: value for name, value in os.environ.items() if name not in ("CI", "BUILD_NUMBER")}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "-ra", str(tmp_path)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**env, "COLUMNS": "80"},
     )
     assert run.returncode == 1
     # The summary's line is cut at 80 columns, here before the message: only the failure's section has it.

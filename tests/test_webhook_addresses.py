@@ -7,6 +7,7 @@ The service-level refusals (422 on POST /api/run_task) are in tests/test_webhook
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from typing import Any
 
@@ -85,6 +86,21 @@ def test_every_address_that_is_not_globally_routable_is_refused_after_unwrapping
         assert refused is None, (address, refused)
     else:
         assert refused is not None and reason in refused, (address, refused)
+
+
+def test_6to4_is_judged_by_the_ipv4_address_it_carries_whatever_pythons_table_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python's own table calls all of 2002::/16 private since the fix for CVE-2024-4032 (3.11.10, Debian's
+    patched 3.11.2), and not before (3.11.7): the answer must not depend on which one runs."""
+    sixtofour = ipaddress.ip_network("2002::/16")
+    python_before = ipaddress.IPv6Address.is_private
+    monkeypatch.setattr(
+        ipaddress.IPv6Address, "is_private", property(lambda ip: ip in sixtofour or python_before.fget(ip))
+    )
+    assert ipaddress.ip_address("2002:5db8:d822::1").is_private, "the patched table"
+    assert refused_address("2002:5db8:d822::1") is None
+    assert "loopback" in (refused_address("2002:7f00:1::") or "")
 
 
 def test_every_resolved_address_is_checked_and_the_checked_one_is_returned(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,6 +80,10 @@ def refused_address(address: str) -> str | None:
         return "an address of the local-use NAT64 prefix 64:ff9b:1::/48 (not public)"
     if ip.is_site_local:
         return "a site-local address (fec0::/10, deprecated, never public)"
+    if ip.ipv4_mapped is not None or ip.sixtofour is not None or ip in NAT64_WELL_KNOWN:
+        # Routed to the IPv4 address they carry, which decides. Python's own table is no guide here: since
+        # the fix for CVE-2024-4032 (3.11.10, and Debian's 3.11.2 patched) it calls all of 2002::/16 private.
+        return None
     return _refused_ip(ip)
 
 
