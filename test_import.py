@@ -45,10 +45,10 @@ def check_agents() -> None:
 
 
 def check_stream_manager() -> None:
-    from stream_manager import StreamLimits, StreamManager
     from delivery_service.store.events import EventType
-    from delivery_service.store.records import TaskRecord
     from delivery_service.store.memory import MemoryTaskStore
+    from delivery_service.store.records import TaskRecord
+    from stream_manager import StreamLimits, StreamManager
 
     async def publish_and_read() -> bytes:
         streams = StreamManager(MemoryTaskStore(), StreamLimits(1_000_000, 10_000), 60)

@@ -76,9 +76,23 @@ def celery_workers(count: int, env: dict[str, str]) -> Iterator[None]:
     with tempfile.TemporaryDirectory() as workdir:
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker", "worker", "--concurrency", "1",
-                 "--hostname", f"bench{n}@%h", "--without-heartbeat", "--without-mingle", "--without-gossip",
-                 "--loglevel", "WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "delivery_service.cluster.worker",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "--hostname",
+                    f"bench{n}@%h",
+                    "--without-heartbeat",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--loglevel",
+                    "WARNING",
+                ],
                 cwd=workdir,
                 env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "LLM_PROVIDER": "fake", **env},
                 stdout=subprocess.DEVNULL,

@@ -76,8 +76,14 @@ class Stack:
     def __init__(self, directory: Path) -> None:
         self.api_port, nginx_port = free_port(), free_port()
         env_file = directory / "bench.env"
-        env_file.write_text(f"PUBLISH_API_PORT={self.api_port}\nPUBLISH_NGINX_PORT={nginx_port}\nRATE_LIMIT=1000/minute\n")
-        compose = ["docker", "compose"] if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0 else ["docker-compose"]
+        env_file.write_text(
+            f"PUBLISH_API_PORT={self.api_port}\nPUBLISH_NGINX_PORT={nginx_port}\nRATE_LIMIT=1000/minute\n"
+        )
+        compose = (
+            ["docker", "compose"]
+            if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+            else ["docker-compose"]
+        )
         self.base = [*compose, "--project-name", PROJECT, "--env-file", str(env_file)]
 
     def __call__(self, *args: str, production: bool = False) -> str:
@@ -86,14 +92,18 @@ class Stack:
     def containers(self) -> dict[str, str]:
         """Service name -> container id, for every container of the project."""
         ids = self("ps", "-q", production=True).split()
-        names = run("docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}}', *ids).split()
+        names = run(
+            "docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}}', *ids
+        ).split()
         return dict(zip(names, ids, strict=True))
 
     def seconds_to_healthy(self, production: bool) -> float:
         start = time.monotonic()
         self("up", "--detach", production=production)
         while True:
-            states = run("docker", "inspect", "--format", "{{.State.Health.Status}}", *self.containers().values()).split()
+            states = run(
+                "docker", "inspect", "--format", "{{.State.Health.Status}}", *self.containers().values()
+            ).split()
             if all(state == "healthy" for state in states):
                 return round(time.monotonic() - start, 1)
             time.sleep(0.5)
@@ -101,7 +111,9 @@ class Stack:
     def memory_mb(self) -> dict[str, float]:
         containers = self.containers()
         by_id = {container[:12]: name for name, container in containers.items()}
-        lines = run("docker", "stats", "--no-stream", "--format", "{{.ID}} {{.MemUsage}}", *containers.values()).splitlines()
+        lines = run(
+            "docker", "stats", "--no-stream", "--format", "{{.ID}} {{.MemUsage}}", *containers.values()
+        ).splitlines()
         memory = {}
         for line in lines:
             container, usage = line.split(" ", 1)
@@ -112,7 +124,9 @@ class Stack:
 
     def peak_memory_during_a_task(self) -> dict[str, float]:
         base = f"http://127.0.0.1:{self.api_port}"
-        response = httpx.post(f"{base}/api/run_task", json={"user_requirement": "A todo app with sign-in", "skip_confirmation": True})
+        response = httpx.post(
+            f"{base}/api/run_task", json={"user_requirement": "A todo app with sign-in", "skip_confirmation": True}
+        )
         task_id = response.json()["task_id"]
         done = threading.Event()
 
@@ -140,7 +154,12 @@ def stacks() -> dict[str, Any]:
             with_task = stack.peak_memory_during_a_task()
         finally:
             stack("down", "--volumes", production=True)
-    return {"plain_up_to_healthy_s": plain, "production_up_to_healthy_s": production, "memory_at_rest_mb": at_rest, "memory_peak_with_a_task_mb": with_task}
+    return {
+        "plain_up_to_healthy_s": plain,
+        "production_up_to_healthy_s": production,
+        "memory_at_rest_mb": at_rest,
+        "memory_peak_with_a_task_mb": with_task,
+    }
 
 
 if __name__ == "__main__":

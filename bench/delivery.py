@@ -72,7 +72,9 @@ def medians(reports: list[dict[str, Any]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=4, help="MAX_CONCURRENT_TASKS (default: the service's; paced: tasks)")
+    parser.add_argument(
+        "--workers", type=int, default=4, help="MAX_CONCURRENT_TASKS (default: the service's; paced: tasks)"
+    )
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--only", help="run only the loads whose name contains this")
     args = parser.parse_args()
@@ -89,7 +91,9 @@ def main() -> None:
                 runs["service"].append(run_load_client(server, load.tasks, load.subscribers, "--timeout", "120"))
         print_load(load, medians(runs["reference"]), medians(runs["service"]))
     REPORTS_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORTS_DIR / f"delivery-{args.store}{'-' + args.only if args.only else ''}.json").write_text(json.dumps(raw, indent=1))
+    (REPORTS_DIR / f"delivery-{args.store}{'-' + args.only if args.only else ''}.json").write_text(
+        json.dumps(raw, indent=1)
+    )
 
 
 def print_load(load: Load, ref: dict[str, float], ours: dict[str, float]) -> None:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from delivery_service.streams import StreamLimits, StreamManager, TaskStream  # noqa: E402
-from delivery_service.store.events import EventType  # noqa: E402
-from delivery_service.store.records import TaskRecord  # noqa: E402
 from delivery_service.store.base import TaskStore  # noqa: E402
+from delivery_service.store.events import EventType  # noqa: E402
 from delivery_service.store.memory import MemoryTaskStore  # noqa: E402
+from delivery_service.store.records import TaskRecord  # noqa: E402
 from delivery_service.store.sqlite import SqliteTaskStore  # noqa: E402
+from delivery_service.streams import StreamLimits, StreamManager, TaskStream  # noqa: E402
 
 LIMITS = StreamLimits(max_stream_bytes=1 << 30, max_event_content_chars=100_000)
 CONTENT = "a token-sized piece of model output, as a delta event carries it"
@@ -43,7 +43,9 @@ CONTENT = "a token-sized piece of model output, as a delta event carries it"
 
 def _timestamps(chunk: bytes) -> list[float]:
     return [
-        datetime.fromisoformat(json.loads(block.split(b"\ndata: ", 1)[1])["timestamp"].replace("Z", "+00:00")).timestamp()
+        datetime.fromisoformat(
+            json.loads(block.split(b"\ndata: ", 1)[1])["timestamp"].replace("Z", "+00:00")
+        ).timestamp()
         for block in chunk.split(b"\n\n")
         if block
     ]

@@ -43,7 +43,11 @@ def one_task(base_url: str, requirement: str) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(values), 1), "min_s": round(min(values), 1), "max_s": round(max(values), 1)}
+    return {
+        "median_s": round(statistics.median(values), 1),
+        "min_s": round(min(values), 1),
+        "max_s": round(max(values), 1),
+    }
 
 
 def measure(slots: int, runs: int) -> dict[str, object]:

@@ -18,9 +18,9 @@ import os
 import random
 import time
 
-from main import app
-from delivery_service.store.events import EventType
 from delivery_service.runs.runner import LiveTask, Phase, PhaseOutcome, TaskRunner
+from delivery_service.store.events import EventType
+from main import app
 
 EVENTS = max(2, int(os.environ.get("BENCH_EVENTS", "200")))
 INTERVAL_SECONDS = float(os.environ.get("BENCH_INTERVAL_MS", "0")) / 1000

@@ -34,8 +34,9 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, float]:
         "kb_per_stream": statistics.median(h["kb_per_connection"] for h in held),
         "all_open_after_s": statistics.median(h["all_first_after_s"] for h in held),
         "server_rss_mb_held": statistics.median(h["server_rss_kb_held"] for h in held) / 1024,
-        "stream_errors": sum(report["correctness"]["stream_errors"] + report["correctness"]["http_errors"]
-                             for report in reports),
+        "stream_errors": sum(
+            report["correctness"]["stream_errors"] + report["correctness"]["http_errors"] for report in reports
+        ),
     }
 
 
@@ -55,8 +56,16 @@ def main() -> None:
     REPORTS.parent.mkdir(parents=True, exist_ok=True)
     REPORTS.write_text(json.dumps(raw, indent=1))
     ref, ours = summary(raw["reference"]), summary(raw["service"])
-    print(json.dumps({"reference": ref, "service": ours,
-                      "memory_per_stream_ratio": round(ours["kb_per_stream"] / ref["kb_per_stream"], 2)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "reference": ref,
+                "service": ours,
+                "memory_per_stream_ratio": round(ours["kb_per_stream"] / ref["kb_per_stream"], 2),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ import time
 from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, build_crew
 from delivery_service.llm.providers import build_llm
 from delivery_service.llm.retry import RetryingTransport
-from main import app
 from delivery_service.settings import get_settings
+from main import app
 
 
 def _model(requirement: str) -> object:
-    retries = RetryingTransport(max_retries=0, base_delay_seconds=0, on_retry=lambda retry: None, ended=threading.Event())
+    retries = RetryingTransport(
+        max_retries=0, base_delay_seconds=0, on_retry=lambda retry: None, ended=threading.Event()
+    )
     return build_llm(get_settings(), requirement, retries)
 
 

@@ -91,7 +91,11 @@ def main() -> None:
         wait_for(lambda: httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200, 300, "the model")
         model = httpx.get(f"{server.base_url}/healthz").json()["model"]
         rows = [one_requirement(server.base_url, requirement) for requirement in REQUIREMENTS]
-    report = {"model": {"provider": model["provider"], "model": model["model"]}, "overall": overall(rows), "requirements": rows}
+    report = {
+        "model": {"provider": model["provider"], "model": model["model"]},
+        "overall": overall(rows),
+        "requirements": rows,
+    }
     out = PROJECT_ROOT / "docs" / "benchmarks" / f"quality-{model['provider']}.json"
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
     print(json.dumps({"model": report["model"], "overall": report["overall"]}, ensure_ascii=False, indent=1))

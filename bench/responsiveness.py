@@ -85,7 +85,9 @@ def measure(mode: str, crews: int, rounds: int, interval_seconds: float) -> dict
         probe(client, 20, interval_seconds)  # warm-up
         idle = probe(client, rounds, interval_seconds)
         for _ in range(crews * BACKLOG_PER_CREW):
-            client.post("/api/run_task", json={"user_requirement": "Build a todo app", "priority": 5}).raise_for_status()
+            client.post(
+                "/api/run_task", json={"user_requirement": "Build a todo app", "priority": 5}
+            ).raise_for_status()
         wait_for(lambda: busy_workers(client) == crews, 60, "every crew slot to be busy")
         loaded = probe(client, rounds, interval_seconds)
         return {"idle": idle, "under_load": loaded, "crew_slots_busy_after": busy_workers(client)}

@@ -68,15 +68,30 @@ def uvicorn_server(app: str, env: dict[str, str], cwd: Path | None = None, ready
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as workdir, (Path(workdir) / "server.log").open("w+b") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-             "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+            ],
             cwd=cwd or workdir,
             stdout=subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DATA_DIR": str(Path(workdir) / "data"), **env},
         )
         try:
-            wait_for(lambda: _answers(process, f"{base_url}{ready_path}", log), STARTUP_TIMEOUT_SECONDS, f"{app} to start")
+            wait_for(
+                lambda: _answers(process, f"{base_url}{ready_path}", log), STARTUP_TIMEOUT_SECONDS, f"{app} to start"
+            )
             yield Server(base_url, process.pid)
         finally:
             process.terminate()
@@ -90,7 +105,9 @@ def uvicorn_server(app: str, env: dict[str, str], cwd: Path | None = None, ready
 def _answers(process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> bool:
     if process.poll() is not None:
         log.seek(0)
-        raise SystemExit(f"server exited early with status {process.returncode}:\n{log.read().decode(errors='replace')}")
+        raise SystemExit(
+            f"server exited early with status {process.returncode}:\n{log.read().decode(errors='replace')}"
+        )
     return httpx.get(url, timeout=1.0).status_code < 500
 
 
@@ -110,9 +127,22 @@ def run_load_client(server: Server, tasks: int, subscribers: int, *options: str)
     Its exit status is not checked: it is 1 when a stream saw a problem, and the report says which.
     """
     completed = subprocess.run(
-        [sys.executable, str(LOAD_CLIENT), "--base-url", server.base_url, "--tasks", str(tasks),
-         "--subscribers", str(subscribers), "--server-pid", str(server.pid), *options],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(LOAD_CLIENT),
+            "--base-url",
+            server.base_url,
+            "--tasks",
+            str(tasks),
+            "--subscribers",
+            str(subscribers),
+            "--server-pid",
+            str(server.pid),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if not completed.stdout.strip():
         raise SystemExit(f"load client failed: {completed.stderr}")

@@ -60,14 +60,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     runs: dict[str, list[tuple[float, float]]] = {"service": [], "bare": []}
-    with service({}, app="bench.overhead_app:app") as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
+    with (
+        service({}, app="bench.overhead_app:app") as server,
+        httpx.Client(base_url=server.base_url, timeout=120) as client,
+    ):
         through_service(client, server), bare(client, server)  # warm-up: first crews import lazily
         for _ in range(args.rounds):
             runs["service"].append(through_service(client, server))
             runs["bare"].append(bare(client, server))
     medians = {
-        name: {"wall_ms": round(statistics.median(w for w, _ in samples) * 1000, 1),
-               "server_cpu_ms": round(statistics.median(c for _, c in samples) * 1000, 1)}
+        name: {
+            "wall_ms": round(statistics.median(w for w, _ in samples) * 1000, 1),
+            "server_cpu_ms": round(statistics.median(c for _, c in samples) * 1000, 1),
+        }
         for name, samples in runs.items()
     }
     extra = {

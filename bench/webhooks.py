@@ -59,7 +59,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     else:
         payload = json.dumps([[at, json.loads(raw)] for at, raw in arrivals]).encode()
         status = 200
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", str(len(payload)).encode())]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-length", str(len(payload)).encode())]}
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -72,9 +74,21 @@ def free_port() -> int:
 def serve(app_path: str, env: dict[str, str], cwd: Path, app_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app_path, "--app-dir", str(app_dir), "--port", str(port), "--no-access-log",
-         "--log-level", "warning"],
-        cwd=cwd, env={**os.environ, **env},
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app_path,
+            "--app-dir",
+            str(app_dir),
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=cwd,
+        env={**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -89,8 +103,12 @@ def serve(app_path: str, env: dict[str, str], cwd: Path, app_dir: Path) -> tuple
 
 def latency(tasks: int, secret: str, receiver: str, workdir: Path) -> dict[str, Any]:
     env = {
-        "LLM_PROVIDER": "fake", "WEBHOOK_SECRET": secret, "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "RATE_LIMIT": "100000/minute", "MAX_CONCURRENT_TASKS": str(tasks), "LOG_LEVEL": "warning",
+        "LLM_PROVIDER": "fake",
+        "WEBHOOK_SECRET": secret,
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "RATE_LIMIT": "100000/minute",
+        "MAX_CONCURRENT_TASKS": str(tasks),
+        "LOG_LEVEL": "warning",
     }
     service, url = serve("main:app", env, workdir, PROJECT_ROOT)
     try:
@@ -116,11 +134,17 @@ def latency(tasks: int, secret: str, receiver: str, workdir: Path) -> dict[str, 
 
 async def throughput(count: int, secret: str, receiver: str, workdir: Path) -> dict[str, Any]:
     store = SqliteTaskStore(workdir / "outbox")
-    body = json.dumps({"type": "task.step_completed", "timestamp": "2026-11-28T00:00:00Z", "data": {"task_id": "bench"}})
-    store.save([], [], [
-        OutboxMessage(webhook_id("bench", n, 1), "bench", n, "task.step_completed", f"{receiver}/hook", body)
-        for n in range(1, count + 1)
-    ])
+    body = json.dumps(
+        {"type": "task.step_completed", "timestamp": "2026-11-28T00:00:00Z", "data": {"task_id": "bench"}}
+    )
+    store.save(
+        [],
+        [],
+        [
+            OutboxMessage(webhook_id("bench", n, 1), "bench", n, "task.step_completed", f"{receiver}/hook", body)
+            for n in range(1, count + 1)
+        ],
+    )
     settings = Settings(webhook_secret=secret, webhook_allowed_hosts="127.0.0.1")
     sender = WebhookSender(ThreadedOutbox(store.outbox), settings)
     started = time.perf_counter()
@@ -131,7 +155,12 @@ async def throughput(count: int, secret: str, receiver: str, workdir: Path) -> d
     await sender.stop()
     delivered = sum(1 for d in store.outbox.deliveries("bench") if d.status == "delivered")
     store.close()
-    return {"messages": count, "delivered": delivered, "seconds": round(seconds, 2), "per_second": round(count / seconds)}
+    return {
+        "messages": count,
+        "delivered": delivered,
+        "seconds": round(seconds, 2),
+        "per_second": round(count / seconds),
+    }
 
 
 def main() -> None:

@@ -106,8 +106,7 @@ JSON_ONLY = (
 
 _FULL_TEMPLATES: dict[str, TaskTemplate] = {
     "ProductManager": TaskTemplate(
-        description=DATA_PREAMBLE
-        + "Write the requirements analysis of this requirement as JSON of this shape:\n"
+        description=DATA_PREAMBLE + "Write the requirements analysis of this requirement as JSON of this shape:\n"
         '{{"user_stories": [{{"id": "US-1", "priority": "must|should|could|wont", '
         '"story": "As a <user>, I want <capability>, so that <benefit>"}}], '
         '"acceptance_criteria": [{{"id": "AC-1.1", "story_id": "US-1", "given": "...", "when": "...", "then": "..."}}], '
@@ -178,88 +177,161 @@ def _compact(texts: dict[str, str]) -> dict[str, TaskTemplate]:
     return {
         "ProductManager": TaskTemplate(
             description=texts["analysis_prompt"],
-            expected_output=_skeleton({
-                "user_stories": [
-                    {"id": "US-1", "priority": "must", "story": slot("story")},
-                    {"id": "US-2", "priority": "should", "story": slot("story")},
-                ],
-                "acceptance_criteria": [
-                    {"id": "AC-1.1", "story_id": "US-1", **criterion},
-                    {"id": "AC-2.1", "story_id": "US-2", **criterion},
-                ],
-                "non_functional": [{"id": "NFR-1", "requirement": slot("nfr"), "target": slot("target")}],
-                "open_questions": [slot("question")],
-            }),
+            expected_output=_skeleton(
+                {
+                    "user_stories": [
+                        {"id": "US-1", "priority": "must", "story": slot("story")},
+                        {"id": "US-2", "priority": "should", "story": slot("story")},
+                    ],
+                    "acceptance_criteria": [
+                        {"id": "AC-1.1", "story_id": "US-1", **criterion},
+                        {"id": "AC-2.1", "story_id": "US-2", **criterion},
+                    ],
+                    "non_functional": [{"id": "NFR-1", "requirement": slot("nfr"), "target": slot("target")}],
+                    "open_questions": [slot("question")],
+                }
+            ),
         ),
         "QAEngineer": TaskTemplate(
             description=texts["plan_prompt"],
-            expected_output=_skeleton({"test_cases": [
-                {"id": "TC-1", "title": slot("case_functional"), "type": "functional", "steps": [slot("step")],
-                 "expected": slot("expected"), "covers": ["AC-1.1"]},
-                {"id": "TC-2", "title": slot("case_negative"), "type": "negative", "steps": [slot("step")],
-                 "expected": slot("expected"), "covers": ["AC-2.1"]},
-                {"id": "TC-3", "title": slot("case_performance"), "type": "performance", "steps": [slot("step")],
-                 "expected": slot("expected"), "covers": ["NFR-1"]},
-            ]}),
+            expected_output=_skeleton(
+                {
+                    "test_cases": [
+                        {
+                            "id": "TC-1",
+                            "title": slot("case_functional"),
+                            "type": "functional",
+                            "steps": [slot("step")],
+                            "expected": slot("expected"),
+                            "covers": ["AC-1.1"],
+                        },
+                        {
+                            "id": "TC-2",
+                            "title": slot("case_negative"),
+                            "type": "negative",
+                            "steps": [slot("step")],
+                            "expected": slot("expected"),
+                            "covers": ["AC-2.1"],
+                        },
+                        {
+                            "id": "TC-3",
+                            "title": slot("case_performance"),
+                            "type": "performance",
+                            "steps": [slot("step")],
+                            "expected": slot("expected"),
+                            "covers": ["NFR-1"],
+                        },
+                    ]
+                }
+            ),
         ),
         "SoftwareDeveloper": TaskTemplate(
             description=texts["design_prompt"],
-            expected_output=_skeleton({
-                "components": [
-                    {"id": "C-1", "name": texts["ui"], "responsibility": slot("ui_job"), "serves": ["US-1", "US-2"]},
-                    {"id": "C-2", "name": "API", "responsibility": slot("api_job"), "serves": ["US-1", "US-2"]},
-                    {"id": "C-3", "name": texts["database"], "responsibility": slot("db_job"), "serves": ["US-2"]},
-                ],
-                "data_model": [{"entity": slot("entity"), "fields": ["id", "created_at"]}],
-                "api": [
-                    {"method": "GET", "path": "/api/items", "purpose": slot("list"), "serves": ["US-2"]},
-                    {"method": "POST", "path": "/api/items", "purpose": slot("create"), "serves": ["US-1"]},
-                ],
-                "diagram": f"flowchart LR\n  UI[{texts['ui']}] --> API\n  API --> DB[({texts['database']})]",
-                "risks": [{"id": "R-1", "risk": slot("risk"), "mitigation": slot("mitigation")}],
-                "milestones": [{"name": texts["milestone"], "scope": ["US-1", "US-2"]}],
-            }),
+            expected_output=_skeleton(
+                {
+                    "components": [
+                        {
+                            "id": "C-1",
+                            "name": texts["ui"],
+                            "responsibility": slot("ui_job"),
+                            "serves": ["US-1", "US-2"],
+                        },
+                        {"id": "C-2", "name": "API", "responsibility": slot("api_job"), "serves": ["US-1", "US-2"]},
+                        {"id": "C-3", "name": texts["database"], "responsibility": slot("db_job"), "serves": ["US-2"]},
+                    ],
+                    "data_model": [{"entity": slot("entity"), "fields": ["id", "created_at"]}],
+                    "api": [
+                        {"method": "GET", "path": "/api/items", "purpose": slot("list"), "serves": ["US-2"]},
+                        {"method": "POST", "path": "/api/items", "purpose": slot("create"), "serves": ["US-1"]},
+                    ],
+                    "diagram": f"flowchart LR\n  UI[{texts['ui']}] --> API\n  API --> DB[({texts['database']})]",
+                    "risks": [{"id": "R-1", "risk": slot("risk"), "mitigation": slot("mitigation")}],
+                    "milestones": [{"name": texts["milestone"], "scope": ["US-1", "US-2"]}],
+                }
+            ),
         ),
         "Coordinator": TaskTemplate(
             description=texts["review_prompt"],
-            expected_output=_skeleton({
-                "decision": "⟪decision⟫",
-                "reasons": ["⟪coverage⟫", slot("reason")],
-                "issues": [],
-                "summary": slot("summary"),
-            }),
+            expected_output=_skeleton(
+                {
+                    "decision": "⟪decision⟫",
+                    "reasons": ["⟪coverage⟫", slot("reason")],
+                    "issues": [],
+                    "summary": slot("summary"),
+                }
+            ),
         ),
     }
 
 
-_COMPACT_TEMPLATES = _compact({
-    "analysis_prompt": "App idea: {requirement}\nWrite the user stories and acceptance criteria of this app.",
-    "plan_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nWrite test cases for this app.",
-    "design_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nDescribe the technical design of this app.",
-    "review_prompt": "App idea: {requirement}\nThe team wrote user stories, test cases and a design:\n{earlier}\n"
-    "Review the plan.",
-    "story": "As a user, I want to ", "given": "a user who ", "when": "they ", "then": "the app ",
-    "nfr": "The app must ", "target": "within ", "question": "Who ",
-    "case_functional": "Check that a user can ", "case_negative": "Submit an empty form and check that ",
-    "case_performance": "Add 1,000 items and check that ", "step": "Open the app and ", "expected": "The app ",
-    "ui": "Web UI", "database": "Database", "ui_job": "The pages let users ", "api_job": "The API ",
-    "db_job": "The database stores ", "entity": "The main record is ", "list": "List ", "create": "Create ",
-    "risk": "The biggest risk is ", "mitigation": "The team will ", "milestone": "First iteration",
-    "reason": "The plan ", "summary": "The team will build ",
-})
+_COMPACT_TEMPLATES = _compact(
+    {
+        "analysis_prompt": "App idea: {requirement}\nWrite the user stories and acceptance criteria of this app.",
+        "plan_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nWrite test cases for this app.",
+        "design_prompt": "App idea: {requirement}\nUser stories:\n{earlier}\nDescribe the technical design of this app.",
+        "review_prompt": "App idea: {requirement}\nThe team wrote user stories, test cases and a design:\n{earlier}\n"
+        "Review the plan.",
+        "story": "As a user, I want to ",
+        "given": "a user who ",
+        "when": "they ",
+        "then": "the app ",
+        "nfr": "The app must ",
+        "target": "within ",
+        "question": "Who ",
+        "case_functional": "Check that a user can ",
+        "case_negative": "Submit an empty form and check that ",
+        "case_performance": "Add 1,000 items and check that ",
+        "step": "Open the app and ",
+        "expected": "The app ",
+        "ui": "Web UI",
+        "database": "Database",
+        "ui_job": "The pages let users ",
+        "api_job": "The API ",
+        "db_job": "The database stores ",
+        "entity": "The main record is ",
+        "list": "List ",
+        "create": "Create ",
+        "risk": "The biggest risk is ",
+        "mitigation": "The team will ",
+        "milestone": "First iteration",
+        "reason": "The plan ",
+        "summary": "The team will build ",
+    }
+)
 
-_COMPACT_TEMPLATES_ZH = _compact({
-    "analysis_prompt": "需求：{requirement}\n请为这个应用写用户故事和验收标准。",
-    "plan_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请为这个应用写测试用例。",
-    "design_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请描述这个应用的技术设计。",
-    "review_prompt": "需求：{requirement}\n团队写了用户故事、测试用例和设计：\n{earlier}\n请评审这个计划。",
-    "story": "作为用户，我希望", "given": "用户", "when": "当用户", "then": "应用",
-    "nfr": "应用必须", "target": "在", "question": "谁",
-    "case_functional": "检查用户可以", "case_negative": "提交空表单，检查", "case_performance": "添加 1000 条数据，检查",
-    "step": "打开应用并", "expected": "应用", "ui": "网页界面", "database": "数据库", "ui_job": "页面让用户",
-    "api_job": "接口", "db_job": "数据库保存", "entity": "主要记录是", "list": "列出", "create": "创建",
-    "risk": "最大的风险是", "mitigation": "团队将", "milestone": "第一轮迭代", "reason": "计划", "summary": "团队将构建",
-})
+_COMPACT_TEMPLATES_ZH = _compact(
+    {
+        "analysis_prompt": "需求：{requirement}\n请为这个应用写用户故事和验收标准。",
+        "plan_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请为这个应用写测试用例。",
+        "design_prompt": "需求：{requirement}\n用户故事：\n{earlier}\n请描述这个应用的技术设计。",
+        "review_prompt": "需求：{requirement}\n团队写了用户故事、测试用例和设计：\n{earlier}\n请评审这个计划。",
+        "story": "作为用户，我希望",
+        "given": "用户",
+        "when": "当用户",
+        "then": "应用",
+        "nfr": "应用必须",
+        "target": "在",
+        "question": "谁",
+        "case_functional": "检查用户可以",
+        "case_negative": "提交空表单，检查",
+        "case_performance": "添加 1000 条数据，检查",
+        "step": "打开应用并",
+        "expected": "应用",
+        "ui": "网页界面",
+        "database": "数据库",
+        "ui_job": "页面让用户",
+        "api_job": "接口",
+        "db_job": "数据库保存",
+        "entity": "主要记录是",
+        "list": "列出",
+        "create": "创建",
+        "risk": "最大的风险是",
+        "mitigation": "团队将",
+        "milestone": "第一轮迭代",
+        "reason": "计划",
+        "summary": "团队将构建",
+    }
+)
 
 TASK_TEMPLATES: dict[str, dict[str, TaskTemplate]] = {
     "full": _FULL_TEMPLATES,

@@ -80,6 +80,7 @@ def without_crewai_retries() -> Iterator[None]:
     finally:
         _active_llm_rate_limit_retry.reset(token)
 
+
 # CrewAI warns on every call to a model without a native token counter (DashScope, local, fake) that
 # it estimates input tokens; that is expected here and would bury the service's own log lines.
 logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)

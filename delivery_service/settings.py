@@ -141,7 +141,9 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"WEBHOOK_URLS: {parts.scheme}://{parts.hostname} is not an http or https URL")
             if "@" in parts.netloc:
-                raise ValueError("WEBHOOK_URLS: a URL carries credentials; receivers authenticate messages by their signature")
+                raise ValueError(
+                    "WEBHOOK_URLS: a URL carries credentials; receivers authenticate messages by their signature"
+                )
         return value
 
     @field_validator("webhook_allowed_hosts")

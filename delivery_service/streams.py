@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from delivery_service.store.writer import EventWriter, PendingEvent
 from delivery_service.observability.metrics import record_delivered
+from delivery_service.store.base import TaskStore
 from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
 from delivery_service.store.outbox import MESSAGE_TYPES
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.base import TaskStore
+from delivery_service.store.writer import EventWriter, PendingEvent
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ class TaskStream(StreamView):
         """Return once every event published so far is stored and visible (event loop only)."""
         while self.last_sequence < self._next_sequence - 1:
             await self._changed.wait()
+
 
 class StreamManager:
     """All streams held in memory (live and recently finished tasks), their writer, and their retention."""

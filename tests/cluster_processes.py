@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from delivery_service.cluster.local import local_nginx_config, nginx_command
 from conftest import PROJECT_ROOT, TEST_DEFAULTS, ServerProcess, free_port, launch_service, wait_until
+from delivery_service.cluster.local import local_nginx_config, nginx_command
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -66,8 +66,23 @@ class CeleryWorker:
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}", **TEST_DEFAULTS, **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker", "worker", "--concurrency", "1", "--hostname", f"{name}@%h",
-             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "delivery_service.cluster.worker",
+                "worker",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"{name}@%h",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
             cwd=workdir,
             env=full_env,
             stdout=self._log,

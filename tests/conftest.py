@@ -56,7 +56,17 @@ class ServerProcess:
         full_env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}", **env}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app_path,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
             cwd=workdir,
             env=full_env,
             stdout=self._log,
@@ -96,7 +106,12 @@ class ServerProcess:
 
 
 # Tests start many tasks and streams from one address; the abuse limits are tested on their own.
-TEST_DEFAULTS = {"LLM_PROVIDER": "fake", "LOG_LEVEL": "warning", "RATE_LIMIT": "100000/minute", "MAX_STREAMS_PER_CLIENT": "100000"}
+TEST_DEFAULTS = {
+    "LLM_PROVIDER": "fake",
+    "LOG_LEVEL": "warning",
+    "RATE_LIMIT": "100000/minute",
+    "MAX_STREAMS_PER_CLIENT": "100000",
+}
 
 
 def launch_service(workdir: Path, settings: dict[str, str], port: int | None = None) -> ServerProcess:
@@ -130,7 +145,12 @@ def fake_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """The scripted model at full speed, requirements up to 400,000 characters, one delta per model chunk."""
     server = launch_service(
         tmp_path_factory.mktemp("fake"),
-        {"MAX_CONCURRENT_TASKS": "8", "MAX_REQUIREMENT_CHARS": "400000", "MAX_BODY_BYTES": "2000000", "DELTA_INTERVAL_MS": "0"},
+        {
+            "MAX_CONCURRENT_TASKS": "8",
+            "MAX_REQUIREMENT_CHARS": "400000",
+            "MAX_BODY_BYTES": "2000000",
+            "DELTA_INTERVAL_MS": "0",
+        },
     )
     yield server
     server.stop()
@@ -167,7 +187,9 @@ def read_stream(
     """Every event of one SSE connection, until the server closes it. Checks `id:` equals `sequence`."""
     events = []
     with httpx.Client(timeout=httpx.Timeout(60.0)) as client:
-        with connect_sse(client, "GET", f"{base_url}/api/stream/{task_id}", headers=dict(headers or {}), params=params) as source:
+        with connect_sse(
+            client, "GET", f"{base_url}/api/stream/{task_id}", headers=dict(headers or {}), params=params
+        ) as source:
             assert source.response.status_code == 200
             assert source.response.headers["content-type"].startswith("text/event-stream")
             for sse in source.iter_sse():

@@ -26,7 +26,9 @@ class DockerUnavailable(Exception):
 def docker(*args: str, timeout: float = 120.0) -> str:
     """Run the docker CLI; its output, or an AssertionError with what it printed."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+    assert result.returncode == 0, (
+        f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+    )
     return result.stdout
 
 
@@ -53,7 +55,9 @@ class DockerEngine:
         with self._log_path.open("wb") as log:
             self._process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: self._process.poll() is not None or _engine_answers(), ENGINE_START_TIMEOUT_SECONDS, "dockerd")
+            wait_until(
+                lambda: self._process.poll() is not None or _engine_answers(), ENGINE_START_TIMEOUT_SECONDS, "dockerd"
+            )
         except AssertionError:
             self.stop()
             raise
@@ -74,7 +78,9 @@ def compose_command() -> list[str]:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise DockerUnavailable("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+    raise DockerUnavailable(
+        "neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)"
+    )
 
 
 class ComposeProject:
@@ -94,7 +100,9 @@ class ComposeProject:
         result = subprocess.run(
             [*self._base, *profile, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
         )
-        assert result.returncode == 0, f"compose {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+        assert result.returncode == 0, (
+            f"compose {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+        )
         return result.stdout
 
     def container(self, service: str) -> str:
@@ -120,7 +128,9 @@ class ComposeProject:
     def logs(self, service: str) -> str:
         return subprocess.run(
             [*self._base, "--profile", "production", "logs", "--tail", "40", service],
-            cwd=PROJECT_ROOT, capture_output=True, text=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
         ).stdout
 
     def leftovers(self) -> dict[str, list[str]]:

@@ -51,16 +51,29 @@ def stub_data(agent: str, subject: str, gaps: bool = False) -> dict[str, Any]:
                 {"id": "AC-1.1", "story_id": "US-1", "given": "a user", "when": "they act", "then": "it works"},
                 {"id": "AC-1.2", "story_id": "US-1", "given": "bad input", "when": "they act", "then": "an error"},
             ],
-            "non_functional": [], "open_questions": [],
+            "non_functional": [],
+            "open_questions": [],
         }
     if agent == "QAEngineer":
         covers = ["AC-1.1", "AC-9.9"] if gaps else ["AC-1.1", "AC-1.2"]
-        return {"test_cases": [{"id": "TC-1", "title": note, "type": "functional", "steps": ["act"],
-                                "expected": "it works", "covers": covers}]}
+        return {
+            "test_cases": [
+                {
+                    "id": "TC-1",
+                    "title": note,
+                    "type": "functional",
+                    "steps": ["act"],
+                    "expected": "it works",
+                    "covers": covers,
+                }
+            ]
+        }
     if agent == "SoftwareDeveloper":
         serves = ["US-1", "US-7"] if gaps else ["US-1"]
-        return {"components": [{"id": "C-1", "name": "App", "responsibility": note, "serves": serves}],
-                "diagram": "flowchart LR\n  User --> App"}
+        return {
+            "components": [{"id": "C-1", "name": "App", "responsibility": note, "serves": serves}],
+            "diagram": "flowchart LR\n  User --> App",
+        }
     return {"decision": "go", "reasons": ["The stub sees no problem."], "issues": [], "summary": note}
 
 
@@ -72,7 +85,9 @@ REVISED_CHANGES = {"added": ["US-2", "AC-2.1"], "removed": ["AC-1.2"], "modified
 def revised_data(agent: str, subject: str) -> dict[str, Any]:
     data = stub_data(agent, subject)
     if agent == "ProductManager":
-        data["user_stories"].append({"id": "US-2", "priority": "should", "story": "As a user, I want to sign in with email"})
+        data["user_stories"].append(
+            {"id": "US-2", "priority": "should", "story": "As a user, I want to sign in with email"}
+        )
         data["acceptance_criteria"] = [
             data["acceptance_criteria"][0],
             {"id": "AC-2.1", "story_id": "US-2", "given": "an email", "when": "I sign in", "then": "I am in"},

@@ -1,4 +1,4 @@
-"""The layout holds: the design card's modules alone at the root, and the import contracts kept."""
+"""The layout holds: the design card's modules alone at the root, the import contracts kept, ruff's format and checks."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def test_import_contracts_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 kept, 0 broken" in result.stdout, result.stdout
+
+
+def test_the_code_is_formatted_and_its_imports_sorted() -> None:
+    """`ruff format` and `ruff check` (ruff.toml: pyflakes, bugbear, import sorting) hold on the whole project."""
+    ruff = str(Path(sys.executable).parent / "ruff")
+    for command in ([ruff, "format", "--check", "--no-cache", "."], [ruff, "check", "--no-cache", "."]):
+        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{' '.join(command[1:])} (run it without --check to fix):\n{result.stdout}"

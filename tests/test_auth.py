@@ -15,7 +15,9 @@ BOB = {"Authorization": "Bearer bob-key-4567"}
 
 def test_keys_owners_and_stream_tokens(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(
-        API_KEYS="alice-key-0123, bob-key-4567", TASK_RETENTION_DAYS="0.00002", STREAM_CLEANUP_INTERVAL_SECONDS="0.2",
+        API_KEYS="alice-key-0123, bob-key-4567",
+        TASK_RETENTION_DAYS="0.00002",
+        STREAM_CLEANUP_INTERVAL_SECONDS="0.2",
         STREAM_RETENTION_SECONDS="0",
     )
     base = service.base_url
@@ -35,7 +37,9 @@ def test_keys_owners_and_stream_tokens(start_service: Callable[..., ServerProces
     assert read_stream(base, task_id, headers=ALICE) == events
 
     for method, path in [
-        ("GET", f"/api/task/{task_id}/status"), ("GET", f"/api/task/{task_id}/result"), ("GET", f"/api/stream/{task_id}"),
+        ("GET", f"/api/task/{task_id}/status"),
+        ("GET", f"/api/task/{task_id}/result"),
+        ("GET", f"/api/stream/{task_id}"),
         ("POST", f"/api/task/{task_id}/cancel"),
     ]:
         assert httpx.request(method, f"{base}{path}", headers=BOB).status_code == 404, path

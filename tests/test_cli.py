@@ -20,11 +20,10 @@ import pexpect
 import pytest
 from rich.console import Console
 
+from conftest import PROJECT_ROOT, ServerProcess, read_stream, start_task, status, wait_until
 from delivery_service.agents import AGENTS as AGENT_SPECS
 from delivery_service.cli.display import LiveDisplay
 from delivery_service.llm.fake import scripted_answer
-
-from conftest import PROJECT_ROOT, ServerProcess, read_stream, start_task, status, wait_until
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "delivery"
 AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import redis
 
-from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from cluster_processes import Cluster, Nginx, RedisServer
 from conftest import StreamReader, read_stream, sequences, start_task, status, wait_until
+from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
@@ -79,7 +79,12 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     listed = httpx.get(f"{b.base_url}/api/tasks").json()
     assert [(t["task_id"], t["status"]) for t in listed["tasks"]] == [(task_id, "completed")] and listed["total"] == 1
     result = httpx.get(f"{b.base_url}/api/task/{task_id}/result").json()
-    assert [d["agent_name"] for d in result["deliverables"]] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert [d["agent_name"] for d in result["deliverables"]] == [
+        "ProductManager",
+        "QAEngineer",
+        "SoftwareDeveloper",
+        "Coordinator",
+    ]
     assert all(d["data"] is not None for d in result["deliverables"]), "structured deliverables, as embedded"
     assert result["traceability"]["complete"] is True and result["decision"] == "go"
     assert len([e for e in streams[0] if e["metadata"].get("kind") == "traceability"]) == 1
@@ -108,7 +113,9 @@ def test_cancel_and_confirm_on_a_replica_other_than_the_starting_one(start_clust
     a, b = cluster.replicas
     reviewed = start_task(a.base_url, "Build a todo app with a review", skip_confirmation=False)
     wait_until(lambda: status(b.base_url, reviewed)["status"] == "awaiting_confirmation", 60, "the analysis")
-    rejected = httpx.post(f"{b.base_url}/api/task/{reviewed}/confirm", json={"approved": False, "feedback": "Add offline use"})
+    rejected = httpx.post(
+        f"{b.base_url}/api/task/{reviewed}/confirm", json={"approved": False, "feedback": "Add offline use"}
+    )
     assert rejected.status_code == 202, rejected.text
     again = httpx.post(f"{a.base_url}/api/task/{reviewed}/confirm", json={"approved": True})
     assert again.status_code == 409, "one decision per confirmation_required, whichever replica gets it"
@@ -287,13 +294,17 @@ def test_waiting_tasks_start_by_priority_across_the_cluster(start_cluster: Calla
     assert status(a.base_url, low_id)["queue_position"] == 2
     assert reader.wait()[-1]["event_type"] == "end"
     low_events, high_events = read_stream(a.base_url, low_id), read_stream(b.base_url, high_id)
-    started = {name: next(e["timestamp"] for e in events if e["event_type"] == "start")
-               for name, events in (("low", low_events), ("high", high_events))}
+    started = {
+        name: next(e["timestamp"] for e in events if e["event_type"] == "start")
+        for name, events in (("low", low_events), ("high", high_events))
+    }
     assert started["high"] < started["low"]
     assert high_events[0]["metadata"] == {"kind": "queued", "queue_position": 1}
 
 
-def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_cluster: Callable[..., Cluster]) -> None:
+def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(
+    start_cluster: Callable[..., Cluster],
+) -> None:
     cluster = start_cluster(replicas=2, workers=1)
     a, b = cluster.replicas
     root = start_task(a.base_url, "Build a todo app, then revise it")
@@ -314,7 +325,9 @@ def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_
     assert [(t["task_id"], t["revision"]) for t in thread["tasks"]][0] == (root, 1)
     assert sorted(t["revision"] for t in thread["tasks"]) == [1, 2, 3]
     qa_rerun = next(t["task_id"] for t in thread["tasks"] if t["request"] == "Add a test for empty titles")
-    carried = [e["agent_name"] for e in events[qa_rerun] if e["metadata"].get("carried_over") and e["event_type"] == "output"]
+    carried = [
+        e["agent_name"] for e in events[qa_rerun] if e["metadata"].get("carried_over") and e["event_type"] == "output"
+    ]
     assert carried == ["ProductManager"], "the worker carried the analysis over from the parent's copy"
     listed = httpx.get(f"{b.base_url}/api/tasks").json()["tasks"]
     by_revision = {t["revision"]: t["request"] for t in thread["tasks"]}
@@ -323,7 +336,9 @@ def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(start_
     ], "the cluster's list tells follow-ups apart too"
 
 
-def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(start_cluster: Callable[..., Cluster]) -> None:
+def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(
+    start_cluster: Callable[..., Cluster],
+) -> None:
     receiver = WebhookReceiver(new_secret())
     receiver.script("/hooks", 500, 503, 200)  # the first two requests fail, whichever messages they carry
     try:
@@ -337,7 +352,10 @@ def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(star
         )
         a, b = cluster.replicas
         hook = {"webhook_url": receiver.url("/hooks")}
-        task_ids = [start_task(a.base_url, "Build a todo app", **hook), start_task(b.base_url, "Build a chat app", **hook)]
+        task_ids = [
+            start_task(a.base_url, "Build a todo app", **hook),
+            start_task(b.base_url, "Build a chat app", **hook),
+        ]
         confirmed = start_task(a.base_url, "Build a wiki", skip_confirmation=False, **hook)
         wait_until(lambda: status(b.base_url, confirmed)["status"] == "awaiting_confirmation", 60, "the confirmation")
         assert httpx.post(f"{b.base_url}/api/task/{confirmed}/confirm", json={"approved": True}).status_code == 202

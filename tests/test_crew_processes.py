@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
@@ -69,8 +69,13 @@ def test_a_task_with_a_revision_runs_in_crew_processes(start_service: Callable[.
     received = events()
     assert received[-1]["event_type"] == "end" and sequences(received) == list(range(1, len(received) + 1))
     outputs = [e for e in received if e["event_type"] == "output"]
-    assert [e["agent_name"] for e in outputs] == ["ProductManager", "ProductManager", "QAEngineer",
-                                                  "SoftwareDeveloper", "Coordinator"]
+    assert [e["agent_name"] for e in outputs] == [
+        "ProductManager",
+        "ProductManager",
+        "QAEngineer",
+        "SoftwareDeveloper",
+        "Coordinator",
+    ]
     assert "Feedback taken into account: Add a shopping list." in outputs[1]["content"]
     assert any(e["event_type"] == "delta" for e in received), "token deltas cross the process boundary"
     usage = httpx.get(status).json()["usage"]
@@ -108,8 +113,11 @@ def test_crew_processes_do_not_outlive_a_killed_service(start_service: Callable[
     service = start_service(CREW_EXECUTION="process", FAKE_LLM_DELAY_MS="500", MAX_CONCURRENT_TASKS="2")
     tasks = [start_task(service.base_url, stream_tokens=True) for _ in range(2)]
     for task_id in tasks:
-        wait_until(lambda task=task_id: httpx.get(f"{service.base_url}/api/task/{task}/status").json()["current_agent"],
-                   60, "both crews at work")
+        wait_until(
+            lambda task=task_id: httpx.get(f"{service.base_url}/api/task/{task}/status").json()["current_agent"],
+            60,
+            "both crews at work",
+        )
     crews = wait_until(lambda: found if len(found := crew_processes(service)) == 2 else None, 30, "two crews")
     service.kill()
     # a crew at 500 ms a chunk takes far longer than this to end by itself

@@ -14,7 +14,13 @@ from delivery_service.crew.factory import delivery_summary
 from delivery_service.deliverables.changes import Changes, diff, id_order
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
 from delivery_service.deliverables.render import render, traceability_matrix
-from delivery_service.deliverables.schemas import TRIAGE, DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
+from delivery_service.deliverables.schemas import (
+    TRIAGE,
+    DeliveryReview,
+    RequirementsAnalysis,
+    TechnicalDesign,
+    TestPlan,
+)
 from delivery_service.deliverables.traceability import decide, trace
 
 ANALYSIS: dict[str, Any] = {
@@ -34,12 +40,30 @@ ANALYSIS: dict[str, Any] = {
 }
 PLAN: dict[str, Any] = {
     "test_cases": [
-        {"id": "TC-1", "title": "Add an item", "type": "functional", "steps": ["open", "add milk"],
-         "expected": "milk is listed", "covers": ["AC-1.1"]},
-        {"id": "TC-2", "title": "Empty item", "type": "negative", "steps": ["add ''"], "expected": "refused",
-         "covers": ["AC-1.2", "NFR-1"]},
-        {"id": "TC-3", "title": "Share", "type": "functional", "steps": ["share"], "expected": "a link",
-         "covers": ["AC-2.1"]},
+        {
+            "id": "TC-1",
+            "title": "Add an item",
+            "type": "functional",
+            "steps": ["open", "add milk"],
+            "expected": "milk is listed",
+            "covers": ["AC-1.1"],
+        },
+        {
+            "id": "TC-2",
+            "title": "Empty item",
+            "type": "negative",
+            "steps": ["add ''"],
+            "expected": "refused",
+            "covers": ["AC-1.2", "NFR-1"],
+        },
+        {
+            "id": "TC-3",
+            "title": "Share",
+            "type": "functional",
+            "steps": ["share"],
+            "expected": "a link",
+            "covers": ["AC-2.1"],
+        },
     ]
 }
 DESIGN: dict[str, Any] = {
@@ -152,12 +176,21 @@ def test_without_structured_documents_nothing_vouches_for_go() -> None:
 
 @pytest.mark.parametrize("chinese", [False, True], ids=["english", "chinese"])
 def test_markdown_is_rendered_from_the_data_in_the_requirements_language(chinese: bool) -> None:
-    documents = {agent: parsed(agent, data) for agent, data in
-                 [("ProductManager", ANALYSIS), ("QAEngineer", PLAN), ("SoftwareDeveloper", DESIGN),
-                  ("Coordinator", REVIEW)]}
+    documents = {
+        agent: parsed(agent, data)
+        for agent, data in [
+            ("ProductManager", ANALYSIS),
+            ("QAEngineer", PLAN),
+            ("SoftwareDeveloper", DESIGN),
+            ("Coordinator", REVIEW),
+        ]
+    }
     markdown = {agent: render(data, chinese=chinese) for agent, data in documents.items()}
-    headings = ["需求分析", "测试计划", "技术设计", "交付评审"] if chinese else [
-        "Requirements analysis", "Test plan", "Technical design", "Delivery review"]
+    headings = (
+        ["需求分析", "测试计划", "技术设计", "交付评审"]
+        if chinese
+        else ["Requirements analysis", "Test plan", "Technical design", "Delivery review"]
+    )
     for text, heading in zip(markdown.values(), headings, strict=True):
         assert text.startswith(f"# {heading}\n")
     assert "**AC-1.2** (US-1)" in markdown["ProductManager"]
@@ -182,23 +215,38 @@ def test_the_changes_between_revisions_are_computed_by_identifier() -> None:
     before = {"ProductManager": ANALYSIS, "QAEngineer": PLAN, "SoftwareDeveloper": DESIGN, "Coordinator": REVIEW}
     analysis = copy.deepcopy(ANALYSIS)
     analysis["acceptance_criteria"] = [c for c in analysis["acceptance_criteria"] if c["id"] != "AC-1.2"]
-    analysis["acceptance_criteria"].append({"id": "AC-1.10", "story_id": "US-1", "given": "a", "when": "b", "then": "c"})
+    analysis["acceptance_criteria"].append(
+        {"id": "AC-1.10", "story_id": "US-1", "given": "a", "when": "b", "then": "c"}
+    )
     analysis["user_stories"][1]["story"] = "As a user, I want to share a list with my family."
     analysis["open_questions"] = ["A different question"]  # not an identified item: no change reported
     plan = copy.deepcopy(PLAN)
     plan["test_cases"].append({**plan["test_cases"][0], "id": "TC-4", "covers": ["AC-1.10"]})
-    after = {"ProductManager": analysis, "QAEngineer": plan, "SoftwareDeveloper": DESIGN, "Coordinator": {**REVIEW, "decision": "no_go"}}
+    after = {
+        "ProductManager": analysis,
+        "QAEngineer": plan,
+        "SoftwareDeveloper": DESIGN,
+        "Coordinator": {**REVIEW, "decision": "no_go"},
+    }
 
     assert diff(before, after) == Changes(added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"])
     assert diff(before, before) == Changes(added=[], removed=[], modified=[])
     assert diff({}, {"SoftwareDeveloper": DESIGN}).added == ["C-1", "R-1"], "a document without data adds nothing"
     assert sorted(["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"], key=id_order) == [
-        "US-2", "US-10", "AC-1.9", "AC-1.10", "NFR-1", "TC-2", "R-1",
+        "US-2",
+        "US-10",
+        "AC-1.9",
+        "AC-1.10",
+        "NFR-1",
+        "TC-2",
+        "R-1",
     ]
 
 
 def test_a_triage_names_a_known_agent() -> None:
-    triage = parsed(TRIAGE, {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"})
+    triage = parsed(
+        TRIAGE, {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"}
+    )
     assert render(triage).startswith("bug: re-run from QAEngineer.")
     wrong = parse_deliverable(TRIAGE, json.dumps({"classification": "chore", "rerun_from": "Tester", "reason": "x"}))
     assert wrong.data is None and [error.split(":")[0] for error in wrong.errors] == ["classification", "rerun_from"]

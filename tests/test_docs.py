@@ -12,7 +12,11 @@ from delivery_service.settings import Settings
 
 README = (PROJECT_ROOT / "README.md").read_text()
 CONFIGURATION = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
-MARKDOWN_PAGES = [PROJECT_ROOT / "README.md", PROJECT_ROOT / "ARCHITECTURE.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+MARKDOWN_PAGES = [
+    PROJECT_ROOT / "README.md",
+    PROJECT_ROOT / "ARCHITECTURE.md",
+    *sorted((PROJECT_ROOT / "docs").glob("*.md")),
+]
 
 
 def test_readme_python_client_runs_as_written(fake_service: ServerProcess) -> None:

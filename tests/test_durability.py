@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import asyncio
 import json
 import signal
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
 
@@ -90,7 +90,10 @@ def test_many_tasks_writing_at_once_store_every_event_once_in_order(
         async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as client:
             posts = await asyncio.gather(
                 *(
-                    client.post(f"{service.base_url}/api/run_task", json={"user_requirement": f"task {n}", "stream_tokens": True})
+                    client.post(
+                        f"{service.base_url}/api/run_task",
+                        json={"user_requirement": f"task {n}", "stream_tokens": True},
+                    )
                     for n in range(50)
                 )
             )

@@ -31,7 +31,9 @@ def follow_up(base: str, task_id: str, request: str, headers: dict[str, str] | N
     return httpx.post(f"{base}/api/task/{task_id}/follow_up", json={"request": request}, headers=headers)
 
 
-def followed(base: str, task_id: str, request: str, headers: dict[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+def followed(
+    base: str, task_id: str, request: str, headers: dict[str, str] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """A follow-up run to its end: its id and events."""
     response = follow_up(base, task_id, request, headers)
     assert response.status_code == 202, response.text
@@ -111,7 +113,9 @@ def test_a_design_rerun_is_given_the_test_plan_kept_from_the_parent(
     assert carried == ["ProductManager", "QAEngineer"]
     design_prompts = prompts_to(openai_stub, seen, "SoftwareDeveloper")
     kept_plan = result(base, parent)["deliverables"][1]["content"]
-    assert design_prompts and all(kept_plan.strip() in prompt for prompt in design_prompts), "the design sees the kept plan"
+    assert design_prompts and all(kept_plan.strip() in prompt for prompt in design_prompts), (
+        "the design sees the kept plan"
+    )
 
 
 def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(

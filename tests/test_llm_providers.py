@@ -21,7 +21,10 @@ def test_openai_compatible_endpoint_end_to_end(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
     service = start_service(
-        LLM_PROVIDER="auto", LLM_BASE_URL=f"{openai_stub.base_url}/ok/v1", LLM_API_KEY=SECRET_KEY, LLM_MODEL="stub-model"
+        LLM_PROVIDER="auto",
+        LLM_BASE_URL=f"{openai_stub.base_url}/ok/v1",
+        LLM_API_KEY=SECRET_KEY,
+        LLM_MODEL="stub-model",
     )
     health = httpx.get(f"{service.base_url}/healthz").json()
     assert health["model"]["provider"] == "openai", "auto picks the OpenAI-compatible endpoint when LLM_BASE_URL is set"
@@ -58,7 +61,9 @@ def test_openai_compatible_endpoint_end_to_end(
         assert requirement in request["body"]["messages"][-1]["content"]
 
 
-def test_dashscope_is_chosen_by_its_key(start_service: Callable[..., ServerProcess], openai_stub: ServerProcess) -> None:
+def test_dashscope_is_chosen_by_its_key(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
     service = start_service(
         LLM_PROVIDER="auto",
         DASHSCOPE_API_KEY=SECRET_KEY,
@@ -69,11 +74,15 @@ def test_dashscope_is_chosen_by_its_key(start_service: Callable[..., ServerProce
     task_id = start_task(service.base_url, "做一个天气查询小程序")
     events = read_stream(service.base_url, task_id)
     assert events[-1]["event_type"] == "end"
-    seen = [r for r in requests_to(openai_stub, "/ok/") if "做一个天气查询小程序" in r["body"]["messages"][-1]["content"]]
+    seen = [
+        r for r in requests_to(openai_stub, "/ok/") if "做一个天气查询小程序" in r["body"]["messages"][-1]["content"]
+    ]
     assert len(seen) == 4
     assert {r["body"]["model"] for r in seen} == {"qwen-plus"}
     assert {r["authorization"] for r in seen} == {f"Bearer {SECRET_KEY}"}
-    assert "Simplified Chinese" in seen[0]["body"]["messages"][-1]["content"], "agents answer in the requirement's language"
+    assert "Simplified Chinese" in seen[0]["body"]["messages"][-1]["content"], (
+        "agents answer in the requirement's language"
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,7 +101,11 @@ def test_llm_failures_end_the_task_with_one_clear_error(
 ) -> None:
     base_url = f"http://127.0.0.1:{free_port()}/v1" if base_path == "refused" else f"{openai_stub.base_url}{base_path}"
     service = start_service(
-        LLM_PROVIDER="openai", LLM_BASE_URL=base_url, LLM_API_KEY=SECRET_KEY, LLM_TIMEOUT_SECONDS="1", LLM_MAX_RETRIES="0"
+        LLM_PROVIDER="openai",
+        LLM_BASE_URL=base_url,
+        LLM_API_KEY=SECRET_KEY,
+        LLM_TIMEOUT_SECONDS="1",
+        LLM_MAX_RETRIES="0",
     )
     task_id = start_task(service.base_url, "Build a chat app")
     events = read_stream(service.base_url, task_id)
@@ -112,7 +125,9 @@ def test_llm_failures_end_the_task_with_one_clear_error(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # two runs on the embedded model, each slower on a busy machine
-def test_embedded_local_model_runs_a_task_and_a_follow_up_to_the_end(start_service: Callable[..., ServerProcess]) -> None:
+def test_embedded_local_model_runs_a_task_and_a_follow_up_to_the_end(
+    start_service: Callable[..., ServerProcess],
+) -> None:
     service = start_service(LLM_PROVIDER="local")
     health = httpx.get(f"{service.base_url}/healthz").json()
     assert health["model"]["provider"] == "local"
@@ -142,7 +157,9 @@ def test_embedded_local_model_runs_a_task_and_a_follow_up_to_the_end(start_servi
     assert not any("parse" in thought.lower() for thought in thoughts), "no parser internals shown as thoughts"
     assert httpx.get(f"{service.base_url}/readyz").json()["ready"] is True
 
-    follow_up = httpx.post(f"{service.base_url}/api/task/{task_id}/follow_up", json={"request": "Add a test for sign-in"})
+    follow_up = httpx.post(
+        f"{service.base_url}/api/task/{task_id}/follow_up", json={"request": "Add a test for sign-in"}
+    )
     assert follow_up.status_code == 202
     revised = read_stream(service.base_url, follow_up.json()["task_id"])
     assert revised[-1]["event_type"] == "end", revised[-1]["content"]

@@ -51,13 +51,31 @@ def answers(url: str) -> bool:
 def test_scripts_cluster_serves_a_task_and_stops_everything(tmp_path: Path) -> None:
     nginx_port, redis_port, first_replica = free_port(), free_port(), consecutive_free_ports(2)
     command = [
-        sys.executable, "-m", "delivery_service.cluster.local", "--replicas", "2", "--workers", "1",
-        "--concurrency", "1", "--port", str(nginx_port), "--redis-port", str(redis_port),
-        "--first-replica-port", str(first_replica), "--workdir", str(tmp_path),
+        sys.executable,
+        "-m",
+        "delivery_service.cluster.local",
+        "--replicas",
+        "2",
+        "--workers",
+        "1",
+        "--concurrency",
+        "1",
+        "--port",
+        str(nginx_port),
+        "--redis-port",
+        str(redis_port),
+        "--first-replica-port",
+        str(first_replica),
+        "--workdir",
+        str(tmp_path),
     ]
     cluster = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env={**os.environ, **TEST_DEFAULTS, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **TEST_DEFAULTS, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base_url = f"http://127.0.0.1:{nginx_port}"

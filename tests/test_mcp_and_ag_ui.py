@@ -14,13 +14,12 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from ag_ui.core import Event, RunAgentInput, UserMessage
 from ag_ui.core import EventType as AgUiEventType
-from ag_ui.core import RunAgentInput, UserMessage
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import TypeAdapter
 
-from ag_ui.core import Event
 from conftest import ServerProcess, read_stream, wait_until
 from delivery_service import __version__
 

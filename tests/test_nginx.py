@@ -29,9 +29,7 @@ def test_events_pass_through_nginx_unbuffered(nginx: str, slow_service: ServerPr
     received = []
     status_at_first_event = None
     with httpx.Client(timeout=60) as client:
-        with client.stream(
-            "GET", f"{nginx}/api/stream/{task_id}", headers={"Accept-Encoding": "gzip"}
-        ) as stream:
+        with client.stream("GET", f"{nginx}/api/stream/{task_id}", headers={"Accept-Encoding": "gzip"}) as stream:
             assert "content-encoding" not in stream.headers, "event streams are never gzipped"
             for line in stream.iter_lines():
                 if line.startswith("data: "):

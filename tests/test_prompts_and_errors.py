@@ -12,10 +12,12 @@ from pydantic import SecretStr
 from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, compact_template, requirement_language
 from delivery_service.crew.factory import delivery_summary
 from delivery_service.llm.errors import describe_failure
-from delivery_service.settings import Settings
 from delivery_service.llm.skeleton import SkeletonLLM, _one_sentence
+from delivery_service.settings import Settings
 
-SETTINGS = Settings(_env_file=None, llm_provider="openai", llm_base_url="http://h/v1", llm_api_key=SecretStr("sk-secret"))
+SETTINGS = Settings(
+    _env_file=None, llm_provider="openai", llm_base_url="http://h/v1", llm_api_key=SecretStr("sk-secret")
+)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,14 @@ def _status_error(status: int) -> openai.APIStatusError:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(401, "llm_auth"), (403, "llm_auth"), (404, "llm_not_found"), (429, "llm_rate_limited"), (503, "llm_server_error"), (400, "llm_bad_request")],
+    [
+        (401, "llm_auth"),
+        (403, "llm_auth"),
+        (404, "llm_not_found"),
+        (429, "llm_rate_limited"),
+        (503, "llm_server_error"),
+        (400, "llm_bad_request"),
+    ],
 )
 def test_status_failures_name_the_setting_and_hide_the_key(status: int, kind: str) -> None:
     failure = describe_failure(_status_error(status), SETTINGS, "http://h")
@@ -84,7 +93,11 @@ def test_wrapped_causes_are_found() -> None:
 def test_unexpected_failures_say_what_to_do() -> None:
     failure = describe_failure(ValueError("boom sk-secret"), SETTINGS, "http://h")
     assert failure.kind == "crew_failed"
-    assert "ValueError" in failure.message and "sk-secret" not in failure.message and "Submit the task again" in failure.message
+    assert (
+        "ValueError" in failure.message
+        and "sk-secret" not in failure.message
+        and "Submit the task again" in failure.message
+    )
 
 
 def test_dashscope_failures_name_dashscope_settings() -> None:
@@ -113,8 +126,16 @@ def test_skeleton_slots_keep_one_clean_sentence(continuation: str, expected: str
 @pytest.mark.parametrize(
     ("traceability", "decision", "reason"),
     [
-        ({"acceptance_criteria": 2, "covered": 2, "complete": True}, "go", "2 of 2 acceptance criteria have a test case."),
-        ({"acceptance_criteria": 2, "covered": 1, "complete": False}, "no_go", "1 of 2 acceptance criteria have a test case."),
+        (
+            {"acceptance_criteria": 2, "covered": 2, "complete": True},
+            "go",
+            "2 of 2 acceptance criteria have a test case.",
+        ),
+        (
+            {"acceptance_criteria": 2, "covered": 1, "complete": False},
+            "no_go",
+            "1 of 2 acceptance criteria have a test case.",
+        ),
         (None, "no_go", "0 of 0 acceptance criteria have a test case."),
     ],
 )

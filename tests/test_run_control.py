@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from delivery_service.agents import AGENTS
 from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+from delivery_service.agents import AGENTS
 from delivery_service.llm.fake import scripted_answer
 
 AGENT_NAMES = [agent.name for agent in AGENTS]
@@ -66,7 +66,9 @@ def test_cancel_queued_running_and_finished_tasks(start_service: Callable[..., S
 
 def test_cancel_stops_the_model_calls(start_service: Callable[..., ServerProcess], openai_stub: ServerProcess) -> None:
     service = start_service(
-        LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/slow/v1", LLM_MODEL="cancel-probe",
+        LLM_PROVIDER="openai",
+        LLM_BASE_URL=f"{openai_stub.base_url}/slow/v1",
+        LLM_MODEL="cancel-probe",
         MAX_CONCURRENT_TASKS="1",
     )
     task_id = start_task(service.base_url, "cancel me while the model streams", stream_tokens=True)
@@ -143,7 +145,9 @@ def test_confirmation_errors_and_timeout(start_service: Callable[..., ServerProc
     assert "CONFIRMATION_TIMEOUT_SECONDS=1 s" in events[-1]["content"]
     assert status_of(service, task_id)["status"] == "cancelled"
     assert post(service, f"/api/task/{task_id}/confirm", {"approved": True}).status_code == 409
-    assert post(service, "/api/task/00000000-0000-0000-0000-000000000000/confirm", {"approved": True}).status_code == 404
+    assert (
+        post(service, "/api/task/00000000-0000-0000-0000-000000000000/confirm", {"approved": True}).status_code == 404
+    )
 
 
 def test_cancel_while_waiting_for_confirmation(start_service: Callable[..., ServerProcess]) -> None:
@@ -173,8 +177,10 @@ def test_waiting_line_orders_by_priority_and_refuses_when_full(start_service: Ca
     low = start_task(service.base_url, "low", priority=0)
     high = start_task(service.base_url, "high", priority=5)
     low_later = start_task(service.base_url, "low later", priority=0)
-    positions = {name: status_of(service, task)["queue_position"] for name, task in
-                 (("high", high), ("low", low), ("low_later", low_later))}
+    positions = {
+        name: status_of(service, task)["queue_position"]
+        for name, task in (("high", high), ("low", low), ("low_later", low_later))
+    }
     assert positions == {"high": 1, "low": 2, "low_later": 3}
     full = httpx.post(f"{service.base_url}/api/run_task", json={"user_requirement": "one too many"})
     assert full.status_code == 429 and int(full.headers["retry-after"]) > 0
@@ -217,10 +223,17 @@ def test_deltas_are_coalesced_and_concatenate_to_the_model_output(
     ],
 )
 def test_transient_failures_are_retried_visibly(
-    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess, path: str, ends: str, retries: int, requests: int
+    start_service: Callable[..., ServerProcess],
+    openai_stub: ServerProcess,
+    path: str,
+    ends: str,
+    retries: int,
+    requests: int,
 ) -> None:
     service = start_service(
-        LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}{path}", LLM_MAX_RETRIES="2",
+        LLM_PROVIDER="openai",
+        LLM_BASE_URL=f"{openai_stub.base_url}{path}",
+        LLM_MAX_RETRIES="2",
         LLM_RETRY_BASE_SECONDS="0.05",
     )
     requirement = f"retry probe {path}"
@@ -232,19 +245,30 @@ def test_transient_failures_are_retried_visibly(
     assert all(e["agent_name"] == "ProductManager" for e in announced)
     if "429" in path:
         assert all(e["metadata"]["delay_seconds"] == 0.2 for e in announced), "Retry-After is honoured"
-    calls = [r for r in httpx.get(f"{openai_stub.base_url}/requests").json()
-             if r["path"].startswith(path) and requirement in r["body"]["messages"][-1]["content"]]
+    calls = [
+        r
+        for r in httpx.get(f"{openai_stub.base_url}/requests").json()
+        if r["path"].startswith(path) and requirement in r["body"]["messages"][-1]["content"]
+    ]
     assert len(calls) == requests
     if ends == "error" and retries:
         assert "after 2 retries" in events[-1]["content"]
 
 
-def test_timeouts_are_retried_then_reported(start_service: Callable[..., ServerProcess], openai_stub: ServerProcess) -> None:
+def test_timeouts_are_retried_then_reported(
+    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+) -> None:
     service = start_service(
-        LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/hang/v1", LLM_TIMEOUT_SECONDS="0.5",
-        LLM_MAX_RETRIES="1", LLM_RETRY_BASE_SECONDS="0.05",
+        LLM_PROVIDER="openai",
+        LLM_BASE_URL=f"{openai_stub.base_url}/hang/v1",
+        LLM_TIMEOUT_SECONDS="0.5",
+        LLM_MAX_RETRIES="1",
+        LLM_RETRY_BASE_SECONDS="0.05",
     )
     events = read_stream(service.base_url, start_task(service.base_url, "timeout probe"))
     retries = [e for e in events if e["metadata"].get("kind") == "llm_retry"]
     assert len(retries) == 1 and "Timeout" in retries[0]["metadata"]["reason"]
-    assert events[-1]["event_type"] == "error" and "did not answer within LLM_TIMEOUT_SECONDS=0.5 s" in events[-1]["content"]
+    assert (
+        events[-1]["event_type"] == "error"
+        and "did not answer within LLM_TIMEOUT_SECONDS=0.5 s" in events[-1]["content"]
+    )

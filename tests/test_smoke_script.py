@@ -53,6 +53,8 @@ def test_first_setup_says_what_it_is_doing(tmp_path: Path) -> None:
     first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     steps = [line for line in first.stderr.splitlines() if line.startswith("setup: ")]
-    assert [step.split(" ")[1] for step in steps] == ["creating", "installing", "installing", "installing", "done;"], first.stderr
+    assert [step.split(" ")[1] for step in steps] == ["creating", "installing", "installing", "installing", "done;"], (
+        first.stderr
+    )
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "setup: " not in again.stderr

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from delivery_service.streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
 from delivery_service.store.events import EncodedEvent, EventType, TaskEvent, utc_now_iso
-from delivery_service.store.records import TaskRecord
 from delivery_service.store.memory import MemoryTaskStore
+from delivery_service.store.records import TaskRecord
+from delivery_service.streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
 
 LIMITS = StreamLimits(max_stream_bytes=1_000_000, max_event_content_chars=1000)
 
@@ -153,8 +153,13 @@ def test_retention_keeps_live_and_read_streams() -> None:
 )
 def test_the_fast_encoding_is_the_models_own_json(metadata: dict) -> None:
     event = TaskEvent(
-        task_id="t-1", sequence=7, agent_name="QAEngineer", event_type=EventType.OUTPUT, content='say "hi"\n',
-        timestamp=utc_now_iso(), metadata=metadata,
+        task_id="t-1",
+        sequence=7,
+        agent_name="QAEngineer",
+        event_type=EventType.OUTPUT,
+        content='say "hi"\n',
+        timestamp=utc_now_iso(),
+        metadata=metadata,
     )
     encoded = EncodedEvent.of(event)
     assert json.loads(encoded.payload) == json.loads(event.model_dump_json())

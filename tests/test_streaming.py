@@ -15,15 +15,32 @@ from conftest import ServerProcess, read_stream, sequences, start_task, wait_unt
 
 AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
 EVENT_TYPES = {
-    "start", "agent_start", "thought", "action", "output", "step_end", "delta",
-    "confirmation_required", "end", "error", "cancelled",
+    "start",
+    "agent_start",
+    "thought",
+    "action",
+    "output",
+    "step_end",
+    "delta",
+    "confirmation_required",
+    "end",
+    "error",
+    "cancelled",
 }
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3,6}Z$")
 
 
 def assert_event_shape(event: dict[str, Any], task_id: str) -> None:
     assert set(event) == {
-        "task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type", "metadata"
+        "task_id",
+        "sequence",
+        "agent_name",
+        "event_type",
+        "content",
+        "timestamp",
+        "agent",
+        "type",
+        "metadata",
     }
     assert event["task_id"] == task_id
     assert isinstance(event["sequence"], int) and event["sequence"] >= 1
@@ -102,7 +119,10 @@ def test_status_result_and_listings_after_completion(fake_service: ServerProcess
     result = httpx.get(f"{base}/api/task/{task_id}/result").json()
     assert [d["agent_name"] for d in result["deliverables"]] == AGENTS
     assert [d["title"] for d in result["deliverables"]] == [
-        "Requirements analysis", "Test plan", "Technical design", "Delivery review"
+        "Requirements analysis",
+        "Test plan",
+        "Technical design",
+        "Delivery review",
     ]
     outputs = [e["content"] for e in events if e["event_type"] == "output"]
     assert [d["content"] for d in result["deliverables"]] == outputs
@@ -178,7 +198,10 @@ def test_twenty_tasks_three_subscribers_each_are_isolated(fake_service: ServerPr
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
             posts = await asyncio.gather(
-                *(client.post(f"{base}/api/run_task", json={"user_requirement": f"requirement number {n}"}) for n in range(20))
+                *(
+                    client.post(f"{base}/api/run_task", json={"user_requirement": f"requirement number {n}"})
+                    for n in range(20)
+                )
             )
             task_ids = [post.json()["task_id"] for post in posts]
             streams = await asyncio.gather(*(subscriber(client, task_id) for task_id in task_ids for _ in range(3)))
@@ -211,10 +234,12 @@ def test_stalled_subscriber_delays_no_one(fake_service: ServerProcess) -> None:
     stalled.sendall(f"GET /api/stream/{task_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     try:
         wait_until(
-            lambda: next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
-                "subscribers"
-            ]
-            == 1,
+            lambda: (
+                next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
+                    "subscribers"
+                ]
+                == 1
+            ),
             10,
             "the stalled subscriber to be connected",
         )
@@ -229,10 +254,12 @@ def test_stalled_subscriber_delays_no_one(fake_service: ServerProcess) -> None:
     finally:
         stalled.close()
     wait_until(
-        lambda: next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
-            "subscribers"
-        ]
-        == 0,
+        lambda: (
+            next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
+                "subscribers"
+            ]
+            == 0
+        ),
         30,
         "the closed subscriber to be released",
     )

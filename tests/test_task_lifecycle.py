@@ -51,7 +51,9 @@ def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: Ca
 
 
 def test_finished_tasks_are_purged_after_task_retention(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(TASK_RETENTION_DAYS="0.00001", STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2")
+    service = start_service(
+        TASK_RETENTION_DAYS="0.00001", STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2"
+    )
     base = service.base_url
     task_id = start_task(base)
     assert read_stream(base, task_id)[-1]["event_type"] == "end"

@@ -34,8 +34,12 @@ def test_an_earlier_database_gains_the_new_columns_and_keeps_its_tasks(tmp_path:
 
     record = TaskRecord("new-task", "Build a shop", True, False, 0, {"provider": "fake"})
     step_end = TaskEvent(
-        task_id="new-task", sequence=1, event_type=EventType.STEP_END, agent_name="ProductManager",
-        content="step 1 done", timestamp="2026-11-25T10:00:00.000Z",
+        task_id="new-task",
+        sequence=1,
+        event_type=EventType.STEP_END,
+        agent_name="ProductManager",
+        content="step 1 done",
+        timestamp="2026-11-25T10:00:00.000Z",
         metadata={"step": 1, "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}},
     )
     record.apply(step_end)
@@ -50,8 +54,14 @@ def test_an_earlier_database_gains_the_new_columns_and_keeps_its_tasks(tmp_path:
 
 def _delta(task_id: str, sequence: int) -> EncodedEvent:
     return EncodedEvent.of(
-        TaskEvent(task_id=task_id, sequence=sequence, event_type=EventType.DELTA, agent_name="QAEngineer",
-                  content=f"chunk {sequence}", timestamp="2026-11-25T10:00:00.000Z")
+        TaskEvent(
+            task_id=task_id,
+            sequence=sequence,
+            event_type=EventType.DELTA,
+            agent_name="QAEngineer",
+            content=f"chunk {sequence}",
+            timestamp="2026-11-25T10:00:00.000Z",
+        )
     )
 
 

@@ -64,7 +64,10 @@ def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_ac
     by_sequence = sorted((request.payload for request in got), key=lambda payload: payload["data"]["sequence"])
     assert [payload["type"] for payload in by_sequence] == STEP_AND_END
     assert [payload["data"]["agent_name"] for payload in by_sequence[:4]] == [
-        "ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"
+        "ProductManager",
+        "QAEngineer",
+        "SoftwareDeveloper",
+        "Coordinator",
     ]
     completed = by_sequence[-1]
     assert completed["data"]["status"] == "completed" and completed["data"]["task_id"] == task_id
@@ -154,7 +157,11 @@ def test_a_410_stops_the_tasks_later_messages_to_that_url(
     server = webhook_service(start_service, receiver)
     receiver.script("/gone", 410)
     task_id = start_task(server.base_url, webhook_url=receiver.url("/gone"), skip_confirmation=False)
-    wait_until(lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "awaiting_confirmation", 60, "the confirmation")
+    wait_until(
+        lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "awaiting_confirmation",
+        60,
+        "the confirmation",
+    )
     first = settled(server.base_url, task_id, 2)  # the analysis's step and awaiting_confirmation
     assert any(d["last_status_code"] == 410 for d in first)
     sent_before = len(receiver.at("/gone"))
@@ -190,7 +197,11 @@ def test_a_receiver_that_drips_its_answer_holds_neither_every_slot_nor_a_message
     drip = DripReceiver(interval=0.5, lines=120)  # a header line every 0.5 s: an answer takes 60 s
     try:
         server = webhook_service(
-            start_service, receiver, WEBHOOK_TIMEOUT_SECONDS="2", WEBHOOK_RETRY_BASE_SECONDS="1", WEBHOOK_MAX_ATTEMPTS="50"
+            start_service,
+            receiver,
+            WEBHOOK_TIMEOUT_SECONDS="2",
+            WEBHOOK_RETRY_BASE_SECONDS="1",
+            WEBHOOK_MAX_ATTEMPTS="50",
         )
         dripped = [start_task(server.base_url, webhook_url=drip.url("/slow")) for _ in range(7)]  # 35 messages
         for task_id in dripped:
@@ -202,7 +213,9 @@ def test_a_receiver_that_drips_its_answer_holds_neither_every_slot_nor_a_message
         assert all(d["status"] == "delivered" for d in settled(server.base_url, fast, 5))
 
         cut = wait_until(
-            lambda: [d for d in deliveries(server.base_url, dripped[0]) if d["attempts"] >= 1], 20, "a dripping attempt cut"
+            lambda: [d for d in deliveries(server.base_url, dripped[0]) if d["attempts"] >= 1],
+            20,
+            "a dripping attempt cut",
         )
         assert "did not answer within 2 s" in cut[0]["last_error"]
         assert drip.twice == [], "no message was sent again while an attempt of it was open"
@@ -271,7 +284,8 @@ def test_webhook_urls_that_may_not_receive_messages_are_refused(
     assert events_only.status_code == 422 and "needs a webhook_url" in events_only.text
 
     off = httpx.post(
-        f"{fake_service.base_url}/api/run_task", json={"user_requirement": "x", "webhook_url": "https://example.com/hook"}
+        f"{fake_service.base_url}/api/run_task",
+        json={"user_requirement": "x", "webhook_url": "https://example.com/hook"},
     )
     assert off.status_code == 422 and "WEBHOOK_SECRET is not set" in off.json()["detail"][0]["msg"]
     assert httpx.get(f"{server.base_url}/api/tasks").json()["total"] == tasks_before, "no refused request made a task"

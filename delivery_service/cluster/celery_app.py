@@ -65,4 +65,3 @@ def send_phase(app: Celery, settings: Settings, task_id: str, phase: str, dispat
 def revoke(app: Celery, worker_task_id: str) -> None:
     """Kill the worker process running a phase (blocking): the fallback when a crew ignores its stop."""
     app.control.revoke(worker_task_id, terminate=True, signal="SIGKILL")
-

@@ -29,9 +29,9 @@ import redis
 import redis.asyncio
 
 from delivery_service.settings import Settings
-from delivery_service.streams import bounded_content
 from delivery_service.store.events import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.store.outbox import MESSAGE_TYPES, body_parts
+from delivery_service.streams import bounded_content
 
 PREFIX = "mad"
 TASKS = f"{PREFIX}:tasks"  # every task, scored by creation time (ms)
@@ -96,7 +96,8 @@ class AppendRefused(enum.IntEnum):
 # ARGV[11] is the message type ('' for none), ARGV[12] and ARGV[13] the body around the sequence,
 # ARGV[14] the time (ms); the task's targets are the meta's `webhooks` JSON. Message keys are derived
 # from the sequence, so they cannot be declared in KEYS: fine on one Redis, not on Redis Cluster.
-_APPEND_WEBHOOKS = """
+_APPEND_WEBHOOKS = (
+    """
 if ARGV[11] ~= '' then
   local targets = redis.call('HGET', meta, 'webhooks')
   if targets and targets ~= '[]' then
@@ -106,7 +107,9 @@ if ARGV[11] ~= '' then
       for _, kind in ipairs(target.events) do
         if kind == ARGV[11] then
           local id = 'msg_' .. (string.gsub(task_id, '-', '')) .. '_' .. seq .. '_' .. index
-          local key = '""" + PREFIX + """:webhook:' .. id
+          local key = '"""
+    + PREFIX
+    + """:webhook:' .. id
           redis.call('HSET', key, 'task_id', task_id, 'sequence', seq, 'type', kind, 'url', target.url, 'body', body,
             'created', now, 'status', 'pending', 'attempts', 0, 'attempts_base', 0, 'next', now)
           redis.call('PEXPIRE', key, retention)
@@ -119,8 +122,10 @@ if ARGV[11] ~= '' then
   end
 end
 """
+)
 
-APPEND_SCRIPT = """
+APPEND_SCRIPT = (
+    """
 local meta, events, running, awaiting, queued, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_id, condition = ARGV[1], ARGV[8]
 if redis.call('EXISTS', meta) == 0 then return -2 end
@@ -143,7 +148,9 @@ if ARGV[10] ~= '' then
   redis.call('ZADD', awaiting, ARGV[10], task_id)
   redis.call('ZREM', running, task_id)
 end
-""" + _APPEND_WEBHOOKS + """
+"""
+    + _APPEND_WEBHOOKS
+    + """
 for i = 15, #ARGV, 2 do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]) end
 if terminal then
   redis.call('HSET', meta, 'ended', seq)
@@ -155,6 +162,7 @@ if terminal then
 end
 return seq
 """
+)
 
 # A worker takes a phase of a task: only the dispatch the task expects, only once (a broker
 # redelivery of a phase already taken is refused), never after the task has ended.
@@ -223,7 +231,12 @@ class AppendRequest:
 
 
 def unsequenced_event(
-    task_id: str, agent_name: str, event_type: EventType, content: str, metadata: dict[str, Any] | None, settings: Settings
+    task_id: str,
+    agent_name: str,
+    event_type: EventType,
+    content: str,
+    metadata: dict[str, Any] | None,
+    settings: Settings,
 ) -> TaskEvent:
     """A new event for the append script, which replaces its placeholder sequence (1) with the real one."""
     return TaskEvent(
@@ -247,7 +260,6 @@ def split_at_sequence(event: TaskEvent) -> tuple[bytes, bytes]:
     marker = b'"sequence":0'
     at = payload.index(marker) + len(marker) - 1
     return payload[:at], payload[at + 1 :]
-
 
 
 # Saves a record projected from a task's events, unless a record projected further is already there.

@@ -106,16 +106,56 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop(0))
     signal.signal(signal.SIGINT, lambda *_: stop(0))
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    start("redis", [redis_server, "--port", str(args.redis_port), "--bind", "127.0.0.1", "--dir", str(workdir),
-                    "--appendonly", "yes", "--appendfsync", "everysec"])
+    start(
+        "redis",
+        [
+            redis_server,
+            "--port",
+            str(args.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ],
+    )
     for index in range(args.workers):
-        start(f"worker-{index + 1}", [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker",
-                                      "worker", "--concurrency", str(args.concurrency),
-                                      "--hostname", f"worker{index + 1}@%h", "--loglevel", "INFO"])
+        start(
+            f"worker-{index + 1}",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "delivery_service.cluster.worker",
+                "worker",
+                "--concurrency",
+                str(args.concurrency),
+                "--hostname",
+                f"worker{index + 1}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+        )
     ports = [args.first_replica_port + index for index in range(args.replicas)]
     for port in ports:
-        start(f"api-{port}", [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
-                              "--port", str(port), "--no-access-log"])
+        start(
+            f"api-{port}",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+        )
     for port in ports:
         if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
             print(problem, file=sys.stderr, flush=True)
@@ -126,9 +166,11 @@ def main() -> None:
     if problem := _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes):
         print(problem, file=sys.stderr, flush=True)
         stop(1)
-    print(f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
-          f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",
-          flush=True)
+    print(
+        f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
+        f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",
+        flush=True,
+    )
     while all(process.poll() is None for process in processes):
         time.sleep(1)
     print("a process of the cluster exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)

@@ -22,8 +22,6 @@ import redis
 import redis.asyncio
 
 from delivery_service.cluster.celery_app import HIGHEST_PRIORITY, create_celery_app, revoke, send_phase
-from delivery_service.llm.providers import ModelInfo, model_info
-from delivery_service.cluster.webhooks import webhook_targets_json
 from delivery_service.cluster.events import (
     APPEND_SCRIPT,
     AWAITING,
@@ -41,8 +39,8 @@ from delivery_service.cluster.events import (
     thread_tasks,
     unsequenced_event,
 )
-from delivery_service.settings import Settings
-from delivery_service.store.events import SYSTEM_AGENT, EventType
+from delivery_service.cluster.webhooks import webhook_targets_json
+from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
     Phase,
@@ -51,7 +49,6 @@ from delivery_service.runs.phases import (
     revisions_exhausted,
     worker_lost,
 )
-from delivery_service.store.records import FollowUp, TaskRecord
 from delivery_service.runs.runner import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
     NotAwaitingConfirmation,
@@ -61,7 +58,10 @@ from delivery_service.runs.runner import (
     follow_up_of,
     thread_full,
 )
+from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.events import SYSTEM_AGENT, EventType
+from delivery_service.store.records import FollowUp, TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,9 @@ class ClusterRunner:
                     f"Waiting for a worker: position {position} in the queue.",
                     {"kind": "queued", "queue_position": position},
                 )
-            await asyncio.to_thread(send_phase, self._celery, self._settings, task_id, phase.value, dispatch_id, priority)
+            await asyncio.to_thread(
+                send_phase, self._celery, self._settings, task_id, phase.value, dispatch_id, priority
+            )
         except Exception as exc:
             await self._append(
                 task_id,
@@ -279,4 +281,3 @@ class ClusterRunner:
         for task in list(self._background):
             task.cancel()
         self._celery.close()
-

@@ -17,9 +17,9 @@ from datetime import datetime
 import redis
 
 from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
+from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.events import TaskEvent
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

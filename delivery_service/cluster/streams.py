@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator
 import redis
 import redis.asyncio
 
-from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.cluster.events import PREFIX, TaskKeys
-from delivery_service.streams import STORED_PAGE_EVENTS, StreamView, release_expired
+from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.store.events import TaskEvent, sse_frame
+from delivery_service.streams import STORED_PAGE_EVENTS, StreamView, release_expired
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class ClusterStreams:
             await self._redis.xadd(self._wake_key, {b"tail": task_id}, maxlen=1, approximate=False)
             await self._redis.pexpire(self._wake_key, WAKE_KEY_TTL_MS)
         except redis.RedisError as exc:
-            logger.warning("waking the stream reader failed (it picks the task up within %d ms): %s", TAIL_BLOCK_MS, exc)
+            logger.warning(
+                "waking the stream reader failed (it picks the task up within %d ms): %s", TAIL_BLOCK_MS, exc
+            )
         return view
 
     async def _read_forever(self) -> None:

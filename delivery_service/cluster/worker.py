@@ -29,9 +29,6 @@ from celery.signals import worker_process_init
 from redis.commands.core import Script
 
 from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
-from delivery_service.runs.crew_execution import ThreadCrews
-from delivery_service.llm.providers import model_info
-from delivery_service.observability.logs import configure_logging, current_task_id
 from delivery_service.cluster.events import (
     APPEND_SCRIPT,
     CLAIM_SCRIPT,
@@ -46,11 +43,14 @@ from delivery_service.cluster.events import (
     now_ms,
     unsequenced_event,
 )
-from delivery_service.settings import Settings, get_settings
-from delivery_service.streams import StreamLimitExceeded
-from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent
+from delivery_service.llm.providers import model_info
+from delivery_service.observability.logs import configure_logging, current_task_id
+from delivery_service.runs.crew_execution import ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
+from delivery_service.settings import Settings, get_settings
+from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent
 from delivery_service.store.records import TaskRecord
+from delivery_service.streams import StreamLimitExceeded
 
 logger = logging.getLogger("multi_agent_service.worker")
 
@@ -182,7 +182,10 @@ class WorkerProcess:
         keys = TaskKeys(task_id)
         lease_ms = int(self._settings.worker_lease_seconds * 1000)
         claimed = int(
-            self._claim(keys=[keys.meta, RUNNING, QUEUED], args=[task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname])
+            self._claim(
+                keys=[keys.meta, RUNNING, QUEUED],
+                args=[task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname],
+            )
         )
         if claimed != 1:
             logger.info("phase %s not run: %s", phase.value, ClaimRefused(claimed).name.lower())

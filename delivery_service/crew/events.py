@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from crewai.agents.parser import AgentAction, AgentFinish
 from crewai.events.types.llm_events import (
     LLMCallCompletedEvent,
@@ -34,6 +33,7 @@ from crewai.hooks import HookAborted
 
 from delivery_service.agents import AGENTS, AGENTS_BY_ROLE, AgentSpec
 from delivery_service.crew.structure import StructuredAnswer
+from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from delivery_service.llm.retry import Retry
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.store.events import SYSTEM_AGENT, EventType
@@ -103,11 +103,15 @@ class CrewEventsHandler:
     def on_agent_start(self, agent: AgentSpec, step: int) -> None:
         self.current_agent = agent
         metadata = {"step": step, "total_steps": TOTAL_STEPS, "role": agent.role, "title": agent.deliverable_title}
-        self.stream.publish(agent.name, EventType.AGENT_START, f"{agent.role} started: {agent.deliverable_title}", metadata)
+        self.stream.publish(
+            agent.name, EventType.AGENT_START, f"{agent.role} started: {agent.deliverable_title}", metadata
+        )
         self.on_agent_thought(agent, agent.approach, source="plan")
         earlier = [spec.deliverable_title for spec in AGENTS[: step - 1]]
         if earlier:
-            self.on_agent_action(agent, f"Reads the hand-off: {', '.join(earlier)}", {"kind": "handoff", "inputs": earlier})
+            self.on_agent_action(
+                agent, f"Reads the hand-off: {', '.join(earlier)}", {"kind": "handoff", "inputs": earlier}
+            )
 
     def on_agent_thought(self, agent: AgentSpec, text: str, *, source: str = "model") -> None:
         self.stream.publish(agent.name, EventType.THOUGHT, text, {"source": source})
@@ -127,8 +131,13 @@ class CrewEventsHandler:
             EventType.ACTION,
             f"The model request failed ({retry.reason}); retry {retry.attempt} of {retry.max_retries} "
             f"in {retry.delay_seconds:.1f} s.",
-            {"kind": "llm_retry", "attempt": retry.attempt, "max_retries": retry.max_retries,
-             "reason": retry.reason, "delay_seconds": round(retry.delay_seconds, 3)},
+            {
+                "kind": "llm_retry",
+                "attempt": retry.attempt,
+                "max_retries": retry.max_retries,
+                "reason": retry.reason,
+                "delay_seconds": round(retry.delay_seconds, 3),
+            },
         )
 
     def on_agent_output(self, agent: AgentSpec, step: int, content: str) -> None:
@@ -159,7 +168,9 @@ class CrewEventsHandler:
         metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS}
         if agent.name in self._usage:
             metadata["usage"] = self._usage[agent.name]
-        self.stream.publish(agent.name, EventType.STEP_END, f"{agent.role} finished step {step} of {TOTAL_STEPS}", metadata)
+        self.stream.publish(
+            agent.name, EventType.STEP_END, f"{agent.role} finished step {step} of {TOTAL_STEPS}", metadata
+        )
 
     # --- CrewAI events ----------------------------------------------------------------------------
     def __call__(self, source: Any, event: Any) -> None:

@@ -6,12 +6,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from delivery_service.crewai_runtime import crewai, without_crewai_retries
 from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
-from delivery_service.agents import AGENTS, DATA_PREAMBLE, JSON_ONLY, TASK_TEMPLATES, as_prompt_data, requirement_language
+from delivery_service.agents import (
+    AGENTS,
+    DATA_PREAMBLE,
+    JSON_ONLY,
+    TASK_TEMPLATES,
+    as_prompt_data,
+    requirement_language,
+)
 from delivery_service.crew.events import CrewEventsHandler
 from delivery_service.crew.structure import REPAIR_ATTEMPTS, StructuredAnswer
+from delivery_service.crewai_runtime import crewai, without_crewai_retries
 from delivery_service.deliverables.schemas import TRIAGE
 
 _SUMMARY_HEADING = re.compile(r"^#{1,6}\s*(summary|总结|摘要|概要)\b.*$", re.IGNORECASE | re.MULTILINE)
@@ -30,7 +37,9 @@ _REVISION = (
 )
 _APPROVED_ANALYSIS = "The requester approved this requirements analysis:\n\n<analysis>\n{analysis}\n</analysis>\n\n"
 _EARLIER_WORK = "The team's test plan and technical design:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
-_KEPT_WORK = "The team's documents kept from the previous revision:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
+_KEPT_WORK = (
+    "The team's documents kept from the previous revision:\n\n<plan_and_design>\n{work}\n</plan_and_design>\n\n"
+)
 _TRACEABILITY = (
     "The service checked how these documents trace to each other (computed, not written by a model):\n\n"
     "<traceability>\n{traceability}\n</traceability>\n\n"
@@ -126,7 +135,9 @@ def build_crew(
             max_iter=3,
             verbose=False,
         )
-        description = templates[spec.name].description.format(requirement=as_prompt_data(requirement), language=language)
+        description = templates[spec.name].description.format(
+            requirement=as_prompt_data(requirement), language=language
+        )
         if revision is not None and step == 1:
             description += _REVISION.format(analysis=revision.analysis, feedback=as_prompt_data(revision.feedback))
         if follow_up is not None:
@@ -152,7 +163,9 @@ def build_crew(
                 guardrail_max_retries=REPAIR_ATTEMPTS,
             )
         )
-    crew = crewai.Crew(agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False)
+    crew = crewai.Crew(
+        agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False
+    )
     return crew, {str(task.id): step for step, task in zip(steps, tasks, strict=True)}
 
 
@@ -165,8 +178,14 @@ def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) ->
     spec = AGENTS[0]
     language = requirement_language(requirement)
     agent = crewai.Agent(
-        role=spec.role, goal=spec.goal, backstory=spec.backstory, llm=llm,
-        allow_delegation=False, max_retry_limit=0, max_iter=3, verbose=False,
+        role=spec.role,
+        goal=spec.goal,
+        backstory=spec.backstory,
+        llm=llm,
+        allow_delegation=False,
+        max_retry_limit=0,
+        max_iter=3,
+        verbose=False,
     )
     documents = "\n".join(f"{name}: {document}" for name, document in follow_up.previous.items())
     description = (

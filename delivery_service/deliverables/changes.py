@@ -55,9 +55,7 @@ def id_order(identifier: str) -> tuple[int, int, int, str]:
     return (_PREFIX_ORDER.index(prefix), int(number), int(sub or 0), identifier)
 
 
-def diff(
-    before: Mapping[str, Mapping[str, Any] | None], after: Mapping[str, Mapping[str, Any] | None]
-) -> Changes:
+def diff(before: Mapping[str, Mapping[str, Any] | None], after: Mapping[str, Mapping[str, Any] | None]) -> Changes:
     """The changes from `before` to `after`, each a mapping of agent name to that agent's data."""
     old, new = identified_items(before), identified_items(after)
     return Changes(

@@ -23,9 +23,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import Message, Scope
 
-from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-
 from delivery_service.http.auth import Caller
+from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
 from delivery_service.store.events import utc_now_iso
 
 audit_logger = logging.getLogger("audit")

@@ -11,9 +11,10 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from crewai.events.types.llm_events import LLMCallType
 from crewai.llms.base_llm import BaseLLM, llm_call_context
+
+from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 
 Conversation = list[dict[str, str]]
 

@@ -33,17 +33,37 @@ SCRIPTED_NOTICE = "Scripted output of the `fake` model: it demonstrates the pipe
 
 def _triage(request: str) -> dict[str, Any]:
     words = request.lower()
-    rerun_from = next((agent for agent, names in _TRIAGE_WORDS if any(name in words for name in names)), "ProductManager")
-    classification = "bug" if any(name in words for name in ("bug", "wrong", "fix")) else "new_feature" if "add" in words else "change"
-    return {"classification": classification, "rerun_from": rerun_from, "reason": f"Scripted triage of: {request[:120]}"}
+    rerun_from = next(
+        (agent for agent, names in _TRIAGE_WORDS if any(name in words for name in names)), "ProductManager"
+    )
+    classification = (
+        "bug"
+        if any(name in words for name in ("bug", "wrong", "fix"))
+        else "new_feature"
+        if "add" in words
+        else "change"
+    )
+    return {
+        "classification": classification,
+        "rerun_from": rerun_from,
+        "reason": f"Scripted triage of: {request[:120]}",
+    }
 
 
 def _analysis(requirement: str, feedback: str | None, follow_up: str | None) -> dict[str, Any]:
     analysis = _first_analysis(requirement, feedback)
     if follow_up:  # a follow-up adds a story of its own; US-1 and US-2 stay as they were
-        analysis["user_stories"].append({"id": "US-3", "priority": "should", "story": f"As a user, I want: {follow_up}"})
+        analysis["user_stories"].append(
+            {"id": "US-3", "priority": "should", "story": f"As a user, I want: {follow_up}"}
+        )
         analysis["acceptance_criteria"].append(
-            {"id": "AC-3.1", "story_id": "US-3", "given": "the new request", "when": "I use it", "then": "it works as asked"}
+            {
+                "id": "AC-3.1",
+                "story_id": "US-3",
+                "given": "the new request",
+                "when": "I use it",
+                "then": "it works as asked",
+            }
         )
     return analysis
 
@@ -55,12 +75,34 @@ def _first_analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
     return {
         "user_stories": [
             {"id": "US-1", "priority": "must", "story": f"As a user, I want the core workflow of: {requirement}"},
-            {"id": "US-2", "priority": "should", "story": "As a user, I want to see my history, so that I can resume work."},
+            {
+                "id": "US-2",
+                "priority": "should",
+                "story": "As a user, I want to see my history, so that I can resume work.",
+            },
         ],
         "acceptance_criteria": [
-            {"id": "AC-1.1", "story_id": "US-1", "given": "valid input", "when": "I submit it", "then": "it is saved and shown"},
-            {"id": "AC-1.2", "story_id": "US-1", "given": "invalid input", "when": "I submit it", "then": "I see a clear error"},
-            {"id": "AC-2.1", "story_id": "US-2", "given": "saved items", "when": "I open the app", "then": "they are listed newest first"},
+            {
+                "id": "AC-1.1",
+                "story_id": "US-1",
+                "given": "valid input",
+                "when": "I submit it",
+                "then": "it is saved and shown",
+            },
+            {
+                "id": "AC-1.2",
+                "story_id": "US-1",
+                "given": "invalid input",
+                "when": "I submit it",
+                "then": "I see a clear error",
+            },
+            {
+                "id": "AC-2.1",
+                "story_id": "US-2",
+                "given": "saved items",
+                "when": "I open the app",
+                "then": "they are listed newest first",
+            },
         ],
         "non_functional": [
             {"id": "NFR-1", "requirement": "Responds quickly", "target": "p95 under 200 ms"},
@@ -76,7 +118,14 @@ def _case(number: int, title: str, kind: str, step: str, expected: str, covers: 
 
 _TEST_PLAN = {
     "test_cases": [
-        _case(1, f"Valid input is saved ({SCRIPTED_NOTICE})", "functional", "submit valid input", "saved and shown", ["AC-1.1"]),
+        _case(
+            1,
+            f"Valid input is saved ({SCRIPTED_NOTICE})",
+            "functional",
+            "submit valid input",
+            "saved and shown",
+            ["AC-1.1"],
+        ),
         _case(2, "Invalid input is refused", "negative", "submit empty input", "a clear error", ["AC-1.2"]),
         _case(3, "History newest first", "functional", "reopen the app", "items newest first", ["AC-2.1"]),
         _case(4, "Long input", "edge", "submit 10,000 characters", "saved intact", ["AC-1.1"]),
@@ -85,17 +134,35 @@ _TEST_PLAN = {
     ]
 }
 
+
 def _test_plan(follow_up: str | None) -> dict[str, Any]:
     if not follow_up:
         return _TEST_PLAN
-    extra = _case(7, f"Follow-up: {follow_up[:80]}", "functional", "use what the follow-up asked for", "it works as asked", ["AC-1.1"])
+    extra = _case(
+        7,
+        f"Follow-up: {follow_up[:80]}",
+        "functional",
+        "use what the follow-up asked for",
+        "it works as asked",
+        ["AC-1.1"],
+    )
     return {"test_cases": [*_TEST_PLAN["test_cases"], extra]}
 
 
 _DESIGN = {
     "components": [
-        {"id": "C-1", "name": "API service", "responsibility": f"FastAPI JSON API. {SCRIPTED_NOTICE}", "serves": ["US-1", "US-2"]},
-        {"id": "C-2", "name": "Persistence layer", "responsibility": "SQLite storage of items", "serves": ["US-1", "US-2"]},
+        {
+            "id": "C-1",
+            "name": "API service",
+            "responsibility": f"FastAPI JSON API. {SCRIPTED_NOTICE}",
+            "serves": ["US-1", "US-2"],
+        },
+        {
+            "id": "C-2",
+            "name": "Persistence layer",
+            "responsibility": "SQLite storage of items",
+            "serves": ["US-1", "US-2"],
+        },
         {"id": "C-3", "name": "Web UI", "responsibility": "Browser pages for the workflow", "serves": ["US-1", "US-2"]},
     ],
     "data_model": [{"entity": "item", "fields": ["id", "title", "created_at", "done"]}],
@@ -128,9 +195,13 @@ def scripted_answer(role: str, prompt: str) -> str:
     agent = AGENTS_BY_ROLE.get(role)
     name = agent.name if agent else "Coordinator"
     if follow_up is not None and "<previous_documents>" in prompt:
-        return f"Thought: I will triage the follow-up.\nFinal Answer: {json.dumps(_triage(follow_up), ensure_ascii=False)}"
+        return (
+            f"Thought: I will triage the follow-up.\nFinal Answer: {json.dumps(_triage(follow_up), ensure_ascii=False)}"
+        )
     data = {
-        "ProductManager": lambda: _analysis(requirement, feedback_match.group(1) if feedback_match else None, follow_up),
+        "ProductManager": lambda: _analysis(
+            requirement, feedback_match.group(1) if feedback_match else None, follow_up
+        ),
         "QAEngineer": lambda: _test_plan(follow_up),
         "SoftwareDeveloper": lambda: _DESIGN,
         "Coordinator": lambda: _review(requirement),

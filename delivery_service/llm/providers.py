@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import openai
+from crewai.llms.providers.openai.completion import OpenAICompletion
 
 from delivery_service.agents import PromptStyle
 from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
-from crewai.llms.providers.openai.completion import OpenAICompletion
 from delivery_service.llm.fake import ScriptedLLM
-from delivery_service.llm.retry import RetryingTransport, shared_ssl_context
 from delivery_service.llm.local import LOCAL_MODEL_ALIAS, local_model_server
+from delivery_service.llm.retry import RetryingTransport, shared_ssl_context
 from delivery_service.llm.skeleton import SkeletonLLM
 from delivery_service.settings import ResolvedProvider, Settings
 
@@ -65,7 +65,9 @@ def model_info(settings: Settings) -> ModelInfo:
     """Describe the configured model without starting or calling it."""
     provider = settings.resolved_provider()
     if provider == "dashscope":
-        return ModelInfo(provider, settings.dashscope_model, _public_endpoint(settings.dashscope_base_url), "full", None)
+        return ModelInfo(
+            provider, settings.dashscope_model, _public_endpoint(settings.dashscope_base_url), "full", None
+        )
     if provider == "openai":
         endpoint = _public_endpoint(settings.llm_base_url) if settings.llm_base_url else "https://api.openai.com"
         return ModelInfo(provider, settings.llm_model, endpoint, "full", None)

@@ -15,9 +15,9 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from functools import cache
 
 import httpx
 

@@ -65,7 +65,9 @@ def _one_sentence(text: str) -> str:
 def _latest_deliverable(task: Any) -> str:
     """The deliverable just before this task: its crew context, or what it was handed over (the plan and
     design for the review, else the approved analysis)."""
-    earlier = [context.output.raw for context in (getattr(task, "context", None) or []) if getattr(context, "output", None)]
+    earlier = [
+        context.output.raw for context in (getattr(task, "context", None) or []) if getattr(context, "output", None)
+    ]
     if earlier:
         return str(earlier[-1])
     description = str(getattr(task, "description", ""))
@@ -96,7 +98,8 @@ class SkeletonLLM(ChunkStreamingLLM):
         agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
         template = compact_template(agent.name, self.requirement)
         prompt = template.description.format(
-            requirement=as_prompt_data(self.requirement), earlier=_latest_deliverable(from_task)[:_EARLIER_EXCERPT_CHARS]
+            requirement=as_prompt_data(self.requirement),
+            earlier=_latest_deliverable(from_task)[:_EARLIER_EXCERPT_CHARS],
         )
         return [
             {"role": "system", "content": f"You are a {agent.role}. You write short, concrete markdown."},
@@ -145,4 +148,3 @@ class SkeletonLLM(ChunkStreamingLLM):
             extra_body={"repeat_penalty": self.repeat_penalty},
         )
         return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-

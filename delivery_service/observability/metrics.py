@@ -16,14 +16,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import Message, Scope
 
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-
-from delivery_service.store.writer import PendingEvent
 from delivery_service.store.events import EventType
+from delivery_service.store.writer import PendingEvent
 
 registry = CollectorRegistry()
 
 TASKS_STARTED = Counter("delivery_tasks_started_total", "Tasks whose crew began running", registry=registry)
-TASKS_FINISHED = Counter("delivery_tasks_finished_total", "Tasks that ended, by outcome", ["outcome"], registry=registry)
+TASKS_FINISHED = Counter(
+    "delivery_tasks_finished_total", "Tasks that ended, by outcome", ["outcome"], registry=registry
+)
 EVENTS = Counter("delivery_events_total", "Events stored and delivered, by type", ["event_type"], registry=registry)
 STORE_LAG = Histogram(
     "delivery_event_visible_seconds",
@@ -31,15 +32,24 @@ STORE_LAG = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=registry,
 )
-LLM_CALLS = Counter("delivery_llm_calls_total", "Model calls, by outcome", ["provider", "model", "outcome"], registry=registry)
-LLM_TOKENS = Counter("delivery_llm_tokens_total", "Model tokens, by kind", ["provider", "model", "kind"], registry=registry)
+LLM_CALLS = Counter(
+    "delivery_llm_calls_total", "Model calls, by outcome", ["provider", "model", "outcome"], registry=registry
+)
+LLM_TOKENS = Counter(
+    "delivery_llm_tokens_total", "Model tokens, by kind", ["provider", "model", "kind"], registry=registry
+)
 LLM_SECONDS = Histogram(
-    "delivery_llm_call_seconds", "Model call duration", ["provider", "model"],
-    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=registry,
+    "delivery_llm_call_seconds",
+    "Model call duration",
+    ["provider", "model"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=registry,
 )
 HTTP_SECONDS = Histogram(
-    "delivery_http_response_start_seconds", "Time to the first byte of the response, by route",
-    ["method", "route", "status"], registry=registry,
+    "delivery_http_response_start_seconds",
+    "Time to the first byte of the response, by route",
+    ["method", "route", "status"],
+    registry=registry,
 )
 TASKS_LIVE = Gauge("delivery_tasks", "Tasks not yet ended, by status", ["status"], registry=registry)
 QUEUE_DEPTH = Gauge("delivery_queue_depth", "Tasks waiting for a worker", registry=registry)
@@ -47,19 +57,26 @@ WORKERS_BUSY = Gauge("delivery_workers_busy", "Worker slots running a crew", reg
 WORKERS = Gauge("delivery_workers", "Worker slots (MAX_CONCURRENT_TASKS)", registry=registry)
 SUBSCRIBERS = Gauge("delivery_subscribers", "Open event streams", registry=registry)
 WEBHOOK_MESSAGES = Counter(
-    "delivery_webhook_messages_total", "Webhook messages settled, by type and outcome (delivered, failed)",
-    ["type", "outcome"], registry=registry,
+    "delivery_webhook_messages_total",
+    "Webhook messages settled, by type and outcome (delivered, failed)",
+    ["type", "outcome"],
+    registry=registry,
 )
 WEBHOOK_ATTEMPTS = Counter(
     "delivery_webhook_attempts_total",
     "Webhook requests, by result (2xx, 3xx, 410, 429, 4xx, 5xx, timeout, connection_error, refused_address)",
-    ["result"], registry=registry,
+    ["result"],
+    registry=registry,
 )
 WEBHOOK_LATENCY = Histogram(
-    "delivery_webhook_delivery_seconds", "From a webhook message's creation to its delivery (retries included)",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600), registry=registry,
+    "delivery_webhook_delivery_seconds",
+    "From a webhook message's creation to its delivery (retries included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+    registry=registry,
 )
-WEBHOOK_OUTBOX = Gauge("delivery_webhook_outbox_messages", "Webhook messages waiting to be delivered", registry=registry)
+WEBHOOK_OUTBOX = Gauge(
+    "delivery_webhook_outbox_messages", "Webhook messages waiting to be delivered", registry=registry
+)
 
 _OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CANCELLED: "cancelled"}
 

@@ -30,13 +30,13 @@ from typing import Any
 from delivery_service.crew.events import CrewEventsHandler, EventSink
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, build_crew, build_triage_crew, run_crew
 from delivery_service.llm.errors import TaskFailure, describe_failure
+from delivery_service.llm.local import LocalModelEndpoint, local_model_server
 from delivery_service.llm.providers import build_llm, model_info
 from delivery_service.llm.retry import RetryingTransport
-from delivery_service.llm.local import LocalModelEndpoint, local_model_server
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.settings import Settings, get_settings
-from delivery_service.streams import StreamLimitExceeded
 from delivery_service.store.events import EventType
+from delivery_service.streams import StreamLimitExceeded
 
 POLL_SECONDS = 0.02
 # Crews are batch work and the API answers people: on a busy machine the scheduler serves the API first.
@@ -150,7 +150,9 @@ class ProcessCrews:
         self._model_labels = model_labels
         load_handler_class(settings.crew_events_handler)
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["delivery_service.runs.crew_execution", settings.crew_events_handler.partition(":")[0]])
+        self._context.set_forkserver_preload(
+            ["delivery_service.runs.crew_execution", settings.crew_events_handler.partition(":")[0]]
+        )
         threading.Thread(target=self._start_forkserver, name="forkserver-start", daemon=True).start()
 
     def _start_forkserver(self) -> None:

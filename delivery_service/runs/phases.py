@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from delivery_service.agents import AGENT_NAMES, AGENTS, requirement_language
-from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.crew.events import EventSink
 from delivery_service.crew.factory import (
     ANALYSIS_STEPS,
@@ -36,6 +35,7 @@ from delivery_service.deliverables.changes import diff
 from delivery_service.deliverables.traceability import Traceability, documents, must_gaps, trace
 from delivery_service.llm.errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
+from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.settings import Settings
 from delivery_service.store.events import EventType
 from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
@@ -81,7 +81,11 @@ class PhaseWork:
     def of(cls, record: TaskRecord) -> PhaseWork:
         """The work of a task that has not run yet."""
         return cls(
-            record.task_id, record.requirement, record.skip_confirmation, record.stream_tokens, follow_up=record.follow_up
+            record.task_id,
+            record.requirement,
+            record.skip_confirmation,
+            record.stream_tokens,
+            follow_up=record.follow_up,
         )
 
     @property
@@ -182,13 +186,19 @@ class PhaseRunner:
             metadata["worker"] = work.worker
         if work.follow_up is not None:
             follow_up = work.follow_up
-            metadata.update(parent_task_id=follow_up.parent_task_id, thread_id=follow_up.thread_id, revision=follow_up.revision)
-        sink.publish_system(EventType.START, f"Task started on {self._model.provider} model {self._model.model}", metadata)
+            metadata.update(
+                parent_task_id=follow_up.parent_task_id, thread_id=follow_up.thread_id, revision=follow_up.revision
+            )
+        sink.publish_system(
+            EventType.START, f"Task started on {self._model.provider} model {self._model.model}", metadata
+        )
 
     def _triage(self, work: PhaseWork, sink: EventSink) -> None:
         """The ProductManager classifies the follow-up and names the first agent to run again."""
         result = self._crews.run(
-            CrewJob(work.task_id, work.requirement, work.stream_tokens, (), follow_up=work.follow_up_context(), triage=True),
+            CrewJob(
+                work.task_id, work.requirement, work.stream_tokens, (), follow_up=work.follow_up_context(), triage=True
+            ),
             sink,
         )
         self._add_usage(work, result)
@@ -227,7 +237,11 @@ class PhaseRunner:
         follow_up = work.follow_up_context()
         if follow_up is not None and carried:
             follow_up = replace(follow_up, kept=carried)  # the design is given the kept test plan
-        planning = self._run_crew(work, sink, to_run, analysis=work.analysis, follow_up=follow_up) if to_run else CrewResult({})
+        planning = (
+            self._run_crew(work, sink, to_run, analysis=work.analysis, follow_up=follow_up)
+            if to_run
+            else CrewResult({})
+        )
         for step, deliverable in kept.items():
             if deliverable is not None:
                 planning.outputs[step], planning.data[step] = deliverable.content, deliverable.data
@@ -243,7 +257,9 @@ class PhaseRunner:
         }
         found = documents(current)
         traceability = trace(found.analysis, found.test_plan, found.design)
-        sink.publish_system(EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()})
+        sink.publish_system(
+            EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()}
+        )
         changes = None
         if work.follow_up is not None:
             previous = {kept.agent_name: kept.data for kept in work.follow_up.parent_deliverables}

@@ -23,12 +23,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from delivery_service.runs.crew_execution import ProcessCrews, ThreadCrews
 from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.observability.logs import current_task_id
-from delivery_service.settings import Settings
-from delivery_service.streams import StreamManager, TaskStream
-from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
+from delivery_service.runs.crew_execution import ProcessCrews, ThreadCrews
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
     Phase,
@@ -41,9 +38,12 @@ from delivery_service.runs.phases import (
     timed_out,
 )
 from delivery_service.runs.queue import TaskQueue
+from delivery_service.settings import Settings
+from delivery_service.store.base import TaskStore
+from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
 from delivery_service.store.outbox import messages_for
 from delivery_service.store.records import FollowUp, TaskRecord, WebhookTarget
-from delivery_service.store.base import TaskStore
+from delivery_service.streams import StreamManager, TaskStream
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,9 @@ class TaskRunner:
             context.run(current_task_id.set, task.task_id)
             future = self._pool.submit(context.run, self._run_phase, task, phase)
             future.add_done_callback(
-                lambda done, task=task, started=started: self._loop.call_soon_threadsafe(self._phase_done, task, started, done)
+                lambda done, task=task, started=started: self._loop.call_soon_threadsafe(
+                    self._phase_done, task, started, done
+                )
             )
 
     def _phase_done(self, task: LiveTask, started: float, done: Future[PhaseOutcome]) -> None:

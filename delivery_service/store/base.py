@@ -24,7 +24,9 @@ class StoreUnavailable(RuntimeError):
 class TaskStore(Protocol):
     outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
 
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
+    def save(
+        self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
+    ) -> None:
         """Store new or changed task records, new events and the webhook messages they cause, all or nothing.
 
         A record's `last_sequence` may be ahead of its stored row: it is read back from the events.

@@ -29,7 +29,9 @@ class MemoryTaskStore:
         self._outbox_db.executescript(sqlite_outbox.SCHEMA)
         self.outbox = sqlite_outbox.SqliteOutbox(self._outbox_transaction, self._outbox_read)
 
-    def save(self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()) -> None:
+    def save(
+        self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
+    ) -> None:
         with self._lock:
             for record in records:
                 self._tasks[record.task_id] = record

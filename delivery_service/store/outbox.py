@@ -96,7 +96,14 @@ def messages_for(record: TaskRecord, event: TaskEvent, public_url: str) -> list[
     message_type = MESSAGE_TYPES[event.event_type][0]
     body = (parts[0] + str(event.sequence).encode() + parts[1]).decode()
     return [
-        OutboxMessage(webhook_id(event.task_id, event.sequence, index), event.task_id, event.sequence, message_type, target.url, body)
+        OutboxMessage(
+            webhook_id(event.task_id, event.sequence, index),
+            event.task_id,
+            event.sequence,
+            message_type,
+            target.url,
+            body,
+        )
         for index, target in enumerate(record.webhooks, start=1)
         if message_type in target.events
     ]

@@ -22,10 +22,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from delivery_service.store.base import StoreUnavailable, TaskStore
 from delivery_service.store.events import EncodedEvent
 from delivery_service.store.outbox import messages_for
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.base import StoreUnavailable, TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ Deliver = Callable[[list[PendingEvent]], None]
 class EventWriter:
     """The single writer of a TaskStore; see the module docstring."""
 
-    def __init__(self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver, public_url: str = "") -> None:
+    def __init__(
+        self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver, public_url: str = ""
+    ) -> None:
         self._store = store
         self._public_url = public_url  # for the links in webhook messages
         self._loop = loop
@@ -122,7 +124,9 @@ class EventWriter:
                 messages += messages_for(record, item.encoded.event, self._public_url)
             try:
                 self._store.save(
-                    [task.record for task in new_tasks] + list(changed.values()), [item.encoded for item in unsaved], messages
+                    [task.record for task in new_tasks] + list(changed.values()),
+                    [item.encoded for item in unsaved],
+                    messages,
                 )
             except StoreUnavailable as exc:
                 for record, previous in zip(records, before, strict=True):

@@ -119,7 +119,9 @@ async def _started(start: Awaitable[tuple[TaskRecord, bool]]) -> tuple[TaskRecor
     except ServiceStopping as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
     except QueueFull as exc:
-        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}) from exc
+        raise HTTPException(
+            status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}
+        ) from exc
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
     current_task_id.set(record.task_id)
@@ -184,9 +186,7 @@ async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller)
     if stream is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
-    return TaskStatusResponse.of(
-        await get_record(task_id, state, caller), await state.runner.queue_position(task_id)
-    )
+    return TaskStatusResponse.of(await get_record(task_id, state, caller), await state.runner.queue_position(task_id))
 
 
 @router.get(
