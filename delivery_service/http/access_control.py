@@ -34,8 +34,8 @@ TEST_UI_POLICY = (
     "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # Swagger UI's and ReDoc's pages (served with their files from this host, see main.py): their inline
-# start-up script and styles are FastAPI's own; everything else must come from here. ReDoc's bundle links
-# its logo on cdn.redoc.ly: this policy keeps the browser from ever asking another host.
+# start-up script and styles are FastAPI's own; everything else must come from here (ReDoc's bundle is
+# served with its cdn.redoc.ly logo address replaced, and this policy would refuse any other host).
 API_DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
