@@ -12,7 +12,7 @@ point CREW_EVENTS_HANDLER at your class (README, "Custom event handlers"):
             ...
 """
 
-from delivery_service.crew.events import CrewEventsHandler, EventSink
+from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
 from delivery_service.crew.factory import (
     ANALYSIS_STEPS,
     DELIVERY_STEPS,

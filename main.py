@@ -23,7 +23,11 @@ from starlette.routing import Route
 from delivery_service import __version__
 from delivery_service.http.access_control import SecurityHeaders
 from delivery_service.http.body_limit import BodyLimit
-from delivery_service.http.errors import http_error_handler, request_validation_handler, store_unavailable_handler
+from delivery_service.http.error_responses import (
+    http_error_handler,
+    request_validation_handler,
+    store_unavailable_handler,
+)
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.mcp_server import build_mcp_server, mcp_route
 from delivery_service.http.openapi import install_event_schema

@@ -28,7 +28,7 @@ def check_imports() -> None:
     import agents_config  # noqa: F401
     import crew_factory  # noqa: F401
     import delivery_service.cluster.celery_app  # noqa: F401  (the cluster mode: Celery, redis-py)
-    import delivery_service.cluster.runner  # noqa: F401
+    import delivery_service.cluster.cluster_runner  # noqa: F401
     import main  # noqa: F401
     import stream_manager  # noqa: F401
 
@@ -45,9 +45,9 @@ def check_agents() -> None:
 
 
 def check_stream_manager() -> None:
-    from delivery_service.store.events import EventType
     from delivery_service.store.memory import MemoryTaskStore
     from delivery_service.store.records import TaskRecord
+    from delivery_service.store.task_event import EventType
     from stream_manager import StreamLimits, StreamManager
 
     async def publish_and_read() -> bytes:

@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from delivery_service.store.base import TaskStore  # noqa: E402
-from delivery_service.store.events import EventType  # noqa: E402
 from delivery_service.store.memory import MemoryTaskStore  # noqa: E402
 from delivery_service.store.records import TaskRecord  # noqa: E402
 from delivery_service.store.sqlite import SqliteTaskStore  # noqa: E402
-from delivery_service.streams import StreamLimits, StreamManager, TaskStream  # noqa: E402
+from delivery_service.store.task_event import EventType  # noqa: E402
+from delivery_service.task_streams import StreamLimits, StreamManager, TaskStream  # noqa: E402
 
 LIMITS = StreamLimits(max_stream_bytes=1 << 30, max_event_content_chars=100_000)
 CONTENT = "a token-sized piece of model output, as a delta event carries it"

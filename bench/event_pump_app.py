@@ -18,8 +18,8 @@ import os
 import random
 import time
 
-from delivery_service.runs.runner import LiveTask, Phase, PhaseOutcome, TaskRunner
-from delivery_service.store.events import EventType
+from delivery_service.runs.task_runner import LiveTask, Phase, PhaseOutcome, TaskRunner
+from delivery_service.store.task_event import EventType
 from main import app
 
 EVENTS = max(2, int(os.environ.get("BENCH_EVENTS", "200")))

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     stream_cleanup_interval_seconds: float = Field(default=60.0, gt=0)
     max_stream_bytes_per_task: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     max_event_content_chars: int = Field(default=100_000, ge=256)
-    crew_events_handler: str = "delivery_service.crew.events:CrewEventsHandler"
+    crew_events_handler: str = "delivery_service.crew.event_handler:CrewEventsHandler"
     crew_execution: Literal["thread", "process"] = "thread"
     crew_stop_grace_seconds: float = Field(default=5.0, ge=0)
 

@@ -19,7 +19,7 @@ import httpx
 import redis
 
 from conftest import PROJECT_ROOT, TEST_DEFAULTS, ServerProcess, free_port, launch_service, wait_until
-from delivery_service.cluster.local import local_nginx_config, nginx_command
+from delivery_service.cluster.launcher import local_nginx_config, nginx_command
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents_config import AgentSpec
 from crew_factory import CrewEventsHandler
-from delivery_service.store.events import EventType
+from delivery_service.store.task_event import EventType
 
 
 class WordCountingHandler(CrewEventsHandler):

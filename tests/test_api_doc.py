@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 import main  # builds the app without starting it: no model is loaded, no store opened
 from delivery_service.http.routes.service import STATIC_DIR
 from delivery_service.settings import Settings, get_settings
-from delivery_service.store.events import EventType
 from delivery_service.store.records import TaskStatus
+from delivery_service.store.task_event import EventType
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 OUTSIDE_HEADING = "Pages outside the OpenAPI schema"

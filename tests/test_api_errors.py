@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from conftest import ServerProcess, start_task, wait_until
-from delivery_service.http.schemas import ConfirmRequest, FollowUpRequest, RunTaskRequest
+from delivery_service.http.api_models import ConfirmRequest, FollowUpRequest, RunTaskRequest
 from delivery_service.http.visible_text import is_visible, visible_text_pattern
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"

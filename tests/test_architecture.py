@@ -34,3 +34,12 @@ def test_the_code_is_formatted_and_its_imports_sorted() -> None:
     for command in ([ruff, "format", "--check", "--no-cache", "."], [ruff, "check", "--no-cache", "."]):
         result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{' '.join(command[1:])} (run it without --check to fix):\n{result.stdout}"
+
+
+def test_no_two_modules_share_a_file_name() -> None:
+    """A file's name says which thing it is: no `events.py` in three packages for three jobs."""
+    names: dict[str, list[str]] = {}
+    for path in (PROJECT_ROOT / "delivery_service").rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            names.setdefault(path.name, []).append(str(path.relative_to(PROJECT_ROOT)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}

@@ -21,9 +21,15 @@ import redis
 from cluster_processes import Cluster, Nginx, RedisServer
 from conftest import StreamReader, read_stream, sequences, start_task, status, wait_until
 from delivery_service.cluster.celery_app import create_celery_app, send_phase
-from delivery_service.cluster.events import APPEND_SCRIPT, AppendRefused, AppendRequest, TaskKeys, unsequenced_event
+from delivery_service.cluster.redis_event_log import (
+    APPEND_SCRIPT,
+    AppendRefused,
+    AppendRequest,
+    TaskKeys,
+    unsequenced_event,
+)
 from delivery_service.settings import Settings
-from delivery_service.store.events import EventType
+from delivery_service.store.task_event import EventType
 from webhook_receiver import WebhookReceiver, new_secret
 
 pytestmark = pytest.mark.slow

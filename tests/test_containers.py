@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from conftest import PROJECT_ROOT, StreamReader, free_port, read_stream, sequences, start_task, status, wait_until
-from delivery_service.cluster.events import TaskKeys
+from delivery_service.cluster.redis_event_log import TaskKeys
 from docker_stack import ComposeProject, DockerEngine, DockerUnavailable, docker
 
 # Building images and waiting on health checks takes minutes, the in-image suite longer.

@@ -53,7 +53,7 @@ def test_scripts_cluster_serves_a_task_and_stops_everything(tmp_path: Path) -> N
     command = [
         sys.executable,
         "-m",
-        "delivery_service.cluster.local",
+        "delivery_service.cluster.launcher",
         "--replicas",
         "2",
         "--workers",

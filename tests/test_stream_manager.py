@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from delivery_service.store.events import EncodedEvent, EventType, TaskEvent, utc_now_iso
 from delivery_service.store.memory import MemoryTaskStore
 from delivery_service.store.records import TaskRecord
-from delivery_service.streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
+from delivery_service.store.task_event import EncodedEvent, EventType, TaskEvent, utc_now_iso
+from delivery_service.task_streams import StreamLimitExceeded, StreamLimits, StreamManager, TaskStream
 
 LIMITS = StreamLimits(max_stream_bytes=1_000_000, max_event_content_chars=1000)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from delivery_service.store.events import EncodedEvent, EventType, TaskEvent
 from delivery_service.store.records import TaskRecord, TaskStatus
 from delivery_service.store.sqlite import SqliteTaskStore
+from delivery_service.store.task_event import EncodedEvent, EventType, TaskEvent
 
 # The tasks table as the first released version wrote it: no `owner`, no `usage`.
 _FIRST_TASKS_TABLE = """

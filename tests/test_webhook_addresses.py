@@ -15,7 +15,7 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from delivery_service.http.schemas import TaskOptions
+from delivery_service.http.api_models import TaskOptions
 from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.settings import Settings
 from delivery_service.webhooks.addresses import AllowList, WebhookUrlRefused, connect_address, refused_address

@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio
 
 from cluster_processes import RedisServer
-from delivery_service.cluster.events import WEBHOOKS_DUE
-from delivery_service.cluster.webhooks import RedisOutbox
+from delivery_service.cluster.redis_event_log import WEBHOOKS_DUE
+from delivery_service.cluster.redis_outbox import RedisOutbox
 from delivery_service.settings import Settings
 from delivery_service.store.memory import MemoryTaskStore
 from delivery_service.store.outbox import OutboxMessage, ReceiverRoom, receiver

@@ -16,10 +16,10 @@ from datetime import datetime
 
 import redis
 
-from delivery_service.cluster.events import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
+from delivery_service.cluster.redis_event_log import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
 from delivery_service.store.base import StoreUnavailable
-from delivery_service.store.events import TaskEvent
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import TaskEvent
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from celery.signals import worker_process_init
 from redis.commands.core import Script
 
 from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
-from delivery_service.cluster.events import (
+from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
     CLAIM_SCRIPT,
     QUEUED,
@@ -48,9 +48,9 @@ from delivery_service.observability.logs import configure_logging, current_task_
 from delivery_service.runs.crew_execution import ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
 from delivery_service.settings import Settings, get_settings
-from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent
 from delivery_service.store.records import TaskRecord
-from delivery_service.streams import StreamLimitExceeded
+from delivery_service.store.task_event import SYSTEM_AGENT, EventType, TaskEvent
+from delivery_service.task_streams import StreamLimitExceeded
 
 logger = logging.getLogger("multi_agent_service.worker")
 

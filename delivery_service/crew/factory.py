@@ -16,7 +16,7 @@ from delivery_service.agents import (
     as_prompt_data,
     requirement_language,
 )
-from delivery_service.crew.events import CrewEventsHandler
+from delivery_service.crew.event_handler import CrewEventsHandler
 from delivery_service.crew.structure import REPAIR_ATTEMPTS, StructuredAnswer
 from delivery_service.crewai_runtime import crewai, without_crewai_retries
 from delivery_service.deliverables.schemas import TRIAGE

@@ -25,7 +25,7 @@ from starlette.types import Message, Scope
 
 from delivery_service.http.auth import Caller
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-from delivery_service.store.events import utc_now_iso
+from delivery_service.store.task_event import utc_now_iso
 
 audit_logger = logging.getLogger("audit")
 

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 
+from delivery_service.http.api_models import ErrorResponse
 from delivery_service.http.auth import Caller
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.http.schemas import ErrorResponse
 from delivery_service.observability.logs import current_task_id
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord

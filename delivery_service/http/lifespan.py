@@ -21,21 +21,21 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from delivery_service.cluster.events import connect, connect_async
-from delivery_service.cluster.runner import ClusterRunner
+from delivery_service.cluster.cluster_runner import ClusterRunner
+from delivery_service.cluster.redis_event_log import connect, connect_async
+from delivery_service.cluster.redis_outbox import RedisOutbox
+from delivery_service.cluster.replica_streams import ClusterStreams
 from delivery_service.cluster.store import RedisTaskStore
-from delivery_service.cluster.streams import ClusterStreams
-from delivery_service.cluster.webhooks import RedisOutbox
 from delivery_service.http.access_control import StreamSlots, TaskRateLimit
 from delivery_service.http.auth import ApiKeys
-from delivery_service.llm.local import local_model_server
-from delivery_service.runs.runner import TaskRunner, fail_interrupted_tasks
+from delivery_service.llm.embedded_model import local_model_server
+from delivery_service.runs.task_runner import TaskRunner, fail_interrupted_tasks
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.base import StoreUnavailable, TaskStore
-from delivery_service.store.events import iso_utc
 from delivery_service.store.memory import MemoryTaskStore
 from delivery_service.store.sqlite import SqliteTaskStore
-from delivery_service.streams import StreamLimits, StreamManager
+from delivery_service.store.task_event import iso_utc
+from delivery_service.task_streams import StreamLimits, StreamManager
 from delivery_service.webhooks.async_outbox import AsyncOutbox, ThreadedOutbox
 from delivery_service.webhooks.sender import WebhookSender
 

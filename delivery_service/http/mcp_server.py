@@ -28,13 +28,13 @@ from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
+from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import get_record
-from delivery_service.http.errors import readable_error
+from delivery_service.http.error_responses import readable_error
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.mcp_guard import McpGuard
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
-from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
 from delivery_service.http.task_events import task_events
 
 INSTRUCTIONS = (

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from delivery_service.store.events import TaskEvent
+from delivery_service.store.task_event import TaskEvent
 
 EVENT_STREAM_RESPONSE: dict[str, Any] = {
     "description": "Server-Sent Events: each event is `id: <sequence>` and one `data:` line holding a TaskEvent "

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.store.events import TERMINAL_EVENT_TYPES, EventType
+from delivery_service.store.task_event import TERMINAL_EVENT_TYPES, EventType
 
 
 async def task_events(state: ServiceState, task_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:

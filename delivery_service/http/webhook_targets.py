@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
 
-from delivery_service.http.schemas import TaskOptions
+from delivery_service.http.api_models import TaskOptions
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import ALL_MESSAGE_TYPES
 from delivery_service.store.records import WebhookTarget

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import Message, Scope
 
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-from delivery_service.store.events import EventType
+from delivery_service.store.task_event import EventType
 from delivery_service.store.writer import PendingEvent
 
 registry = CollectorRegistry()

@@ -27,16 +27,16 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from delivery_service.crew.events import CrewEventsHandler, EventSink
+from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, build_crew, build_triage_crew, run_crew
-from delivery_service.llm.errors import TaskFailure, describe_failure
-from delivery_service.llm.local import LocalModelEndpoint, local_model_server
+from delivery_service.llm.embedded_model import LocalModelEndpoint, local_model_server
+from delivery_service.llm.model_errors import TaskFailure, describe_failure
 from delivery_service.llm.providers import build_llm, model_info
 from delivery_service.llm.retry import RetryingTransport
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.settings import Settings, get_settings
-from delivery_service.store.events import EventType
-from delivery_service.streams import StreamLimitExceeded
+from delivery_service.store.task_event import EventType
+from delivery_service.task_streams import StreamLimitExceeded
 
 POLL_SECONDS = 0.02
 # Crews are batch work and the API answers people: on a busy machine the scheduler serves the API first.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from delivery_service.agents import AGENT_NAMES, AGENTS, requirement_language
-from delivery_service.crew.events import EventSink
+from delivery_service.crew.event_handler import EventSink
 from delivery_service.crew.factory import (
     ANALYSIS_STEPS,
     PLANNING_STEPS,
@@ -33,12 +33,12 @@ from delivery_service.crew.factory import (
 )
 from delivery_service.deliverables.changes import diff
 from delivery_service.deliverables.traceability import Traceability, documents, must_gaps, trace
-from delivery_service.llm.errors import describe_failure
+from delivery_service.llm.model_errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.settings import Settings
-from delivery_service.store.events import EventType
 from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
+from delivery_service.store.task_event import EventType
 
 logger = logging.getLogger(__name__)
 

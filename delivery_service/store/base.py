@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from delivery_service.store.events import EncodedEvent
 from delivery_service.store.outbox import Outbox, OutboxMessage
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import EncodedEvent
 
 
 class StoreUnavailable(RuntimeError):

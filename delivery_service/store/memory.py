@@ -9,9 +9,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from delivery_service.store import sqlite_outbox
-from delivery_service.store.events import EncodedEvent
 from delivery_service.store.outbox import OutboxMessage
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import EncodedEvent
 
 
 class MemoryTaskStore:

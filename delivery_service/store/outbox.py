@@ -18,8 +18,8 @@ from typing import Literal, Protocol
 
 import orjson
 
-from delivery_service.store.events import EventType, TaskEvent
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import EventType, TaskEvent
 
 # The message type an event causes, and the task's status it reports.
 MESSAGE_TYPES: dict[EventType, tuple[str, str]] = {

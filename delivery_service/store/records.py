@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from delivery_service.agents import AGENTS
-from delivery_service.store.events import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
+from delivery_service.store.task_event import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
 
 
 class TaskStatus(str, Enum):

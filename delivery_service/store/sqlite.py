@@ -17,7 +17,6 @@ from pathlib import Path
 
 from delivery_service.store import sqlite_outbox
 from delivery_service.store.base import StoreUnavailable
-from delivery_service.store.events import EncodedEvent, EventType
 from delivery_service.store.outbox import OutboxMessage
 from delivery_service.store.records import (
     FINISHED_STATUSES,
@@ -28,6 +27,7 @@ from delivery_service.store.records import (
     TaskStatus,
     webhook_targets,
 )
+from delivery_service.store.task_event import EncodedEvent, EventType
 
 # The service checkpoints the write-ahead log every CHECKPOINT_SECONDS from its own connection, where it
 # does not stall the event writer (SQLite's automatic checkpoint runs inside a commit: several

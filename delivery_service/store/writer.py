@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from delivery_service.store.base import StoreUnavailable, TaskStore
-from delivery_service.store.events import EncodedEvent
 from delivery_service.store.outbox import messages_for
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import EncodedEvent
 
 logger = logging.getLogger(__name__)
 

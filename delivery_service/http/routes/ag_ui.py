@@ -48,12 +48,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, CallerOf, State, get_record
-from delivery_service.http.errors import readable_error
+from delivery_service.http.error_responses import readable_error
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result
-from delivery_service.http.schemas import ConfirmRequest, RunTaskRequest
 from delivery_service.http.task_events import task_events
 from delivery_service.http.visible_text import require_visible
 

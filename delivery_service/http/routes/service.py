@@ -10,10 +10,10 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from delivery_service import __version__
+from delivery_service.http.api_models import HealthResponse, ReadinessResponse
 from delivery_service.http.dependencies import State
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.http.schemas import HealthResponse, ReadinessResponse
-from delivery_service.llm.local import local_model_server
+from delivery_service.llm.embedded_model import local_model_server
 from delivery_service.llm.providers import model_info
 from delivery_service.observability.metrics import exposition
 from delivery_service.settings import get_settings

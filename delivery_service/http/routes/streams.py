@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from delivery_service.http.access_control import client_of
+from delivery_service.http.api_models import StreamsResponse, StreamSummary
 from delivery_service.http.dependencies import (
     API_ERRORS,
     NOT_FOUND,
@@ -19,7 +20,6 @@ from delivery_service.http.dependencies import (
     resume_after,
 )
 from delivery_service.http.openapi import EVENT_STREAM_RESPONSE
-from delivery_service.http.schemas import StreamsResponse, StreamSummary
 
 router = APIRouter(responses=API_ERRORS)
 

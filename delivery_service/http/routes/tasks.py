@@ -17,6 +17,17 @@ from delivery_service.agents import requirement_language
 from delivery_service.deliverables.render import traceability_matrix
 from delivery_service.deliverables.traceability import Traceability, documents
 from delivery_service.http.access_control import audit, client_of
+from delivery_service.http.api_models import (
+    ConfirmRequest,
+    FollowUpRequest,
+    FollowUpResponse,
+    RunTaskRequest,
+    RunTaskResponse,
+    TaskResultResponse,
+    TasksResponse,
+    TaskStatusResponse,
+    TaskSummary,
+)
 from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import (
     API_ERRORS,
@@ -30,20 +41,15 @@ from delivery_service.http.dependencies import (
     stored_task,
 )
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.http.schemas import (
-    ConfirmRequest,
-    FollowUpRequest,
-    FollowUpResponse,
-    RunTaskRequest,
-    RunTaskResponse,
-    TaskResultResponse,
-    TasksResponse,
-    TaskStatusResponse,
-    TaskSummary,
-)
 from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.observability.logs import current_task_id
-from delivery_service.runs.runner import NotAwaitingConfirmation, QueueFull, ServiceStopping, TaskRequest, ThreadFull
+from delivery_service.runs.task_runner import (
+    NotAwaitingConfirmation,
+    QueueFull,
+    ServiceStopping,
+    TaskRequest,
+    ThreadFull,
+)
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord, TaskStatus
 

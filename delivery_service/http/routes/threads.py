@@ -6,8 +6,8 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException
 
+from delivery_service.http.api_models import ThreadResponse, ThreadTask
 from delivery_service.http.dependencies import API_ERRORS, NOT_FOUND, CallerOf, State
-from delivery_service.http.schemas import ThreadResponse, ThreadTask
 from delivery_service.store.base import StoreUnavailable
 
 router = APIRouter(tags=["threads"], responses=API_ERRORS)

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException
 
+from delivery_service.http.api_models import RedeliveryResponse, WebhookDeliveriesResponse, WebhookDelivery
 from delivery_service.http.dependencies import API_ERRORS, NOT_FOUND, State, error_response, get_record
-from delivery_service.http.schemas import RedeliveryResponse, WebhookDeliveriesResponse, WebhookDelivery
 from delivery_service.http.webhook_targets import WEBHOOKS_OFF
 from delivery_service.store.outbox import Redelivery
 from delivery_service.store.records import TaskRecord

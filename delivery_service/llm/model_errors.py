@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import httpx
 import openai
 
-from delivery_service.llm.local import LocalModelUnavailable
+from delivery_service.llm.embedded_model import LocalModelUnavailable
 from delivery_service.settings import Settings
-from delivery_service.streams import StreamLimitExceeded
+from delivery_service.task_streams import StreamLimitExceeded
 
 
 @dataclass(frozen=True)

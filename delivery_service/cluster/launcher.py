@@ -1,4 +1,4 @@
-"""The cluster on one machine, without Docker: `scripts/cluster` (or `python -m delivery_service.cluster.local`).
+"""The cluster on one machine, without Docker: `scripts/cluster` (or `python -m delivery_service.cluster.launcher`).
 
 Starts Debian's (or any) `redis-server` and `nginx` and this project's API replicas and Celery workers,
 all on 127.0.0.1, with the repository's `nginx.conf` rendered for them (`local_nginx_config`), and stops

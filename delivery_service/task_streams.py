@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 from delivery_service.observability.metrics import record_delivered
 from delivery_service.store.base import TaskStore
-from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
 from delivery_service.store.outbox import MESSAGE_TYPES
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, sse_frame, utc_now_iso
 from delivery_service.store.writer import EventWriter, PendingEvent
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class StreamView:
     """The frames of one task's stream held in memory, walked by any number of subscribers.
 
     Event loop only. Frames arrive in sequence order through `show`: from this process's event
-    writer (`TaskStream`), or from a Redis Stream's tail (cluster/streams.py).
+    writer (`TaskStream`), or from a Redis Stream's tail (cluster/replica_streams.py).
     """
 
     def __init__(self, record: TaskRecord) -> None:

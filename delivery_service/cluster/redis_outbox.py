@@ -1,6 +1,6 @@
 """The webhook outbox in Redis (REDIS_URL): the `AsyncOutbox` every API replica's sender claims from.
 
-The append script stores a task's messages with the event that causes them (cluster/events.py): one
+The append script stores a task's messages with the event that causes them (cluster/redis_event_log.py): one
 hash per message (`mad:webhook:<id>`), the task's list of message ids, and `WEBHOOKS_DUE`, a sorted set
 of pending messages scored by when they are due. A sender claims due messages with one script that
 moves their score past its lease and marks them with its claim token, so two replicas never send one
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import redis.asyncio
 
-from delivery_service.cluster.events import PREFIX, WEBHOOKS_DUE, TaskKeys
+from delivery_service.cluster.redis_event_log import PREFIX, WEBHOOKS_DUE, TaskKeys
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import (
     STOPPED_URL_ERROR,

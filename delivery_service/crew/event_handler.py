@@ -36,8 +36,8 @@ from delivery_service.crew.structure import StructuredAnswer
 from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from delivery_service.llm.retry import Retry
 from delivery_service.observability.metrics import record_llm_call
-from delivery_service.store.events import SYSTEM_AGENT, EventType
 from delivery_service.store.records import USAGE_KEYS
+from delivery_service.store.task_event import SYSTEM_AGENT, EventType
 
 TOTAL_STEPS = len(AGENTS)
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)

@@ -9,7 +9,7 @@ stop all end a task the same way: they publish its terminal event, and its crew 
 step (`CrewEventsHandler` refuses to go on once the stream has ended).
 
 Everything here runs on the event loop, except `_run_phase`, which runs on a worker thread and only
-publishes events. With REDIS_URL set, cluster/runner.py takes this module's place.
+publishes events. With REDIS_URL set, cluster/cluster_runner.py takes this module's place.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from delivery_service.runs.phases import (
 from delivery_service.runs.queue import TaskQueue
 from delivery_service.settings import Settings
 from delivery_service.store.base import TaskStore
-from delivery_service.store.events import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
 from delivery_service.store.outbox import messages_for
 from delivery_service.store.records import FollowUp, TaskRecord, WebhookTarget
-from delivery_service.streams import StreamManager, TaskStream
+from delivery_service.store.task_event import SYSTEM_AGENT, EncodedEvent, EventType, TaskEvent, utc_now_iso
+from delivery_service.task_streams import StreamManager, TaskStream
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator
 import redis
 import redis.asyncio
 
-from delivery_service.cluster.events import PREFIX, TaskKeys
+from delivery_service.cluster.redis_event_log import PREFIX, TaskKeys
 from delivery_service.cluster.store import RedisTaskStore
-from delivery_service.store.events import TaskEvent, sse_frame
-from delivery_service.streams import STORED_PAGE_EVENTS, StreamView, release_expired
+from delivery_service.store.task_event import TaskEvent, sse_frame
+from delivery_service.task_streams import STORED_PAGE_EVENTS, StreamView, release_expired
 
 logger = logging.getLogger(__name__)
 

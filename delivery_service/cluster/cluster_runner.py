@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from delivery_service.cluster.celery_app import HIGHEST_PRIORITY, create_celery_app, revoke, send_phase
-from delivery_service.cluster.events import (
+from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
     AWAITING,
     QUEUED,
@@ -39,7 +39,7 @@ from delivery_service.cluster.events import (
     thread_tasks,
     unsequenced_event,
 )
-from delivery_service.cluster.webhooks import webhook_targets_json
+from delivery_service.cluster.redis_outbox import webhook_targets_json
 from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
@@ -49,7 +49,7 @@ from delivery_service.runs.phases import (
     revisions_exhausted,
     worker_lost,
 )
-from delivery_service.runs.runner import (
+from delivery_service.runs.task_runner import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
     NotAwaitingConfirmation,
     QueueFull,
@@ -60,8 +60,8 @@ from delivery_service.runs.runner import (
 )
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable
-from delivery_service.store.events import SYSTEM_AGENT, EventType
 from delivery_service.store.records import FollowUp, TaskRecord
+from delivery_service.store.task_event import SYSTEM_AGENT, EventType
 
 logger = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ import redis
 import redis.asyncio
 
 from delivery_service.settings import Settings
-from delivery_service.store.events import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.store.outbox import MESSAGE_TYPES, body_parts
-from delivery_service.streams import bounded_content
+from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
+from delivery_service.task_streams import bounded_content
 
 PREFIX = "mad"
 TASKS = f"{PREFIX}:tasks"  # every task, scored by creation time (ms)

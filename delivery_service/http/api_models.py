@@ -25,9 +25,9 @@ from delivery_service.deliverables.traceability import assess
 from delivery_service.http.markdown import render_markdown
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
 from delivery_service.settings import get_settings
-from delivery_service.store.events import iso_utc
 from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
+from delivery_service.store.task_event import iso_utc
 
 
 def _trimmed(value: object) -> object:
