@@ -212,7 +212,7 @@ class StreamManager:
 
     def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
-        record_delivered(batch)
+        record_delivered((item.encoded.event.event_type, item.published) for item in batch)
         if self.on_webhook_events is not None and any(item.encoded.event.event_type in MESSAGE_TYPES for item in batch):
             self.on_webhook_events()
         frames: dict[str, list[bytes]] = {}
