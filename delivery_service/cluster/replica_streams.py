@@ -53,10 +53,6 @@ class ClusterStreams:
         self._reader = asyncio.create_task(self._read_forever(), name="stream-tails")
         self.failure: str | None = None
 
-    def get_stream(self, task_id: str) -> None:
-        """Records are read from Redis (cluster/store.py), never from a replica's memory."""
-        return None
-
     def streams(self) -> list[StreamView]:
         return list(self._views.values())
 
