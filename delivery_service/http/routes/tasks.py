@@ -43,13 +43,8 @@ from delivery_service.http.dependencies import (
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.observability.logs import current_task_id
-from delivery_service.runs.task_runner import (
-    NotAwaitingConfirmation,
-    QueueFull,
-    ServiceStopping,
-    TaskRequest,
-    ThreadFull,
-)
+from delivery_service.runs.control_messages import NotAwaitingConfirmation, QueueFull, ServiceStopping, ThreadFull
+from delivery_service.runs.task_runner import TaskRequest
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord, TaskStatus
 
