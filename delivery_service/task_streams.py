@@ -15,9 +15,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from delivery_service.observability.metrics import record_delivered
 from delivery_service.store.base import TaskStore
@@ -101,6 +101,25 @@ class StreamView:
 
 
 View = TypeVar("View", bound=StreamView)
+
+
+class TaskStreams(Protocol):
+    """What both modes' streams do: `StreamManager` here, `ClusterStreams` (cluster/replica_streams.py)."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why events cannot be stored or read right now, or None."""
+
+    def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
+        """A task's SSE frames after `last_sequence`, replayed then live, until its terminal event."""
+
+    def streams(self) -> Sequence[StreamView]:
+        """The streams held in this process's memory."""
+
+    def remove_expired(self) -> list[str]:
+        """Forget finished streams older than the retention time that nobody is reading; their task ids."""
+
+    async def close(self) -> None: ...
 
 
 def release_expired(views: dict[str, View], retention_seconds: float) -> list[str]:
@@ -212,7 +231,7 @@ class StreamManager:
 
     def deliver(self, batch: list[PendingEvent]) -> None:
         """Show a stored batch to subscribers, each stream's frames in one step (the writer calls this)."""
-        record_delivered(batch)
+        record_delivered((item.encoded.event.event_type, item.published) for item in batch)
         if self.on_webhook_events is not None and any(item.encoded.event.event_type in MESSAGE_TYPES for item in batch):
             self.on_webhook_events()
         frames: dict[str, list[bytes]] = {}

@@ -30,6 +30,7 @@ from delivery_service.cluster.redis_event_log import (
 )
 from delivery_service.settings import Settings
 from delivery_service.store.task_event import EventType
+from test_metrics import samples
 from webhook_receiver import WebhookReceiver, new_secret
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,23 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     assert result["traceability"]["complete"] is True and result["decision"] == "go"
     assert len([e for e in streams[0] if e["metadata"].get("kind") == "traceability"]) == 1
     assert len(nginx.upstreams_used()) == 2, "nginx spread the requests over both replicas"
+
+
+def test_each_replica_counts_the_events_it_delivers_in_its_metrics(start_cluster: Callable[..., Cluster]) -> None:
+    cluster = start_cluster(replicas=2, workers=1)
+    a, b = cluster.replicas
+    task_id = start_task(a.base_url, "Build a todo app, counted")
+    events = read_stream(a.base_url, task_id)
+    assert events[-1]["event_type"] == "end"
+    metrics = samples(a)
+    for kind in {event["event_type"] for event in events}:
+        count = sum(event["event_type"] == kind for event in events)
+        assert metrics[("delivery_events_total", (("event_type", kind),))] == count, kind
+    assert metrics[("delivery_event_visible_seconds_count", ())] == len(events)
+    assert metrics[("delivery_tasks_started_total", ())] == 1
+    assert metrics[("delivery_tasks_finished_total", (("outcome", "completed"),))] == 1
+    unwatched = samples(b)
+    assert unwatched[("delivery_event_visible_seconds_count", ())] == 0, "nobody streamed the task from replica B"
 
 
 def test_resume_on_another_replica_after_the_first_is_killed(start_cluster: Callable[..., Cluster]) -> None:

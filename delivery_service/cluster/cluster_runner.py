@@ -41,6 +41,15 @@ from delivery_service.cluster.redis_event_log import (
 )
 from delivery_service.cluster.redis_outbox import webhook_targets_json
 from delivery_service.llm.providers import ModelInfo, model_info
+from delivery_service.runs.control_messages import (
+    QUEUE_FULL_RETRY_AFTER_SECONDS,
+    NotAwaitingConfirmation,
+    QueueFull,
+    ServiceStopping,
+    ThreadFull,
+    not_awaiting,
+    queued_notice,
+)
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
     Phase,
@@ -49,15 +58,7 @@ from delivery_service.runs.phases import (
     revisions_exhausted,
     worker_lost,
 )
-from delivery_service.runs.task_runner import (
-    QUEUE_FULL_RETRY_AFTER_SECONDS,
-    NotAwaitingConfirmation,
-    QueueFull,
-    ServiceStopping,
-    TaskRequest,
-    follow_up_of,
-    thread_full,
-)
+from delivery_service.runs.task_runner import TaskRequest, follow_up_of
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import FollowUp, TaskRecord
@@ -97,7 +98,7 @@ class ClusterRunner:
     async def start(self, request: TaskRequest, follow_up: FollowUp | None = None) -> tuple[TaskRecord, bool]:
         """Store the task in Redis and queue its first phase. Returns the record and whether it waits."""
         if not self.accepting:
-            raise ServiceStopping("The service is shutting down and takes no new tasks. Submit the task again shortly.")
+            raise ServiceStopping()
         record = request.new_record(self._model.public(), follow_up)
         keys = TaskKeys(record.task_id)
         dispatch_id = uuid.uuid4().hex
@@ -145,7 +146,7 @@ class ClusterRunner:
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer numbering the follow-up: {exc}") from exc
         if revision > self._settings.max_thread_revisions:
-            raise thread_full(self._settings, parent.thread_id)
+            raise ThreadFull(self._settings, parent.thread_id)
         return await self.start(request, follow_up_of(parent, text, revision))
 
     async def cancel(self, task_id: str) -> bool:
@@ -171,7 +172,7 @@ class ClusterRunner:
             handover |= {"revisions": str(revision), "feedback": feedback}
         content, metadata = decision(approved, feedback, revision, self._settings.max_revisions)
         if await self._append(task_id, EventType.ACTION, content, metadata, Condition.AWAITING, handover) <= 0:
-            raise NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation.")
+            raise not_awaiting(task_id)
         await self._enqueue(task_id, Phase.DELIVERY if approved else Phase.ANALYSIS, dispatch_id, int(priority or 0))
 
     async def drain(self, grace_seconds: float) -> int:
@@ -192,12 +193,7 @@ class ClusterRunner:
             waits = queued + running > workers
             if waits:  # before the message is sent, so no worker can have started the phase yet
                 position = await self.queue_position(task_id)
-                await self._append(
-                    task_id,
-                    EventType.ACTION,
-                    f"Waiting for a worker: position {position} in the queue.",
-                    {"kind": "queued", "queue_position": position},
-                )
+                await self._append(task_id, EventType.ACTION, *queued_notice(position))
             await asyncio.to_thread(
                 send_phase, self._celery, self._settings, task_id, phase.value, dispatch_id, priority
             )

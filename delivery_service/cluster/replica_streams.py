@@ -8,7 +8,9 @@ new stream wakes the blocked read through the replica's own wake key. The frames
 `StreamView`, where every subscriber of this replica walks them with its own cursor (a Last-Event-ID
 is just a starting cursor), exactly as in the embedded mode. A stream leaves the reader after its
 terminal event; the view is released after STREAM_RETENTION_SECONDS once nobody reads it, and Redis
-keeps the events for TASK_RETENTION_DAYS.
+keeps the events for TASK_RETENTION_DAYS. The events a replica shows are what its /metrics counts
+(`record_delivered`, as the embedded writer's delivery does): a task watched on two replicas counts on
+both, and a task nobody watches on a replica counts on none.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import redis
 import redis.asyncio
 
 from delivery_service.cluster.redis_event_log import PREFIX, TaskKeys
 from delivery_service.cluster.store import RedisTaskStore
+from delivery_service.observability.metrics import record_delivered
 from delivery_service.store.task_event import TaskEvent, sse_frame
 from delivery_service.task_streams import STORED_PAGE_EVENTS, StreamView, release_expired
 
@@ -48,10 +52,6 @@ class ClusterStreams:
         self._tailing = asyncio.Event()
         self._reader = asyncio.create_task(self._read_forever(), name="stream-tails")
         self.failure: str | None = None
-
-    def get_stream(self, task_id: str) -> None:
-        """Records are read from Redis (cluster/store.py), never from a replica's memory."""
-        return None
 
     def streams(self) -> list[StreamView]:
         return list(self._views.values())
@@ -113,15 +113,19 @@ class ClusterStreams:
 
     @staticmethod
     def _show(view: StreamView, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Apply entries to the view's record and show their frames; counted as delivered by this replica."""
         frames = []
+        delivered = []
         terminal = False
         for _, fields in entries:
             payload = fields[b"event"]
             event = TaskEvent.model_validate_json(payload)
             view.record.apply(event)
             frames.append(sse_frame(int(fields[b"seq"]), payload))
+            delivered.append((event.event_type, datetime.fromisoformat(event.timestamp).timestamp()))
             terminal = terminal or event.is_terminal
         view.show(frames, terminal)
+        record_delivered(delivered)
 
     def remove_expired(self) -> list[str]:
         """Forget finished views older than the retention time that nobody is reading; their task ids."""

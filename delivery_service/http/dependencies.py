@@ -6,7 +6,6 @@ valid API key (when keys are configured), 404 for a task that does not exist or 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Query, Request
@@ -63,7 +62,7 @@ def task_not_found(task_id: str) -> HTTPException:
 async def stored_task(state: ServiceState, task_id: str, caller: Caller) -> TaskRecord:
     """The caller's task as the store has it (not the live stream's copy)."""
     try:
-        record = await asyncio.to_thread(state.store.task, task_id)
+        record = await state.engine.task(task_id)
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     if record is None or not caller.may_see(record.owner):
@@ -72,14 +71,15 @@ async def stored_task(state: ServiceState, task_id: str, caller: Caller) -> Task
 
 
 async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord:
-    """The caller's task: live from memory while its stream is held there, else from the store."""
+    """The caller's task as the engine knows it now (embedded: live from memory while its stream is held there)."""
     current_task_id.set(task_id)
-    stream = state.streams.get_stream(task_id)
-    if stream is None:
-        return await stored_task(state, task_id, caller)
-    if not caller.may_see(stream.record.owner):
+    try:
+        record = await state.engine.current_task(task_id)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    if record is None or not caller.may_see(record.owner):
         raise task_not_found(task_id)
-    return stream.record
+    return record
 
 
 SEQUENCE_DIGITS = r"^[0-9]*$"

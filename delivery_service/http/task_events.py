@@ -1,7 +1,7 @@
 """A task's events as dictionaries, for the API's in-process clients (MCP, AG-UI).
 
 The same frames `GET /api/stream/{task_id}` sends, from the same place (`frames_after` of the
-embedded or the cluster streams), parsed back: replay from `after`, then live, ending after the
+engine, whichever mode runs it), parsed back: replay from `after`, then live, ending after the
 terminal event. So MCP and AG-UI see exactly what an SSE client sees, in both modes.
 """
 
@@ -18,7 +18,7 @@ from delivery_service.store.task_event import TERMINAL_EVENT_TYPES, EventType
 
 async def task_events(state: ServiceState, task_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
     """Every event of the task with a sequence above `after`, in order, until its terminal event."""
-    async for frame in state.streams.frames_after(task_id, after):
+    async for frame in state.engine.frames_after(task_id, after):
         for line in frame.split(b"\n"):
             if line.startswith(b"data: "):
                 event: dict[str, Any] = orjson.loads(line[6:])

@@ -1,7 +1,8 @@
 """Prometheus metrics (prometheus-client), served as text at GET /metrics.
 
-Counters move where things happen: tasks and events when the event writer hands stored events to the
-loop (`record_delivered`), model calls in the crew's event handler (`record_llm_call`), HTTP requests
+Counters move where things happen: tasks and events when stored events become visible to this
+process's subscribers (`record_delivered`: the embedded writer's batch handed to the loop, or a
+cluster replica's read of a task's Redis Stream), model calls in the crew's event handler (`record_llm_call`), HTTP requests
 in `HttpMetrics` (time to the response's first byte, so an hour-long stream counts as its start).
 Gauges that describe the present (tasks by status, the waiting line, busy workers, subscribers) are
 read when /metrics is scraped.
@@ -17,7 +18,6 @@ from starlette.types import Message, Scope
 
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
 from delivery_service.store.task_event import EventType
-from delivery_service.store.writer import PendingEvent
 
 registry = CollectorRegistry()
 
@@ -81,14 +81,16 @@ WEBHOOK_OUTBOX = Gauge(
 _OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CANCELLED: "cancelled"}
 
 
-def record_delivered(batch: Iterable[PendingEvent]) -> None:
-    """Count stored events, tasks started and ended, and how long events took to become visible."""
+def record_delivered(events: Iterable[tuple[EventType, float]]) -> None:
+    """Count stored events now visible, tasks started and ended, and how long events took to become visible.
+
+    `events`: each event's type and when it was published (seconds since the epoch).
+    """
     now = time.time()
     by_type: dict[EventType, int] = {}
-    for item in batch:
-        event_type = item.encoded.event.event_type
+    for event_type, published in events:
         by_type[event_type] = by_type.get(event_type, 0) + 1
-        STORE_LAG.observe(max(now - item.published, 0.0))
+        STORE_LAG.observe(max(now - published, 0.0))
     for event_type, count in by_type.items():
         EVENTS.labels(event_type.value).inc(count)
         if event_type is EventType.START:

@@ -25,6 +25,15 @@ from typing import Any
 
 from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.observability.logs import current_task_id
+from delivery_service.runs.control_messages import (
+    QUEUE_FULL_RETRY_AFTER_SECONDS,
+    NotAwaitingConfirmation,
+    QueueFull,
+    ServiceStopping,
+    ThreadFull,
+    not_awaiting,
+    queued_notice,
+)
 from delivery_service.runs.crew_execution import ProcessCrews, ThreadCrews
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
@@ -55,7 +64,6 @@ SHUTDOWN_MESSAGE = (
     "The server was stopped while this task was running, so the task did not finish. What it produced so far "
     "is kept; submit the requirement again to run it anew."
 )
-QUEUE_FULL_RETRY_AFTER_SECONDS = 30
 
 
 def fail_interrupted_tasks(store: TaskStore, public_url: str = "") -> int:
@@ -80,34 +88,9 @@ def fail_interrupted_tasks(store: TaskStore, public_url: str = "") -> int:
     return len(interrupted)
 
 
-class ServiceStopping(RuntimeError):
-    """The service is shutting down and takes no new tasks."""
-
-
-class QueueFull(RuntimeError):
-    """Every worker slot is busy and the waiting line is full."""
-
-    retry_after_seconds = QUEUE_FULL_RETRY_AFTER_SECONDS
-
-
-class ThreadFull(RuntimeError):
-    """The thread already has MAX_THREAD_REVISIONS revisions (the message says so)."""
-
-
-def thread_full(settings: Settings, thread_id: str) -> ThreadFull:
-    return ThreadFull(
-        f"Thread {thread_id} already has {settings.max_thread_revisions} revisions (MAX_THREAD_REVISIONS): start a "
-        "new task with the whole requirement, or raise MAX_THREAD_REVISIONS."
-    )
-
-
 def follow_up_of(parent: TaskRecord, request: str, revision: int) -> FollowUp:
     """A follow-up of `parent` (a completed task), starting from a copy of its deliverables."""
     return FollowUp(parent.task_id, parent.thread_id, revision, request, tuple(parent.deliverables))
-
-
-class NotAwaitingConfirmation(RuntimeError):
-    """A decision was sent for a task that is not waiting for one."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +177,7 @@ class TaskRunner:
         Raises ServiceStopping, QueueFull, or StoreUnavailable when the task cannot be stored.
         """
         if not self.accepting:
-            raise ServiceStopping("The service is shutting down and takes no new tasks. Submit the task again shortly.")
+            raise ServiceStopping()
         if self._busy >= self._settings.max_concurrent_tasks and len(self._waiting) >= self._settings.max_queued_tasks:
             raise QueueFull(
                 f"All {self._settings.max_concurrent_tasks} workers are busy and {len(self._waiting)} tasks are "
@@ -212,7 +195,7 @@ class TaskRunner:
             members = await asyncio.to_thread(self._streams.store.thread, parent.thread_id)
             revision = max((member.revision for member in members), default=1) + 1
             if revision > self._settings.max_thread_revisions:
-                raise thread_full(self._settings, parent.thread_id)
+                raise ThreadFull(self._settings, parent.thread_id)
             return await self.start(request, follow_up_of(parent, text, revision))
 
     async def queue_position(self, task_id: str) -> int | None:
@@ -231,7 +214,7 @@ class TaskRunner:
         """Continue a task waiting for confirmation, or have its analysis revised with `feedback`."""
         task = self._live.get(task_id)
         if task is None or not task.awaiting or task.stream.terminated:
-            raise NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation.")
+            raise not_awaiting(task_id)
         work = task.work
         if not approved and work.revisions >= self._settings.max_revisions:
             raise NotAwaitingConfirmation(revisions_exhausted(task_id, work.revisions))
@@ -268,11 +251,7 @@ class TaskRunner:
         self._dispatch()
         position = self._waiting.position(task.task_id)
         if position is not None:
-            task.stream.publish_system(
-                EventType.ACTION,
-                f"Waiting for a worker: position {position} in the queue.",
-                {"kind": "queued", "queue_position": position},
-            )
+            task.stream.publish_system(EventType.ACTION, *queued_notice(position))
         return position is not None
 
     def _dispatch(self) -> None:

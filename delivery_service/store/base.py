@@ -1,10 +1,13 @@
-"""What the rest of the service needs from a task store: `TaskStore`, and the one error it raises.
+"""What the rest of the service needs from a task store: `TaskReads`, `TaskStore`, and the one error they raise.
 
-Two stores implement it: `SqliteTaskStore` (sqlite.py, the default) keeps everything in one WAL-mode
-file under DATA_DIR; `MemoryTaskStore` (memory.py) keeps it in this process, for benchmarks and for
-deployments that want no disk. The cluster mode's `RedisTaskStore` answers the same reads. Writes come
-from one thread, the `EventWriter`'s, which batches them; reads come from worker threads
-(`asyncio.to_thread`), never from the event loop.
+`TaskReads` is what every mode's store answers: tasks and threads read, old tasks purged, a check and
+a close. The cluster mode's `RedisTaskStore` (cluster/store.py) is exactly that: the workers' append
+script writes, and a replica's streams read Redis directly. `TaskStore` adds what the embedded mode's
+writer and start-up need (save, events, unfinished tasks, checkpoints, the webhook outbox); two stores
+implement it: `SqliteTaskStore` (sqlite.py, the default) keeps everything in one WAL-mode file under
+DATA_DIR; `MemoryTaskStore` (memory.py) keeps it in this process, for benchmarks and for deployments
+that want no disk. Writes come from one thread, the `EventWriter`'s, which batches them; reads come
+from worker threads (`asyncio.to_thread`), never from the event loop.
 """
 
 from __future__ import annotations
@@ -21,16 +24,8 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be opened, read or written; the message says what to do."""
 
 
-class TaskStore(Protocol):
-    outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
-
-    def save(
-        self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
-    ) -> None:
-        """Store new or changed task records, new events and the webhook messages they cause, all or nothing.
-
-        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
-        """
+class TaskReads(Protocol):
+    """What every mode's store answers (blocking: call off the event loop)."""
 
     def task(self, task_id: str) -> TaskRecord | None:
         """A task with its deliverables, or None."""
@@ -41,12 +36,6 @@ class TaskStore(Protocol):
     def thread(self, thread_id: str) -> list[TaskRecord]:
         """The tasks of a thread (its first task and every follow-up), oldest first, without deliverables."""
 
-    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
-        """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
-
-    def unfinished(self) -> list[TaskRecord]:
-        """Tasks stored as queued, running or awaiting confirmation."""
-
     def purge_finished_before(self, timestamp: str) -> int:
         """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
 
@@ -54,7 +43,27 @@ class TaskStore(Protocol):
         """Raise StoreUnavailable unless the store answers (SqliteTaskStore: and its files on disk are still
         the ones it opened, not deleted or replaced)."""
 
+    def close(self) -> None: ...
+
+
+class TaskStore(TaskReads, Protocol):
+    """The embedded mode's store: the reads, and what its event writer and start-up need."""
+
+    outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
+
+    def save(
+        self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Store new or changed task records, new events and the webhook messages they cause, all or nothing.
+
+        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
+        """
+
+    def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """(sequence, JSON) of a task's events with a sequence above `after`, in order."""
+
+    def unfinished(self) -> list[TaskRecord]:
+        """Tasks stored as queued, running or awaiting confirmation."""
+
     def checkpoint(self) -> None:
         """Fold recent writes into the main database file, off the write path (blocking: call off the loop)."""
-
-    def close(self) -> None: ...

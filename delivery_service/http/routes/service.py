@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -13,11 +12,9 @@ from delivery_service import __version__
 from delivery_service.http.api_models import HealthResponse, ReadinessResponse
 from delivery_service.http.dependencies import State
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.llm.embedded_model import local_model_server
 from delivery_service.llm.providers import model_info
 from delivery_service.observability.metrics import exposition
 from delivery_service.settings import get_settings
-from delivery_service.store.base import StoreUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -47,14 +44,7 @@ async def readyz(request: Request) -> JSONResponse:
     if state is None:
         checks["store"] = f"unavailable: {request.app.state.unavailable}"
     else:
-        try:
-            await asyncio.to_thread(state.store.check)
-            checks["store"] = state.streams.failure or "ok"
-        except StoreUnavailable as exc:
-            checks["store"] = str(exc)
-        checks["tasks"] = "ok" if state.runner.accepting else "shutting down"
-        if state.runner.model.provider == "local" and not state.settings.cluster():  # else workers run it
-            checks["local_model"] = state.model_error or ("ok" if local_model_server.started else "loading")
+        checks = await state.engine.readiness()
     ready = all(value == "ok" for value in checks.values())
     body = ReadinessResponse(ready=ready, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
@@ -67,8 +57,8 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def metrics_text(state: State) -> PlainTextResponse:
     """Tasks, events, workers, subscribers, model calls and HTTP latency, for Prometheus."""
-    statuses, queued, busy, workers = state.runner.load()
-    subscribers = sum(stream.subscribers for stream in state.streams.streams())
+    statuses, queued, busy, workers = state.engine.load()
+    subscribers = sum(stream.subscribers for stream in state.engine.streams())
     body = exposition(statuses, queued, busy, workers, subscribers)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -49,7 +49,7 @@ async def stream_task(
     record = await get_record(task_id, state, caller)
     if record.finished and cursor >= record.last_sequence:
         return Response(status_code=204)
-    frames = state.streams.frames_after(task_id, cursor)
+    frames = state.engine.frames_after(task_id, cursor)
     client = client_of(request, caller)
     state.stream_slots.take(client)
 
@@ -77,7 +77,7 @@ async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
                 last_sequence=stream.last_sequence,
                 created_at=stream.created_at,
             )
-            for stream in state.streams.streams()
+            for stream in state.engine.streams()
             if caller.may_see(stream.record.owner)
         ]
     )

@@ -43,13 +43,8 @@ from delivery_service.http.dependencies import (
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.observability.logs import current_task_id
-from delivery_service.runs.task_runner import (
-    NotAwaitingConfirmation,
-    QueueFull,
-    ServiceStopping,
-    TaskRequest,
-    ThreadFull,
-)
+from delivery_service.runs.control_messages import NotAwaitingConfirmation, QueueFull, ServiceStopping, ThreadFull
+from delivery_service.runs.task_runner import TaskRequest
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord, TaskStatus
 
@@ -73,7 +68,7 @@ async def run_task(
     task_request = TaskRequest(
         body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
     )
-    record, waits = await _started(state.runner.start(task_request))
+    record, waits = await _started(state.engine.start(task_request))
     audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
     return RunTaskResponse(**_started_fields(record, waits, response, caller))
 
@@ -106,7 +101,7 @@ async def follow_up(
         parent.requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
     )
     try:
-        record, waits = await _started(state.runner.follow_up(parent, body.request, task_request))
+        record, waits = await _started(state.engine.follow_up(parent, body.request, task_request))
     except ThreadFull as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     audit("task.followed_up", request, caller, record.task_id, parent=task_id, revision=record.revision)
@@ -150,7 +145,7 @@ def _started_fields(record: TaskRecord, waits: bool, response: Response, caller:
 
 @router.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, responses=NOT_FOUND)
 async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state: State) -> TaskStatusResponse:
-    return TaskStatusResponse.of(record, await state.runner.queue_position(record.task_id))
+    return TaskStatusResponse.of(record, await state.engine.queue_position(record.task_id))
 
 
 @router.post(
@@ -162,7 +157,7 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state:
 )
 async def cancel_task(task_id: str, request: Request, state: State, caller: CallerOf) -> TaskStatusResponse:
     await get_record(task_id, state, caller)
-    if await state.runner.cancel(task_id):
+    if await state.engine.cancel(task_id):
         audit("task.cancelled", request, caller, task_id)
     return await _status_once_stored(task_id, state, caller)
 
@@ -179,7 +174,7 @@ async def confirm_task(
 ) -> TaskStatusResponse:
     record = await get_record(task_id, state, caller)
     try:
-        await state.runner.confirm(task_id, body.approved, body.feedback)
+        await state.engine.confirm(task_id, body.approved, body.feedback)
     except NotAwaitingConfirmation as exc:
         raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
     audit("task.approved" if body.approved else "task.rejected", request, caller, task_id)
@@ -188,11 +183,9 @@ async def confirm_task(
 
 async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller) -> TaskStatusResponse:
     """The task's status after what a control request published is stored (bounded wait)."""
-    stream = state.streams.get_stream(task_id)
-    if stream is not None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stream.caught_up(), timeout=CONTROL_WAIT_SECONDS)
-    return TaskStatusResponse.of(await get_record(task_id, state, caller), await state.runner.queue_position(task_id))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(state.engine.settled(task_id), timeout=CONTROL_WAIT_SECONDS)
+    return TaskStatusResponse.of(await get_record(task_id, state, caller), await state.engine.queue_position(task_id))
 
 
 @router.get(
@@ -255,7 +248,7 @@ async def list_tasks(
     offset: Annotated[int, Query(ge=0, le=LAST_POSSIBLE_SEQUENCE)] = 0,
 ) -> TasksResponse:
     try:
-        records, total = await asyncio.to_thread(state.store.tasks, limit, offset, caller.owner)
+        records, total = await state.engine.tasks(limit, offset, caller.owner)
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     return TasksResponse(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, HTTPException
 
 from delivery_service.http.api_models import ThreadResponse, ThreadTask
@@ -21,7 +19,7 @@ router = APIRouter(tags=["threads"], responses=API_ERRORS)
 )
 async def thread(thread_id: str, state: State, caller: CallerOf) -> ThreadResponse:
     try:
-        records = await asyncio.to_thread(state.store.thread, thread_id)
+        records = await state.engine.thread(thread_id)
     except StoreUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     members = [record for record in records if record.thread_id == thread_id and caller.may_see(record.owner)]

@@ -26,7 +26,7 @@ Task = Annotated[TaskRecord, Depends(get_record)]
     summary="The task's webhook messages: where each went, how many attempts, and how the last one ended",
 )
 async def deliveries(record: Task, state: State) -> WebhookDeliveriesResponse:
-    found = await state.outbox.deliveries(record.task_id)
+    found = await state.engine.outbox.deliveries(record.task_id)
     operator_urls = set(state.settings.webhook_url_list())
     return WebhookDeliveriesResponse(
         deliveries=[WebhookDelivery.of(delivery, _shown(delivery.url, operator_urls)) for delivery in found]
@@ -55,7 +55,7 @@ def _shown(url: str, operator_urls: set[str]) -> str:
 async def redeliver(webhook_id: str, record: Task, state: State) -> RedeliveryResponse:
     if state.webhook_sender is None:
         raise HTTPException(status_code=409, detail=WEBHOOKS_OFF)
-    outcome = await state.outbox.redeliver(record.task_id, webhook_id, time.time())
+    outcome = await state.engine.outbox.redeliver(record.task_id, webhook_id, time.time())
     if outcome is Redelivery.UNKNOWN:
         raise HTTPException(
             status_code=404,

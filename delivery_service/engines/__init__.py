@@ -1,0 +1,1 @@
+"""The engine seam: what the HTTP layer asks of a running service, and the two modes that answer it."""

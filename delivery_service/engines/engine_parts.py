@@ -1,0 +1,130 @@
+"""`EngineParts`: what both engines do the same way over their own store, streams, runner and outbox.
+
+Control goes to the runner, reads to the store (off the event loop), streams to the streams; the
+retention job is the same loop in both modes. Each engine adds what differs (engines/embedded.py,
+engines/cluster.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, TypeVar
+
+from delivery_service.engines.task_engine import Load, TaskControl
+from delivery_service.llm.providers import ModelInfo
+from delivery_service.runs.task_runner import TaskRequest
+from delivery_service.settings import Settings
+from delivery_service.store.base import StoreUnavailable, TaskReads
+from delivery_service.store.records import TaskRecord
+from delivery_service.store.task_event import iso_utc
+from delivery_service.task_streams import StreamView, TaskStreams
+from delivery_service.webhooks.async_outbox import AsyncOutbox
+
+logger = logging.getLogger("multi_agent_service")
+
+Store = TypeVar("Store", bound=TaskReads)
+Streams = TypeVar("Streams", bound=TaskStreams)
+Runner = TypeVar("Runner", bound=TaskControl)
+
+
+class EngineParts(Generic[Store, Streams, Runner]):
+    """The shared half of a `TaskEngine` (engines/task_engine.py)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        streams: Streams,
+        runner: Runner,
+        outbox: AsyncOutbox,
+        rate_limit_storage: str | None,
+        stored_in: str,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._streams = streams
+        self._runner = runner
+        self.outbox = outbox
+        self.rate_limit_storage = rate_limit_storage
+        self.stored_in = stored_in
+
+    @property
+    def accepting(self) -> bool:
+        return self._runner.accepting
+
+    @property
+    def model(self) -> ModelInfo:
+        return self._runner.model
+
+    def load(self) -> Load:
+        return self._runner.load()
+
+    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        return await self._runner.start(request)
+
+    async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
+        return await self._runner.follow_up(parent, text, request)
+
+    async def cancel(self, task_id: str) -> bool:
+        return await self._runner.cancel(task_id)
+
+    async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
+        await self._runner.confirm(task_id, approved, feedback)
+
+    async def queue_position(self, task_id: str) -> int | None:
+        return await self._runner.queue_position(task_id)
+
+    async def task(self, task_id: str) -> TaskRecord | None:
+        return await asyncio.to_thread(self._store.task, task_id)
+
+    async def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
+        return await asyncio.to_thread(self._store.tasks, limit, offset, owner)
+
+    async def thread(self, thread_id: str) -> list[TaskRecord]:
+        return await asyncio.to_thread(self._store.thread, thread_id)
+
+    def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
+        return self._streams.frames_after(task_id, last_sequence)
+
+    def streams(self) -> Sequence[StreamView]:
+        return self._streams.streams()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(self._store.check)
+            checks["store"] = self._streams.failure or "ok"
+        except StoreUnavailable as exc:
+            checks["store"] = str(exc)
+        checks["tasks"] = "ok" if self.accepting else "shutting down"
+        return checks
+
+    async def drain(self, grace_seconds: float) -> int:
+        return await self._runner.drain(grace_seconds)
+
+    def background_jobs(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._retention()]
+
+    async def _retention(self) -> None:
+        """Drop expired streams from memory and purge old finished tasks from the store, periodically."""
+        settings = self._settings
+        while True:
+            expired = self._streams.remove_expired()
+            if expired:
+                logger.info("released %d finished streams from memory", len(expired))
+            cutoff = datetime.now(timezone.utc) - timedelta(days=settings.task_retention_days)
+            try:
+                purged = await asyncio.to_thread(self._store.purge_finished_before, iso_utc(cutoff))
+            except StoreUnavailable as exc:
+                logger.error("purging old tasks failed: %s", exc)
+            else:
+                if purged:
+                    logger.info("purged %d tasks older than %g days", purged, settings.task_retention_days)
+            await asyncio.sleep(settings.stream_cleanup_interval_seconds)
+
+    async def close(self) -> None:
+        await self._streams.close()
+        await asyncio.to_thread(self._store.close)

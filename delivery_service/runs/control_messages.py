@@ -1,0 +1,49 @@
+"""What admission and control say in both modes: the refusals (their exceptions and words) and the queued notice.
+
+The embedded runner (runs/task_runner.py) and the cluster's (cluster/cluster_runner.py) refuse the same
+requests in the same words; the HTTP layer turns each exception into its status code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from delivery_service.settings import Settings
+
+QUEUE_FULL_RETRY_AFTER_SECONDS = 30
+
+
+class ServiceStopping(RuntimeError):
+    """The service is shutting down and takes no new tasks."""
+
+    def __init__(self) -> None:
+        super().__init__("The service is shutting down and takes no new tasks. Submit the task again shortly.")
+
+
+class QueueFull(RuntimeError):
+    """Every worker slot is busy and the waiting line is full (the message says which limit)."""
+
+    retry_after_seconds = QUEUE_FULL_RETRY_AFTER_SECONDS
+
+
+class ThreadFull(RuntimeError):
+    """The thread already has MAX_THREAD_REVISIONS revisions."""
+
+    def __init__(self, settings: Settings, thread_id: str) -> None:
+        super().__init__(
+            f"Thread {thread_id} already has {settings.max_thread_revisions} revisions (MAX_THREAD_REVISIONS): start "
+            "a new task with the whole requirement, or raise MAX_THREAD_REVISIONS."
+        )
+
+
+class NotAwaitingConfirmation(RuntimeError):
+    """A decision was sent for a task that is not waiting for one."""
+
+
+def not_awaiting(task_id: str) -> NotAwaitingConfirmation:
+    return NotAwaitingConfirmation(f"Task {task_id} is not waiting for a confirmation.")
+
+
+def queued_notice(position: int | None) -> tuple[str, dict[str, Any]]:
+    """The `action` event of a task put in line behind others: its content and metadata."""
+    return f"Waiting for a worker: position {position} in the queue.", {"kind": "queued", "queue_position": position}
