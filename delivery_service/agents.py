@@ -131,7 +131,10 @@ class Pipeline(Sequence[AgentSpec]):
         return tuple(agent.name for agent in self._specs)
 
     def named(self, name: str) -> AgentSpec:
-        return next(agent for agent in self._specs if agent.name == name)
+        agent = self.get(name)
+        if agent is None:
+            raise KeyError(f"no agent named {name}; the agents are {', '.join(self.names)}")
+        return agent
 
     def get(self, name: str) -> AgentSpec | None:
         return next((agent for agent in self._specs if agent.name == name), None)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+import main
 from conftest import ServerProcess, read_stream, start_task
 from delivery_service.agents import AGENTS, Pipeline
 from delivery_service.deliverables.traceability import trace
@@ -29,6 +31,21 @@ def with_plugin() -> Pipeline:
     agents = Pipeline(AGENTS)
     agents.load_plugins((PLUGIN,))
     return agents
+
+
+def test_the_pipeline_endpoint_lists_the_default_agents_and_the_event_facts() -> None:
+    body = TestClient(main.app).get("/api/agents").json()  # no lifespan: the registry needs no service
+    assert [(a["name"], a["step"], a["phase"], a["reviews"]) for a in body["agents"]] == [
+        ("ProductManager", 1, "analysis", False),
+        ("QAEngineer", 2, "delivery", False),
+        ("SoftwareDeveloper", 3, "delivery", False),
+        ("Coordinator", 4, "delivery", True),
+    ]
+    assert body["agents"][0]["title_zh"] == "需求分析" and body["agents"][1]["traces_to"] == ["AC", "NFR"]
+    ending = {kind["event_type"]: kind["status"] for kind in body["event_types"] if kind["terminal"]}
+    assert ending == {"end": "completed", "error": "failed", "cancelled": "cancelled"}
+    messages = {kind["event_type"]: kind["message_type"] for kind in body["event_types"] if kind["message_type"]}
+    assert messages["step_end"] == "task.step_completed" and len(messages) == 5
 
 
 def test_a_registered_agent_takes_its_place_and_the_steps_follow() -> None:

@@ -25,6 +25,8 @@ class AgentInfo(BaseModel):
         description="`analysis`: before the requester confirms the analysis; `delivery`: after it"
     )
     reviews: bool = Field(description="whether it reviews the delivery (handed the traceability; its summary ends it)")
+    prefixes: list[str] = Field(description="the prefixes of the identifiers it defines (`US` for US-1, ...)")
+    traces_to: list[str] = Field(description="the prefixes of the identifiers its document refers to")
 
 
 class EventTypeInfo(BaseModel):
@@ -51,6 +53,8 @@ async def agents() -> PipelineResponse:
                 step=step,
                 phase=agent.phase,
                 reviews=agent.reviews,
+                prefixes=list(agent.prefixes),
+                traces_to=list(agent.traces_to),
             )
             for step, agent in enumerate(AGENTS, start=1)
         ],
