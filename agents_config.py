@@ -1,16 +1,15 @@
-"""The design card's agent configuration: the four agents, in the order they run, and their prompts.
+"""The design card's agent configuration: the agents, in the order they run, and their prompts.
 
-The definitions live in `delivery_service/agents.py` (one place for roles, goals, backstories and the
-task templates of each prompt style); edit them there. This module keeps the design card's name for
-them, so scripts and handlers can write `from agents_config import AGENTS`.
+The registry lives in `delivery_service/agents.py` (`AGENTS`: one entry per agent, built from the plain
+data of `delivery_service/prompts.py`, where the roles, goals, backstories and task templates of each
+prompt style are; edit them there). A further agent is registered by a module named in AGENT_PLUGINS.
+This module keeps the design card's name for them, so scripts and handlers can write
+`from agents_config import AGENTS`.
 """
 
-from delivery_service.agents import (
-    AGENT_NAMES,
-    AGENTS,
-    AGENTS_BY_ROLE,
+from delivery_service.agents import AGENTS, AgentSpec, Pipeline
+from delivery_service.prompts import (
     TASK_TEMPLATES,
-    AgentSpec,
     PromptStyle,
     TaskTemplate,
     as_prompt_data,
@@ -18,12 +17,14 @@ from delivery_service.agents import (
     requirement_language,
 )
 
+AGENT_NAMES: tuple[str, ...] = AGENTS.names
+
 __all__ = [
     "AGENTS",
-    "AGENTS_BY_ROLE",
     "AGENT_NAMES",
     "TASK_TEMPLATES",
     "AgentSpec",
+    "Pipeline",
     "PromptStyle",
     "TaskTemplate",
     "as_prompt_data",

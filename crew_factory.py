@@ -1,4 +1,4 @@
-"""The design card's crew factory: build a four-agent crew and map its CrewAI events to task events.
+"""The design card's crew factory: build a crew of the registry's agents and map its CrewAI events to task events.
 
 This is the public name for extending the service; the code lives in `delivery_service.crew`
 (`events.py`: the handler; `factory.py`: the crew). To add behaviour, subclass the handler and
@@ -13,18 +13,9 @@ point CREW_EVENTS_HANDLER at your class (README, "Custom event handlers"):
 """
 
 from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
-from delivery_service.crew.factory import (
-    ANALYSIS_STEPS,
-    DELIVERY_STEPS,
-    Revision,
-    build_crew,
-    delivery_summary,
-    run_crew,
-)
+from delivery_service.crew.factory import Revision, build_crew, delivery_summary, run_crew
 
 __all__ = [
-    "ANALYSIS_STEPS",
-    "DELIVERY_STEPS",
     "CrewEventsHandler",
     "EventSink",
     "Revision",

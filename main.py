@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from delivery_service import __version__
+from delivery_service.agents import AGENTS
 from delivery_service.http.access_control import SecurityHeaders
 from delivery_service.http.body_limit import BodyLimit
 from delivery_service.http.error_responses import (
@@ -31,7 +32,7 @@ from delivery_service.http.error_responses import (
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.mcp_server import build_mcp_server, mcp_route
 from delivery_service.http.openapi import install_event_schema
-from delivery_service.http.routes import ag_ui, service, streams, tasks, threads, webhooks
+from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, threads, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.settings import Settings, get_settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     them), not from a CDN, so they work offline and behind locked-down networks. `/mcp` is the MCP
     server (`delivery_service/http/mcp_server.py`), outside the OpenAPI schema.
     """
+    AGENTS.load_plugins(settings.agent_plugin_modules())
     mcp_server = build_mcp_server()
     mcp = mcp_route(mcp_server)
     app = FastAPIOffline(
@@ -76,7 +78,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(StoreUnavailable, store_unavailable_handler)
-    for router in (tasks.router, threads.router, webhooks.router, streams.router, ag_ui.router, service.router):
+    for router in (
+        tasks.router,
+        threads.router,
+        webhooks.router,
+        streams.router,
+        ag_ui.router,
+        pipeline.router,
+        service.router,
+    ):
         app.include_router(router)
     app.router.routes.append(mcp)
     app.router.routes.insert(0, _redoc_bundle_route())  # before the mount of fastapi-offline's files

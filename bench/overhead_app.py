@@ -13,7 +13,8 @@ import asyncio
 import threading
 import time
 
-from delivery_service.crew.factory import ANALYSIS_STEPS, DELIVERY_STEPS, build_crew
+from delivery_service.agents import AGENTS
+from delivery_service.crew.factory import build_crew
 from delivery_service.llm.providers import build_llm
 from delivery_service.llm.retry import RetryingTransport
 from delivery_service.settings import get_settings
@@ -29,9 +30,9 @@ def _model(requirement: str) -> object:
 
 def bare_kickoff(requirement: str) -> float:
     started = time.perf_counter()
-    analysis_crew, _ = build_crew(requirement, _model(requirement), ANALYSIS_STEPS)
+    analysis_crew, _ = build_crew(requirement, _model(requirement), AGENTS.analysis_steps)
     analysis = str(analysis_crew.kickoff().raw)
-    delivery_crew, _ = build_crew(requirement, _model(requirement), DELIVERY_STEPS, analysis=analysis)
+    delivery_crew, _ = build_crew(requirement, _model(requirement), AGENTS.delivery_steps, analysis=analysis)
     delivery_crew.kickoff()
     return time.perf_counter() - started
 

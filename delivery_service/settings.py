@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     max_stream_bytes_per_task: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     max_event_content_chars: int = Field(default=100_000, ge=256)
     crew_events_handler: str = "delivery_service.crew.event_handler:CrewEventsHandler"
+    agent_plugins: str = ""  # comma-separated modules that register further agents (`delivery_service.agents`)
     crew_execution: Literal["thread", "process"] = "thread"
     crew_stop_grace_seconds: float = Field(default=5.0, ge=0)
 
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"RATE_LIMIT must look like '10/minute' or '100/hour': {exc}") from exc
         return value
+
+    def agent_plugin_modules(self) -> tuple[str, ...]:
+        return tuple(module.strip() for module in self.agent_plugins.split(",") if module.strip())
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

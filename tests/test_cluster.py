@@ -30,6 +30,7 @@ from delivery_service.cluster.redis_event_log import (
 )
 from delivery_service.settings import Settings
 from delivery_service.store.task_event import EventType
+from test_agent_plugins import PLUGIN, assert_five_agents_delivered
 from test_metrics import samples
 from webhook_receiver import WebhookReceiver, new_secret
 
@@ -197,6 +198,13 @@ def test_two_workers_share_the_tasks(start_cluster: Callable[..., Cluster]) -> N
     starts = [next(event for event in events if event["event_type"] == "start") for events in streams]
     workers = {start["metadata"]["worker"].split("@")[0] for start in starts}
     assert workers == {"w1", "w2"}, "a busy worker takes no second task, so the other one runs it"
+
+
+def test_a_fifth_agent_registered_by_a_plugin_runs_on_the_workers(start_cluster: Callable[..., Cluster]) -> None:
+    """AGENT_PLUGINS reaches replicas and workers alike: the SecurityReviewer (tests/security_reviewer.py)
+    runs on a Celery worker, streamed, stored in Redis, rendered and traced as in the embedded mode."""
+    cluster = start_cluster(replicas=1, workers=1, AGENT_PLUGINS=PLUGIN)
+    assert_five_agents_delivered(cluster.replicas[0].base_url)
 
 
 def test_the_rate_limit_is_shared_by_the_replicas(start_cluster: Callable[..., Cluster]) -> None:

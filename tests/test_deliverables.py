@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import delivery_summary
 from delivery_service.deliverables.changes import Changes, diff, id_order
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
-from delivery_service.deliverables.render import render, traceability_matrix
+from delivery_service.deliverables.render import render, render_triage, traceability_matrix
 from delivery_service.deliverables.schemas import (
-    TRIAGE,
     DeliveryReview,
     RequirementsAnalysis,
     TechnicalDesign,
@@ -84,8 +84,16 @@ REVIEW: dict[str, Any] = {
 }
 
 
+TRIAGE = "Triage"
+
+
+def schema(agent: str) -> Any:
+    """The schema of an agent's deliverable, or of a follow-up's triage."""
+    return AGENTS.triage_schema() if agent == TRIAGE else AGENTS.named(agent).schema
+
+
 def parsed(agent: str, data: dict[str, Any]) -> Any:
-    result = parse_deliverable(agent, json.dumps(data))
+    result = parse_deliverable(schema(agent), json.dumps(data))
     assert result.data is not None, result.errors
     return result.data
 
@@ -100,20 +108,20 @@ def parsed(agent: str, data: dict[str, Any]) -> Any:
     ids=["bare", "fenced", "with prose"],
 )
 def test_the_json_is_found_wherever_the_model_put_it(answer: str) -> None:
-    result = parse_deliverable("Coordinator", answer)
+    result = parse_deliverable(schema("Coordinator"), answer)
     assert isinstance(result.data, DeliveryReview) and result.errors == []
     assert result.data.decision == "go"
 
 
 def test_bad_answers_get_errors_that_name_the_field() -> None:
-    assert parse_deliverable("QAEngineer", "No JSON here.").errors == [
+    assert parse_deliverable(schema("QAEngineer"), "No JSON here.").errors == [
         "The answer holds no JSON object: answer with one JSON object only."
     ]
-    assert "does not parse" in parse_deliverable("QAEngineer", '{"test_cases": [}').errors[0]
+    assert "does not parse" in parse_deliverable(schema("QAEngineer"), '{"test_cases": [}').errors[0]
     wrong = json.loads(json.dumps(ANALYSIS))
     wrong["user_stories"][0]["priority"] = "urgent"
     wrong["acceptance_criteria"][0]["id"] = "AC-9"
-    errors = parse_deliverable("ProductManager", json.dumps(wrong)).errors
+    errors = parse_deliverable(schema("ProductManager"), json.dumps(wrong)).errors
     assert any(error.startswith("user_stories.0.priority: ") for error in errors), errors
     assert any(error.startswith("acceptance_criteria.0.id: ") for error in errors), errors
     request = repair_request(errors)
@@ -131,7 +139,7 @@ def test_bad_answers_get_errors_that_name_the_field() -> None:
 def test_an_analysis_keeps_its_own_rules(change: Any, message: str) -> None:
     analysis = json.loads(json.dumps(ANALYSIS))
     change(analysis)
-    errors = parse_deliverable("ProductManager", json.dumps(analysis)).errors
+    errors = parse_deliverable(schema("ProductManager"), json.dumps(analysis)).errors
     assert any(message in error for error in errors), errors
 
 
@@ -185,7 +193,7 @@ def test_markdown_is_rendered_from_the_data_in_the_requirements_language(chinese
             ("Coordinator", REVIEW),
         ]
     }
-    markdown = {agent: render(data, chinese=chinese) for agent, data in documents.items()}
+    markdown = {agent: AGENTS.named(agent).render(data, chinese=chinese) for agent, data in documents.items()}
     headings = (
         ["需求分析", "测试计划", "技术设计", "交付评审"]
         if chinese
@@ -229,10 +237,14 @@ def test_the_changes_between_revisions_are_computed_by_identifier() -> None:
         "Coordinator": {**REVIEW, "decision": "no_go"},
     }
 
-    assert diff(before, after) == Changes(added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"])
-    assert diff(before, before) == Changes(added=[], removed=[], modified=[])
-    assert diff({}, {"SoftwareDeveloper": DESIGN}).added == ["C-1", "R-1"], "a document without data adds nothing"
-    assert sorted(["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"], key=id_order) == [
+    assert diff(before, after, AGENTS.prefixes) == Changes(
+        added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"]
+    )
+    assert diff(before, before, AGENTS.prefixes) == Changes(added=[], removed=[], modified=[])
+    assert diff({}, {"SoftwareDeveloper": DESIGN}, AGENTS.prefixes).added == ["C-1", "R-1"], (
+        "a document without data adds nothing"
+    )
+    assert sorted(["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"], key=id_order(AGENTS.prefixes)) == [
         "US-2",
         "US-10",
         "AC-1.9",
@@ -247,6 +259,8 @@ def test_a_triage_names_a_known_agent() -> None:
     triage = parsed(
         TRIAGE, {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"}
     )
-    assert render(triage).startswith("bug: re-run from QAEngineer.")
-    wrong = parse_deliverable(TRIAGE, json.dumps({"classification": "chore", "rerun_from": "Tester", "reason": "x"}))
+    assert render(triage, render_triage).startswith("bug: re-run from QAEngineer.")
+    wrong = parse_deliverable(
+        schema(TRIAGE), json.dumps({"classification": "chore", "rerun_from": "Tester", "reason": "x"})
+    )
     assert wrong.data is None and [error.split(":")[0] for error in wrong.errors] == ["classification", "rerun_from"]

@@ -9,10 +9,11 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from delivery_service.agents import AGENTS, TASK_TEMPLATES, as_prompt_data, compact_template, requirement_language
+from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import delivery_summary
 from delivery_service.llm.model_errors import describe_failure
 from delivery_service.llm.skeleton import SkeletonLLM, _one_sentence
+from delivery_service.prompts import TASK_TEMPLATES, as_prompt_data, compact_template, requirement_language
 from delivery_service.settings import Settings
 
 SETTINGS = Settings(

@@ -27,9 +27,10 @@ from rich.markdown import Markdown
 from rich.prompt import Prompt
 from rich.table import Table
 
-from delivery_service.cli.client import TERMINAL_EVENTS, CannotConnect, NoSuchTask, ServiceClient, ServiceRefused
+from delivery_service.cli.client import CannotConnect, NoSuchTask, ServiceClient, ServiceRefused
 from delivery_service.cli.display import Display, JsonDisplay, LiveDisplay, PlainDisplay
 from delivery_service.cli.options import GlobalOptionsGroup
+from delivery_service.event_types import ENDING_STATUS
 
 
 class ExitCode(enum.IntEnum):
@@ -42,7 +43,7 @@ class ExitCode(enum.IntEnum):
     STOPPED_WATCHING = 130
 
 
-TERMINAL_EXIT = {"end": ExitCode.COMPLETED, "error": ExitCode.FAILED, "cancelled": ExitCode.CANCELLED}
+EXIT_BY_STATUS = {"completed": ExitCode.COMPLETED, "failed": ExitCode.FAILED, "cancelled": ExitCode.CANCELLED}
 
 app = typer.Typer(
     cls=GlobalOptionsGroup,
@@ -272,10 +273,10 @@ def follow(session: Session, task_id: str, out: Path | None) -> ExitCode:
                 display.show(event)
                 if event["event_type"] == "confirmation_required":
                     _decide(session, task_id, event, display)
-                if event["event_type"] in TERMINAL_EVENTS:
+                if event["event_type"] in ENDING_STATUS:
                     if event["event_type"] == "end" and out is not None:
                         _write_deliverables(session, task_id, out)
-                    return TERMINAL_EXIT[event["event_type"]]
+                    return EXIT_BY_STATUS[ENDING_STATUS[event["event_type"]]]
         except KeyboardInterrupt:
             display.pause()
             if (

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-TERMINAL_EVENTS = ("end", "error", "cancelled")
+from delivery_service.event_types import ENDING_STATUS
+
 RECONNECT_SECONDS = 300.0  # how long `follow` keeps trying to reach a service that went away
 STREAM_READ_TIMEOUT_SECONDS = 60.0  # the service pings idle streams every HEARTBEAT_SECONDS (15)
 TASKS_PER_PAGE = 100  # the most GET /api/tasks gives at once
@@ -115,7 +116,7 @@ class ServiceClient:
                             continue
                         last, delay, lost_since = event["sequence"], 0.5, None
                         yield event
-                        if event["event_type"] in TERMINAL_EVENTS:
+                        if event["event_type"] in ENDING_STATUS:
                             return
             except httpx.TransportError as exc:
                 reason = str(exc) or type(exc).__name__

@@ -19,7 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from delivery_service.deliverables.render import live_markdown
+from delivery_service.agents import AGENTS
+from delivery_service.event_types import ENDING_STATUS
 
 TAIL_LINES = 12
 
@@ -122,8 +123,8 @@ class LiveDisplay:
             step.status = "carried over" if event["metadata"].get("carried_over") else "done"
         elif kind == "confirmation_required":
             self._status = "awaiting confirmation"
-        elif kind in ("end", "error", "cancelled"):
-            self._status = {"end": "completed", "error": "failed", "cancelled": "cancelled"}[kind]
+        elif kind in ENDING_STATUS:
+            self._status = ENDING_STATUS[kind]
             for step in self._steps.values():
                 if step.status == "working":
                     step.status = self._status
@@ -154,9 +155,8 @@ class LiveDisplay:
             elapsed = f"{end - step.started:.1f} s" if step.started and end else "-"
             style = {"done": "green", "working": "yellow", "failed": "red", "cancelled": "red"}.get(step.status, "cyan")
             table.add_row(step.agent, Text(step.status, style=style), elapsed, str(step.tokens or "-"))
-        text = (
-            live_markdown(self._current, self._text, self._chinese) if self._writing and self._current else self._text
-        )
+        writer = AGENTS.get(self._current) if self._writing and self._current else None  # None: shown as it is
+        text = writer.live_markdown(self._text, self._chinese) if writer else self._text
         tail = "\n".join(text.splitlines()[-TAIL_LINES:])
         header = Text.assemble(
             ("task ", "dim"),

@@ -28,6 +28,7 @@ import redis
 from celery.signals import worker_process_init
 from redis.commands.core import Script
 
+from delivery_service.agents import AGENTS
 from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
@@ -237,10 +238,11 @@ _process: WorkerProcess | None = None
 
 @worker_process_init.connect
 def _start_process(**_: Any) -> None:
-    """Each worker process (Celery forks them) sets up its logging, Redis client and heartbeat."""
+    """Each worker process (Celery forks them) sets up its logging, agents, Redis client and heartbeat."""
     global _process
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    AGENTS.load_plugins(settings.agent_plugin_modules())
     _process = WorkerProcess(settings)
 
 

@@ -31,7 +31,7 @@ from crewai.events.types.task_events import TaskCompletedEvent, TaskStartedEvent
 from crewai.events.types.tool_usage_events import ToolUsageStartedEvent
 from crewai.hooks import HookAborted
 
-from delivery_service.agents import AGENTS, AGENTS_BY_ROLE, AgentSpec
+from delivery_service.agents import AGENTS, AgentSpec
 from delivery_service.crew.structure import StructuredAnswer
 from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from delivery_service.llm.retry import Retry
@@ -39,7 +39,6 @@ from delivery_service.observability.metrics import record_llm_call
 from delivery_service.store.records import USAGE_KEYS
 from delivery_service.store.task_event import SYSTEM_AGENT, EventType
 
-TOTAL_STEPS = len(AGENTS)
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
 # The thought CrewAI's parser gives an answer that is not in its "Thought: ... Final Answer:" format
 # (crewai.utilities.agent_utils.format_answer). The whole answer is still taken as the agent's output,
@@ -69,7 +68,7 @@ class CrewEventsHandler:
     optional `delta`s (when the task asked for tokens; chunks are joined so that an agent sends at
     most one delta per `delta_interval_seconds`, without losing or reordering text), an `action` per
     retried model request, the model's own reasoning as another `thought` when it gives one, then
-    `output` and `step_end`. `step_by_task_id` maps the crew's CrewAI task ids to steps 1-4.
+    `output` and `step_end`. `step_by_task_id` maps the crew's CrewAI task ids to steps (`AGENTS.step`).
 
     To add behaviour (forward outputs to a chat room, count tokens per agent...), subclass it,
     override the `on_*` hooks, call `super()` so the stream still gets its events, and point the
@@ -102,12 +101,10 @@ class CrewEventsHandler:
     # --- hooks ------------------------------------------------------------------------------------
     def on_agent_start(self, agent: AgentSpec, step: int) -> None:
         self.current_agent = agent
-        metadata = {"step": step, "total_steps": TOTAL_STEPS, "role": agent.role, "title": agent.deliverable_title}
-        self.stream.publish(
-            agent.name, EventType.AGENT_START, f"{agent.role} started: {agent.deliverable_title}", metadata
-        )
+        metadata = {"step": step, "total_steps": len(AGENTS), "role": agent.role, "title": agent.title}
+        self.stream.publish(agent.name, EventType.AGENT_START, f"{agent.role} started: {agent.title}", metadata)
         self.on_agent_thought(agent, agent.approach, source="plan")
-        earlier = [spec.deliverable_title for spec in AGENTS[: step - 1]]
+        earlier = [spec.title for spec in AGENTS[: step - 1]]
         if earlier:
             self.on_agent_action(
                 agent, f"Reads the hand-off: {', '.join(earlier)}", {"kind": "handoff", "inputs": earlier}
@@ -141,7 +138,7 @@ class CrewEventsHandler:
         )
 
     def on_agent_output(self, agent: AgentSpec, step: int, content: str) -> None:
-        metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS, "title": agent.deliverable_title}
+        metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS), "title": agent.title}
         if (data := self._data_by_step.get(step)) is not None:
             metadata["data"] = data
         if step in self._attempts_by_step:
@@ -159,17 +156,17 @@ class CrewEventsHandler:
             problems = "; ".join(answer.fallback_errors[:3])
             self.stream.publish_system(
                 EventType.ACTION,
-                f"The {agent.deliverable_title.lower()} is kept as the model wrote it: its answer did not fit "
+                f"The {agent.title.lower()} is kept as the model wrote it: its answer did not fit "
                 f"the schema after one repair request ({problems}). Its structured data is missing.",
                 {"kind": "structure_fallback", "agent": agent.name, "step": step, "errors": answer.fallback_errors},
             )
 
     def on_step_end(self, agent: AgentSpec, step: int) -> None:
-        metadata: dict[str, Any] = {"step": step, "total_steps": TOTAL_STEPS}
+        metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS)}
         if agent.name in self._usage:
             metadata["usage"] = self._usage[agent.name]
         self.stream.publish(
-            agent.name, EventType.STEP_END, f"{agent.role} finished step {step} of {TOTAL_STEPS}", metadata
+            agent.name, EventType.STEP_END, f"{agent.role} finished step {step} of {len(AGENTS)}", metadata
         )
 
     # --- CrewAI events ----------------------------------------------------------------------------
@@ -182,27 +179,27 @@ class CrewEventsHandler:
         if self.stream.terminated:
             raise HookAborted("the task has already ended")
         if isinstance(event, LLMStreamChunkEvent):
-            if self.stream_tokens and event.chunk and (agent := AGENTS_BY_ROLE.get(event.agent_role or "")):
+            if self.stream_tokens and event.chunk and (agent := AGENTS.by_role(event.agent_role)):
                 self._buffer_token(agent, event.chunk)
         elif isinstance(event, TaskStartedEvent):
             if (step := self._step(event.task_id)) is not None:
-                self.on_agent_start(AGENTS[step - 1], step)
+                self.on_agent_start(AGENTS.at(step), step)
         elif isinstance(event, AgentLogsExecutionEvent):
-            self._on_formatted_answer(AGENTS_BY_ROLE.get(event.agent_role), event.formatted_answer)
+            self._on_formatted_answer(AGENTS.by_role(event.agent_role), event.formatted_answer)
         elif isinstance(event, ToolUsageStartedEvent):
-            if agent := AGENTS_BY_ROLE.get(event.agent_role or ""):
+            if agent := AGENTS.by_role(event.agent_role):
                 self.on_agent_action(agent, f"Uses tool {event.tool_name}", {"kind": "tool", "tool": event.tool_name})
         elif isinstance(event, LLMCallStartedEvent):
             self._call_started[event.call_id] = time.monotonic()
         elif isinstance(event, (LLMCallCompletedEvent, LLMCallFailedEvent)):
             self._count_llm_call(event)
-            if agent := AGENTS_BY_ROLE.get(event.agent_role or ""):
+            if agent := AGENTS.by_role(event.agent_role):
                 self._flush_tokens(agent)
                 if isinstance(event, LLMCallCompletedEvent):
                     self._add_usage(agent, event.usage)
         elif isinstance(event, TaskCompletedEvent):
             if (step := self._step(event.task_id)) is not None:
-                agent = AGENTS[step - 1]
+                agent = AGENTS.at(step)
                 self._take_structure(agent, step, event.task)
                 self.on_agent_output(agent, step, event.output.raw)
                 self.on_step_end(agent, step)

@@ -16,7 +16,7 @@ from typing import Any
 from crewai.tasks.task_output import TaskOutput
 
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
-from delivery_service.deliverables.render import render
+from delivery_service.deliverables.render import Renderer, render
 from delivery_service.deliverables.schemas import DeliveryReview, Document
 from delivery_service.deliverables.traceability import gap_reason
 
@@ -24,8 +24,11 @@ REPAIR_ATTEMPTS = 1
 
 
 class StructuredAnswer:
-    def __init__(self, agent_name: str, chinese: bool, must_gaps: tuple[str, ...] = ()) -> None:
-        self.agent_name = agent_name
+    def __init__(
+        self, schema: type[Document], renderer: Renderer, chinese: bool, must_gaps: tuple[str, ...] = ()
+    ) -> None:
+        self.schema = schema
+        self.renderer = renderer
         self.chinese = chinese
         self.must_gaps = must_gaps
         self.data: Document | None = None
@@ -38,10 +41,10 @@ class StructuredAnswer:
     # would reach it as a string. It returns (accepted, output or the repair request).
     def check(self, output: TaskOutput):  # type: ignore[no-untyped-def]
         self.attempts += 1
-        parsed = parse_deliverable(self.agent_name, output.raw)
+        parsed = parse_deliverable(self.schema, output.raw)
         if parsed.data is not None:
             self.data = self._without_go_over_gaps(parsed.data)
-            return True, render(self.data, chinese=self.chinese)
+            return True, render(self.data, self.renderer, self.chinese)
         self._failures += 1
         if self._failures <= REPAIR_ATTEMPTS:
             return False, repair_request(parsed.errors)

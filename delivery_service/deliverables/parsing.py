@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from delivery_service.deliverables.schemas import SCHEMAS, Document
+from delivery_service.deliverables.schemas import Document
 
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)```", re.DOTALL)
 MAX_ERRORS = 12
@@ -37,8 +37,8 @@ def json_text(answer: str) -> str | None:
     return answer[start : end + 1] if 0 <= start < end else None
 
 
-def parse_deliverable(agent_name: str, answer: str) -> Parsed:
-    """`answer` validated against the schema of `agent_name`'s deliverable."""
+def parse_deliverable(schema: type[Document], answer: str) -> Parsed:
+    """`answer` validated against a deliverable's `schema`."""
     text = json_text(answer)
     if text is None:
         return Parsed(None, ["The answer holds no JSON object: answer with one JSON object only."])
@@ -47,7 +47,7 @@ def parse_deliverable(agent_name: str, answer: str) -> Parsed:
     except json.JSONDecodeError as exc:
         return Parsed(None, [f"The JSON does not parse: {exc.msg} at line {exc.lineno}, column {exc.colno}."])
     try:
-        return Parsed(SCHEMAS[agent_name].model_validate(raw))
+        return Parsed(schema.model_validate(raw))
     except ValidationError as exc:
         return Parsed(None, [_error_line(error) for error in exc.errors()[:MAX_ERRORS]])
 

@@ -13,18 +13,10 @@ from typing import Any
 
 import pydantic_core
 
-from delivery_service.deliverables.schemas import (
-    SCHEMAS,
-    DeliveryReview,
-    Document,
-    RequirementsAnalysis,
-    TechnicalDesign,
-    TestPlan,
-    Triage,
-)
+from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TestPlan, Triage
 from delivery_service.deliverables.traceability import Traceability
 
-_WORDS = {
+WORDS = {
     False: {
         "analysis": "Requirements analysis",
         "stories": "User stories",
@@ -114,8 +106,10 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 _FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")  # as deliverables.parsing finds a fenced answer
 
 # The renderers read the deliverable's JSON data, whole or as far as a model has written it: a missing
-# (or not yet readable) field reads as empty, and a section appears once its field has begun.
+# (or not yet readable) field reads as empty, and a section appears once its field has begun. Each agent's
+# registry entry names its renderer (`delivery_service.agents`); `words` are WORDS in the reader's language.
 Data = dict[str, Any]
+Renderer = Callable[[Data, dict], list[str]]
 
 
 def _text(item: Data, key: str) -> str:
@@ -133,26 +127,23 @@ def _texts(item: Data, key: str) -> list[str]:
     return [str(entry) for entry in value if isinstance(entry, (str, int, float))] if isinstance(value, list) else []
 
 
-def render(data: Document, chinese: bool = False) -> str:
+def render(data: Document, renderer: Renderer, chinese: bool = False) -> str:
     """The deliverable as markdown."""
-    if type(data) not in _RENDERERS:
-        raise TypeError(f"no markdown for {type(data).__name__}")
-    return _markdown(_RENDERERS[type(data)], data.model_dump(mode="json"), chinese)
+    return _markdown(renderer, data.model_dump(mode="json"), chinese)
 
 
-def render_partial(agent_name: str, data: Data, chinese: bool = False) -> str:
-    """The markdown of as much of `agent_name`'s deliverable as `data` holds (a partial-JSON parser's
-    reading of an answer still being written): what `render` gives for the whole, growing with it."""
-    kind = Triage if Triage.model_fields.keys() & data.keys() else SCHEMAS[agent_name]
-    return _markdown(_RENDERERS[kind], data, chinese)
+def render_partial(renderer: Renderer, data: Data, chinese: bool = False) -> str:
+    """The markdown of as much of a deliverable as `data` holds (a partial-JSON parser's reading of an
+    answer still being written): what `render` gives for the whole, growing with it. A triage reads as one."""
+    return _markdown(render_triage if Triage.model_fields.keys() & data.keys() else renderer, data, chinese)
 
 
-def live_markdown(agent_name: str, text: str, chinese: bool = False) -> str:
+def live_markdown(renderer: Renderer | None, text: str, chinese: bool = False) -> str:
     """An agent's answer as it is being written, for people: the deliverable's JSON so far rendered as its
     document (after any text the model wrote before it), or the text as it is when it holds no JSON yet or
-    none that parses."""
+    none that parses, or when there is no `renderer` (an agent this reader does not know)."""
     found = _json_so_far(text)
-    if found is None or agent_name not in SCHEMAS:
+    if found is None or renderer is None:
         return text
     before, written = found
     try:
@@ -161,7 +152,7 @@ def live_markdown(agent_name: str, text: str, chinese: bool = False) -> str:
         return text
     if not isinstance(data, dict):
         return text
-    document = render_partial(agent_name, data, chinese)
+    document = render_partial(renderer, data, chinese)
     return f"{before.strip()}\n\n{document}" if before.strip() else document
 
 
@@ -175,11 +166,11 @@ def _json_so_far(text: str) -> tuple[str, str] | None:
     return (text[:start], text[start:]) if start >= 0 else None
 
 
-def _markdown(renderer: Callable[[Data, dict], list[str]], data: Data, chinese: bool) -> str:
-    return "\n".join(renderer(data, _WORDS[chinese])).strip() + "\n"
+def _markdown(renderer: Renderer, data: Data, chinese: bool) -> str:
+    return "\n".join(renderer(data, WORDS[chinese])).strip() + "\n"
 
 
-def _analysis(data: Data, words: dict) -> list[str]:
+def render_analysis(data: Data, words: dict) -> list[str]:
     lines = [f"# {words['analysis']}", "", f"## {words['stories']}", ""]
     priority = words["priorities"]
     for s in _items(data, "user_stories"):
@@ -202,7 +193,7 @@ def _analysis(data: Data, words: dict) -> list[str]:
     return lines
 
 
-def _plan(data: Data, words: dict) -> list[str]:
+def render_plan(data: Data, words: dict) -> list[str]:
     rows = [
         [
             _text(c, "id"),
@@ -217,7 +208,7 @@ def _plan(data: Data, words: dict) -> list[str]:
     return [f"# {words['plan']}", "", f"## {words['cases']}", "", *_table(words["case_columns"], rows)]
 
 
-def _design(data: Data, words: dict) -> list[str]:
+def render_design(data: Data, words: dict) -> list[str]:
     lines = [f"# {words['design']}", "", f"## {words['components']}", ""]
     for component in _items(data, "components"):
         serves = f" ({words['serves']} {', '.join(_texts(component, 'serves'))})" if _texts(component, "serves") else ""
@@ -247,7 +238,7 @@ def _design(data: Data, words: dict) -> list[str]:
     return lines
 
 
-def _review(data: Data, words: dict) -> list[str]:
+def render_review(data: Data, words: dict) -> list[str]:
     lines = [f"# {words['review']}", ""]
     if "decision" in data:
         lines += [f"## {words['decision']}: {words.get(_text(data, 'decision'), '')}", ""]
@@ -262,24 +253,15 @@ def _review(data: Data, words: dict) -> list[str]:
     return lines
 
 
-def _triage(data: Data, words: dict) -> list[str]:
+def render_triage(data: Data, words: dict) -> list[str]:
     return [f"{_text(data, 'classification')}: re-run from {_text(data, 'rerun_from')}. {_text(data, 'reason')}"]
-
-
-_RENDERERS: dict[type[Document], Callable[[Data, dict], list[str]]] = {
-    RequirementsAnalysis: _analysis,
-    TestPlan: _plan,
-    TechnicalDesign: _design,
-    DeliveryReview: _review,
-    Triage: _triage,
-}
 
 
 def traceability_matrix(
     analysis: RequirementsAnalysis, test_plan: TestPlan | None, traceability: Traceability, chinese: bool = False
 ) -> str:
     """Each acceptance criterion with its story, priority and the test cases covering it, then the findings."""
-    words = _WORDS[chinese]
+    words = WORDS[chinese]
     priorities = {story.id: story.priority for story in analysis.user_stories}
     cases = test_plan.test_cases if test_plan else []
     uncovered = set(traceability.uncovered)

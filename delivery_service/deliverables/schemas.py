@@ -30,6 +30,14 @@ Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 class Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def identifiers(self) -> list[str]:
+        """The identifiers this document defines, which others may refer to."""
+        return []
+
+    def references(self) -> list[tuple[str, str]]:
+        """(from, to): the identifiers of other documents this one refers to, for the traceability."""
+        return []
+
 
 def _unique(kind: str, ids: Iterable[str]) -> None:
     repeated = sorted(id_ for id_, count in Counter(ids).items() if count > 1)
@@ -64,6 +72,10 @@ class RequirementsAnalysis(Document):
     non_functional: list[NonFunctionalRequirement] = Field(default_factory=list)
     open_questions: list[Text] = Field(default_factory=list)
 
+    def identifiers(self) -> list[str]:
+        items = [*self.user_stories, *self.acceptance_criteria, *self.non_functional]
+        return [item.id for item in items]
+
     @model_validator(mode="after")
     def _criteria_belong_to_stories(self) -> RequirementsAnalysis:
         _unique("user story", (story.id for story in self.user_stories))
@@ -94,6 +106,12 @@ class TestPlan(Document):
     __test__ = False
 
     test_cases: list[TestCase] = Field(min_length=1)
+
+    def identifiers(self) -> list[str]:
+        return [case.id for case in self.test_cases]
+
+    def references(self) -> list[tuple[str, str]]:
+        return [(case.id, reference) for case in self.test_cases for reference in case.covers]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> TestPlan:
@@ -140,6 +158,14 @@ class TechnicalDesign(Document):
     risks: list[Risk] = Field(default_factory=list)
     milestones: list[Milestone] = Field(default_factory=list)
 
+    def identifiers(self) -> list[str]:
+        return [component.id for component in self.components] + [risk.id for risk in self.risks]
+
+    def references(self) -> list[tuple[str, str]]:
+        found = [(component.id, ref) for component in self.components for ref in component.serves]
+        found += [(f"{endpoint.method} {endpoint.path}", ref) for endpoint in self.api for ref in endpoint.serves]
+        return found + [(milestone.name, ref) for milestone in self.milestones for ref in milestone.scope]
+
     @model_validator(mode="after")
     def _unique_ids(self) -> TechnicalDesign:
         _unique("component", (component.id for component in self.components))
@@ -164,23 +190,11 @@ class DeliveryReview(Document):
     summary: Text
 
 
-# --- a follow-up's triage (the ProductManager's, before anything is re-run) -----------------------------
-RerunFrom = Literal["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
-TRIAGE = "Triage"
-
-
+# --- a follow-up's triage (the first agent's, before anything is re-run) ----------------------------------
 class Triage(Document):
-    """What a follow-up request is, and the first agent whose document it changes."""
+    """What a follow-up request is, and the first agent whose document it changes (the registry narrows
+    `rerun_from` to its agents' names: `delivery_service.agents.Pipeline.triage_schema`)."""
 
     classification: Literal["change", "new_feature", "bug"]
-    rerun_from: RerunFrom
+    rerun_from: Reference
     reason: Text
-
-
-SCHEMAS: dict[str, type[Document]] = {
-    "ProductManager": RequirementsAnalysis,
-    "QAEngineer": TestPlan,
-    "SoftwareDeveloper": TechnicalDesign,
-    "Coordinator": DeliveryReview,
-    TRIAGE: Triage,
-}

@@ -12,16 +12,15 @@ serve them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from delivery_service.deliverables.schemas import (
-    SCHEMAS,
     Decision,
     DeliveryReview,
+    Document,
     RequirementsAnalysis,
     TechnicalDesign,
     TestPlan,
@@ -41,35 +40,34 @@ class Traceability(BaseModel):
 
 
 def trace(
-    analysis: RequirementsAnalysis | None, test_plan: TestPlan | None, design: TechnicalDesign | None
+    analysis: RequirementsAnalysis | None,
+    test_plan: TestPlan | None,
+    design: TechnicalDesign | None,
+    others: Sequence[Document] = (),
 ) -> Traceability:
-    """The traceability of whatever documents there are (a missing one covers and serves nothing)."""
+    """The traceability of whatever documents there are (a missing one covers and serves nothing).
+
+    `others` are the documents of further agents (a registered fifth one): their identifiers can be
+    referred to, and their references to nothing are dangling, like the plan's and the design's.
+    """
     stories = {story.id: story for story in analysis.user_stories} if analysis else {}
     in_scope = {story_id for story_id, story in stories.items() if story.priority != "wont"}
     all_criteria = analysis.acceptance_criteria if analysis else []
     criteria = [criterion for criterion in all_criteria if criterion.story_id in in_scope]
-    known = set(stories) | {criterion.id for criterion in all_criteria}
-    known |= {item.id for item in (analysis.non_functional if analysis else [])}
-    known |= {case.id for case in (test_plan.test_cases if test_plan else [])}
-    known |= {component.id for component in (design.components if design else [])}
-    known |= {risk.id for risk in (design.risks if design else [])}
+    present = [document for document in (analysis, test_plan, design, *others) if document is not None]
+    known = {identifier for document in present for identifier in document.identifiers()}
 
     covered_ids = {reference for case in (test_plan.test_cases if test_plan else []) for reference in case.covers}
     uncovered = [criterion.id for criterion in criteria if criterion.id not in covered_ids]
 
-    dangling: list[dict[str, str]] = []
-    for case in test_plan.test_cases if test_plan else []:
-        dangling += [{"from": case.id, "to": reference} for reference in case.covers if reference not in known]
-    served: set[str] = set()
-    for component in design.components if design else []:
-        served |= set(component.serves)
-        dangling += [{"from": component.id, "to": ref} for ref in component.serves if ref not in known]
-    for endpoint in design.api if design else []:
-        served |= set(endpoint.serves)
-        source = f"{endpoint.method} {endpoint.path}"
-        dangling += [{"from": source, "to": reference} for reference in endpoint.serves if reference not in known]
-    for milestone in design.milestones if design else []:
-        dangling += [{"from": milestone.name, "to": ref} for ref in milestone.scope if ref not in known]
+    dangling = [
+        {"from": source, "to": target}
+        for document in present
+        for source, target in document.references()
+        if target not in known
+    ]
+    served = {ref for component in (design.components if design else []) for ref in component.serves}
+    served |= {ref for endpoint in (design.api if design else []) for ref in endpoint.serves}
     without_component = [story_id for story_id in stories if story_id in in_scope and story_id not in served]
 
     covered = len(criteria) - len(uncovered)
@@ -118,30 +116,33 @@ def gap_reason(gaps: list[str] | tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Documents:
-    """A delivery's structured documents; None where a model's answer stayed text (or is missing)."""
+    """A delivery's structured documents, found by their kind; None where a model's answer stayed text
+    (or is missing). `others` are the documents of any further agents, in the agents' order."""
 
     analysis: RequirementsAnalysis | None = None
     test_plan: TestPlan | None = None
     design: TechnicalDesign | None = None
     review: DeliveryReview | None = None
+    others: tuple[Document, ...] = ()
 
+    @classmethod
+    def of(cls, found: Iterable[Document | None]) -> Documents:
+        present = [document for document in found if document is not None]
 
-def documents(data_by_agent: Mapping[str, dict[str, Any] | None]) -> Documents:
-    """Deliverable data, keyed by agent name, as the agents' models (None where there is none or it no
-    longer fits the schema)."""
-    found: dict[str, Any] = {}
-    for agent_name, schema in SCHEMAS.items():
-        data = data_by_agent.get(agent_name)
-        try:
-            found[agent_name] = schema.model_validate(data) if data is not None else None
-        except ValidationError:
-            found[agent_name] = None
-    return Documents(found["ProductManager"], found["QAEngineer"], found["SoftwareDeveloper"], found["Coordinator"])
+        def first(kind: type[Document]) -> Document | None:
+            return next((document for document in present if type(document) is kind), None)
 
+        known = (RequirementsAnalysis, TestPlan, TechnicalDesign, DeliveryReview)
+        return cls(
+            first(RequirementsAnalysis),  # type: ignore[arg-type]
+            first(TestPlan),  # type: ignore[arg-type]
+            first(TechnicalDesign),  # type: ignore[arg-type]
+            first(DeliveryReview),  # type: ignore[arg-type]
+            tuple(document for document in present if type(document) not in known),
+        )
 
-def assess(data_by_agent: Mapping[str, dict[str, Any] | None]) -> tuple[Traceability, Decision]:
-    """The traceability and the decision of a finished delivery, from its deliverables' data."""
-    found = documents(data_by_agent)
-    traceability = trace(found.analysis, found.test_plan, found.design)
-    decision, _ = decide(found.review, found.analysis, traceability)
-    return traceability, decision
+    def assess(self) -> tuple[Traceability, Decision]:
+        """The traceability and the decision of a finished delivery."""
+        traceability = trace(self.analysis, self.test_plan, self.design, self.others)
+        decision, _ = decide(self.review, self.analysis, traceability)
+        return traceability, decision

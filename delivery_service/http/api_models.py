@@ -19,9 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from delivery_service.deliverables.changes import diff
+from delivery_service.agents import AGENTS
 from delivery_service.deliverables.schemas import Decision
-from delivery_service.deliverables.traceability import assess
 from delivery_service.http.markdown import render_markdown
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
 from delivery_service.settings import get_settings
@@ -264,11 +263,11 @@ class TaskResultResponse(BaseModel):
         traceability, decision, changes = None, None, None
         current = {d.agent_name: d.data for d in record.deliverables}
         if record.status is TaskStatus.COMPLETED:
-            computed, decision = assess(current)
+            computed, decision = AGENTS.documents(current).assess()
             traceability = TraceabilityModel(**computed.model_dump())
             if record.follow_up is not None:
                 previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
-                changes = ChangesModel(**diff(previous, current).model_dump())
+                changes = ChangesModel(**AGENTS.changes(previous, current).model_dump())
         return cls(
             task_id=record.task_id,
             status=record.status,

@@ -37,12 +37,14 @@ from delivery_service.http.mcp_guard import McpGuard
 from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
 from delivery_service.http.task_events import task_events
 
-INSTRUCTIONS = (
-    "A software delivery team of four agents (ProductManager, QAEngineer, SoftwareDeveloper, Coordinator). Give "
-    "run_delivery a requirement and get back the requirements analysis, test plan, technical design and delivery "
-    "review. For long runs: start_delivery, then get_delivery; confirm_delivery answers a task that waits for "
-    "approval of its analysis."
-)
+
+def instructions() -> str:
+    """The server's instructions, naming the registry's agents and documents."""
+    return (
+        f"A software delivery team of {len(AGENTS)} agents ({', '.join(AGENTS.names)}). Give run_delivery a "
+        f"requirement and get back the {', '.join(agent.title.lower() for agent in AGENTS)}. For long runs: "
+        "start_delivery, then get_delivery; confirm_delivery answers a task that waits for approval of its analysis."
+    )
 
 
 def _service(ctx: Context) -> tuple[ServiceState, Caller, Request]:
@@ -141,14 +143,14 @@ async def deliverable(task_id: str, agent_name: str, ctx: Context) -> str:
     for found in result.deliverables:
         if found.agent_name == agent_name:
             return found.content
-    raise ToolError(f"Task {task_id} has no deliverable of {agent_name}; the agents are {', '.join(AGENTS)}.")
+    raise ToolError(f"Task {task_id} has no deliverable of {agent_name}; the agents are {', '.join(AGENTS.names)}.")
 
 
 def build_mcp_server() -> FastMCP:
     """A FastMCP server with the tools and the deliverable resources (one per app)."""
     server = FastMCP(
         "multi-agent-delivery",
-        instructions=INSTRUCTIONS,
+        instructions=instructions(),
         stateless_http=True,
         streamable_http_path="/mcp",
         # Like the rest of the API, /mcp is protected by API_KEYS, not by checking Host headers.

@@ -17,12 +17,12 @@ import httpx
 import openai
 from crewai.llms.providers.openai.completion import OpenAICompletion
 
-from delivery_service.agents import PromptStyle
 from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 from delivery_service.llm.embedded_model import LOCAL_MODEL_ALIAS, local_model_server
 from delivery_service.llm.fake import ScriptedLLM
 from delivery_service.llm.retry import RetryingTransport, shared_ssl_context
 from delivery_service.llm.skeleton import SkeletonLLM
+from delivery_service.prompts import PromptStyle
 from delivery_service.settings import ResolvedProvider, Settings
 
 LOCAL_MODEL_NOTE = (

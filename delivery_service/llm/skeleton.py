@@ -3,7 +3,7 @@
 A 135M-parameter model given CrewAI's long role-play prompt and earlier deliverables writes
 repetitive, off-topic prose, and no valid JSON. Given a two-line prompt and the start of a sentence to
 continue, it stays on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the
-agent's compact template (see `delivery_service.agents.compact_template`), copies the skeleton's fixed
+agent's compact template (see `delivery_service.prompts.compact_template`), copies the skeleton's fixed
 JSON, and asks the model to continue each `⟦slot …⟧` for at most one line and SLOT_MAX_TOKENS tokens,
 escaped into its JSON string. Output is capped, cannot loop, and always fits the deliverable's schema
 with identifiers that resolve. The review's decision and coverage reason are not the model's: they are
@@ -25,15 +25,9 @@ import httpx
 import openai
 from pydantic import PrivateAttr
 
-from delivery_service.agents import (
-    AGENTS_BY_ROLE,
-    SLOT_CLOSE,
-    SLOT_OPEN,
-    as_prompt_data,
-    compact_template,
-    requirement_language,
-)
+from delivery_service.agents import AGENTS
 from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation
+from delivery_service.prompts import SLOT_CLOSE, SLOT_OPEN, as_prompt_data, compact_template, requirement_language
 
 SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(re.escape(SLOT_OPEN) + r"([^⟧]*)" + re.escape(SLOT_CLOSE))
@@ -95,7 +89,7 @@ class SkeletonLLM(ChunkStreamingLLM):
 
     def conversation(self, messages: str | list[Any], from_task: Any, from_agent: Any) -> Conversation:
         """A two-line prompt from the agent's compact template, in place of CrewAI's long one."""
-        agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        agent = AGENTS.by_role(getattr(from_agent, "role", ""))
         template = compact_template(agent.name, self.requirement)
         prompt = template.description.format(
             requirement=as_prompt_data(self.requirement),
@@ -108,12 +102,12 @@ class SkeletonLLM(ChunkStreamingLLM):
 
     def chunks(self, conversation: Conversation, from_task: Any, from_agent: Any) -> Iterator[str]:
         """The skeleton's fixed markdown, and the model's continuation of each slot, in order."""
-        agent = AGENTS_BY_ROLE[getattr(from_agent, "role", "")]
+        agent = AGENTS.by_role(getattr(from_agent, "role", ""))
         if "<previous_documents>" in str(getattr(from_task, "description", "")):
             yield json.dumps(_TRIAGE)  # a follow-up's triage is beyond a 135M model: everything runs again
             return
         skeleton = compact_template(agent.name, self.requirement).expected_output
-        if agent.name == "Coordinator":
+        if agent.reviews:
             skeleton = self._with_computed_review(skeleton, str(getattr(from_task, "description", "")))
         cursor = 0
         for slot in _SLOT.finditer(skeleton):

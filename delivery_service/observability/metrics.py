@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import Message, Scope
 
+from delivery_service.event_types import EVENT_FACTS, TERMINAL_EVENT_TYPES, EventType
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-from delivery_service.store.task_event import EventType
 
 registry = CollectorRegistry()
 
@@ -78,8 +78,6 @@ WEBHOOK_OUTBOX = Gauge(
     "delivery_webhook_outbox_messages", "Webhook messages waiting to be delivered", registry=registry
 )
 
-_OUTCOMES = {EventType.END: "completed", EventType.ERROR: "failed", EventType.CANCELLED: "cancelled"}
-
 
 def record_delivered(events: Iterable[tuple[EventType, float]]) -> None:
     """Count stored events now visible, tasks started and ended, and how long events took to become visible.
@@ -95,8 +93,8 @@ def record_delivered(events: Iterable[tuple[EventType, float]]) -> None:
         EVENTS.labels(event_type.value).inc(count)
         if event_type is EventType.START:
             TASKS_STARTED.inc(count)
-        elif event_type in _OUTCOMES:
-            TASKS_FINISHED.labels(_OUTCOMES[event_type]).inc(count)
+        elif event_type in TERMINAL_EVENT_TYPES:
+            TASKS_FINISHED.labels(EVENT_FACTS[event_type].status).inc(count)
 
 
 def record_llm_call(provider: str, model: str, outcome: str, seconds: float, usage: dict[str, object] | None) -> None:

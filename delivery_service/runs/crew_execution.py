@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from delivery_service.agents import AGENTS
 from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, build_crew, build_triage_crew, run_crew
 from delivery_service.llm.embedded_model import LocalModelEndpoint, local_model_server
@@ -283,6 +284,7 @@ def _child_main(connection: Connection, job: CrewJob, model_labels: tuple[str, s
     os.nice(CHILD_NICENESS)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    AGENTS.load_plugins(settings.agent_plugin_modules())
     current_task_id.set(job.task_id)
     if job.local_model is not None:
         local_model_server.adopt(job.local_model)

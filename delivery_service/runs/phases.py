@@ -1,7 +1,8 @@
 """The two phases of a task, wherever they run: an embedded worker thread or a Celery worker process.
 
-A task runs in two phases: the *analysis* (ProductManager), then the *delivery*: a crew for the test
-plan and the design (QAEngineer, SoftwareDeveloper), the traceability of the three documents computed
+A task runs in two phases, each agent in the one its registry entry names (`delivery_service.agents`):
+the *analysis* (ProductManager), then the *delivery*: a crew for the test plan, the design and any
+registered agent's document (QAEngineer, SoftwareDeveloper, ...), the traceability of the three documents computed
 by the service and published as a System `action`, and a crew for the review (Coordinator), which is
 given that traceability. A follow-up (docs/api.md, "Follow-ups") begins its analysis with the
 ProductManager's triage: agents before the one it names are carried over from the parent (their
@@ -20,21 +21,18 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from delivery_service.agents import AGENT_NAMES, AGENTS, requirement_language
+from delivery_service.agents import AGENTS
 from delivery_service.crew.event_handler import EventSink
 from delivery_service.crew.factory import (
-    ANALYSIS_STEPS,
-    PLANNING_STEPS,
-    REVIEW_STEPS,
     FollowUpContext,
     Handover,
     Revision,
     delivery_summary,
 )
-from delivery_service.deliverables.changes import diff
-from delivery_service.deliverables.traceability import Traceability, documents, must_gaps, trace
+from delivery_service.deliverables.traceability import Traceability, must_gaps, trace
 from delivery_service.llm.model_errors import describe_failure
 from delivery_service.llm.providers import ModelInfo
+from delivery_service.prompts import requirement_language
 from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.settings import Settings
 from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
@@ -96,9 +94,9 @@ class PhaseWork:
         """The parent's deliverable of `step`'s agent when this follow-up keeps it as it is, else None."""
         if self.follow_up is None or self.rerun_from is None:
             return None
-        if AGENT_NAMES.index(self.rerun_from) <= step - 1:
+        if AGENTS.step(self.rerun_from) <= step:
             return None
-        return self.follow_up.parent_deliverable(AGENT_NAMES[step - 1])
+        return self.follow_up.parent_deliverable(AGENTS.at(step).name)
 
     def follow_up_context(self) -> FollowUpContext | None:
         """The request and the previous revision's documents, for the agents of a follow-up."""
@@ -129,26 +127,34 @@ class PhaseRunner:
                 if work.follow_up is not None:
                     self._triage(work, sink)
             if phase is Phase.ANALYSIS:
-                kept = work.carried_over(ANALYSIS_STEPS[0])
+                kept = work.carried_over(AGENTS.analysis_steps[0])
                 if kept is not None:
-                    self._carry_over(sink, ANALYSIS_STEPS[0], kept)
+                    self._carry_over(sink, AGENTS.analysis_steps[0], kept)
                     work.analysis, work.analysis_data = kept.content, kept.data
                 else:
                     analysis = self._run_crew(
-                        work, sink, ANALYSIS_STEPS, revision=work.revision, follow_up=work.follow_up_context()
+                        work, sink, AGENTS.analysis_steps, revision=work.revision, follow_up=work.follow_up_context()
                     )
-                    work.analysis, work.analysis_data = analysis.last_output, analysis.data.get(ANALYSIS_STEPS[0])
+                    work.analysis, work.analysis_data = (
+                        analysis.last_output,
+                        analysis.data.get(AGENTS.analysis_steps[0]),
+                    )
                     if not work.skip_confirmation:
                         self._ask_for_confirmation(work, sink)
                         return PhaseOutcome.AWAITING_CONFIRMATION
             planning = self._plan(work, sink)
             handover = self._trace(work, planning, sink)
             review = self._run_crew(
-                work, sink, REVIEW_STEPS, analysis=work.analysis, handover=handover, follow_up=work.follow_up_context()
+                work,
+                sink,
+                AGENTS.review_steps,
+                analysis=work.analysis,
+                handover=handover,
+                follow_up=work.follow_up_context(),
             )
             logger.info("task completed")
             summary = delivery_summary(review.last_output)
-            sink.publish_system(EventType.END, summary, {"usage": work.usage, "deliverables": 4})
+            sink.publish_system(EventType.END, summary, {"usage": work.usage, "deliverables": len(AGENTS)})
         except Exception as exc:
             if sink.terminated:
                 return PhaseOutcome.ENDED
@@ -178,8 +184,8 @@ class PhaseRunner:
         logger.info("task started on %s/%s", self._model.provider, self._model.model)
         metadata: dict[str, Any] = {
             "model": self._model.public(),
-            "total_steps": len(AGENT_NAMES),
-            "agents": list(AGENT_NAMES),
+            "total_steps": len(AGENTS),
+            "agents": list(AGENTS.names),
             "language": "zh" if requirement_language(work.requirement).startswith("Simplified Chinese") else "en",
         }
         if work.worker:
@@ -194,7 +200,7 @@ class PhaseRunner:
         )
 
     def _triage(self, work: PhaseWork, sink: EventSink) -> None:
-        """The ProductManager classifies the follow-up and names the first agent to run again."""
+        """The first agent classifies the follow-up and names the first agent to run again."""
         result = self._crews.run(
             CrewJob(
                 work.task_id, work.requirement, work.stream_tokens, (), follow_up=work.follow_up_context(), triage=True
@@ -204,9 +210,9 @@ class PhaseRunner:
         self._add_usage(work, result)
         triage = result.data.get(0)
         if triage is None:
-            triage = {"classification": "change", "rerun_from": AGENT_NAMES[0], "reason": UNTRIAGED_REASON}
+            triage = {"classification": "change", "rerun_from": AGENTS[0].name, "reason": UNTRIAGED_REASON}
         work.rerun_from = str(triage["rerun_from"])
-        kept = AGENT_NAMES[: AGENT_NAMES.index(work.rerun_from)]
+        kept = AGENTS.names[: AGENTS.step(work.rerun_from) - 1]
         text = f"Triage: {triage['classification']}; the agents run again from the {work.rerun_from}."
         if kept:
             text += f" Carried over: {', '.join(kept)}."
@@ -214,7 +220,7 @@ class PhaseRunner:
 
     def _carry_over(self, sink: EventSink, step: int, kept: Deliverable) -> None:
         """Publish the parent's deliverable of `step` as this revision's, without a model call."""
-        agent = AGENTS[step - 1]
+        agent = AGENTS.at(step)
         metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS), "title": kept.title, "carried_over": True}
         if kept.data is not None:
             metadata["data"] = kept.data
@@ -228,7 +234,7 @@ class PhaseRunner:
 
     def _plan(self, work: PhaseWork, sink: EventSink) -> CrewResult:
         """The test plan and the design: carried over or written again, in step order."""
-        kept = {step: work.carried_over(step) for step in PLANNING_STEPS}
+        kept = {step: work.carried_over(step) for step in AGENTS.planning_steps}
         for step, deliverable in kept.items():
             if deliverable is not None:
                 self._carry_over(sink, step, deliverable)
@@ -250,22 +256,19 @@ class PhaseRunner:
     def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
         """The documents' traceability, published for everyone and handed to the review (with a
         follow-up's changes since the previous revision)."""
-        current = {
-            "ProductManager": work.analysis_data,
-            "QAEngineer": planning.data.get(PLANNING_STEPS[0]),
-            "SoftwareDeveloper": planning.data.get(PLANNING_STEPS[1]),
-        }
-        found = documents(current)
-        traceability = trace(found.analysis, found.test_plan, found.design)
+        current = {AGENTS.at(AGENTS.analysis_steps[0]).name: work.analysis_data}
+        current |= {AGENTS.at(step).name: planning.data.get(step) for step in AGENTS.planning_steps}
+        found = AGENTS.documents(current)
+        traceability = trace(found.analysis, found.test_plan, found.design, found.others)
         sink.publish_system(
             EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()}
         )
         changes = None
         if work.follow_up is not None:
             previous = {kept.agent_name: kept.data for kept in work.follow_up.parent_deliverables}
-            changes = diff(previous, current).model_dump_json()
+            changes = AGENTS.changes(previous, current).model_dump_json()
         return Handover(
-            work="\n\n".join(planning.outputs[step] for step in PLANNING_STEPS),
+            work="\n\n".join(planning.outputs[step] for step in AGENTS.planning_steps),
             traceability=traceability.model_dump_json(),
             must_gaps=tuple(must_gaps(found.analysis, traceability)),
             changes=changes,
@@ -319,7 +322,7 @@ def decision(approved: bool, feedback: str, revision: int, max_revisions: int) -
     if approved:
         return "The analysis was approved: the delivery continues.", {"kind": "resumed", "decision": "approved"}
     return (
-        f"The analysis was rejected with feedback: the ProductManager revises it (revision {revision} of "
+        f"The analysis was rejected with feedback: the {AGENTS[0].name} revises it (revision {revision} of "
         f"{max_revisions}).",
         {"kind": "resumed", "decision": "rejected", "feedback": feedback, "revision": revision},
     )

@@ -18,16 +18,13 @@ from typing import Literal, Protocol
 
 import orjson
 
+from delivery_service.event_types import EVENT_FACTS
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import EventType, TaskEvent
 
-# The message type an event causes, and the task's status it reports.
+# The message type an event causes, and the task's status it reports (`event_types.EVENT_FACTS`).
 MESSAGE_TYPES: dict[EventType, tuple[str, str]] = {
-    EventType.STEP_END: ("task.step_completed", "running"),
-    EventType.CONFIRMATION_REQUIRED: ("task.awaiting_confirmation", "awaiting_confirmation"),
-    EventType.END: ("task.completed", "completed"),
-    EventType.ERROR: ("task.failed", "failed"),
-    EventType.CANCELLED: ("task.cancelled", "cancelled"),
+    kind: (facts.message_type, str(facts.status)) for kind, facts in EVENT_FACTS.items() if facts.message_type
 }
 ALL_MESSAGE_TYPES = tuple(message_type for message_type, _ in MESSAGE_TYPES.values())
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from delivery_service.agents import AGENTS
+from delivery_service.event_types import EVENT_FACTS, TERMINAL_EVENT_TYPES
 from delivery_service.store.task_event import SYSTEM_AGENT, EventType, TaskEvent, utc_now_iso
 
 
@@ -32,12 +33,6 @@ FINISHED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStat
 
 # System `action` events that move a task between waiting for a worker and running.
 _SCHEDULING_STATUS = {"queued": TaskStatus.QUEUED, "resumed": TaskStatus.RUNNING}
-
-_TERMINAL_STATUS = {
-    EventType.END: TaskStatus.COMPLETED,
-    EventType.ERROR: TaskStatus.FAILED,
-    EventType.CANCELLED: TaskStatus.CANCELLED,
-}
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class TaskRecord:
     status: TaskStatus = TaskStatus.QUEUED
     current_agent: str | None = None
     completed_steps: int = 0
-    total_steps: int = len(AGENTS)
+    total_steps: int = field(default_factory=lambda: len(AGENTS))
     last_sequence: int = 0
     created_at: str = field(default_factory=utc_now_iso)
     started_at: str | None = None
@@ -144,8 +139,8 @@ class TaskRecord:
             self.current_agent = None
         elif kind is EventType.ACTION and event.agent_name == SYSTEM_AGENT:
             self.status = _SCHEDULING_STATUS.get(str(event.metadata.get("kind")), self.status)
-        elif kind in _TERMINAL_STATUS:
-            self.status = _TERMINAL_STATUS[kind]
+        elif kind in TERMINAL_EVENT_TYPES:
+            self.status = TaskStatus(EVENT_FACTS[kind].status)
             self.finished_at = event.timestamp
             self.current_agent = None
             if kind is EventType.END:

@@ -9,30 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-
-class EventType(str, Enum):
-    """The `event_type` of an event (docs/api.md, "Event types")."""
-
-    START = "start"
-    AGENT_START = "agent_start"
-    THOUGHT = "thought"
-    ACTION = "action"
-    OUTPUT = "output"
-    STEP_END = "step_end"
-    DELTA = "delta"
-    CONFIRMATION_REQUIRED = "confirmation_required"
-    END = "end"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_EVENT_TYPES = frozenset({EventType.END, EventType.ERROR, EventType.CANCELLED})
+from delivery_service.event_types import TERMINAL_EVENT_TYPES, EventType
 
 SYSTEM_AGENT = "System"
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from delivery_service.agents import requirement_language
+from delivery_service.agents import AGENTS
 from delivery_service.deliverables.render import traceability_matrix
-from delivery_service.deliverables.traceability import Traceability, documents
+from delivery_service.deliverables.traceability import Traceability
 from delivery_service.http.access_control import audit, client_of
 from delivery_service.http.api_models import (
     ConfirmRequest,
@@ -43,6 +43,7 @@ from delivery_service.http.dependencies import (
 from delivery_service.http.lifespan import ServiceState
 from delivery_service.http.webhook_targets import webhook_targets
 from delivery_service.observability.logs import current_task_id
+from delivery_service.prompts import requirement_language
 from delivery_service.runs.control_messages import NotAwaitingConfirmation, QueueFull, ServiceStopping, ThreadFull
 from delivery_service.runs.task_runner import TaskRequest
 from delivery_service.store.base import StoreUnavailable
@@ -231,7 +232,7 @@ def result_document(result: TaskResultResponse, requirement: str) -> str:
     parts = [f"# Delivery for task {result.task_id}", f"Status: {result.status.value}", "## Requirement", requirement]
     for deliverable in result.deliverables:
         parts += [f"---\n\n<!-- {deliverable.agent_name}: {deliverable.title} -->", deliverable.content]
-    found = documents({d.agent_name: d.data for d in result.deliverables})
+    found = AGENTS.documents({d.agent_name: d.data for d in result.deliverables})
     if result.traceability and found.analysis is not None:
         traceability = Traceability(**result.traceability.model_dump())
         chinese = requirement_language(requirement).startswith("Simplified Chinese")

@@ -2,7 +2,7 @@
 // module follows a task's stream and hands each event to the panel it concerns (one module per panel,
 // test_ui_*.js; what they share is in test_ui_common.js). Each task has an address, /test-ui#task=<id>,
 // that reopens and resumes it.
-import { $, TERMINAL, api, rememberStreamToken, run, streamTokenOf, useApiKey } from "./test_ui_common.js";
+import { $, ENDING_STATUS, api, rememberStreamToken, run, streamTokenOf, useApiKey } from "./test_ui_common.js";
 import { showDeliverables } from "./test_ui_deliverables.js";
 import { clearLog, logEvent } from "./test_ui_log.js";
 import { loadRecent } from "./test_ui_recent.js";
@@ -55,7 +55,7 @@ function showEvent(event) {
       break;
     case "step_end":
       if (!event.metadata.carried_over) setStage(agent, "done");
-      $("progress-bar").style.width = `${(event.metadata.step / 4) * 100}%`;
+      $("progress-bar").style.width = `${(event.metadata.step / event.metadata.total_steps) * 100}%`;
       showWebhooks(); // a step may have sent a webhook message
       break;
     case "action":
@@ -73,7 +73,7 @@ function showEvent(event) {
     default:
       break;
   }
-  if (TERMINAL.includes(event.event_type)) finish(event);
+  if (event.event_type in ENDING_STATUS) finish(event);
 }
 
 function finish(event) {
@@ -82,8 +82,7 @@ function finish(event) {
   $("connection").textContent = "closed";
   $("cancel").hidden = true;
   hideConfirmation();
-  const status = { end: "completed", error: "failed", cancelled: "cancelled" }[event.event_type];
-  $("task-status").textContent = status;
+  $("task-status").textContent = ENDING_STATUS[event.event_type];
   $("terminal-message").textContent = event.content;
   $("terminal-message").className = event.event_type === "end" ? "" : "error";
   if (event.event_type === "end") $("progress-bar").style.width = "100%";

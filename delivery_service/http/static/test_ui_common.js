@@ -4,13 +4,13 @@
 // finished deliverables (delivery_service/http/markdown.py) and markdown-it (vendored in static/vendor,
 // loaded before the modules as `window.markdownit`) for everything rendered in the page.
 
-export const AGENTS = [
-  ["ProductManager", "Requirements analysis"],
-  ["QAEngineer", "Test plan"],
-  ["SoftwareDeveloper", "Technical design"],
-  ["Coordinator", "Delivery review"],
-];
-export const TERMINAL = ["end", "error", "cancelled"];
+// The pipeline as the service describes it (GET /api/agents, no key needed): the agents in the order they
+// run ({name, title, title_zh, step, phase, reviews}), and the status each terminal event ends a task in.
+const pipeline = await fetch("/api/agents").then((response) => response.json());
+export const AGENTS = pipeline.agents;
+export const ENDING_STATUS = Object.fromEntries(
+  pipeline.event_types.filter((type) => type.terminal).map((type) => [type.event_type, type.status]),
+);
 export const $ = (id) => document.getElementById(id);
 export const markdown = window.markdownit({ html: false, linkify: false });
 

@@ -44,12 +44,16 @@ function linkIdentifiers(container, deliverables) {
   }
 }
 
+// A finished deliverable found by its kind, whichever agent wrote it: the one whose data has `field` (the
+// analysis has acceptance criteria, the test plan test cases, the design a diagram).
+const holding = (deliverables, field) => deliverables.find((d) => d.data && field in d.data);
+
 // The traceability matrix: each acceptance criterion, its story and the test cases covering it.
 function showTraceability(result) {
   const section = $("traceability");
   section.textContent = "";
-  const analysis = result.deliverables.find((d) => d.agent_name === "ProductManager");
-  const plan = result.deliverables.find((d) => d.agent_name === "QAEngineer");
+  const analysis = holding(result.deliverables, "acceptance_criteria");
+  const plan = holding(result.deliverables, "test_cases");
   if (!result.traceability || !analysis || !analysis.data) return;
   const tracing = result.traceability;
   section.append(element("h3", `Traceability: ${tracing.covered} of ${tracing.acceptance_criteria} criteria covered · decision: ${result.decision}`));
@@ -78,15 +82,15 @@ function showTraceability(result) {
 // The design's mermaid diagram, drawn under its heading in place of its source, in a sandboxed frame
 // (static/diagram.html): model output never runs as this page, which holds the API key.
 function showDiagram(container, deliverables) {
-  const design = deliverables.find((d) => d.agent_name === "SoftwareDeveloper");
-  const source = design && design.data && design.data.diagram;
+  const design = holding(deliverables, "diagram");
+  const source = design && design.data.diagram;
   if (!source) return;
   const frame = element("iframe", undefined, "diagram");
   frame.title = "Architecture diagram";
   frame.setAttribute("sandbox", "allow-scripts");
   frame.src = "/static/diagram.html";
   frame.addEventListener("load", () => frame.contentWindow.postMessage({ source }, "*"));
-  const article = container.querySelector('article[data-agent="SoftwareDeveloper"]');
+  const article = container.querySelector(`article[data-agent="${design.agent_name}"]`);
   const listing = article.querySelector("pre > code.language-mermaid");
   if (listing) listing.parentElement.replaceWith(frame);
   else article.append(frame);

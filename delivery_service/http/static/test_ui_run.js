@@ -1,4 +1,4 @@
-// The task's run: the pipeline of the four agents, a panel per agent with its thoughts and its text as it
+// The task's run: the pipeline of the agents (GET /api/agents), a panel per agent with its thoughts and its text as it
 // is written (a structured deliverable shows as its document, test_ui_documents.js), and the
 // confirmation panel with the whole analysis, rendered.
 import { $, AGENTS, element, markdown, run } from "./test_ui_common.js";
@@ -8,7 +8,7 @@ export function resetPanels() {
   $("pipeline").textContent = "";
   $("panels").textContent = "";
   hideConfirmation();
-  for (const [name, title] of AGENTS) {
+  for (const { name, title } of AGENTS) {
     const stage = element("li");
     stage.dataset.agent = name;
     stage.dataset.state = "waiting";
@@ -29,12 +29,12 @@ export function setStage(agent, state) {
   const stage = document.querySelector(`#pipeline li[data-agent="${agent}"]`);
   if (!stage) return;
   stage.dataset.state = state;
-  const title = AGENTS.find(([name]) => name === agent)[1];
+  const { title } = AGENTS.find(({ name }) => name === agent);
   stage.querySelector(".state").textContent = `${title}: ${state}`;
 }
 
 export function failWorkingStages() {
-  for (const [name] of AGENTS) {
+  for (const { name } of AGENTS) {
     if (document.querySelector(`#pipeline li[data-agent="${name}"]`).dataset.state === "working") setStage(name, "failed");
   }
 }
