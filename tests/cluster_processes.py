@@ -33,12 +33,24 @@ class RedisServer:
         self.port = free_port()
         self._log = (workdir / "redis.log").open("wb")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--databases",
+                "256",
+            ],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._databases = iter(range(16))
+        self._databases = iter(range(256))
         wait_until(self._answers, STARTUP_TIMEOUT_SECONDS, "redis-server to start")
 
     def _answers(self) -> bool:

@@ -7,7 +7,7 @@ working directory, so a developer's `.env` cannot change what the tests see.
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import socket
 import subprocess
@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
+
+from delivery_service.cli.client import ServiceClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -181,62 +182,61 @@ def start_task(base_url: str, requirement: str = "开发一个简单的待办事
     return str(response.json()["task_id"])
 
 
+class StreamDropped(RuntimeError):
+    """The server closed a stream (or the connection broke) before the task's terminal event."""
+
+
+def _once(reason: str) -> None:
+    raise StreamDropped(reason)
+
+
+def follow(
+    base_url: str,
+    task_id: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    reconnect: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """A task's events, read by the project's own client (`ServiceClient.follow`): the tests' one SSE parser.
+
+    `headers` and `params` go on the first request as given (`Last-Event-ID`, `Authorization`, `?token=`).
+    Ends at the terminal event; a stream dropped before it raises StreamDropped, unless `reconnect`: then
+    the client resumes after the last event it got, as the CLI does.
+    """
+    client = ServiceClient(base_url)
+    client._http.headers.update(headers or {})  # noqa: SLF001 - what the test asks for, on every request
+    client._http.params = httpx.QueryParams(params or {})  # noqa: SLF001
+    try:
+        yield from client.follow(task_id, on_reconnect=None if reconnect else _once)
+    finally:
+        client.close()
+
+
 def read_stream(
     base_url: str, task_id: str, headers: dict[str, str] | None = None, params: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Every event of one SSE connection, until the server closes it. Checks `id:` equals `sequence`."""
-    events = []
-    with httpx.Client(timeout=httpx.Timeout(60.0)) as client:
-        with connect_sse(
-            client, "GET", f"{base_url}/api/stream/{task_id}", headers=dict(headers or {}), params=params
-        ) as source:
-            assert source.response.status_code == 200
-            assert source.response.headers["content-type"].startswith("text/event-stream")
-            for sse in source.iter_sse():
-                if not sse.data:
-                    continue  # a heartbeat comment: httpx-sse reports it as an empty event, browsers ignore it
-                event = json.loads(sse.data)
-                assert sse.id == str(event["sequence"])
-                assert sse.event == "message"
-                events.append(event)
-    return events
+    """Every event of a task's stream (after `Last-Event-ID` if given), to its terminal event."""
+    return list(follow(base_url, task_id, headers, params))
 
 
-def follow_in_background(base_url: str, task_id: str) -> Callable[[], list[dict[str, Any]]]:
-    """Read a task's whole stream on another thread; call the result to wait for its events."""
-    received: list[list[dict[str, Any]]] = []
-    reader = threading.Thread(target=lambda: received.append(read_stream(base_url, task_id)))
-    reader.start()
-
-    def events() -> list[dict[str, Any]]:
-        reader.join(timeout=120)
-        assert received, "the stream did not end"
-        return received[0]
-
-    return events
-
-
-def sequences(events: list[dict[str, Any]]) -> list[int]:
-    return [event["sequence"] for event in events]
+def read_first(base_url: str, task_id: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` events of a live stream, then hang up."""
+    return list(itertools.islice(follow(base_url, task_id), count))
 
 
 class StreamReader:
-    """Reads one SSE stream on a thread, keeping every event as it arrives."""
+    """Follows one task's stream on a thread, keeping every event as it arrives."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, task_id: str, headers: dict[str, str] | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, args=(url, headers or {}), daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(base_url, task_id, headers), daemon=True)
         self._thread.start()
 
-    def _read(self, url: str, headers: dict[str, str]) -> None:
+    def _read(self, base_url: str, task_id: str, headers: dict[str, str] | None) -> None:
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=60) as response:
-                assert response.status_code == 200
-                assert "content-encoding" not in response.headers, "event streams are never gzipped"
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        self.events.append(json.loads(line[6:]))
+            for event in follow(base_url, task_id, headers):
+                self.events.append(event)
         except BaseException as exc:  # reported by `wait`
             self.error = exc
 
@@ -251,7 +251,153 @@ class StreamReader:
         return self.events
 
 
+def follow_in_background(base_url: str, task_id: str) -> Callable[[], list[dict[str, Any]]]:
+    """Read a task's whole stream on another thread; call the result to wait for its events."""
+    return StreamReader(base_url, task_id).wait
+
+
+def sequences(events: list[dict[str, Any]]) -> list[int]:
+    return [event["sequence"] for event in events]
+
+
 def status(base_url: str, task_id: str) -> dict[str, Any]:
     response = httpx.get(f"{base_url}/api/task/{task_id}/status")
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+# --- one suite, both modes ------------------------------------------------------------------------
+# `mode` runs a test against the embedded service (one uvicorn, SQLite) and against the cluster
+# (Redis, two API replicas behind Nginx, Celery workers): the same requests, the same answers expected.
+CLUSTER_WORKERS_AT_MOST = 2  # MAX_CONCURRENT_TASKS=n becomes n workers of one crew each, up to this many
+
+
+class Deployment:
+    """A running service, whichever mode: `base_url` to talk to it, `restart()` to kill it and start it
+    again on its data, `urls` every address that serves it (the cluster's replicas and Nginx)."""
+
+    base_url: str
+    urls: list[str]
+
+    def restart(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class EmbeddedDeployment(Deployment):
+    def __init__(self, workdir: Path, settings: dict[str, str], server: ServerProcess | None = None) -> None:
+        self.workdir, self.settings = workdir, settings
+        self.server = server or launch_service(workdir, settings)
+        self.base_url = self.server.base_url
+        self.urls = [self.base_url]
+
+    def restart(self) -> None:
+        self.server.kill()
+        self.server = launch_service(self.workdir, self.settings, self.server.port)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class ClusterDeployment(Deployment):
+    """Two API replicas and `MAX_CONCURRENT_TASKS` Celery workers on a fresh Redis database, behind Nginx,
+    which spreads a test's requests over both replicas."""
+
+    def __init__(self, redis_server: Any, workdir: Path, settings: dict[str, str]) -> None:
+        from cluster_processes import Cluster, Nginx
+
+        workers = min(int(settings.get("MAX_CONCURRENT_TASKS", "1")), CLUSTER_WORKERS_AT_MOST)
+        self.cluster = Cluster(redis_server, workdir, replicas=2, workers=workers, **settings)
+        self.nginx = Nginx([replica.port for replica in self.cluster.replicas], workdir)
+        self.base_url = self.nginx.base_url
+        self.urls = [self.base_url, *(replica.base_url for replica in self.cluster.replicas)]
+
+    def restart(self) -> None:
+        """Every replica and worker killed, then started again on the same ports: Redis keeps the data."""
+        for worker in self.cluster.workers:
+            worker.kill()
+        for replica in self.cluster.replicas:
+            replica.kill()
+        ports, workers = [replica.port for replica in self.cluster.replicas], len(self.cluster.workers)
+        self.cluster.replicas = [launch_service(self.cluster.workdir, self.cluster.settings, port) for port in ports]
+        self.cluster.workers = []
+        for _ in range(workers):
+            self.cluster.add_worker()
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        self.cluster.stop()
+
+
+class Mode:
+    """What a test needs from `mode`: its `name`, `start(**settings)` for a deployment of its own (stopped
+    after the test), and `fast()` / `slow()` for deployments shared by the session (see `fake_service`
+    and `slow_service`)."""
+
+    def __init__(self, name: str, request: pytest.FixtureRequest, workdir: Path) -> None:
+        self.name, self._request, self._workdir = name, request, workdir
+        self._started: list[Deployment] = []
+
+    def start(self, **settings: str) -> Deployment:
+        workdir = self._workdir / f"deployment-{len(self._started)}"
+        workdir.mkdir()
+        if self.name == "embedded":
+            deployment: Deployment = EmbeddedDeployment(workdir, settings)
+        else:
+            deployment = ClusterDeployment(self._request.getfixturevalue("redis_server"), workdir, settings)
+        self._started.append(deployment)
+        return deployment
+
+    def fast(self) -> Deployment:
+        return self._shared("fake_service" if self.name == "embedded" else "fast_cluster")
+
+    def slow(self) -> Deployment:
+        return self._shared("slow_service" if self.name == "embedded" else "slow_cluster")
+
+    def _shared(self, fixture: str) -> Deployment:
+        found = self._request.getfixturevalue(fixture)
+        return EmbeddedDeployment(found.workdir, {}, found) if isinstance(found, ServerProcess) else found
+
+    def stop(self) -> None:
+        for deployment in self._started:
+            deployment.stop()
+
+
+@pytest.fixture(params=["embedded", pytest.param("cluster", marks=pytest.mark.slow)])
+def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mode]:
+    """The service in each mode; the cluster's tests are slow (they start Redis, Nginx and Celery)."""
+    chosen = Mode(request.param, request, tmp_path)
+    yield chosen
+    chosen.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One redis-server for the session; each cluster takes a database of its own."""
+    from cluster_processes import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+def _session_cluster(request: pytest.FixtureRequest, name: str, settings: dict[str, str]) -> Iterator[Deployment]:
+    workdir = request.getfixturevalue("tmp_path_factory").mktemp(name)
+    deployment = ClusterDeployment(request.getfixturevalue("redis_server"), workdir, settings)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def fast_cluster(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The cluster's `fake_service`: the scripted model at full speed, two workers."""
+    settings = {"MAX_CONCURRENT_TASKS": "2", "MAX_REQUIREMENT_CHARS": "400000", "MAX_BODY_BYTES": "2000000"}
+    yield from _session_cluster(request, "fast-cluster", {**settings, "DELTA_INTERVAL_MS": "0"})
+
+
+@pytest.fixture(scope="session")
+def slow_cluster(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The cluster's `slow_service`: 20 ms per model chunk, heartbeats every second."""
+    yield from _session_cluster(request, "slow-cluster", {"FAKE_LLM_DELAY_MS": "20", "HEARTBEAT_SECONDS": "1"})

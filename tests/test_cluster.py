@@ -1,7 +1,11 @@
-"""The cluster mode with real servers: redis-server, API replicas under uvicorn, Celery workers, Nginx.
+"""What only the cluster mode has, with real servers: redis-server, API replicas, Celery workers, Nginx.
 
-Any replica starts, streams, resumes, cancels, confirms and reports on any task; crews run on the
-workers; a dead worker ends its task with `worker_died`.
+Every replica streams the same events; a killed replica or worker loses nothing or ends its task with
+`worker_died`; two workers share the tasks; the append script gives each sequence once; a redelivered
+phase runs once; concurrent follow-ups and webhook attempts from several processes are each counted once.
+What both modes do alike (run control, follow-ups, webhooks, the stream contract) is tested in both
+modes by the `mode` fixture (tests/test_run_control.py, test_follow_ups.py, test_webhooks.py,
+test_streaming.py). The Redis server is the session's (`redis_server` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -37,13 +41,6 @@ from webhook_receiver import WebhookReceiver, new_secret
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def start_cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """`start_cluster(replicas, workers, SETTING="value")`: a cluster on a fresh Redis database."""
@@ -67,8 +64,7 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     try:
         task_id = start_task(nginx.base_url, "Build a todo app across replicas", skip_confirmation=False)
         readers = [
-            StreamReader(f"{url}/api/stream/{task_id}", {"Accept-Encoding": "gzip"})
-            for url in (a.base_url, b.base_url, nginx.base_url)
+            StreamReader(url, task_id, {"Accept-Encoding": "gzip"}) for url in (a.base_url, b.base_url, nginx.base_url)
         ]
         # The task pauses for a decision: what the readers have by then cannot have waited for its end.
         wait_until(lambda: all(reader.has("confirmation_required") for reader in readers), 60, "the analysis")
@@ -120,7 +116,7 @@ def test_resume_on_another_replica_after_the_first_is_killed(start_cluster: Call
     cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="20")
     a, b = cluster.replicas
     task_id = start_task(a.base_url, "Build a todo app, resumed elsewhere")
-    reader = StreamReader(f"{a.base_url}/api/stream/{task_id}")
+    reader = StreamReader(a.base_url, task_id)
     wait_until(lambda: len(reader.events) >= 5, 60, "five events from replica A")
     a.kill()
     received = reader.events[:5]
@@ -133,47 +129,11 @@ def test_resume_on_another_replica_after_the_first_is_killed(start_cluster: Call
     assert past_the_end.status_code == 204, "nothing follows the terminal event, on any replica"
 
 
-def test_cancel_and_confirm_on_a_replica_other_than_the_starting_one(start_cluster: Callable[..., Cluster]) -> None:
-    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="50")
-    a, b = cluster.replicas
-    reviewed = start_task(a.base_url, "Build a todo app with a review", skip_confirmation=False)
-    wait_until(lambda: status(b.base_url, reviewed)["status"] == "awaiting_confirmation", 60, "the analysis")
-    rejected = httpx.post(
-        f"{b.base_url}/api/task/{reviewed}/confirm", json={"approved": False, "feedback": "Add offline use"}
-    )
-    assert rejected.status_code == 202, rejected.text
-    again = httpx.post(f"{a.base_url}/api/task/{reviewed}/confirm", json={"approved": True})
-    assert again.status_code == 409, "one decision per confirmation_required, whichever replica gets it"
-    review = StreamReader(f"{b.base_url}/api/stream/{reviewed}")
-    wait_until(lambda: sum(e["event_type"] == "confirmation_required" for e in review.events) == 2, 60, "the revision")
-    assert status(a.base_url, reviewed)["status"] == "awaiting_confirmation"
-    revised = [e for e in review.events if e["metadata"].get("decision") == "rejected"]
-    assert revised and revised[0]["metadata"]["feedback"] == "Add offline use"
-
-    cancelled = httpx.post(f"{a.base_url}/api/task/{reviewed}/cancel")
-    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-    assert review.wait()[-1]["event_type"] == "cancelled"
-
-    running = start_task(b.base_url, "Build a todo app, cancelled mid-run")
-    reader = StreamReader(f"{b.base_url}/api/stream/{running}")
-    wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
-    response = httpx.post(f"{a.base_url}/api/task/{running}/cancel")
-    assert response.status_code == 202 and response.json()["status"] == "cancelled"
-    events = reader.wait()
-    assert events[-1]["event_type"] == "cancelled" and sequences(events) == list(range(1, len(events) + 1))
-    meta = f"mad:task:{running}"
-    wait_until(lambda: cluster.redis.hget(meta, "worker_task") is None, 30, "the worker to stop the crew")
-    assert read_stream(a.base_url, running) == events, "nothing was appended after the cancel"
-    assert httpx.post(f"{b.base_url}/api/task/{running}/cancel").json()["status"] == "cancelled", "idempotent"
-    after = start_task(a.base_url, "Build a todo app after a cancel")
-    assert read_stream(a.base_url, after)[-1]["event_type"] == "end", "the worker is free again"
-
-
 def test_a_killed_worker_ends_its_task_with_an_error(start_cluster: Callable[..., Cluster]) -> None:
     cluster = start_cluster(replicas=1, workers=1, FAKE_LLM_DELAY_MS="50")
     (api,) = cluster.replicas
     task_id = start_task(api.base_url, "Build a todo app on a worker that dies")
-    reader = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    reader = StreamReader(api.base_url, task_id)
     wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
     cluster.workers[0].kill()
     events = reader.wait()
@@ -191,7 +151,7 @@ def test_two_workers_share_the_tasks(start_cluster: Callable[..., Cluster]) -> N
     cluster = start_cluster(replicas=1, workers=2, FAKE_LLM_DELAY_MS="20")
     (api,) = cluster.replicas
     task_ids = [start_task(api.base_url, f"Build todo app number {n}") for n in range(4)]
-    readers = [StreamReader(f"{api.base_url}/api/stream/{task_id}") for task_id in task_ids]  # one replica reads all
+    readers = [StreamReader(api.base_url, task_id) for task_id in task_ids]  # one replica reads all
     streams = [reader.wait() for reader in readers]
     assert all(events[-1]["event_type"] == "end" for events in streams)
     assert all(sequences(events) == list(range(1, len(events) + 1)) for events in streams)
@@ -220,33 +180,12 @@ def test_the_rate_limit_is_shared_by_the_replicas(start_cluster: Callable[..., C
     assert a.process.wait(timeout=30) == -signal.SIGTERM, "a replica stops on SIGTERM (nothing of its own to drain)"
 
 
-def test_an_unconfirmed_task_is_cancelled_by_a_replica(start_cluster: Callable[..., Cluster]) -> None:
-    cluster = start_cluster(replicas=1, workers=1, CONFIRMATION_TIMEOUT_SECONDS="1")
-    (api,) = cluster.replicas
-    task_id = start_task(api.base_url, "Build a todo app nobody reviews", skip_confirmation=False)
-    events = read_stream(api.base_url, task_id)
-    assert [e["event_type"] for e in events[-2:]] == ["confirmation_required", "cancelled"]
-    assert events[-1]["metadata"] == {"reason": "confirmation_timeout"}
-    assert status(api.base_url, task_id)["status"] == "cancelled"
-
-
-def test_a_task_past_its_timeout_is_stopped_on_the_worker(start_cluster: Callable[..., Cluster]) -> None:
-    cluster = start_cluster(replicas=1, workers=1, TASK_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="200")
-    (api,) = cluster.replicas
-    task_id = start_task(api.base_url, "Build a todo app too slowly")
-    events = read_stream(api.base_url, task_id)
-    assert events[-1]["event_type"] == "error" and events[-1]["metadata"] == {"error_type": "task_timeout"}
-    assert sequences(events) == list(range(1, len(events) + 1))
-    wait_until(lambda: cluster.redis.hget(f"mad:task:{task_id}", "worker_task") is None, 30, "the crew to stop")
-    assert read_stream(api.base_url, task_id) == events, "the crew published nothing after the timeout"
-
-
 def test_a_crew_that_does_not_stop_is_killed_after_the_grace(start_cluster: Callable[..., Cluster]) -> None:
     # A model chunk every 60 s: the crew cannot see the cancel at its next step in time.
     cluster = start_cluster(replicas=1, workers=1, FAKE_LLM_DELAY_MS="60000", CREW_STOP_GRACE_SECONDS="1")
     (api,) = cluster.replicas
     task_id = start_task(api.base_url, "Build a todo app with a stuck model")
-    reader = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    reader = StreamReader(api.base_url, task_id)
     wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
     worker = cluster.workers[0]
     (crew_process,) = worker.pool_processes()
@@ -262,7 +201,7 @@ def test_a_redelivered_phase_does_not_run_twice(start_cluster: Callable[..., Clu
     cluster = start_cluster(replicas=1, workers=1)
     (api,) = cluster.replicas
     task_id = start_task(api.base_url, "Build a todo app delivered twice", skip_confirmation=False)
-    review = StreamReader(f"{api.base_url}/api/stream/{task_id}")
+    review = StreamReader(api.base_url, task_id)
     wait_until(lambda: review.has("confirmation_required"), 60, "the analysis")
     # What the broker does when it delivers a message again (visibility timeout, a lost ack).
     settings = Settings(redis_url=cluster.redis_url)  # type: ignore[call-arg]
@@ -310,28 +249,6 @@ def test_concurrent_writers_get_each_sequence_exactly_once(redis_server: RedisSe
     assert {event["content"] for event in events[:-1]} == {f"{w}:{n}" for w in range(8) for n in range(50)}
     assert 0 < client.pttl(TaskKeys(task_id).events) <= 86_400_000, "a finished stream expires with the retention"
     client.close()
-
-
-def test_waiting_tasks_start_by_priority_across_the_cluster(start_cluster: Callable[..., Cluster]) -> None:
-    cluster = start_cluster(replicas=2, workers=1, FAKE_LLM_DELAY_MS="20")
-    a, b = cluster.replicas
-    busy = start_task(a.base_url, "Build a todo app that keeps the worker busy")
-    reader = StreamReader(f"{a.base_url}/api/stream/{busy}")
-    wait_until(lambda: reader.has("start"), 60, "the worker to be busy")
-    low = httpx.post(f"{a.base_url}/api/run_task", json={"user_requirement": "Build a low-priority app", "priority": 0})
-    high = httpx.post(f"{b.base_url}/api/run_task", json={"user_requirement": "Build an urgent app", "priority": 9})
-    assert low.json()["status"] == high.json()["status"] == "queued"
-    low_id, high_id = low.json()["task_id"], high.json()["task_id"]
-    assert status(b.base_url, high_id)["queue_position"] == 1, "the urgent task goes first, whoever took it"
-    assert status(a.base_url, low_id)["queue_position"] == 2
-    assert reader.wait()[-1]["event_type"] == "end"
-    low_events, high_events = read_stream(a.base_url, low_id), read_stream(b.base_url, high_id)
-    started = {
-        name: next(e["timestamp"] for e in events if e["event_type"] == "start")
-        for name, events in (("low", low_events), ("high", high_events))
-    }
-    assert started["high"] < started["low"]
-    assert high_events[0]["metadata"] == {"kind": "queued", "queue_position": 1}
 
 
 def test_follow_ups_in_the_cluster_number_their_revisions_across_replicas(

@@ -222,7 +222,7 @@ def production(project: ComposeProject) -> ComposeProject:
 def test_production_streams_live_through_nginx_to_two_replicas(production: ComposeProject) -> None:
     nginx = production.nginx_url
     task_id = start_task(nginx, "Build a todo app behind Nginx")
-    reader = StreamReader(f"{nginx}/api/stream/{task_id}")
+    reader = StreamReader(nginx, task_id)
     wait_until(lambda: reader.has("agent_start"), 60, "the first agent through Nginx")
     assert status(nginx, task_id)["status"] == "running", "events arrive while the task runs, not at its end"
     events = reader.wait()
@@ -251,7 +251,7 @@ def test_only_nginx_may_name_the_client(production: ComposeProject) -> None:
 def test_a_killed_worker_container_ends_its_task_with_an_error(production: ComposeProject) -> None:
     nginx = production.nginx_url
     task_id = start_task(nginx, "Build a todo app on a worker that dies")
-    reader = StreamReader(f"{nginx}/api/stream/{task_id}")
+    reader = StreamReader(nginx, task_id)
     wait_until(lambda: reader.has("agent_start"), 60, "the crew to start")
     worker = production.exec("redis", "redis-cli", "HGET", TaskKeys(task_id).meta, "worker").strip()
     hostname = worker.removeprefix("celery@")  # a container's hostname is the start of its id

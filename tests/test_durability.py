@@ -13,24 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+from conftest import ServerProcess, follow_in_background, read_first, read_stream, sequences, start_task, wait_until
 
 pytestmark = pytest.mark.slow
 
 RESTART_ERROR = "The server restarted while this task was queued or running"
 SHUTDOWN_ERROR = "The server was stopped while this task was running"
-
-
-def read_first(base_url: str, task_id: str, count: int) -> list[dict[str, Any]]:
-    """The first `count` events of a live stream, then hang up."""
-    events: list[dict[str, Any]] = []
-    with httpx.Client(timeout=60) as client, client.stream("GET", f"{base_url}/api/stream/{task_id}") as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-                if len(events) == count:
-                    break
-    return events
 
 
 def stored_events(workdir: Path, task_id: str) -> list[tuple[int, dict[str, Any]]]:

@@ -2,7 +2,8 @@
 
 Over real HTTP: the scripted model, and the OpenAI-compatible stub's `/follow-up/<agent>/v1`, whose
 triage names that agent and whose follow-up answers are a scripted revision (tests/openai_stub.py).
-The cluster mode's follow-ups are in tests/test_cluster.py.
+Threads, limits, keys, restarts and a partial rerun run in both modes (`mode`); tests/test_cluster.py
+keeps only concurrent follow-ups numbered by two replicas.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from conftest import ServerProcess, read_stream, start_task, wait_until
+from conftest import Deployment, Mode, ServerProcess, read_stream, start_task, wait_until
 from openai_stub import REVISED_CHANGES, asked_for, prompt_of
 
 ALICE = {"Authorization": "Bearer alice-key-0123"}
@@ -59,7 +60,7 @@ def prompts_to(stub: ServerProcess, since: int, agent: str) -> list[str]:
 
 
 def parent_on_stub(
-    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess, rerun_from: str
+    start_service: Callable[..., ServerProcess | Deployment], openai_stub: ServerProcess, rerun_from: str
 ) -> tuple[str, str, int]:
     """A service on the stub's `/follow-up/<rerun_from>/v1` (its triage names that agent) with one completed
     task: the service's URL, the task, and how many requests the stub had before any follow-up."""
@@ -69,9 +70,9 @@ def parent_on_stub(
 
 
 def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
-    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+    mode: Mode, openai_stub: ServerProcess
 ) -> None:
-    base, parent, seen = parent_on_stub(start_service, openai_stub, "QAEngineer")
+    base, parent, seen = parent_on_stub(mode.start, openai_stub, "QAEngineer")
 
     response = follow_up(base, parent, "Add a test for sign-in with email")
     assert response.status_code == 202
@@ -136,8 +137,8 @@ def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
     )
 
 
-def test_threads_branches_limits_and_bad_requests(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_THREAD_REVISIONS="4", FAKE_LLM_DELAY_MS="20")
+def test_threads_branches_limits_and_bad_requests(mode: Mode) -> None:
+    service = mode.start(MAX_THREAD_REVISIONS="4", FAKE_LLM_DELAY_MS="20")
     base = service.base_url
     root = completed(base)
     first, _ = followed(base, root, "Add a test for empty titles")
@@ -180,8 +181,8 @@ def test_threads_branches_limits_and_bad_requests(start_service: Callable[..., S
     assert refused.status_code == 409 and "is running" in refused.json()["detail"]
 
 
-def test_a_thread_belongs_to_its_key(start_service: Callable[..., ServerProcess]) -> None:
-    base = start_service(API_KEYS="alice-key-0123, bob-key-4567").base_url
+def test_a_thread_belongs_to_its_key(mode: Mode) -> None:
+    base = mode.start(API_KEYS="alice-key-0123, bob-key-4567").base_url
     root = completed(base, "Alice's private project", headers=ALICE)
     assert follow_up(base, root, "Add a feature", headers=BOB).status_code == 404
     assert follow_up(base, root, "Add a feature").status_code == 401
@@ -191,13 +192,12 @@ def test_a_thread_belongs_to_its_key(start_service: Callable[..., ServerProcess]
     assert [t["task_id"] for t in tasks] == [root, child]
 
 
-def test_a_follow_up_after_a_restart_starts_from_the_stored_parent(start_service: Callable[..., ServerProcess]) -> None:
-    first = start_service()
-    root = completed(first.base_url)
-    parent_result = result(first.base_url, root)
-    first.kill()
+def test_a_follow_up_after_a_restart_starts_from_the_stored_parent(mode: Mode) -> None:
+    second = mode.start()
+    root = completed(second.base_url)
+    parent_result = result(second.base_url, root)
+    second.restart()  # killed: nothing kept in memory
 
-    second = start_service(port=first.port)
     child, events = followed(second.base_url, root, "Add a test for long titles")
     kept = next(e for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output")
     assert kept["content"] == parent_result["deliverables"][0]["content"]

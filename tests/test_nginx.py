@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from cluster_processes import Nginx
-from conftest import ServerProcess, read_stream
+from conftest import ServerProcess, follow, read_stream
 
 
 @pytest.fixture
@@ -26,16 +25,14 @@ def test_events_pass_through_nginx_unbuffered(nginx: str, slow_service: ServerPr
     assert response.status_code == 202
     task_id = response.json()["task_id"]
 
+    with httpx.stream("GET", f"{nginx}/api/stream/{task_id}", headers={"Accept-Encoding": "gzip"}) as stream:
+        assert "content-encoding" not in stream.headers, "event streams are never gzipped"
     received = []
     status_at_first_event = None
-    with httpx.Client(timeout=60) as client:
-        with client.stream("GET", f"{nginx}/api/stream/{task_id}", headers={"Accept-Encoding": "gzip"}) as stream:
-            assert "content-encoding" not in stream.headers, "event streams are never gzipped"
-            for line in stream.iter_lines():
-                if line.startswith("data: "):
-                    received.append(json.loads(line[6:]))
-                    if status_at_first_event is None:
-                        status_at_first_event = httpx.get(f"{nginx}/api/task/{task_id}/status").json()["status"]
+    for event in follow(nginx, task_id, headers={"Accept-Encoding": "gzip"}):
+        received.append(event)
+        if status_at_first_event is None:
+            status_at_first_event = httpx.get(f"{nginx}/api/task/{task_id}/status").json()["status"]
     assert status_at_first_event == "running", "the first event arrived while the task was still running"
     assert received[-1]["event_type"] == "end"
     assert received == read_stream(slow_service.base_url, task_id), "the same events as straight from the service"

@@ -1,4 +1,8 @@
-"""Steering runs: cancel, human confirmation, timeouts, the waiting line, token deltas, LLM retries."""
+"""Steering runs: cancel, human confirmation, timeouts, the waiting line, token deltas, LLM retries.
+
+Cancel, confirmation, timeouts, the waiting line and deltas run in both modes (`mode`); in the cluster,
+MAX_CONCURRENT_TASKS=n is n Celery workers, and Nginx spreads the requests over two replicas.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +12,39 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, follow_in_background, read_stream, sequences, start_task, wait_until
+from conftest import (
+    Deployment,
+    Mode,
+    ServerProcess,
+    follow_in_background,
+    read_stream,
+    sequences,
+    start_task,
+    wait_until,
+)
 from delivery_service.agents import AGENTS
 from delivery_service.llm.fake import scripted_answer
 
 AGENT_NAMES = [agent.name for agent in AGENTS]
 
 
-def status_of(service: ServerProcess, task_id: str) -> dict[str, Any]:
+def status_of(service: ServerProcess | Deployment, task_id: str) -> dict[str, Any]:
     return httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()
 
 
-def post(service: ServerProcess, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+def post(service: ServerProcess | Deployment, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
     return httpx.post(f"{service.base_url}{path}", json=body)
 
 
-def wait_for_status(service: ServerProcess, task_id: str, status: str) -> dict[str, Any]:
+def wait_for_status(service: ServerProcess | Deployment, task_id: str, status: str) -> dict[str, Any]:
     return wait_until(
         lambda: (current := status_of(service, task_id))["status"] == status and current, 60, f"status {status}"
     )
 
 
 # --- cancel ---------------------------------------------------------------------------------------
-def test_cancel_queued_running_and_finished_tasks(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_CONCURRENT_TASKS="1", FAKE_LLM_DELAY_MS="50")
+def test_cancel_queued_running_and_finished_tasks(mode: Mode) -> None:
+    service = mode.start(MAX_CONCURRENT_TASKS="1", FAKE_LLM_DELAY_MS="50")
     running = start_task(service.base_url, "running task")
     queued = start_task(service.base_url, "queued task")
     follower = start_task(service.base_url, "runs after the others")
@@ -82,8 +95,8 @@ def test_cancel_stops_the_model_calls(start_service: Callable[..., ServerProcess
 
 
 # --- confirmation ---------------------------------------------------------------------------------
-def test_confirm_approve_continues_without_holding_a_worker(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_CONCURRENT_TASKS="1")
+def test_confirm_approve_continues_without_holding_a_worker(mode: Mode) -> None:
+    service = mode.start(MAX_CONCURRENT_TASKS="1")
     task_id = start_task(service.base_url, "Build a budget tracker", skip_confirmation=False)
     waiting = wait_for_status(service, task_id, "awaiting_confirmation")
     assert waiting["completed_steps"] == 1
@@ -103,8 +116,8 @@ def test_confirm_approve_continues_without_holding_a_worker(start_service: Calla
     assert len(httpx.get(f"{service.base_url}/api/task/{task_id}/result").json()["deliverables"]) == 4
 
 
-def test_reject_with_feedback_revises_the_analysis(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_REVISIONS="1")
+def test_reject_with_feedback_revises_the_analysis(mode: Mode) -> None:
+    service = mode.start(MAX_REVISIONS="1")
     task_id = start_task(service.base_url, "Build a recipe app", skip_confirmation=False)
     wait_for_status(service, task_id, "awaiting_confirmation")
     assert post(service, f"/api/task/{task_id}/confirm", {"approved": False}).status_code == 422, "feedback required"
@@ -132,8 +145,8 @@ def test_reject_with_feedback_revises_the_analysis(start_service: Callable[..., 
     assert events[-1]["metadata"]["usage"] == usage
 
 
-def test_confirmation_errors_and_timeout(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(CONFIRMATION_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="20")
+def test_confirmation_errors_and_timeout(mode: Mode) -> None:
+    service = mode.start(CONFIRMATION_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="20")
     skipped = start_task(service.base_url, "no confirmation asked")
     wait_for_status(service, skipped, "running")
     not_waiting = post(service, f"/api/task/{skipped}/confirm", {"approved": True})
@@ -150,8 +163,8 @@ def test_confirmation_errors_and_timeout(start_service: Callable[..., ServerProc
     )
 
 
-def test_cancel_while_waiting_for_confirmation(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service()
+def test_cancel_while_waiting_for_confirmation(mode: Mode) -> None:
+    service = mode.start()
     task_id = start_task(service.base_url, "cancel me at the checkpoint", skip_confirmation=False)
     wait_for_status(service, task_id, "awaiting_confirmation")
     response = post(service, f"/api/task/{task_id}/cancel")
@@ -164,15 +177,15 @@ def test_cancel_while_waiting_for_confirmation(start_service: Callable[..., Serv
 
 
 # --- timeouts and the waiting line -----------------------------------------------------------------
-def test_task_timeout_ends_the_task_with_an_error(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(TASK_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="100")
+def test_task_timeout_ends_the_task_with_an_error(mode: Mode) -> None:
+    service = mode.start(TASK_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="100")
     events = read_stream(service.base_url, start_task(service.base_url))
     assert events[-1]["event_type"] == "error" and events[-1]["metadata"]["error_type"] == "task_timeout"
     assert "TASK_TIMEOUT_SECONDS=1 s" in events[-1]["content"]
 
 
-def test_waiting_line_orders_by_priority_and_refuses_when_full(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_CONCURRENT_TASKS="1", MAX_QUEUED_TASKS="3", FAKE_LLM_DELAY_MS="30")
+def test_waiting_line_orders_by_priority_and_refuses_when_full(mode: Mode) -> None:
+    service = mode.start(MAX_CONCURRENT_TASKS="1", MAX_QUEUED_TASKS="3", FAKE_LLM_DELAY_MS="30")
     blocker = start_task(service.base_url, "blocker")
     low = start_task(service.base_url, "low", priority=0)
     high = start_task(service.base_url, "high", priority=5)
@@ -196,12 +209,10 @@ def test_waiting_line_orders_by_priority_and_refuses_when_full(start_service: Ca
 
 
 # --- token deltas ------------------------------------------------------------------------------------
-def test_deltas_are_coalesced_and_concatenate_to_the_model_output(
-    start_service: Callable[..., ServerProcess],
-) -> None:
+def test_deltas_are_coalesced_and_concatenate_to_the_model_output(mode: Mode) -> None:
     """With a one-minute interval, each agent's call (well under a minute) sends at most two deltas:
     one when the interval allows and the rest when the call ends; joined, they are the model's text."""
-    service = start_service(DELTA_INTERVAL_MS="60000")
+    service = mode.start(DELTA_INTERVAL_MS="60000")
     requirement = "Build a habit tracker"
     events = read_stream(service.base_url, start_task(service.base_url, requirement, stream_tokens=True))
     prompt = f"<requirement>\n{requirement}\n</requirement>"
