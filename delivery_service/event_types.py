@@ -4,7 +4,7 @@ For each type: whether it ends the task (exactly one terminal event, last), the 
 (the status a webhook message reports, and the command line's word for an ending), and the webhook
 message type it causes. The store's projection (`store.records`), the webhook outbox (`store.outbox`),
 the metrics and the command line read this table; the test UI reads the same facts from
-`GET /api/event-types`. It is plain data, so the command line, which imports none of the service,
+`GET /api/agents`. It is plain data, so the command line, which imports none of the service,
 may import it too.
 """
 
