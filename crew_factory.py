@@ -12,8 +12,9 @@ point CREW_EVENTS_HANDLER at your class (README, "Custom event handlers"):
             ...
 """
 
-from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
+from delivery_service.crew.event_handler import CrewEventsHandler
 from delivery_service.crew.factory import Revision, build_crew, delivery_summary, run_crew
+from delivery_service.task_streams import EventSink
 
 __all__ = [
     "CrewEventsHandler",

@@ -38,6 +38,32 @@ class StreamLimitExceeded(RuntimeError):
     """The task produced more event data than MAX_STREAM_BYTES_PER_TASK allows."""
 
 
+class EventSink:
+    """What a crew's handler publishes a task's events to: this process's `TaskStream`, a crew process's
+    pipe to it (runs/crew_execution.py) or a worker's Redis Stream (cluster/worker.py).
+
+    `ended` is set once the task has its terminal event (whoever published it); `publish` returns
+    nothing after that. Subclasses implement `publish`.
+    """
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+
+    @property
+    def terminated(self) -> bool:
+        """True once the terminal event is published (it may not be stored and delivered yet)."""
+        return self.ended.is_set()
+
+    def publish(
+        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
+    ) -> object:
+        raise NotImplementedError
+
+    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
+        """Publish a task-level event (agent_name `System`)."""
+        self.publish(SYSTEM_AGENT, event_type, content, metadata)
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     """Memory bounds of one task's stream (see docs/performance.md, "Memory")."""
@@ -145,17 +171,17 @@ def bounded_content(content: str, limit: int) -> str:
     return content[:limit] + _TRUNCATION_NOTE.format(omitted=len(content) - limit)
 
 
-class TaskStream(StreamView):
+class TaskStream(StreamView, EventSink):
     """The event log of one task run in this process. `publish` is thread-safe."""
 
     def __init__(self, record: TaskRecord, writer: EventWriter, limits: StreamLimits) -> None:
-        super().__init__(record)
+        StreamView.__init__(self, record)
+        EventSink.__init__(self)
         self._writer = writer
         self._limits = limits
         self._publish_lock = threading.Lock()
         self._next_sequence = record.last_sequence + 1
         self._stream_bytes = 0
-        self.ended = threading.Event()
 
     def publish(
         self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
@@ -189,15 +215,6 @@ class TaskStream(StreamView):
                 self.ended.set()
             self._writer.submit(self, encoded)
         return event
-
-    @property
-    def terminated(self) -> bool:
-        """True once the terminal event is published (it may not be stored and delivered yet)."""
-        return self.ended.is_set()
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
-        """Publish a task-level event (agent_name `System`)."""
-        self.publish(SYSTEM_AGENT, event_type, content, metadata)
 
     async def caught_up(self) -> None:
         """Return once every event published so far is stored and visible (event loop only)."""

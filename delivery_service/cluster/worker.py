@@ -50,8 +50,8 @@ from delivery_service.runs.crew_execution import ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.task_event import SYSTEM_AGENT, EventType, TaskEvent
-from delivery_service.task_streams import StreamLimitExceeded
+from delivery_service.store.task_event import EventType, TaskEvent
+from delivery_service.task_streams import EventSink, StreamLimitExceeded
 
 logger = logging.getLogger("multi_agent_service.worker")
 
@@ -60,7 +60,7 @@ WATCH_BLOCK_MS = 1000
 app = create_celery_app(get_settings())
 
 
-class RedisTaskSink:
+class RedisTaskSink(EventSink):
     """A crew's EventSink in a worker: appends to the task's Redis Stream, learns when the task ended."""
 
     def __init__(
@@ -71,18 +71,14 @@ class RedisTaskSink:
         settings: Settings,
         handover: Callable[[], dict[str, str]],
     ) -> None:
+        super().__init__()
         self._redis = client
         self._append = append
         self._work = work
         self._settings = settings
         self._handover = handover
         self._keys = TaskKeys(work.task_id)
-        self.ended = threading.Event()
         self._done = threading.Event()
-
-    @property
-    def terminated(self) -> bool:
-        return self.ended.is_set()
 
     def publish(
         self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
@@ -105,9 +101,6 @@ class RedisTaskSink:
         if result <= 0 or event.is_terminal:
             self.ended.set()
         return event.model_copy(update={"sequence": result}) if result > 0 else None
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
-        self.publish(SYSTEM_AGENT, event_type, content, metadata)
 
     def watch(self) -> None:
         """Block on the task's stream until someone else ends it (or the phase is over)."""

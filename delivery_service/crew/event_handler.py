@@ -1,4 +1,4 @@
-"""Turns one crew run's CrewAI events into the task's events: `CrewEventsHandler` and its `EventSink`.
+"""Turns one crew run's CrewAI events into the task's events: `CrewEventsHandler`, publishing to an `EventSink`.
 
 Routing: CrewAI's event bus is one object per process and its handlers see every crew's events, in
 no guaranteed order. A *stream sink* (`crewai.events.stream_context.add_stream_sink`) instead lives
@@ -14,10 +14,9 @@ task's stream, which never blocks.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from crewai.agents.parser import AgentAction, AgentFinish
 from crewai.events.types.llm_events import (
@@ -38,27 +37,13 @@ from delivery_service.llm.retry import Retry
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.store.records import USAGE_KEYS
 from delivery_service.store.task_event import SYSTEM_AGENT, EventType
+from delivery_service.task_streams import EventSink
 
 _THOUGHT_LABEL = re.compile(r"^\s*thought\s*:\s*", re.IGNORECASE)
 # The thought CrewAI's parser gives an answer that is not in its "Thought: ... Final Answer:" format
 # (crewai.utilities.agent_utils.format_answer). The whole answer is still taken as the agent's output,
 # so nothing failed: plain markdown is what most models, and the embedded one, write.
 _PARSER_FALLBACK_THOUGHT = "Failed to parse LLM response"
-
-
-class EventSink(Protocol):
-    """What a handler publishes to: a task's `TaskStream`, or a crew process's line to it."""
-
-    ended: threading.Event
-
-    @property
-    def terminated(self) -> bool: ...
-
-    def publish(
-        self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
-    ) -> object: ...
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None: ...
 
 
 class CrewEventsHandler:

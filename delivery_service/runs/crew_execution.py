@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from delivery_service.agents import AGENTS
-from delivery_service.crew.event_handler import CrewEventsHandler, EventSink
+from delivery_service.crew.event_handler import CrewEventsHandler
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, build_crew, build_triage_crew, run_crew
 from delivery_service.llm.embedded_model import LocalModelEndpoint, local_model_server
 from delivery_service.llm.model_errors import TaskFailure, describe_failure
@@ -37,7 +37,7 @@ from delivery_service.llm.retry import RetryingTransport
 from delivery_service.observability.metrics import record_llm_call
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.task_event import EventType
-from delivery_service.task_streams import StreamLimitExceeded
+from delivery_service.task_streams import EventSink, StreamLimitExceeded
 
 POLL_SECONDS = 0.02
 # Crews are batch work and the API answers people: on a busy machine the scheduler serves the API first.
@@ -233,17 +233,13 @@ def _died(exit_code: int | None) -> TaskFailure:
     )
 
 
-class _ParentLink:
+class _ParentLink(EventSink):
     """The child's EventSink: events and model-call metrics go over the pipe to the API process."""
 
     def __init__(self, connection: Connection) -> None:
+        super().__init__()
         self._connection = connection
         self._lock = threading.Lock()
-        self.ended = threading.Event()
-
-    @property
-    def terminated(self) -> bool:
-        return self.ended.is_set()
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._lock:
@@ -255,9 +251,6 @@ class _ParentLink:
         if self.terminated:
             return
         self.send(("event", agent_name, event_type.value, content, metadata or {}))
-
-    def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
-        self.publish("System", event_type, content, metadata)
 
     def record_llm_call(
         self, provider: str, model: str, outcome: str, seconds: float, usage: dict[str, object] | None

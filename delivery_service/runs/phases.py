@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from delivery_service.agents import AGENTS
-from delivery_service.crew.event_handler import EventSink
 from delivery_service.crew.factory import (
     FollowUpContext,
     Handover,
@@ -37,6 +36,7 @@ from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
 from delivery_service.settings import Settings
 from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
 from delivery_service.store.task_event import EventType
+from delivery_service.task_streams import EventSink
 
 logger = logging.getLogger(__name__)
 
