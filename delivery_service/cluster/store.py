@@ -16,7 +16,14 @@ from datetime import datetime
 
 import redis
 
-from delivery_service.cluster.redis_event_log import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
+from delivery_service.cluster.redis_event_log import (
+    SAVE_RECORD_SCRIPT,
+    TASKS,
+    SavedRecord,
+    TaskKeys,
+    owner_tasks,
+    thread_tasks,
+)
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import TaskEvent
@@ -49,7 +56,8 @@ class RedisTaskStore:
             return record
         for _, fields in entries:
             record.apply(TaskEvent.model_validate_json(fields[b"event"]))
-        self._save_record(keys=[keys.meta], args=[record.last_sequence, entries[-1][0], record.to_json()])
+        saved = SavedRecord(record.last_sequence, entries[-1][0].decode(), record.to_json().decode())
+        self._save_record(keys=[keys.meta], args=saved.args)
         return record
 
     def initial_record(self, task_id: str) -> TaskRecord | None:
