@@ -19,15 +19,13 @@ from cluster_processes import RedisServer
 from delivery_service.cluster import redis_event_log, redis_outbox
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
-    WORK_FIELDS,
     AppendRequest,
     TaskKeys,
     message_key,
     unsequenced_event,
-    work_fields,
-    work_from_fields,
 )
 from delivery_service.cluster.redis_outbox import webhook_targets_json
+from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
 from delivery_service.event_types import EVENT_FACTS
 from delivery_service.runs.phases import PhaseWork
 from delivery_service.settings import Settings

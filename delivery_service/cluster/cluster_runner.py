@@ -28,7 +28,6 @@ from delivery_service.cluster.redis_event_log import (
     QUEUED,
     RUNNING,
     TASKS,
-    WORK_FIELDS,
     WORKERS,
     AppendRefused,
     AppendRequest,
@@ -39,10 +38,9 @@ from delivery_service.cluster.redis_event_log import (
     thread_revisions,
     thread_tasks,
     unsequenced_event,
-    work_fields,
-    work_from_fields,
 )
 from delivery_service.cluster.redis_outbox import webhook_targets_json
+from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
 from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.runs.control_messages import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,

@@ -14,28 +14,28 @@ its worker is gone), so every append runs as one Lua script that, atomically:
 
 Each script takes the keys it names and one JSON argument (`ScriptArguments`), whose fields a dataclass
 here names once. Where a script repeats a rule of the embedded mode, Python hands it the rule's data
-(whether the event is terminal, the byte budget, the webhook id's format), so Lua holds no copy of it.
+(whether the event is terminal, the byte budget, the webhook id's format) rather than Lua spelling it
+out again: the terminal check and the byte budget must run inside the script, atomically with the
+sequence, and the webhook id holds the sequence, which only the script knows.
 
 The task's hash (`meta`) holds the request, the counters the script keeps, what crosses phases
-(analysis, revisions, feedback, token usage) and the record projected from the events (store.py).
-Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
+(analysis, revisions, feedback, token usage: `store.work_fields`) and the record projected from the
+events (store.py). Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 import redis
 import redis.asyncio
 
-from delivery_service.runs.phases import PhaseWork
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, webhook_id
-from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.task_streams import bounded_content
 
@@ -289,35 +289,6 @@ class ClaimRefused(enum.IntEnum):
     UNKNOWN_TASK = -2
     STALE = -3
     ALREADY_CLAIMED = -4
-
-
-# What a phase hands to the next, in the task's hash: the request, then PhaseWork's handed-on fields.
-WORK_FIELDS = ("request", "revisions", "analysis", "analysis_data", "feedback", "usage")
-
-
-def work_fields(work: PhaseWork) -> dict[str, str]:
-    """`work`'s handed-on fields for the task's hash, as `work_from_fields` reads them."""
-    fields = {
-        "revisions": str(work.revisions),
-        "analysis": work.analysis,
-        "analysis_data": orjson.dumps(work.analysis_data).decode() if work.analysis_data else "",
-        "usage": orjson.dumps(work.usage).decode(),
-    }
-    return fields if work.feedback is None else fields | {"feedback": work.feedback}
-
-
-def work_from_fields(values: list[bytes | None]) -> PhaseWork:
-    """A task's PhaseWork from its hash's WORK_FIELDS (their values, in that order)."""
-    request, revisions, analysis, analysis_data, feedback, usage = values
-    assert request is not None, "the task has no request"
-    return replace(
-        PhaseWork.of(TaskRecord.from_json(request)),
-        revisions=int(revisions or 0),
-        analysis=(analysis or b"").decode(),
-        analysis_data=orjson.loads(analysis_data) if analysis_data else None,
-        feedback=None if feedback is None else feedback.decode(),
-        usage=orjson.loads(usage) if usage else {},
-    )
 
 
 def unsequenced_event(

@@ -32,7 +32,6 @@ from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
     CLAIM_SCRIPT,
     RUNNING,
-    WORK_FIELDS,
     WORKERS,
     AppendRefused,
     AppendRequest,
@@ -42,9 +41,8 @@ from delivery_service.cluster.redis_event_log import (
     connect,
     now_ms,
     unsequenced_event,
-    work_fields,
-    work_from_fields,
 )
+from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
 from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import configure_logging, current_task_id
 from delivery_service.runs.crew_execution import ThreadCrews
