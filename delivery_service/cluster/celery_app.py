@@ -5,7 +5,7 @@ API replicas only send messages (`send_phase`); `worker.py` runs them. Delivery 
 - `task_acks_late`: a message is acknowledged when its phase has run, so a message a worker had
   taken but never started (the worker died first) goes back to the queue after the visibility
   timeout and runs elsewhere. A phase already *started* never runs twice: the worker claims it in
-  Redis first (events.CLAIM_SCRIPT), and a redelivered message finds it claimed and is dropped.
+  Redis first (redis_event_log.CLAIM_SCRIPT), and a redelivered message finds it claimed and is dropped.
 - `task_reject_on_worker_lost=False`: a worker process that dies mid-crew does not requeue its
   message; the task's lease runs out and the API ends the task with a `worker_died` error, once.
   A crew is not retried, because its LLM calls cost money and its events are already in the stream.

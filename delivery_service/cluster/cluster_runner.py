@@ -40,6 +40,7 @@ from delivery_service.cluster.redis_event_log import (
     unsequenced_event,
 )
 from delivery_service.cluster.redis_outbox import webhook_targets_json
+from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
 from delivery_service.llm.providers import ModelInfo, model_info
 from delivery_service.runs.control_messages import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
@@ -159,18 +160,20 @@ class ClusterRunner:
     async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
         """Continue a task waiting for confirmation, or have its analysis revised with `feedback`."""
         try:
-            revisions_field, priority = await self._redis.hmget(TaskKeys(task_id).meta, "revisions", "priority")
+            *stored, priority = await self._redis.hmget(TaskKeys(task_id).meta, [*WORK_FIELDS, "priority"])
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
-        revisions = int(revisions_field or 0)
-        if not approved and revisions >= self._settings.max_revisions:
-            raise NotAwaitingConfirmation(revisions_exhausted(task_id, revisions))
-        revision = revisions if approved else revisions + 1
-        dispatch_id = uuid.uuid4().hex
-        handover = {"dispatch": dispatch_id}
+        if stored[0] is None:
+            raise not_awaiting(task_id)
+        work = work_from_fields(stored)
+        if not approved and work.revisions >= self._settings.max_revisions:
+            raise NotAwaitingConfirmation(revisions_exhausted(task_id, work.revisions))
         if not approved:
-            handover |= {"revisions": str(revision), "feedback": feedback}
-        content, metadata = decision(approved, feedback, revision, self._settings.max_revisions)
+            work.revisions += 1
+            work.feedback = feedback
+        dispatch_id = uuid.uuid4().hex
+        handover = work_fields(work) | {"dispatch": dispatch_id}
+        content, metadata = decision(approved, feedback, work.revisions, self._settings.max_revisions)
         if await self._append(task_id, EventType.ACTION, content, metadata, Condition.AWAITING, handover) <= 0:
             raise not_awaiting(task_id)
         await self._enqueue(task_id, Phase.DELIVERY if approved else Phase.ANALYSIS, dispatch_id, int(priority or 0))
@@ -214,12 +217,12 @@ class ClusterRunner:
         event_type: EventType,
         content: str,
         metadata: dict[str, Any],
-        condition: Condition = Condition.NONE,
+        condition: Condition | None = None,
         fields: dict[str, str] | None = None,
     ) -> int:
         """Append a System event through the script: its sequence, or an AppendRefused code (<= 0)."""
         event = unsequenced_event(task_id, SYSTEM_AGENT, event_type, content, metadata, self._settings)
-        request = AppendRequest.of(event, self._settings, condition=condition, now_ms=now_ms(), fields=fields)
+        request = AppendRequest.of(event, self._settings, condition=condition, fields=fields)
         try:
             return int(await self._append_script(keys=request.keys, args=request.args))
         except redis.RedisError as exc:
@@ -252,17 +255,17 @@ class ClusterRunner:
     async def sweep(self) -> None:
         now = now_ms()
         overdue = (
-            (RUNNING, Condition.LEASE_EXPIRED, EventType.ERROR, worker_lost(self._settings)),
-            (AWAITING, Condition.DECISION_EXPIRED, EventType.CANCELLED, decision_expired(self._settings)),
+            (Condition.LEASE_EXPIRED, EventType.ERROR, worker_lost(self._settings)),
+            (Condition.DECISION_EXPIRED, EventType.CANCELLED, decision_expired(self._settings)),
         )
-        for index, condition, event_type, (content, metadata) in overdue:
-            for member in await self._redis.zrangebyscore(index, "-inf", now):
+        for condition, event_type, (content, metadata) in overdue:
+            for member in await self._redis.zrangebyscore(condition.index, "-inf", now):
                 task_id = member.decode()
                 result = await self._append(task_id, event_type, content, metadata, condition)
                 if result > 0:
                     logger.warning("task %s ended with %s: %s", task_id, event_type.value, condition.value)
                 elif result == AppendRefused.UNKNOWN_TASK:  # its keys are gone (deleted, or evicted by Redis)
-                    await self._redis.zrem(index, task_id)
+                    await self._redis.zrem(condition.index, task_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(WORKERS, "-inf", now)
             pipe.zcard(QUEUED)

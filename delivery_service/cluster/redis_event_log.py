@@ -12,16 +12,22 @@ its worker is gone), so every append runs as one Lua script that, atomically:
 - takes the next sequence number and writes it into the event's JSON, then XADDs the entry;
 - after a terminal event, sets the retention expiry of the task's keys.
 
+Each script takes the keys it names and one JSON argument (`ScriptArguments`), whose fields a dataclass
+here names once. Where a script repeats a rule of the embedded mode, Python hands it the rule's data
+(whether the event is terminal, the byte budget, the webhook id's format) rather than Lua spelling it
+out again: the terminal check and the byte budget must run inside the script, atomically with the
+sequence, and the webhook id holds the sequence, which only the script knows.
+
 The task's hash (`meta`) holds the request, the counters the script keeps, what crosses phases
-(analysis, revisions, feedback, token usage) and the record projected from the events (store.py).
-Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
+(analysis, revisions, feedback, token usage: `store.work_fields`) and the record projected from the
+events (store.py). Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -29,7 +35,7 @@ import redis
 import redis.asyncio
 
 from delivery_service.settings import Settings
-from delivery_service.store.outbox import MESSAGE_TYPES, body_parts
+from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, webhook_id
 from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.task_streams import bounded_content
 
@@ -76,13 +82,40 @@ class TaskKeys:
         return f"{PREFIX}:task:{self.task_id}:events"
 
 
-class Condition(str, enum.Enum):
-    """What must hold for an append to go ahead; the script then removes the task from that set."""
+def message_key(webhook_id: str) -> str:
+    """A webhook message's hash (`message_key("")`: the prefix the scripts put before an id)."""
+    return f"{PREFIX}:webhook:{webhook_id}"
 
-    NONE = ""
+
+def retention_ms(settings: Settings) -> int:
+    return int(settings.task_retention_days * 86_400_000)
+
+
+class ScriptArguments:
+    """The one argument of each of our Lua scripts, `cjson.decode(ARGV[1])`: a dataclass's fields as a JSON
+    object, so both sides name them; fields that are None are left out (nil in Lua)."""
+
+    @property
+    def args(self) -> list[bytes]:
+        fields = asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+        return [orjson.dumps({name: value for name, value in fields.items() if value is not None})]
+
+
+class Condition(enum.Enum):
+    """What must hold for an append to go ahead: the task is in a sorted set (with a score past now, for
+    a deadline); the script then removes it from that set."""
+
     AWAITING = "awaiting"  # the task waits for a decision (confirm)
     DECISION_EXPIRED = "decision_expired"  # ... and its deadline has passed (confirmation timeout)
     LEASE_EXPIRED = "lease_expired"  # its worker's lease has run out (the worker is gone)
+
+    @property
+    def index(self) -> str:
+        return RUNNING if self is Condition.LEASE_EXPIRED else AWAITING
+
+    @property
+    def overdue(self) -> bool:
+        return self is not Condition.AWAITING
 
 
 class AppendRefused(enum.IntEnum):
@@ -92,107 +125,96 @@ class AppendRefused(enum.IntEnum):
     CONDITION_FAILED = -3
 
 
-# The webhook messages an event causes (store/outbox.py), stored by the append that stores the event.
-# ARGV[11] is the message type ('' for none), ARGV[12] and ARGV[13] the body around the sequence,
-# ARGV[14] the time (ms); the task's targets are the meta's `webhooks` JSON. Message keys are derived
-# from the sequence, so they cannot be declared in KEYS: fine on one Redis, not on Redis Cluster.
-_APPEND_WEBHOOKS = (
-    """
-if ARGV[11] ~= '' then
-  local targets = redis.call('HGET', meta, 'webhooks')
-  if targets and targets ~= '[]' then
-    local body, now, retention = ARGV[12] .. seq .. ARGV[13], ARGV[14], ARGV[7]
-    local list = meta .. ':webhooks'
-    for index, target in ipairs(cjson.decode(targets)) do
-      for _, kind in ipairs(target.events) do
-        if kind == ARGV[11] then
-          local id = 'msg_' .. (string.gsub(task_id, '-', '')) .. '_' .. seq .. '_' .. index
-          local key = '"""
-    + PREFIX
-    + """:webhook:' .. id
-          redis.call('HSET', key, 'task_id', task_id, 'sequence', seq, 'type', kind, 'url', target.url, 'body', body,
-            'created', now, 'status', 'pending', 'attempts', 0, 'attempts_base', 0, 'next', now)
-          redis.call('PEXPIRE', key, retention)
-          redis.call('RPUSH', list, id)
-          redis.call('PEXPIRE', list, retention)
-          redis.call('ZADD', due, now, id)
-        end
+@dataclass(frozen=True)
+class AppendWebhooks:
+    """The webhook messages an event causes (store/outbox.py), stored by the append that stores the event:
+    one per target in the meta's `webhooks` JSON that wants `type`."""
+
+    type: str
+    head: str  # the body before the sequence
+    tail: str  # ... and after it
+    id: str  # `webhook_id(task_id, "%d", "%d")`: the script formats the sequence and the target's index in
+    key: str  # `message_key("")`: ids' keys are derived from the sequence, so they cannot be declared in KEYS:
+    # fine on one Redis, not on Redis Cluster
+
+
+# The script refuses (AppendRefused) or returns the event's sequence. Whether the event is terminal and
+# the byte budget come from Python (event_types' table, the settings), as the embedded TaskStream's rule.
+APPEND_SCRIPT = """
+local meta, events, running, awaiting, queued, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local args = cjson.decode(ARGV[1])
+local task_id = args.task_id
+if redis.call('EXISTS', meta) == 0 then return -2 end
+if redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
+if not args.terminal and tonumber(redis.call('HGET', meta, 'bytes') or '0') + args.size > args.max_bytes then
+  return -1
+end
+if args.held_in then
+  local score = redis.call('ZSCORE', args.held_in, task_id)
+  if not score then return -3 end
+  if args.overdue and tonumber(score) > args.now_ms then return -3 end
+  redis.call('ZREM', args.held_in, task_id)
+end
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('HINCRBY', meta, 'bytes', args.size)
+redis.call('XADD', events, '*', 'seq', seq, 'event', args.head .. seq .. args.tail)
+if args.awaiting_deadline_ms then
+  redis.call('ZADD', awaiting, args.awaiting_deadline_ms, task_id)
+  redis.call('ZREM', running, task_id)
+end
+local hook, targets = args.webhooks, redis.call('HGET', meta, 'webhooks')
+if hook and targets then
+  local body, now, list = hook.head .. seq .. hook.tail, args.now_ms, meta .. ':webhooks'
+  for index, target in ipairs(cjson.decode(targets)) do
+    for _, kind in ipairs(target.events) do
+      if kind == hook.type then
+        local id = string.format(hook.id, seq, index)
+        local key = hook.key .. id
+        redis.call('HSET', key, 'task_id', task_id, 'sequence', seq, 'type', kind, 'url', target.url, 'body', body,
+          'created', now, 'status', 'pending', 'attempts', 0, 'attempts_base', 0, 'next', now)
+        redis.call('PEXPIRE', key, args.retention_ms)
+        redis.call('RPUSH', list, id)
+        redis.call('PEXPIRE', list, args.retention_ms)
+        redis.call('ZADD', due, now, id)
       end
     end
   end
 end
-"""
-)
-
-APPEND_SCRIPT = (
-    """
-local meta, events, running, awaiting, queued, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local task_id, condition = ARGV[1], ARGV[8]
-if redis.call('EXISTS', meta) == 0 then return -2 end
-if redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
-local terminal = ARGV[5] == '1'
-local size = tonumber(ARGV[4])
-if not terminal and tonumber(redis.call('HGET', meta, 'bytes') or '0') + size > tonumber(ARGV[6]) then return -1 end
-if condition ~= '' then
-  local set = awaiting
-  if condition == 'lease_expired' then set = running end
-  local score = redis.call('ZSCORE', set, task_id)
-  if not score then return -3 end
-  if condition ~= 'awaiting' and tonumber(score) > tonumber(ARGV[9]) then return -3 end
-  redis.call('ZREM', set, task_id)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HINCRBY', meta, 'bytes', size)
-redis.call('XADD', events, '*', 'seq', seq, 'event', ARGV[2] .. seq .. ARGV[3])
-if ARGV[10] ~= '' then
-  redis.call('ZADD', awaiting, ARGV[10], task_id)
-  redis.call('ZREM', running, task_id)
-end
-"""
-    + _APPEND_WEBHOOKS
-    + """
-for i = 15, #ARGV, 2 do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]) end
-if terminal then
+for name, value in pairs(args.fields) do redis.call('HSET', meta, name, value) end
+if args.terminal then
   redis.call('HSET', meta, 'ended', seq)
   redis.call('ZREM', running, task_id)
   redis.call('ZREM', awaiting, task_id)
   redis.call('ZREM', queued, task_id)
-  redis.call('PEXPIRE', meta, ARGV[7])
-  redis.call('PEXPIRE', events, ARGV[7])
+  redis.call('PEXPIRE', meta, args.retention_ms)
+  redis.call('PEXPIRE', events, args.retention_ms)
 end
 return seq
 """
-)
-
-# A worker takes a phase of a task: only the dispatch the task expects, only once (a broker
-# redelivery of a phase already taken is refused), never after the task has ended.
-CLAIM_SCRIPT = """
-local meta, running, queued = KEYS[1], KEYS[2], KEYS[3]
-local task_id, dispatch_id = ARGV[1], ARGV[2]
-if redis.call('EXISTS', meta) == 0 then return -2 end
-if redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
-if redis.call('HGET', meta, 'dispatch') ~= dispatch_id then return -3 end
-if redis.call('HGET', meta, 'claimed') == dispatch_id then return -4 end
-redis.call('HSET', meta, 'claimed', dispatch_id, 'worker_task', ARGV[4], 'worker', ARGV[5])
-redis.call('ZREM', queued, task_id)
-redis.call('ZADD', running, ARGV[3], task_id)
-return 1
-"""
-
-
-class ClaimRefused(enum.IntEnum):
-    ENDED = 0
-    UNKNOWN_TASK = -2
-    STALE = -3
-    ALREADY_CLAIMED = -4
 
 
 @dataclass(frozen=True)
-class AppendRequest:
-    """The arguments of one append, built from an event whose sequence the script fills in."""
+class AppendRequest(ScriptArguments):
+    """The append script's argument: an event whose sequence the script fills in, and what goes with it."""
 
-    keys: list[str]
-    args: list[Any]
+    task_id: str
+    head: str  # the event's JSON before its sequence
+    tail: str  # ... and after it
+    size: int  # its frame's bytes, counted against `max_bytes`
+    terminal: bool
+    max_bytes: int
+    retention_ms: int
+    now_ms: int
+    held_in: str | None  # Condition
+    overdue: bool
+    awaiting_deadline_ms: int | None
+    webhooks: AppendWebhooks | None
+    fields: dict[str, str]  # set in the task's hash
+
+    @property
+    def keys(self) -> list[str]:
+        keys = TaskKeys(self.task_id)
+        return [keys.meta, keys.events, RUNNING, AWAITING, QUEUED, WEBHOOKS_DUE]
 
     @classmethod
     def of(
@@ -200,34 +222,73 @@ class AppendRequest:
         event: TaskEvent,
         settings: Settings,
         *,
-        condition: Condition = Condition.NONE,
-        now_ms: int = 0,
+        condition: Condition | None = None,
         awaiting_deadline_ms: int | None = None,
         fields: dict[str, str] | None = None,
     ) -> AppendRequest:
         head, tail = split_at_sequence(event)
-        keys = TaskKeys(event.task_id)
-        pairs = [item for pair in (fields or {}).items() for item in pair]
-        webhook_body = body_parts(event, settings.public_url)
+        body = body_parts(event, settings.public_url)
         return cls(
-            [keys.meta, keys.events, RUNNING, AWAITING, QUEUED, WEBHOOKS_DUE],
-            [
-                event.task_id,
-                head,
-                tail,
-                len(head) + len(tail) + FRAME_OVERHEAD_BYTES,
-                "1" if event.is_terminal else "0",
-                settings.max_stream_bytes_per_task,
-                int(settings.task_retention_days * 86_400_000),
-                condition.value,
-                now_ms,
-                "" if awaiting_deadline_ms is None else awaiting_deadline_ms,
-                MESSAGE_TYPES[event.event_type][0] if webhook_body else "",
-                *(webhook_body or (b"", b"")),
-                int(time.time() * 1000),
-                *pairs,
-            ],
+            task_id=event.task_id,
+            head=head.decode(),
+            tail=tail.decode(),
+            size=len(head) + len(tail) + FRAME_OVERHEAD_BYTES,
+            terminal=event.is_terminal,
+            max_bytes=settings.max_stream_bytes_per_task,
+            retention_ms=retention_ms(settings),
+            now_ms=now_ms(),
+            held_in=condition.index if condition else None,
+            overdue=bool(condition and condition.overdue),
+            awaiting_deadline_ms=awaiting_deadline_ms,
+            webhooks=None
+            if body is None
+            else AppendWebhooks(
+                MESSAGE_TYPES[event.event_type][0],
+                body[0].decode(),
+                body[1].decode(),
+                webhook_id(event.task_id, "%d", "%d"),
+                message_key(""),
+            ),
+            fields=fields or {},
         )
+
+
+# A worker takes a phase of a task: only the dispatch the task expects, only once (a broker
+# redelivery of a phase already taken is refused), never after the task has ended.
+CLAIM_SCRIPT = """
+local meta, running, queued = KEYS[1], KEYS[2], KEYS[3]
+local args = cjson.decode(ARGV[1])
+if redis.call('EXISTS', meta) == 0 then return -2 end
+if redis.call('HEXISTS', meta, 'ended') == 1 then return 0 end
+if redis.call('HGET', meta, 'dispatch') ~= args.dispatch_id then return -3 end
+if redis.call('HGET', meta, 'claimed') == args.dispatch_id then return -4 end
+redis.call('HSET', meta, 'claimed', args.dispatch_id, 'worker_task', args.worker_task, 'worker', args.worker)
+redis.call('ZREM', queued, args.task_id)
+redis.call('ZADD', running, args.lease_deadline_ms, args.task_id)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class PhaseClaim(ScriptArguments):
+    """The claim script's argument."""
+
+    task_id: str
+    dispatch_id: str
+    lease_deadline_ms: int
+    worker_task: str  # the Celery task's id, to revoke it
+    worker: str
+
+    @property
+    def keys(self) -> list[str]:
+        return [TaskKeys(self.task_id).meta, RUNNING, QUEUED]
+
+
+class ClaimRefused(enum.IntEnum):
+    ENDED = 0
+    UNKNOWN_TASK = -2
+    STALE = -3
+    ALREADY_CLAIMED = -4
 
 
 def unsequenced_event(
@@ -264,11 +325,21 @@ def split_at_sequence(event: TaskEvent) -> tuple[bytes, bytes]:
 
 # Saves a record projected from a task's events, unless a record projected further is already there.
 SAVE_RECORD_SCRIPT = """
+local args = cjson.decode(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'applied') or '0') >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'applied', ARGV[1], 'applied_id', ARGV[2], 'record', ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'applied') or '0') >= args.applied then return 0 end
+redis.call('HSET', KEYS[1], 'applied', args.applied, 'applied_id', args.applied_id, 'record', args.record)
 return 1
 """
+
+
+@dataclass(frozen=True)
+class SavedRecord(ScriptArguments):
+    """The save-record script's argument: a record projected up to sequence `applied`, stream entry `applied_id`."""
+
+    applied: int
+    applied_id: str
+    record: str
 
 
 def connect(settings: Settings) -> redis.Redis:

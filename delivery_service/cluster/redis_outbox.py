@@ -12,17 +12,23 @@ the URL to the task's stopped set, which the claim script checks.
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio
 
-from delivery_service.cluster.redis_event_log import PREFIX, WEBHOOKS_DUE, TaskKeys
+from delivery_service.cluster.redis_event_log import (
+    WEBHOOKS_DUE,
+    ScriptArguments,
+    TaskKeys,
+    message_key,
+    retention_ms,
+)
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import (
+    RECEIVER_PATTERN,
     STOPPED_URL_ERROR,
     AttemptOutcome,
     ClaimedMessage,
@@ -33,30 +39,28 @@ from delivery_service.store.outbox import (
 from delivery_service.store.records import TaskRecord
 
 _CLAIM_SCRIPT = """
-local due, now, lease, limit, claim = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local per_receiver, busy = tonumber(ARGV[8]), {}
-for i = 9, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local claimed, skipped = {}, 0
-while #claimed < limit do
+local due, args = KEYS[1], cjson.decode(ARGV[1])
+local now, busy, claimed, skipped = args.now_ms, args.busy, {}, 0
+while #claimed < args.limit do
   -- claimed and failed messages leave the due range; those skipped stay, so the next page starts past them
   local page = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', skipped, 100)
   if #page == 0 then break end
   for _, id in ipairs(page) do
-    if #claimed >= limit then break end
-    local key = ARGV[6] .. id
+    if #claimed >= args.limit then break end
+    local key = args.message_key .. id
     local task_id, url, status = unpack(redis.call('HMGET', key, 'task_id', 'url', 'status'))
-    local receiver = string.lower(url and string.match(url, '^[^:/?#]+://([^/?#]*)') or '')
+    local receiver = string.lower(url and string.match(url, args.receiver_pattern) or '')
     if not task_id or status ~= 'pending' then
       redis.call('ZREM', due, id)
-    elseif redis.call('SISMEMBER', ARGV[7] .. task_id .. ':webhooks:stopped', url) == 1 then
-      redis.call('HSET', key, 'status', 'failed', 'last_error', ARGV[5], 'next', '')
+    elseif redis.call('SISMEMBER', string.format(args.stopped_key, task_id), url) == 1 then
+      redis.call('HSET', key, 'status', 'failed', 'last_error', args.stopped_error, 'next', '')
       redis.call('ZREM', due, id)
-    elseif (busy[receiver] or 0) >= per_receiver then
+    elseif (busy[receiver] or 0) >= args.per_receiver then
       skipped = skipped + 1
     else
       busy[receiver] = (busy[receiver] or 0) + 1
-      redis.call('ZADD', due, now + lease, id)
-      redis.call('HSET', key, 'claim', claim, 'next', now + lease)
+      redis.call('ZADD', due, now + args.lease_ms, id)
+      redis.call('HSET', key, 'claim', args.claim, 'next', now + args.lease_ms)
       table.insert(claimed, id)
     end
   end
@@ -64,29 +68,73 @@ end
 return claimed
 """
 
+
+@dataclass(frozen=True)
+class _Claim(ScriptArguments):
+    now_ms: int
+    lease_ms: int
+    claim: str  # the token that marks the messages claimed
+    limit: int  # ReceiverRoom's
+    per_receiver: int
+    busy: dict[str, int]
+    receiver_pattern: str = "^" + RECEIVER_PATTERN
+    message_key: str = message_key("")
+    stopped_key: str = f"{TaskKeys('%s').meta}:webhooks:stopped"  # a task's, formatted with its id
+    stopped_error: str = STOPPED_URL_ERROR
+
+
 _RECORD_SCRIPT = """
 local key, due, stopped = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('HGET', key, 'claim') ~= ARGV[2] then return 0 end
-redis.call('HINCRBY', key, 'attempts', ARGV[8])
-redis.call('HSET', key, 'status', ARGV[3], 'last_status_code', ARGV[4], 'last_error', ARGV[5], 'next', ARGV[6], 'claim', '')
-if ARGV[3] == 'pending' then redis.call('ZADD', due, ARGV[6], ARGV[1]) else redis.call('ZREM', due, ARGV[1]) end
-if ARGV[7] == '1' then
-  redis.call('SADD', stopped, ARGV[10])
-  redis.call('PEXPIRE', stopped, ARGV[9])
+local args = cjson.decode(ARGV[1])
+if redis.call('HGET', key, 'claim') ~= args.claim then return 0 end
+if args.attempted then redis.call('HINCRBY', key, 'attempts', 1) end
+redis.call('HSET', key, 'status', args.status, 'last_status_code', args.status_code or '', 'last_error', args.error or '',
+  'next', args.next_ms or '', 'claim', '')
+if args.status == 'pending' then
+  redis.call('ZADD', due, args.next_ms, args.webhook_id)
+else
+  redis.call('ZREM', due, args.webhook_id)
+end
+if args.stop_url then
+  redis.call('SADD', stopped, args.url)
+  redis.call('PEXPIRE', stopped, args.retention_ms)
 end
 return 1
 """
 
+
+@dataclass(frozen=True)
+class _Outcome(ScriptArguments):
+    webhook_id: str
+    claim: str
+    url: str
+    status: str
+    status_code: int | None
+    error: str | None
+    next_ms: int | None  # when it is due again (pending)
+    attempted: bool
+    stop_url: bool
+    retention_ms: int
+
+
 _REDELIVER_SCRIPT = """
 local key, due, stopped = KEYS[1], KEYS[2], KEYS[3]
+local args = cjson.decode(ARGV[1])
 local task_id, status, url, attempts = unpack(redis.call('HMGET', key, 'task_id', 'status', 'url', 'attempts'))
-if task_id ~= ARGV[1] then return 'unknown' end
+if task_id ~= args.task_id then return 'unknown' end
 if status == 'pending' then return 'pending' end
-redis.call('HSET', key, 'status', 'pending', 'attempts_base', attempts, 'next', ARGV[3])
-redis.call('ZADD', due, ARGV[3], ARGV[2])
+redis.call('HSET', key, 'status', 'pending', 'attempts_base', attempts, 'next', args.now_ms)
+redis.call('ZADD', due, args.now_ms, args.webhook_id)
 redis.call('SREM', stopped, url)
 return 'queued'
 """
+
+
+@dataclass(frozen=True)
+class _Redelivery(ScriptArguments):
+    task_id: str
+    webhook_id: str
+    now_ms: int
 
 
 def webhook_targets_json(record: TaskRecord) -> bytes:
@@ -94,20 +142,16 @@ def webhook_targets_json(record: TaskRecord) -> bytes:
     return orjson.dumps([asdict(target) for target in record.webhooks])
 
 
-def _message_key(webhook_id: str) -> str:
-    return f"{PREFIX}:webhook:{webhook_id}"
-
-
 def _stopped_key(task_id: str) -> str:
-    return f"{TaskKeys(task_id).meta}:webhooks:stopped"
+    return _Claim.stopped_key % task_id
 
 
 def _seconds(value: str | None) -> float | None:
     return float(value) / 1000 if value else None
 
 
-def _ms(seconds: float | None) -> int | str:
-    return "" if seconds is None else int(seconds * 1000)
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
 
 
 class RedisOutbox:
@@ -115,16 +159,15 @@ class RedisOutbox:
 
     def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
         self._redis = client
-        self._retention_ms = int(settings.task_retention_days * 86_400_000)
+        self._retention_ms = retention_ms(settings)
         self._claim = client.register_script(_CLAIM_SCRIPT)
         self._record = client.register_script(_RECORD_SCRIPT)
         self._redeliver = client.register_script(_REDELIVER_SCRIPT)
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
         claim = uuid.uuid4().hex
-        args = [_ms(now), _ms(lease_seconds), room.limit, claim, STOPPED_URL_ERROR, _message_key(""), f"{PREFIX}:task:"]
-        args += [room.per_receiver, *itertools.chain.from_iterable(room.busy.items())]
-        ids = [member.decode() for member in await self._claim(keys=[WEBHOOKS_DUE], args=args)]
+        args = _Claim(_ms(now), _ms(lease_seconds), claim, room.limit, room.per_receiver, room.busy)
+        ids = [member.decode() for member in await self._claim(keys=[WEBHOOKS_DUE], args=args.args)]
         messages = await self._hashes(ids)
         return [
             ClaimedMessage(
@@ -144,21 +187,20 @@ class RedisOutbox:
         ]
 
     async def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
-        await self._record(
-            keys=[_message_key(message.webhook_id), WEBHOOKS_DUE, _stopped_key(message.task_id)],
-            args=[
-                message.webhook_id,
-                message.claim,
-                outcome.status,
-                "" if outcome.status_code is None else outcome.status_code,
-                outcome.error or "",
-                _ms(outcome.next_attempt_at),
-                "1" if outcome.stop_url else "0",
-                int(outcome.attempted),
-                self._retention_ms,
-                message.url,
-            ],
+        args = _Outcome(
+            message.webhook_id,
+            message.claim,
+            message.url,
+            outcome.status,
+            outcome.status_code,
+            outcome.error,
+            _ms(outcome.next_attempt_at),
+            outcome.attempted,
+            outcome.stop_url,
+            self._retention_ms,
         )
+        keys = [message_key(message.webhook_id), WEBHOOKS_DUE, _stopped_key(message.task_id)]
+        await self._record(keys=keys, args=args.args)
 
     async def deliveries(self, task_id: str) -> list[Delivery]:
         ids = [member.decode() for member in await self._redis.lrange(f"{TaskKeys(task_id).meta}:webhooks", 0, -1)]
@@ -179,9 +221,8 @@ class RedisOutbox:
         ]
 
     async def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
-        answer = await self._redeliver(
-            keys=[_message_key(webhook_id), WEBHOOKS_DUE, _stopped_key(task_id)], args=[task_id, webhook_id, _ms(now)]
-        )
+        keys = [message_key(webhook_id), WEBHOOKS_DUE, _stopped_key(task_id)]
+        answer = await self._redeliver(keys=keys, args=_Redelivery(task_id, webhook_id, _ms(now)).args)
         return Redelivery(answer.decode())
 
     async def pending(self) -> int:
@@ -191,6 +232,6 @@ class RedisOutbox:
         """Each message's fields as text (empty for a message that has expired)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for webhook_id in ids:
-                pipe.hgetall(_message_key(webhook_id))
+                pipe.hgetall(message_key(webhook_id))
             found = await pipe.execute()
         return [{key.decode(): value.decode() for key, value in fields.items()} for fields in found]

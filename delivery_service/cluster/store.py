@@ -6,22 +6,64 @@ exactly as the embedded writer does) and saves the result back unless another re
 record projected further meanwhile. So every replica reports the same status, current agent,
 deliverables and usage, and none of them has to be the one that ran or controlled the task.
 
+The hash also holds what a task's phases hand on (`PhaseWork`'s fields: `work_fields`, `work_from_fields`),
+written by the worker that asks for a confirmation and by the replica that takes the decision.
+
 Blocking methods, like the SQLite store's: the API calls them off the event loop.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
+import orjson
 import redis
 
-from delivery_service.cluster.redis_event_log import SAVE_RECORD_SCRIPT, TASKS, TaskKeys, owner_tasks, thread_tasks
+from delivery_service.cluster.redis_event_log import (
+    SAVE_RECORD_SCRIPT,
+    TASKS,
+    SavedRecord,
+    TaskKeys,
+    owner_tasks,
+    thread_tasks,
+)
+from delivery_service.runs.phases import PhaseWork
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import TaskEvent
 
 logger = logging.getLogger(__name__)
+
+
+# What a phase hands to the next, in the task's hash: the request, then PhaseWork's handed-on fields.
+WORK_FIELDS = ("request", "revisions", "analysis", "analysis_data", "feedback", "usage")
+
+
+def work_fields(work: PhaseWork) -> dict[str, str]:
+    """`work`'s handed-on fields for the task's hash, as `work_from_fields` reads them."""
+    fields = {
+        "revisions": str(work.revisions),
+        "analysis": work.analysis,
+        "analysis_data": orjson.dumps(work.analysis_data).decode() if work.analysis_data else "",
+        "usage": orjson.dumps(work.usage).decode(),
+    }
+    return fields if work.feedback is None else fields | {"feedback": work.feedback}
+
+
+def work_from_fields(values: list[bytes | None]) -> PhaseWork:
+    """A task's PhaseWork from its hash's WORK_FIELDS (their values, in that order)."""
+    request, revisions, analysis, analysis_data, feedback, usage = values
+    assert request is not None, "the task has no request"
+    return replace(
+        PhaseWork.of(TaskRecord.from_json(request)),
+        revisions=int(revisions or 0),
+        analysis=(analysis or b"").decode(),
+        analysis_data=orjson.loads(analysis_data) if analysis_data else None,
+        feedback=None if feedback is None else feedback.decode(),
+        usage=orjson.loads(usage) if usage else {},
+    )
 
 
 class RedisTaskStore:
@@ -49,7 +91,8 @@ class RedisTaskStore:
             return record
         for _, fields in entries:
             record.apply(TaskEvent.model_validate_json(fields[b"event"]))
-        self._save_record(keys=[keys.meta], args=[record.last_sequence, entries[-1][0], record.to_json()])
+        saved = SavedRecord(record.last_sequence, entries[-1][0].decode(), record.to_json().decode())
+        self._save_record(keys=[keys.meta], args=saved.args)
         return record
 
     def initial_record(self, task_id: str) -> TaskRecord | None:

@@ -20,10 +20,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-import orjson
 import redis
 from celery.signals import worker_process_init
 from redis.commands.core import Script
@@ -33,23 +31,23 @@ from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
     CLAIM_SCRIPT,
-    QUEUED,
     RUNNING,
     WORKERS,
     AppendRefused,
     AppendRequest,
     ClaimRefused,
+    PhaseClaim,
     TaskKeys,
     connect,
     now_ms,
     unsequenced_event,
 )
+from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
 from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import configure_logging, current_task_id
 from delivery_service.runs.crew_execution import ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
 from delivery_service.settings import Settings, get_settings
-from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import EventType, TaskEvent
 from delivery_service.task_streams import EventSink, StreamLimitExceeded
 
@@ -175,38 +173,20 @@ class WorkerProcess:
         """Claim and run one phase of a task; a phase that is not ours to run is dropped."""
         keys = TaskKeys(task_id)
         lease_ms = int(self._settings.worker_lease_seconds * 1000)
-        claimed = int(
-            self._claim(
-                keys=[keys.meta, RUNNING, QUEUED],
-                args=[task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname],
-            )
-        )
+        claim = PhaseClaim(task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname)
+        claimed = int(self._claim(keys=claim.keys, args=claim.args))
         if claimed != 1:
             logger.info("phase %s not run: %s", phase.value, ClaimRefused(claimed).name.lower())
             return
-        request, revisions, analysis, analysis_data, feedback, usage, running_seconds = self._redis.hmget(
-            keys.meta, "request", "revisions", "analysis", "analysis_data", "feedback", "usage", "running_seconds"
-        )
-        work = replace(
-            PhaseWork.of(TaskRecord.from_json(request)),
-            revisions=int(revisions or 0),
-            analysis=(analysis or b"").decode(),
-            analysis_data=orjson.loads(analysis_data) if analysis_data else None,
-            feedback=None if feedback is None else feedback.decode(),
-            usage=orjson.loads(usage) if usage else {},
-            worker=hostname,
-        )
+        *stored, running_seconds = self._redis.hmget(keys.meta, [*WORK_FIELDS, "running_seconds"])
+        work = work_from_fields(stored)
+        work.worker = hostname
         ran_before = float(running_seconds or 0)
         started = time.monotonic()
 
         def handover() -> dict[str, str]:
             """What the next phase needs, saved with `confirmation_required`."""
-            return {
-                "analysis": work.analysis,
-                "analysis_data": orjson.dumps(work.analysis_data).decode() if work.analysis_data else "",
-                "usage": orjson.dumps(work.usage).decode(),
-                "running_seconds": str(ran_before + time.monotonic() - started),
-            }
+            return work_fields(work) | {"running_seconds": str(ran_before + time.monotonic() - started)}
 
         sink = RedisTaskSink(self._redis, self._append, work, self._settings, handover)
         lease = Lease(self._redis, task_id, self._settings.worker_lease_seconds)

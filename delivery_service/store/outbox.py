@@ -6,7 +6,8 @@ event is never stored without its messages, nor a message without its event. Its
 is made; only the signature and `webhook-timestamp` change between attempts (webhooks/sender.py sends).
 
 A message's id is `msg_<task id without dashes>_<sequence>_<target index>`: unique, the same on every
-retry, and computable inside the cluster's append script.
+retry. The cluster's append script, which alone knows the sequence, fills in the two numbers of the
+format `webhook_id(task_id, "%d", "%d")` gives it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ALL_MESSAGE_TYPES = tuple(message_type for message_type, _ in MESSAGE_TYPES.valu
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
-def webhook_id(task_id: str, sequence: int, target_index: int) -> str:
+def webhook_id(task_id: str, sequence: int | str, target_index: int | str) -> str:
     return f"msg_{task_id.replace('-', '')}_{sequence}_{target_index}"
 
 
@@ -143,7 +144,9 @@ class AttemptOutcome:
     attempted: bool = True  # False: given up without a request (its URL was stopped meanwhile)
 
 
-_AUTHORITY = re.compile(r"[^:/?#]+://([^/?#]*)")  # the cluster's claim script matches the same pattern
+# A URL's authority: the same pattern in Python's `re` and in Lua, where the cluster's claim script matches it.
+RECEIVER_PATTERN = "[^:/?#]+://([^/?#]*)"
+_AUTHORITY = re.compile(RECEIVER_PATTERN)
 
 
 def receiver(url: str) -> str:
