@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from delivery_service.http.access_control import client_of
 from delivery_service.http.api_models import StreamsResponse, StreamSummary
 from delivery_service.http.dependencies import (
     API_ERRORS,
@@ -16,7 +15,7 @@ from delivery_service.http.dependencies import (
     TOO_MANY,
     CallerOf,
     State,
-    get_record,
+    requester_of,
     resume_after,
 )
 from delivery_service.http.openapi import EVENT_STREAM_RESPONSE
@@ -45,12 +44,12 @@ async def stream_task(
     state: State,
     token: Annotated[str, Query(description="the task's stream_token, when authentication is on")] = "",
 ) -> Response:
-    caller = state.keys.stream_caller(request, task_id, token or None)
-    record = await get_record(task_id, state, caller)
+    who = requester_of(request, state.keys.stream_caller(request, task_id, token or None))
+    record = await state.delivery.task(who, task_id)
     if record.finished and cursor >= record.last_sequence:
         return Response(status_code=204)
     frames = state.engine.frames_after(task_id, cursor)
-    client = client_of(request, caller)
+    client = who.client
     state.stream_slots.take(client)
 
     async def counted_frames() -> AsyncIterator[bytes]:
