@@ -28,7 +28,6 @@ from starlette.routing import Route
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
 from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest, RunTaskResponse, TaskResultResponse
-from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import requester_of
 from delivery_service.http.error_responses import readable_error
 from delivery_service.http.lifespan import ServiceState, running_service
@@ -48,13 +47,12 @@ def instructions() -> str:
     )
 
 
-def _service(ctx: Context) -> tuple[ServiceState, Caller, Requester]:
+def _service(ctx: Context) -> tuple[ServiceState, Requester]:
     request = ctx.request_context.request
     if not isinstance(request, Request):
         raise ToolError("This tool needs the HTTP transport (/mcp).")
     state = running_service(request.app.state)
-    caller = state.keys.caller(request)
-    return state, caller, requester_of(request, caller)
+    return state, requester_of(request, state.keys.caller(request))
 
 
 @contextlib.asynccontextmanager
@@ -68,15 +66,12 @@ async def _as_tool_errors() -> AsyncIterator[None]:
         raise ToolError(" ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))) from exc
 
 
-async def _start(
-    requirement: str, skip_confirmation: bool, priority: int, service: tuple[ServiceState, Caller, Requester]
-) -> dict[str, Any]:
-    state, caller, who = service
+async def _start(state: ServiceState, who: Requester, requirement: str, skip: bool, priority: int) -> dict[str, Any]:
+    """`run_task`'s answer, without the stream token (a tool reads the task through the tools)."""
     async with _as_tool_errors():
-        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=skip_confirmation, priority=priority)
+        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=skip, priority=priority)
         record, waits = await state.delivery.start(who, body.user_requirement, body)
-    started = RunTaskResponse(**started_fields(record, waits, caller, None))
-    return started.model_dump(mode="json", exclude={"stream_token"})
+    return RunTaskResponse(**started_fields(record, waits, None)).model_dump(mode="json", exclude={"stream_token"})
 
 
 async def start_delivery(
@@ -86,19 +81,19 @@ async def start_delivery(
 
     skip_confirmation=false pauses after the requirements analysis until confirm_delivery.
     """
-    return await _start(requirement, skip_confirmation, priority, _service(ctx))
+    return await _start(*_service(ctx), requirement, skip_confirmation, priority)
 
 
 async def get_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
     """Where a delivery stands; once it has finished, also its deliverables, traceability and decision."""
-    state, _, who = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
         return await _status_and_result(task_id, state, who)
 
 
 async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, feedback: str = "") -> dict[str, Any]:
     """Approve the requirements analysis of a delivery waiting for it, or reject it with feedback to revise it."""
-    state, _, who = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
         decision = ConfirmRequest(approved=approved, feedback=feedback)
         status = status_of(await state.delivery.confirm(who, task_id, decision.approved, decision.feedback))
@@ -107,7 +102,7 @@ async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, fe
 
 async def cancel_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
     """Cancel a delivery (a finished one is left as it is)."""
-    state, _, who = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
         status = status_of(await state.delivery.cancel(who, task_id))
     return status.model_dump(mode="json")
@@ -115,8 +110,8 @@ async def cancel_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
 
 async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dict[str, Any]:
     """Run a whole delivery and return its deliverables; reports progress after each agent's step."""
-    state, caller, who = _service(ctx)
-    task_id = (await _start(requirement, True, priority, (state, caller, who)))["task_id"]
+    state, who = _service(ctx)
+    task_id = (await _start(state, who, requirement, True, priority))["task_id"]
     await ctx.info(f"Delivery {task_id} started: {len(AGENTS)} agents")
     async for event in task_events(state, task_id):
         if event["event_type"] == "step_end":
@@ -141,7 +136,7 @@ async def _status_and_result(task_id: str, state: ServiceState, who: Requester) 
 
 async def deliverable(task_id: str, agent_name: str, ctx: Context) -> str:
     """One agent's deliverable of a finished task, as markdown."""
-    state, _, who = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
         result = TaskResultResponse.of(await state.delivery.result(who, task_id))
     for found in result.deliverables:

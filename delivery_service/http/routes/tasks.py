@@ -24,7 +24,6 @@ from delivery_service.http.api_models import (
     TaskStatusResponse,
     TaskSummary,
 )
-from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import (
     API_ERRORS,
     LAST_POSSIBLE_SEQUENCE,
@@ -53,7 +52,7 @@ async def run_task(
     body: RunTaskRequest, response: Response, state: State, caller: CallerOf, who: Who
 ) -> RunTaskResponse:
     record, waits = await state.delivery.start(who, body.user_requirement, body)
-    return RunTaskResponse(**started_fields(record, waits, caller, response))
+    return RunTaskResponse(**started_fields(record, waits, caller.token_for(record.task_id), response))
 
 
 @router.post(
@@ -73,14 +72,16 @@ async def follow_up(
 ) -> FollowUpResponse:
     record, waits = await state.delivery.follow_up(who, task_id, body.request, body)
     return FollowUpResponse(
-        **started_fields(record, waits, caller, response),
+        **started_fields(record, waits, caller.token_for(record.task_id), response),
         parent_task_id=task_id,
         thread_id=record.thread_id,
         revision=record.revision,
     )
 
 
-def started_fields(record: TaskRecord, waits: bool, caller: Caller, response: Response | None) -> dict[str, Any]:
+def started_fields(
+    record: TaskRecord, waits: bool, stream_token: str | None, response: Response | None = None
+) -> dict[str, Any]:
     """What every answer that started a task says (and, over HTTP, its Location header)."""
     status_url = f"/api/task/{record.task_id}/status"
     if response is not None:
@@ -91,7 +92,7 @@ def started_fields(record: TaskRecord, waits: bool, caller: Caller, response: Re
         "message": "Task queued: every worker is busy" if waits else "Task started",
         "stream_url": f"/api/stream/{record.task_id}",
         "status_url": status_url,
-        "stream_token": caller.token_for(record.task_id),
+        "stream_token": stream_token,
     }
 
 
