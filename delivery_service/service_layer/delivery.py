@@ -66,8 +66,11 @@ class TaskState:
     queue_position: int | None
 
 
-def task_not_found(task_id: str) -> NotFound:
-    return NotFound(f"Task {task_id} not found. Check the id; finished tasks are kept for TASK_RETENTION_DAYS.")
+def _owned(who: Requester, task_id: str, record: TaskRecord | None) -> TaskRecord:
+    """The record if the requester may see it; NotFound otherwise (another key's task does not exist for it)."""
+    if record is None or not who.may_see(record.owner):
+        raise NotFound(f"Task {task_id} not found. Check the id; finished tasks are kept for TASK_RETENTION_DAYS.")
+    return record
 
 
 class DeliveryService:
@@ -112,17 +115,11 @@ class DeliveryService:
     async def task(self, who: Requester, task_id: str) -> TaskRecord:
         """The requester's task as the engine knows it now (embedded: live from memory while its stream is there)."""
         current_task_id.set(task_id)
-        record = await self.engine.current_task(task_id)
-        if record is None or not who.may_see(record.owner):
-            raise task_not_found(task_id)
-        return record
+        return _owned(who, task_id, await self.engine.current_task(task_id))
 
     async def stored_task(self, who: Requester, task_id: str) -> TaskRecord:
         """The requester's task as the store has it (not the live stream's copy)."""
-        record = await self.engine.task(task_id)
-        if record is None or not who.may_see(record.owner):
-            raise task_not_found(task_id)
-        return record
+        return _owned(who, task_id, await self.engine.task(task_id))
 
     async def status(self, who: Requester, task_id: str) -> TaskState:
         record = await self.task(who, task_id)

@@ -13,8 +13,8 @@ from delivery_service.http.dependencies import (
     API_ERRORS,
     NOT_FOUND,
     TOO_MANY,
-    CallerOf,
     State,
+    Who,
     requester_of,
     resume_after,
 )
@@ -66,7 +66,7 @@ async def stream_task(
 
 
 @router.get("/api/streams", response_model=StreamsResponse, tags=["streams"])
-async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
+async def list_streams(state: State, who: Who) -> StreamsResponse:
     return StreamsResponse(
         streams=[
             StreamSummary(
@@ -77,6 +77,6 @@ async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
                 created_at=stream.created_at,
             )
             for stream in state.engine.streams()
-            if caller.may_see(stream.record.owner)
+            if who.may_see(stream.record.owner)
         ]
     )
