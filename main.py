@@ -27,7 +27,7 @@ from delivery_service.http.body_limit import BodyLimit
 from delivery_service.http.error_responses import (
     http_error_handler,
     request_validation_handler,
-    store_unavailable_handler,
+    service_error_handler,
 )
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.mcp_server import build_mcp_server, mcp_route
@@ -35,8 +35,8 @@ from delivery_service.http.openapi import install_event_schema
 from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, threads, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
+from delivery_service.service_errors import ServiceError
 from delivery_service.settings import Settings, get_settings
-from delivery_service.store.base import StoreUnavailable
 
 API_DOCS_ASSETS = "/docs-assets"
 # ReDoc's bundle (shipped by fastapi-offline) shows a logo from cdn.redoc.ly under its menu; it is served
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(StoreUnavailable, store_unavailable_handler)
+    app.add_exception_handler(ServiceError, service_error_handler)
     for router in (
         tasks.router,
         threads.router,

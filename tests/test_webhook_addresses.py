@@ -12,11 +12,10 @@ import socket
 from typing import Any
 
 import pytest
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from delivery_service.http.api_models import TaskOptions
-from delivery_service.http.webhook_targets import webhook_targets
+from delivery_service.service_errors import InvalidRequest
+from delivery_service.service_layer.webhook_targets import webhook_targets
 from delivery_service.settings import Settings
 from delivery_service.webhooks.addresses import AllowList, WebhookUrlRefused, connect_address, refused_address
 from webhook_receiver import new_secret
@@ -125,9 +124,9 @@ def _settings(**values: str) -> Settings:
 def _refusal(url: str, settings: Settings) -> str | None:
     """Why a task's webhook_url is refused (the 422's message), or None if the task may use it."""
     try:
-        asyncio.run(webhook_targets(TaskOptions(webhook_url=url), settings))
-    except RequestValidationError as exc:
-        return str(exc.errors()[0]["msg"])
+        asyncio.run(webhook_targets(url, None, settings))
+    except InvalidRequest as exc:
+        return str(exc)
     return None
 
 

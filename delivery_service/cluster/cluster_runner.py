@@ -46,7 +46,6 @@ from delivery_service.runs.control_messages import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
     NotAwaitingConfirmation,
     QueueFull,
-    ServiceStopping,
     ThreadFull,
     not_awaiting,
     queued_notice,
@@ -60,6 +59,7 @@ from delivery_service.runs.phases import (
     worker_lost,
 )
 from delivery_service.runs.task_runner import TaskRequest, follow_up_of
+from delivery_service.service_errors import ServiceStopping
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.records import FollowUp, TaskRecord

@@ -1,1 +1,1 @@
-"""The engine seam: what the HTTP layer asks of a running service, and the two modes that answer it."""
+"""The engine seam: what the layers above ask of a running service, and the two modes that answer it."""

@@ -1,6 +1,7 @@
-"""What the HTTP layer needs from the service's engine, whichever mode runs it: `TaskEngine`.
+"""What the layers above need from the service's engine, whichever mode runs it: `TaskEngine`.
 
-The routes, MCP, AG-UI and the lifespan talk to one `TaskEngine` and never ask which mode answers:
+The service layer (`DeliveryService`), the streams' routes and the lifespan talk to one `TaskEngine`
+and never ask which mode answers:
 `EmbeddedEngine` (engines/embedded.py: this process's store, streams and worker threads) or
 `ClusterEngine` (engines/cluster.py: Redis, this replica's stream reader, Celery workers), built by
 `build_engine` (engines/choose_mode.py), the one place that knows there are two. `TaskControl` is what
@@ -54,7 +55,7 @@ class TaskControl(Protocol):
 
 
 class TaskEngine(Protocol):
-    """The running service as the HTTP layer sees it. Store reads run off the event loop inside."""
+    """The running service as the layers above see it. Store reads run off the event loop inside."""
 
     outbox: AsyncOutbox  # the webhook messages: the sender's work, the delivery log, redelivery
     rate_limit_storage: str | None  # where RATE_LIMIT's counters live (None: this process)

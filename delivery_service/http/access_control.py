@@ -1,33 +1,21 @@
-"""Abuse limits and the trail of who did what: rate limits, open-stream caps, audit lines, headers.
+"""The HTTP layer's own limits and headers: open-stream caps and security headers.
 
-A client is its API key id when authentication is on, else its address. Task creation is rate
-limited per client with a moving window (`limits`); each client may hold MAX_STREAMS_PER_CLIENT open
-streams. Every creation, cancel and decision is written as one JSON line to the `audit` logger,
-naming the key id (never the key) and the address.
+A client is its API key id when authentication is on, else its address (`Requester.client`). Each
+client may hold MAX_STREAMS_PER_CLIENT open streams. The rate limit on task creation and the audit
+lines are the service layer's (`service_layer/`), the same on every front door.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import HTTPException, Request
-from limits import parse
-from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import Message, Scope
 
-from delivery_service.http.auth import Caller
 from delivery_service.observability.asgi_hooks import ResponseStartMiddleware
-from delivery_service.store.task_event import utc_now_iso
-
-audit_logger = logging.getLogger("audit")
+from delivery_service.service_errors import LimitReached
 
 TEST_UI_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -57,36 +45,6 @@ COMMON_HEADERS = [
 ]
 
 
-def client_of(request: Request, caller: Caller) -> str:
-    """Who a limit applies to: the API key id, or the client's address when authentication is off."""
-    if caller.owner:
-        return f"key:{caller.owner}"
-    return f"address:{request.client.host if request.client else 'unknown'}"
-
-
-class TaskRateLimit:
-    """At most RATE_LIMIT task creations per client in any moving window (e.g. `10/minute`)."""
-
-    def __init__(self, rate: str, storage_uri: str | None = None) -> None:
-        """Counts in this process, or in Redis (`async+redis://...`) so that replicas share the limit."""
-        self._item = parse(rate)
-        # limits' asyncio storage expires entries in a loop task; its thread-based twin starts a timer
-        # thread from the request, and Thread.start() waits for the GIL, stalling the loop under load.
-        storage = RedisStorage(storage_uri, implementation="redispy") if storage_uri else MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
-
-    async def check(self, client: str) -> None:
-        if await self._limiter.hit(self._item, client):
-            return
-        reset = (await self._limiter.get_window_stats(self._item, client)).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        raise HTTPException(
-            status_code=429,
-            detail=f"Too many new tasks from this client (RATE_LIMIT={self._item}). Try again in {wait} seconds.",
-            headers={"Retry-After": str(wait)},
-        )
-
-
 class StreamSlots:
     """Counts each client's open streams (event loop only) and refuses one beyond the cap."""
 
@@ -96,11 +54,9 @@ class StreamSlots:
 
     def take(self, client: str) -> None:
         if self._open[client] >= self._per_client:
-            raise HTTPException(
-                status_code=429,
-                detail=f"This client already has {self._per_client} open streams (MAX_STREAMS_PER_CLIENT). "
-                "Close one, then try again.",
-                headers={"Retry-After": "5"},
+            raise LimitReached(
+                f"This client already has {self._per_client} open streams (MAX_STREAMS_PER_CLIENT). "
+                "Close one, then try again."
             )
         self._open[client] += 1
 
@@ -116,19 +72,6 @@ class StreamSlots:
             yield
         finally:
             self.give_back(client)
-
-
-def audit(action: str, request: Request, caller: Caller, task_id: str, **details: object) -> None:
-    """One structured line: who (key id, address) did what to which task, and when."""
-    line = {
-        "at": utc_now_iso(),
-        "action": action,
-        "task_id": task_id,
-        "key_id": caller.owner,
-        "address": request.client.host if request.client else None,
-        **details,
-    }
-    audit_logger.info(json.dumps(line, ensure_ascii=False))
 
 
 class SecurityHeaders(ResponseStartMiddleware):

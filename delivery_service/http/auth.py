@@ -33,9 +33,6 @@ class Caller:
     owner: str | None
     key: str | None
 
-    def may_see(self, task_owner: str | None) -> bool:
-        return self.owner is None or self.owner == task_owner
-
     def token_for(self, task_id: str) -> str | None:
         return stream_token(self.key, task_id) if self.key else None
 

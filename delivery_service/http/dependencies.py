@@ -1,20 +1,20 @@
 """FastAPI dependencies the routers share: the running service, the caller, the task a path names.
 
 Each answers the usual JSON error when it cannot: 503 while the store is unavailable, 401 without a
-valid API key (when keys are configured), 404 for a task that does not exist or is not the caller's.
+valid API key (when keys are configured), 404 for a task that does not exist or is not the caller's
+(`DeliveryService.task`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from delivery_service.http.api_models import ErrorResponse
 from delivery_service.http.auth import Caller
-from delivery_service.http.lifespan import ServiceState
-from delivery_service.observability.logs import current_task_id
-from delivery_service.store.base import StoreUnavailable
+from delivery_service.http.lifespan import ServiceState, running_service
+from delivery_service.service_layer.delivery import Requester
 from delivery_service.store.records import TaskRecord
 
 LAST_POSSIBLE_SEQUENCE = 2**62
@@ -35,10 +35,7 @@ TOO_MANY = {429: error_response("A limit of this client was reached; retry after
 
 
 async def get_state(request: Request) -> ServiceState:
-    state: ServiceState | None = request.app.state.service
-    if state is None:
-        raise HTTPException(status_code=503, detail=f"The task store is unavailable: {request.app.state.unavailable}")
-    return state
+    return running_service(request.app.state)
 
 
 State = Annotated[ServiceState, Depends(get_state)]
@@ -52,34 +49,21 @@ async def get_caller(request: Request, state: State) -> Caller:
 CallerOf = Annotated[Caller, Depends(get_caller)]
 
 
-def task_not_found(task_id: str) -> HTTPException:
-    return HTTPException(
-        status_code=404,
-        detail=f"Task {task_id} not found. Check the id; finished tasks are kept for TASK_RETENTION_DAYS.",
-    )
+def requester_of(request: Request, caller: Caller) -> Requester:
+    """The service layer's name for who asks: the caller's key id and the client's address."""
+    return Requester(caller.owner, request.client.host if request.client else None)
 
 
-async def stored_task(state: ServiceState, task_id: str, caller: Caller) -> TaskRecord:
-    """The caller's task as the store has it (not the live stream's copy)."""
-    try:
-        record = await state.engine.task(task_id)
-    except StoreUnavailable as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from exc
-    if record is None or not caller.may_see(record.owner):
-        raise task_not_found(task_id)
-    return record
+async def get_requester(request: Request, caller: CallerOf) -> Requester:
+    return requester_of(request, caller)
 
 
-async def get_record(task_id: str, state: State, caller: CallerOf) -> TaskRecord:
+Who = Annotated[Requester, Depends(get_requester)]
+
+
+async def get_record(task_id: str, state: State, who: Who) -> TaskRecord:
     """The caller's task as the engine knows it now (embedded: live from memory while its stream is held there)."""
-    current_task_id.set(task_id)
-    try:
-        record = await state.engine.current_task(task_id)
-    except StoreUnavailable as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from exc
-    if record is None or not caller.may_see(record.owner):
-        raise task_not_found(task_id)
-    return record
+    return await state.delivery.task(who, task_id)
 
 
 SEQUENCE_DIGITS = r"^[0-9]*$"

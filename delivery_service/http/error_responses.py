@@ -1,4 +1,7 @@
-"""422 responses people can read: FastAPI's error shape, with plain messages and without echoing input.
+"""Error bodies people can read: every `ServiceError` through one handler, and readable 422s.
+
+`service_error_response` answers any `ServiceError` (service_errors.py) with `{"detail": ...}`, its
+status and its Retry-After header: the same failure, the same answer, on every route.
 
 The body keeps FastAPI's documented `{"detail": [{"loc", "msg", "type"}]}` shape, so the OpenAPI
 schema stays true, but each message says what to send instead, and the rejected input (which may be
@@ -16,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from delivery_service.service_errors import ServiceError
 
 _EXAMPLE_BODY = '{"user_requirement": "...", "skip_confirmation": true}'
 
@@ -91,6 +96,12 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
 
 
-async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
-    """503 when the task store (SQLite, or Redis in the cluster mode) cannot answer: retry shortly."""
-    return JSONResponse({"detail": f"{exc} Try again shortly."}, status_code=503, headers={"Retry-After": "5"})
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    """The JSON error of a refusal: its detail, its status and (when it has one) its Retry-After."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+
+async def service_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return service_error_response(exc)

@@ -23,8 +23,9 @@ from fastapi import FastAPI
 
 from delivery_service.engines.choose_mode import build_engine
 from delivery_service.engines.task_engine import TaskEngine
-from delivery_service.http.access_control import StreamSlots, TaskRateLimit
+from delivery_service.http.access_control import StreamSlots
 from delivery_service.http.auth import ApiKeys
+from delivery_service.service_layer.delivery import DeliveryService
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.webhooks.sender import WebhookSender
@@ -40,8 +41,17 @@ class ServiceState:
         self.engine = engine
         self.webhook_sender: WebhookSender | None = None  # started by the lifespan when WEBHOOK_SECRET is set
         self.keys = ApiKeys(settings)
-        self.rate_limit = TaskRateLimit(settings.rate_limit, engine.rate_limit_storage)
+        self.delivery = DeliveryService(engine, settings)
         self.stream_slots = StreamSlots(settings.max_streams_per_client)
+
+
+def running_service(app_state: Any) -> ServiceState:
+    """The app's running service; StoreUnavailable (503) while there is none (the store could not be opened)."""
+    state: ServiceState | None = getattr(app_state, "service", None)
+    if state is None:
+        unavailable = getattr(app_state, "unavailable", None) or "the service is starting"
+        raise StoreUnavailable(f"The task store is unavailable: {unavailable}")
+    return state
 
 
 async def drain(state: ServiceState, grace_seconds: float) -> None:

@@ -21,7 +21,9 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.error_responses import service_error_response
+from delivery_service.http.lifespan import running_service
+from delivery_service.service_errors import ServiceError
 
 # Deep enough for any message of these tools (their arguments are flat), far below the recursion limit of
 # the SDK's own `json.loads` and pydantic's validation, which run on the same body after this check.
@@ -93,14 +95,10 @@ class McpGuard:
     @staticmethod
     def _refusal(scope: Scope) -> JSONResponse | None:
         """503 while the task store is unavailable, 401 without a valid API key (when API_KEYS is set)."""
-        app_state = scope["app"].state
-        state: ServiceState | None = getattr(app_state, "service", None)
-        if state is None:
-            unavailable = getattr(app_state, "unavailable", None) or "the service is starting"
-            detail = f"The task store is unavailable: {unavailable}"
-            return JSONResponse({"detail": detail}, 503, headers={"Retry-After": "5"})
         try:
-            state.keys.caller(Request(scope))
+            running_service(scope["app"].state).keys.caller(Request(scope))
+        except ServiceError as exc:
+            return service_error_response(exc)
         except HTTPException as exc:
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         return None

@@ -1,10 +1,10 @@
 """`/mcp`: the service as a Model Context Protocol server (the official `mcp` SDK, streamable HTTP).
 
 AI assistants (Claude Desktop, Cursor, VS Code, any MCP client) get five tools and the deliverables as
-resources. Each tool calls the API's own route functions in this process, with the MCP request as
-the HTTP request: the same validation, rate limit, ownership, audit log and webhooks as `curl`, and
-no second way to run a task. `run_delivery` follows the task's stream (`task_events`) and reports
-progress after each agent's step.
+resources. Each tool calls the service layer's `DeliveryService`, as the REST routes do: the same
+validation, rate limit, ownership, audit log and webhooks as `curl`, and no second way to run a task;
+a refusal (`ServiceError`) becomes a tool error with the REST body's words, after its status code.
+`run_delivery` follows the task's stream (`task_events`) and reports progress after each agent's step.
 
 Stateless streamable HTTP (no MCP session to pin to one replica), so it works behind Nginx on any
 number of replicas. `McpGuard` checks a request before MCP sees it: with API_KEYS set, one without a
@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import HTTPException, Response
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -28,14 +27,15 @@ from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
-from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest
-from delivery_service.http.auth import Caller
-from delivery_service.http.dependencies import get_record
+from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest, RunTaskResponse, TaskResultResponse
+from delivery_service.http.dependencies import requester_of
 from delivery_service.http.error_responses import readable_error
-from delivery_service.http.lifespan import ServiceState
+from delivery_service.http.lifespan import ServiceState, running_service
 from delivery_service.http.mcp_guard import McpGuard
-from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result, task_status
+from delivery_service.http.routes.tasks import started_fields, status_of
 from delivery_service.http.task_events import task_events
+from delivery_service.service_errors import ServiceError
+from delivery_service.service_layer.delivery import Requester
 
 
 def instructions() -> str:
@@ -47,25 +47,31 @@ def instructions() -> str:
     )
 
 
-def _service(ctx: Context) -> tuple[ServiceState, Caller, Request]:
+def _service(ctx: Context) -> tuple[ServiceState, Requester]:
     request = ctx.request_context.request
     if not isinstance(request, Request):
         raise ToolError("This tool needs the HTTP transport (/mcp).")
-    state: ServiceState | None = request.app.state.service
-    if state is None:
-        raise ToolError(f"The task store is unavailable: {request.app.state.unavailable}")
-    return state, state.keys.caller(request), request
+    state = running_service(request.app.state)
+    return state, requester_of(request, state.keys.caller(request))
 
 
 @contextlib.asynccontextmanager
 async def _as_tool_errors() -> AsyncIterator[None]:
-    """An HTTP error of the API becomes a tool error with the same words."""
+    """A refusal of the service becomes a tool error with the same words as the API's."""
     try:
         yield
-    except HTTPException as exc:
-        raise ToolError(f"{exc.status_code}: {exc.detail}") from exc
+    except ServiceError as exc:
+        raise ToolError(f"{exc.status}: {exc}") from exc
     except ValidationError as exc:
         raise ToolError(" ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))) from exc
+
+
+async def _start(state: ServiceState, who: Requester, requirement: str, skip: bool, priority: int) -> dict[str, Any]:
+    """`run_task`'s answer, without the stream token (a tool reads the task through the tools)."""
+    async with _as_tool_errors():
+        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=skip, priority=priority)
+        record, waits = await state.delivery.start(who, body.user_requirement, body)
+    return RunTaskResponse(**started_fields(record, waits, None)).model_dump(mode="json", exclude={"stream_token"})
 
 
 async def start_delivery(
@@ -75,44 +81,37 @@ async def start_delivery(
 
     skip_confirmation=false pauses after the requirements analysis until confirm_delivery.
     """
-    state, caller, request = _service(ctx)
-    async with _as_tool_errors():
-        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=skip_confirmation, priority=priority)
-        started = await run_task(body, request, Response(), state, caller)
-    return started.model_dump(mode="json", exclude={"stream_token"})
+    return await _start(*_service(ctx), requirement, skip_confirmation, priority)
 
 
 async def get_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
     """Where a delivery stands; once it has finished, also its deliverables, traceability and decision."""
-    state, caller, _ = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
-        return await _status_and_result(task_id, state, caller)
+        return await _status_and_result(task_id, state, who)
 
 
 async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, feedback: str = "") -> dict[str, Any]:
     """Approve the requirements analysis of a delivery waiting for it, or reject it with feedback to revise it."""
-    state, caller, request = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
-        status = await confirm_task(
-            task_id, ConfirmRequest(approved=approved, feedback=feedback), request, state, caller
-        )
+        decision = ConfirmRequest(approved=approved, feedback=feedback)
+        status = status_of(await state.delivery.confirm(who, task_id, decision.approved, decision.feedback))
     return status.model_dump(mode="json")
 
 
 async def cancel_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
     """Cancel a delivery (a finished one is left as it is)."""
-    state, caller, request = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
-        status = await cancel_task(task_id, request, state, caller)
+        status = status_of(await state.delivery.cancel(who, task_id))
     return status.model_dump(mode="json")
 
 
 async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dict[str, Any]:
     """Run a whole delivery and return its deliverables; reports progress after each agent's step."""
-    state, caller, request = _service(ctx)
-    async with _as_tool_errors():
-        body = RunTaskRequest(user_requirement=requirement, skip_confirmation=True, priority=priority)
-        task_id = (await run_task(body, request, Response(), state, caller)).task_id
+    state, who = _service(ctx)
+    task_id = (await _start(state, who, requirement, True, priority))["task_id"]
     await ctx.info(f"Delivery {task_id} started: {len(AGENTS)} agents")
     async for event in task_events(state, task_id):
         if event["event_type"] == "step_end":
@@ -123,23 +122,23 @@ async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dic
         elif event["event_type"] in ("error", "cancelled"):
             raise ToolError(f"Delivery {task_id} {event['event_type']}: {event['content']}")
     async with _as_tool_errors():
-        return await _status_and_result(task_id, state, caller)
+        return await _status_and_result(task_id, state, who)
 
 
-async def _status_and_result(task_id: str, state: ServiceState, caller: Caller) -> dict[str, Any]:
-    record = await get_record(task_id, state, caller)
-    answer: dict[str, Any] = {"status": (await task_status(record, state)).model_dump(mode="json")}
-    if record.finished:
-        result = await task_result(task_id, state, caller)
+async def _status_and_result(task_id: str, state: ServiceState, who: Requester) -> dict[str, Any]:
+    task = await state.delivery.status(who, task_id)
+    answer: dict[str, Any] = {"status": status_of(task).model_dump(mode="json")}
+    if task.record.finished:
+        result = TaskResultResponse.of(await state.delivery.result(who, task_id))
         answer["result"] = result.model_dump(mode="json", exclude={"usage"})
     return answer
 
 
 async def deliverable(task_id: str, agent_name: str, ctx: Context) -> str:
     """One agent's deliverable of a finished task, as markdown."""
-    state, caller, _ = _service(ctx)
+    state, who = _service(ctx)
     async with _as_tool_errors():
-        result = await task_result(task_id, state, caller)
+        result = TaskResultResponse.of(await state.delivery.result(who, task_id))
     for found in result.deliverables:
         if found.agent_name == agent_name:
             return found.content

@@ -1,32 +1,27 @@
 """What admission and control say in both modes: the refusals (their exceptions and words) and the queued notice.
 
 The embedded runner (runs/task_runner.py) and the cluster's (cluster/cluster_runner.py) refuse the same
-requests in the same words; the HTTP layer turns each exception into its status code.
+requests in the same words; each refusal is a `ServiceError` (service_errors.py), which carries its
+status code and Retry-After to every front door.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from delivery_service.service_errors import Conflict, LimitReached
 from delivery_service.settings import Settings
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 30
 
 
-class ServiceStopping(RuntimeError):
-    """The service is shutting down and takes no new tasks."""
-
-    def __init__(self) -> None:
-        super().__init__("The service is shutting down and takes no new tasks. Submit the task again shortly.")
-
-
-class QueueFull(RuntimeError):
+class QueueFull(LimitReached):
     """Every worker slot is busy and the waiting line is full (the message says which limit)."""
 
-    retry_after_seconds = QUEUE_FULL_RETRY_AFTER_SECONDS
+    retry_after = QUEUE_FULL_RETRY_AFTER_SECONDS
 
 
-class ThreadFull(RuntimeError):
+class ThreadFull(Conflict):
     """The thread already has MAX_THREAD_REVISIONS revisions."""
 
     def __init__(self, settings: Settings, thread_id: str) -> None:
@@ -36,7 +31,7 @@ class ThreadFull(RuntimeError):
         )
 
 
-class NotAwaitingConfirmation(RuntimeError):
+class NotAwaitingConfirmation(Conflict):
     """A decision was sent for a task that is not waiting for one."""
 
 

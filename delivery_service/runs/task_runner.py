@@ -29,7 +29,6 @@ from delivery_service.runs.control_messages import (
     QUEUE_FULL_RETRY_AFTER_SECONDS,
     NotAwaitingConfirmation,
     QueueFull,
-    ServiceStopping,
     ThreadFull,
     not_awaiting,
     queued_notice,
@@ -47,6 +46,7 @@ from delivery_service.runs.phases import (
     timed_out,
 )
 from delivery_service.runs.queue import TaskQueue
+from delivery_service.service_errors import ServiceStopping
 from delivery_service.settings import Settings
 from delivery_service.store.base import TaskStore
 from delivery_service.store.outbox import messages_for

@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from delivery_service.service_errors import Unavailable
 from delivery_service.store.outbox import Outbox, OutboxMessage
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import EncodedEvent
 
 
-class StoreUnavailable(RuntimeError):
-    """The store cannot be opened, read or written; the message says what to do."""
+class StoreUnavailable(Unavailable):
+    """The store cannot be opened, read or written; the message says what to do (503, Retry-After 30)."""
 
 
 class TaskReads(Protocol):

@@ -1,7 +1,8 @@
 """`POST /api/ag-ui`: a task run as an AG-UI agent run, for CopilotKit and other AG-UI front ends.
 
 The body is AG-UI's `RunAgentInput`; its last user message is the requirement. The run is an ordinary
-task, started by `run_task` itself (same validation, limits, ownership and webhooks), and its events
+task, started by the service layer's `DeliveryService` as `run_task` starts one (same validation,
+limits, ownership, audit and webhooks; a refusal is the same JSON error before the stream), and its events
 are the task's own stream translated with the `ag-ui-protocol` package's types and encoder:
 
 | task event | AG-UI event |
@@ -43,19 +44,18 @@ from ag_ui.core import (
     TextMessageStartEvent,
 )
 from ag_ui.encoder import EventEncoder
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest
-from delivery_service.http.auth import Caller
-from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, CallerOf, State, get_record
+from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest, TaskResultResponse
+from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, State, Who
 from delivery_service.http.error_responses import readable_error
 from delivery_service.http.lifespan import ServiceState
-from delivery_service.http.routes.tasks import cancel_task, confirm_task, run_task, task_result
 from delivery_service.http.task_events import task_events
 from delivery_service.http.visible_text import require_visible
+from delivery_service.service_layer.delivery import Requester
 
 router = APIRouter(tags=["ag-ui"], responses=API_ERRORS)
 
@@ -81,18 +81,18 @@ class AgUiOptions(BaseModel):
     summary="Run a task as an AG-UI agent run (RunAgentInput in, AG-UI events out)",
 )
 async def ag_ui_run(
-    run_input: Annotated[RunAgentInput, Body()], request: Request, state: State, caller: CallerOf
+    run_input: Annotated[RunAgentInput, Body()], request: Request, state: State, who: Who
 ) -> StreamingResponse:
     options = _options(run_input.forwarded_props)
     if run_input.resume:
-        task_id, after = await _resume(run_input, request, state, caller)
+        task_id, after = await _resume(run_input, state, who)
     else:
-        started = await run_task(_task_request(run_input, options), request, Response(), state, caller)
-        task_id, after = started.task_id, 0
-    events = _run_events(run_input, task_id, after, state, caller)
+        body = _task_request(run_input, options)
+        task_id, after = (await state.delivery.start(who, body.user_requirement, body))[0].task_id, 0
+    events = _run_events(run_input, task_id, after, state, who)
     encoder = EventEncoder(accept=request.headers.get("accept"))
     return StreamingResponse(
-        _encoded(events, encoder, options.on_disconnect == "cancel", task_id, request, state, caller),
+        _encoded(events, encoder, options.on_disconnect == "cancel", task_id, state, who),
         media_type=encoder.get_content_type(),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -134,7 +134,7 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
         raise _refused(("messages",), f"The last user message cannot be a requirement: {messages}") from exc
 
 
-async def _resume(run_input: RunAgentInput, request: Request, state: ServiceState, caller: Caller) -> tuple[str, int]:
+async def _resume(run_input: RunAgentInput, state: ServiceState, who: Requester) -> tuple[str, int]:
     """Answer the task's confirmation interrupt (approve, reject with feedback, or cancel); the task and the
     sequence its new events follow. A task that has finished meanwhile is left as it is, and the run
     replays its terminal event: a resumed run ends with RUN_FINISHED or RUN_ERROR like any other."""
@@ -144,13 +144,13 @@ async def _resume(run_input: RunAgentInput, request: Request, state: ServiceStat
             ("resume", 0, "interruptId"), f"Unknown interrupt {entry.interrupt_id!r}: resume the one a run ended with."
         )
     task_id = entry.interrupt_id.removeprefix(INTERRUPT_PREFIX)
-    record = await get_record(task_id, state, caller)
+    record = await state.delivery.task(who, task_id)
     if entry.status == "cancelled":
-        await cancel_task(task_id, request, state, caller)
+        await state.delivery.cancel(who, task_id)
     else:
         decision = _decision(entry.payload)
         if not record.finished:
-            await confirm_task(task_id, decision, request, state, caller)
+            await state.delivery.confirm(who, task_id, decision.approved, decision.feedback)
     return task_id, record.last_sequence - 1 if record.finished else record.last_sequence
 
 
@@ -170,7 +170,7 @@ def _decision(payload: object) -> ConfirmRequest:
 
 
 async def _run_events(
-    run_input: RunAgentInput, task_id: str, after: int, state: ServiceState, caller: Caller
+    run_input: RunAgentInput, task_id: str, after: int, state: ServiceState, who: Requester
 ) -> AsyncIterator[BaseEvent]:
     """The task's events after `after` as AG-UI events (the table in the module docstring)."""
     run = {"thread_id": run_input.thread_id, "run_id": run_input.run_id}
@@ -206,7 +206,7 @@ async def _run_events(
             yield RunFinishedEvent(**run, outcome=RunFinishedInterruptOutcome(interrupts=[interrupt]))
             return
         elif kind == "end":
-            result = await task_result(task_id, state, caller)
+            result = TaskResultResponse.of(await state.delivery.result(who, task_id))
             snapshot = result.model_dump(
                 mode="json", include={"task_id", "status", "deliverables", "traceability", "decision", "summary"}
             )
@@ -228,9 +228,8 @@ async def _encoded(
     encoder: EventEncoder,
     cancel_on_disconnect: bool,
     task_id: str,
-    request: Request,
     state: ServiceState,
-    caller: Caller,
+    who: Requester,
 ) -> AsyncIterator[str]:
     """The encoded events, with a comment every HEARTBEAT_SECONDS while none comes; a client gone before
     the run's last event cancels the task if it asked to."""
@@ -254,6 +253,6 @@ async def _encoded(
         next_event.cancel()
         if not finished and cancel_on_disconnect:
             # The response's task is being cancelled: the cancel runs as a task of its own.
-            cancel = asyncio.get_running_loop().create_task(cancel_task(task_id, request, state, caller))
+            cancel = asyncio.get_running_loop().create_task(state.delivery.cancel(who, task_id))
             _cancels.add(cancel)
             cancel.add_done_callback(_cancels.discard)

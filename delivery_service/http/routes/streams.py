@@ -8,15 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from delivery_service.http.access_control import client_of
 from delivery_service.http.api_models import StreamsResponse, StreamSummary
 from delivery_service.http.dependencies import (
     API_ERRORS,
     NOT_FOUND,
     TOO_MANY,
-    CallerOf,
     State,
-    get_record,
+    Who,
+    requester_of,
     resume_after,
 )
 from delivery_service.http.openapi import EVENT_STREAM_RESPONSE
@@ -45,12 +44,12 @@ async def stream_task(
     state: State,
     token: Annotated[str, Query(description="the task's stream_token, when authentication is on")] = "",
 ) -> Response:
-    caller = state.keys.stream_caller(request, task_id, token or None)
-    record = await get_record(task_id, state, caller)
+    who = requester_of(request, state.keys.stream_caller(request, task_id, token or None))
+    record = await state.delivery.task(who, task_id)
     if record.finished and cursor >= record.last_sequence:
         return Response(status_code=204)
     frames = state.engine.frames_after(task_id, cursor)
-    client = client_of(request, caller)
+    client = who.client
     state.stream_slots.take(client)
 
     async def counted_frames() -> AsyncIterator[bytes]:
@@ -67,7 +66,7 @@ async def stream_task(
 
 
 @router.get("/api/streams", response_model=StreamsResponse, tags=["streams"])
-async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
+async def list_streams(state: State, who: Who) -> StreamsResponse:
     return StreamsResponse(
         streams=[
             StreamSummary(
@@ -78,6 +77,6 @@ async def list_streams(state: State, caller: CallerOf) -> StreamsResponse:
                 created_at=stream.created_at,
             )
             for stream in state.engine.streams()
-            if caller.may_see(stream.record.owner)
+            if who.may_see(stream.record.owner)
         ]
     )

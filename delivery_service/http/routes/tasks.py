@@ -1,22 +1,18 @@
 """Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, list them.
 
-The routes only create and look things up; crews run on the runner's workers (threads, processes or
-Celery workers) and report through the task's stream.
+The routes parse HTTP and shape answers; the work (limits, ownership, audit, refusals) is the service
+layer's `DeliveryService`, and crews run on the runner's workers, reporting through the task's stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from delivery_service.agents import AGENTS
 from delivery_service.deliverables.render import traceability_matrix
 from delivery_service.deliverables.traceability import Traceability
-from delivery_service.http.access_control import audit, client_of
 from delivery_service.http.api_models import (
     ConfirmRequest,
     FollowUpRequest,
@@ -28,7 +24,6 @@ from delivery_service.http.api_models import (
     TaskStatusResponse,
     TaskSummary,
 )
-from delivery_service.http.auth import Caller
 from delivery_service.http.dependencies import (
     API_ERRORS,
     LAST_POSSIBLE_SEQUENCE,
@@ -36,20 +31,12 @@ from delivery_service.http.dependencies import (
     TOO_MANY,
     CallerOf,
     State,
+    Who,
     error_response,
-    get_record,
-    stored_task,
 )
-from delivery_service.http.lifespan import ServiceState
-from delivery_service.http.webhook_targets import webhook_targets
-from delivery_service.observability.logs import current_task_id
 from delivery_service.prompts import requirement_language
-from delivery_service.runs.control_messages import NotAwaitingConfirmation, QueueFull, ServiceStopping, ThreadFull
-from delivery_service.runs.task_runner import TaskRequest
-from delivery_service.store.base import StoreUnavailable
-from delivery_service.store.records import TaskRecord, TaskStatus
-
-CONTROL_WAIT_SECONDS = 5.0
+from delivery_service.service_layer.delivery import TaskState
+from delivery_service.store.records import TaskRecord
 
 router = APIRouter(tags=["tasks"], responses=API_ERRORS)
 
@@ -62,16 +49,10 @@ router = APIRouter(tags=["tasks"], responses=API_ERRORS)
     summary="Start a task; answers at once, the agents run in the background",
 )
 async def run_task(
-    body: RunTaskRequest, request: Request, response: Response, state: State, caller: CallerOf
+    body: RunTaskRequest, response: Response, state: State, caller: CallerOf, who: Who
 ) -> RunTaskResponse:
-    await state.rate_limit.check(client_of(request, caller))
-    webhooks = await webhook_targets(body, state.settings)
-    task_request = TaskRequest(
-        body.user_requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
-    )
-    record, waits = await _started(state.engine.start(task_request))
-    audit("task.created", request, caller, record.task_id, priority=body.priority, queued=waits)
-    return RunTaskResponse(**_started_fields(record, waits, response, caller))
+    record, waits = await state.delivery.start(who, body.user_requirement, body)
+    return RunTaskResponse(**started_fields(record, waits, caller.token_for(record.task_id), response))
 
 
 @router.post(
@@ -87,66 +68,41 @@ async def run_task(
     summary="Revise a completed task: a new task in its thread, re-running only the agents the request concerns",
 )
 async def follow_up(
-    task_id: str, body: FollowUpRequest, request: Request, response: Response, state: State, caller: CallerOf
+    task_id: str, body: FollowUpRequest, response: Response, state: State, caller: CallerOf, who: Who
 ) -> FollowUpResponse:
-    parent = await stored_task(state, task_id, caller)
-    if parent.status is not TaskStatus.COMPLETED:
-        raise HTTPException(
-            status_code=409,
-            detail=f"Task {task_id} is {parent.status.value}: only a completed task can be followed up. Wait for it "
-            "to complete (follow its stream), or follow up on the thread's last completed task.",
-        )
-    await state.rate_limit.check(client_of(request, caller))
-    webhooks = await webhook_targets(body, state.settings)
-    task_request = TaskRequest(
-        parent.requirement, body.skip_confirmation, body.stream_tokens, body.priority, caller.owner, webhooks
-    )
-    try:
-        record, waits = await _started(state.engine.follow_up(parent, body.request, task_request))
-    except ThreadFull as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
-    audit("task.followed_up", request, caller, record.task_id, parent=task_id, revision=record.revision)
+    record, waits = await state.delivery.follow_up(who, task_id, body.request, body)
     return FollowUpResponse(
-        **_started_fields(record, waits, response, caller),
+        **started_fields(record, waits, caller.token_for(record.task_id), response),
         parent_task_id=task_id,
         thread_id=record.thread_id,
         revision=record.revision,
     )
 
 
-async def _started(start: Awaitable[tuple[TaskRecord, bool]]) -> tuple[TaskRecord, bool]:
-    """The runner's new task, or the HTTP error that says why it could not start."""
-    try:
-        record, waits = await start
-    except ServiceStopping as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "5"}) from exc
-    except QueueFull as exc:
-        raise HTTPException(
-            status_code=429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_seconds)}
-        ) from exc
-    except StoreUnavailable as exc:
-        raise HTTPException(status_code=503, detail=str(exc), headers={"Retry-After": "30"}) from exc
-    current_task_id.set(record.task_id)
-    return record, waits
-
-
-def _started_fields(record: TaskRecord, waits: bool, response: Response, caller: Caller) -> dict[str, Any]:
-    """What every answer that started a task says (and its Location header)."""
+def started_fields(
+    record: TaskRecord, waits: bool, stream_token: str | None, response: Response | None = None
+) -> dict[str, Any]:
+    """What every answer that started a task says (and, over HTTP, its Location header)."""
     status_url = f"/api/task/{record.task_id}/status"
-    response.headers["Location"] = status_url
+    if response is not None:
+        response.headers["Location"] = status_url
     return {
         "task_id": record.task_id,
         "status": "queued" if waits else "started",
         "message": "Task queued: every worker is busy" if waits else "Task started",
         "stream_url": f"/api/stream/{record.task_id}",
         "status_url": status_url,
-        "stream_token": caller.token_for(record.task_id),
+        "stream_token": stream_token,
     }
 
 
+def status_of(task: TaskState) -> TaskStatusResponse:
+    return TaskStatusResponse.of(task.record, task.queue_position)
+
+
 @router.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, responses=NOT_FOUND)
-async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state: State) -> TaskStatusResponse:
-    return TaskStatusResponse.of(record, await state.engine.queue_position(record.task_id))
+async def task_status(task_id: str, state: State, who: Who) -> TaskStatusResponse:
+    return status_of(await state.delivery.status(who, task_id))
 
 
 @router.post(
@@ -156,11 +112,8 @@ async def task_status(record: Annotated[TaskRecord, Depends(get_record)], state:
     responses=NOT_FOUND,
     summary="Cancel a task; idempotent (a task that has ended is left as it is)",
 )
-async def cancel_task(task_id: str, request: Request, state: State, caller: CallerOf) -> TaskStatusResponse:
-    await get_record(task_id, state, caller)
-    if await state.engine.cancel(task_id):
-        audit("task.cancelled", request, caller, task_id)
-    return await _status_once_stored(task_id, state, caller)
+async def cancel_task(task_id: str, state: State, who: Who) -> TaskStatusResponse:
+    return status_of(await state.delivery.cancel(who, task_id))
 
 
 @router.post(
@@ -170,23 +123,8 @@ async def cancel_task(task_id: str, request: Request, state: State, caller: Call
     responses={**NOT_FOUND, 409: error_response("The task is not waiting for a confirmation")},
     summary="Approve the requirements analysis, or reject it with feedback to have it revised",
 )
-async def confirm_task(
-    task_id: str, body: ConfirmRequest, request: Request, state: State, caller: CallerOf
-) -> TaskStatusResponse:
-    record = await get_record(task_id, state, caller)
-    try:
-        await state.engine.confirm(task_id, body.approved, body.feedback)
-    except NotAwaitingConfirmation as exc:
-        raise HTTPException(status_code=409, detail=f"{exc} Its status is {record.status.value}.") from exc
-    audit("task.approved" if body.approved else "task.rejected", request, caller, task_id)
-    return await _status_once_stored(task_id, state, caller)
-
-
-async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller) -> TaskStatusResponse:
-    """The task's status after what a control request published is stored (bounded wait)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(state.engine.settled(task_id), timeout=CONTROL_WAIT_SECONDS)
-    return TaskStatusResponse.of(await get_record(task_id, state, caller), await state.engine.queue_position(task_id))
+async def confirm_task(task_id: str, body: ConfirmRequest, state: State, who: Who) -> TaskStatusResponse:
+    return status_of(await state.delivery.confirm(who, task_id, body.approved, body.feedback))
 
 
 @router.get(
@@ -201,19 +139,13 @@ async def _status_once_stored(task_id: str, state: ServiceState, caller: Caller)
 async def task_result(
     task_id: str,
     state: State,
-    caller: CallerOf,
+    who: Who,
     format: Annotated[
         Literal["json", "markdown", "html"],
         Query(description="json (default); markdown: one .md document; html: json with each deliverable as safe HTML"),
     ] = "json",
 ) -> Response | TaskResultResponse:
-    record = await stored_task(state, task_id, caller)
-    if not record.finished:
-        raise HTTPException(
-            status_code=409,
-            detail=f"Task {record.task_id} is {record.status.value}; its result is ready when it has finished. "
-            "Follow its stream or poll its status.",
-        )
+    record = await state.delivery.result(who, task_id)
     result = TaskResultResponse.of(record, with_html=format == "html")
     if format == "markdown":
         return Response(
@@ -245,13 +177,11 @@ def result_document(result: TaskResultResponse, requirement: str) -> str:
 async def list_tasks(
     state: State,
     caller: CallerOf,
+    who: Who,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=LAST_POSSIBLE_SEQUENCE)] = 0,
 ) -> TasksResponse:
-    try:
-        records, total = await state.engine.tasks(limit, offset, caller.owner)
-    except StoreUnavailable as exc:
-        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    records, total = await state.delivery.tasks(who, limit, offset)
     return TasksResponse(
         tasks=[TaskSummary.of(record, caller.token_for(record.task_id)) for record in records],
         total=total,

@@ -6,11 +6,12 @@ import time
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
 from delivery_service.http.api_models import RedeliveryResponse, WebhookDeliveriesResponse, WebhookDelivery
 from delivery_service.http.dependencies import API_ERRORS, NOT_FOUND, State, error_response, get_record
-from delivery_service.http.webhook_targets import WEBHOOKS_OFF
+from delivery_service.service_errors import Conflict, NotFound
+from delivery_service.service_layer.webhook_targets import WEBHOOKS_OFF
 from delivery_service.store.outbox import Redelivery
 from delivery_service.store.records import TaskRecord
 
@@ -54,19 +55,17 @@ def _shown(url: str, operator_urls: set[str]) -> str:
 )
 async def redeliver(webhook_id: str, record: Task, state: State) -> RedeliveryResponse:
     if state.webhook_sender is None:
-        raise HTTPException(status_code=409, detail=WEBHOOKS_OFF)
+        raise Conflict(WEBHOOKS_OFF)
     outcome = await state.engine.outbox.redeliver(record.task_id, webhook_id, time.time())
     if outcome is Redelivery.UNKNOWN:
-        raise HTTPException(
-            status_code=404,
-            detail=f"Task {record.task_id} has no webhook message {webhook_id}; GET /api/task/{record.task_id}/webhooks "
-            "lists them.",
+        raise NotFound(
+            f"Task {record.task_id} has no webhook message {webhook_id}; GET /api/task/{record.task_id}/webhooks "
+            "lists them."
         )
     if outcome is Redelivery.PENDING:
-        raise HTTPException(
-            status_code=409,
-            detail=f"Message {webhook_id} is still being delivered (see its next_attempt_at); redeliver it once it has "
-            "been delivered or has failed.",
+        raise Conflict(
+            f"Message {webhook_id} is still being delivered (see its next_attempt_at); redeliver it once it has "
+            "been delivered or has failed."
         )
     state.webhook_sender.wake()
     return RedeliveryResponse(webhook_id=webhook_id, status="pending")

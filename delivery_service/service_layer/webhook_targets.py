@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.exceptions import RequestValidationError
-
-from delivery_service.http.api_models import TaskOptions
+from delivery_service.service_errors import InvalidRequest
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import ALL_MESSAGE_TYPES
 from delivery_service.store.records import WebhookTarget
@@ -16,13 +14,13 @@ WEBHOOKS_OFF = (
 )
 
 
-async def webhook_targets(options: TaskOptions, settings: Settings) -> tuple[WebhookTarget, ...]:
-    """Where the task's messages go; raises RequestValidationError (422) for a URL that may not receive them."""
+async def webhook_targets(url: str | None, events: list[str] | None, settings: Settings) -> tuple[WebhookTarget, ...]:
+    """Where the task's messages go; raises InvalidRequest (422) for a URL that may not receive them."""
     targets: list[WebhookTarget] = []
-    if options.webhook_url is not None:
-        targets.append(WebhookTarget(await _allowed(options.webhook_url, settings), _types(options.webhook_events)))
-    elif options.webhook_events is not None:
-        raise _refused("webhook_events", "webhook_events needs a webhook_url to send them to.")
+    if url is not None:
+        targets.append(WebhookTarget(await _allowed(url, settings), _types(events)))
+    elif events is not None:
+        raise InvalidRequest("webhook_events", "webhook_events needs a webhook_url to send them to.")
     if settings.webhooks_enabled():
         targets += [WebhookTarget(url, ALL_MESSAGE_TYPES) for url in settings.webhook_url_list()]
     return tuple(targets)
@@ -30,20 +28,16 @@ async def webhook_targets(options: TaskOptions, settings: Settings) -> tuple[Web
 
 async def _allowed(url: str, settings: Settings) -> str:
     if not settings.webhooks_enabled():
-        raise _refused("webhook_url", WEBHOOKS_OFF)
+        raise InvalidRequest("webhook_url", WEBHOOKS_OFF)
     try:
         await connect_address(url, AllowList.of(settings))
     except WebhookUrlRefused as exc:
-        raise _refused("webhook_url", str(exc)) from exc
+        raise InvalidRequest("webhook_url", str(exc)) from exc
     except OSError as exc:
-        raise _refused("webhook_url", f"The webhook host does not resolve ({exc}); check the URL.") from exc
+        raise InvalidRequest("webhook_url", f"The webhook host does not resolve ({exc}); check the URL.") from exc
     return url
 
 
 def _types(requested: list[str] | None) -> tuple[str, ...]:
     """The requested message types without repeats, in the contract's order; all of them by default."""
     return ALL_MESSAGE_TYPES if requested is None else tuple(kind for kind in ALL_MESSAGE_TYPES if kind in requested)
-
-
-def _refused(field: str, message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
