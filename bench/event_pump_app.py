@@ -18,7 +18,8 @@ import os
 import random
 import time
 
-from delivery_service.runs.task_runner import LiveTask, Phase, PhaseOutcome, TaskRunner
+from delivery_service.runs.phases import Phase, PhaseOutcome
+from delivery_service.runs.task_runner import LiveTask, TaskRunner
 from delivery_service.store.task_event import EventType
 from main import app
 

@@ -27,11 +27,11 @@ from conftest import StreamReader, read_stream, sequences, start_task, status, w
 from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
-    AppendRefused,
     AppendRequest,
     TaskKeys,
     unsequenced_event,
 )
+from delivery_service.runs.task_control import AppendRefused
 from delivery_service.settings import Settings
 from delivery_service.store.task_event import EventType
 from test_agent_plugins import PLUGIN, assert_five_agents_delivered

@@ -1,5 +1,6 @@
 """The engine seam: each mode's engine, store, streams and runner has every member its protocol declares,
-with the same parameters, so the HTTP layer can call any of them whichever mode runs."""
+with the same parameters, so the layers above (and `TaskControl`, over a runner's log and dispatch) can
+call any of them whichever mode runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from delivery_service.cluster.replica_streams import ClusterStreams
 from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.engines.cluster import ClusterEngine
 from delivery_service.engines.embedded import EmbeddedEngine
-from delivery_service.engines.task_engine import TaskControl, TaskEngine
+from delivery_service.engines.task_engine import TaskEngine
+from delivery_service.runs.task_control import PhaseDispatch, TaskLog
 from delivery_service.runs.task_runner import TaskRunner
 from delivery_service.store.base import TaskReads, TaskStore
 from delivery_service.store.memory import MemoryTaskStore
@@ -23,8 +25,10 @@ from delivery_service.task_streams import StreamManager, TaskStreams
 IMPLEMENTATIONS = [
     (TaskEngine, EmbeddedEngine),
     (TaskEngine, ClusterEngine),
-    (TaskControl, TaskRunner),
-    (TaskControl, ClusterRunner),
+    (TaskLog, TaskRunner),
+    (TaskLog, ClusterRunner),
+    (PhaseDispatch, TaskRunner),
+    (PhaseDispatch, ClusterRunner),
     (TaskReads, RedisTaskStore),
     (TaskStore, SqliteTaskStore),
     (TaskStore, MemoryTaskStore),

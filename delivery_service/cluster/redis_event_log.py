@@ -34,6 +34,7 @@ import orjson
 import redis
 import redis.asyncio
 
+from delivery_service.runs.task_control import Condition
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, webhook_id
 from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
@@ -101,28 +102,10 @@ class ScriptArguments:
         return [orjson.dumps({name: value for name, value in fields.items() if value is not None})]
 
 
-class Condition(enum.Enum):
-    """What must hold for an append to go ahead: the task is in a sorted set (with a score past now, for
-    a deadline); the script then removes it from that set."""
-
-    AWAITING = "awaiting"  # the task waits for a decision (confirm)
-    DECISION_EXPIRED = "decision_expired"  # ... and its deadline has passed (confirmation timeout)
-    LEASE_EXPIRED = "lease_expired"  # its worker's lease has run out (the worker is gone)
-
-    @property
-    def index(self) -> str:
-        return RUNNING if self is Condition.LEASE_EXPIRED else AWAITING
-
-    @property
-    def overdue(self) -> bool:
-        return self is not Condition.AWAITING
-
-
-class AppendRefused(enum.IntEnum):
-    ENDED = 0
-    TOO_LARGE = -1
-    UNKNOWN_TASK = -2
-    CONDITION_FAILED = -3
+def condition_index(condition: Condition) -> str:
+    """The sorted set that holds a condition of the append script: the task is in it (with a score past
+    now, for a deadline); the script then removes it from that set."""
+    return RUNNING if condition is Condition.LEASE_EXPIRED else AWAITING
 
 
 @dataclass(frozen=True)
@@ -237,8 +220,8 @@ class AppendRequest(ScriptArguments):
             max_bytes=settings.max_stream_bytes_per_task,
             retention_ms=retention_ms(settings),
             now_ms=now_ms(),
-            held_in=condition.index if condition else None,
-            overdue=bool(condition and condition.overdue),
+            held_in=condition_index(condition) if condition else None,
+            overdue=condition not in (None, Condition.AWAITING),
             awaiting_deadline_ms=awaiting_deadline_ms,
             webhooks=None
             if body is None

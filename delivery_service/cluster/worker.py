@@ -33,7 +33,6 @@ from delivery_service.cluster.redis_event_log import (
     CLAIM_SCRIPT,
     RUNNING,
     WORKERS,
-    AppendRefused,
     AppendRequest,
     ClaimRefused,
     PhaseClaim,
@@ -47,6 +46,7 @@ from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import configure_logging, current_task_id
 from delivery_service.runs.crew_execution import ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
+from delivery_service.runs.task_control import AppendRefused
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.task_event import EventType, TaskEvent
 from delivery_service.task_streams import EventSink, StreamLimitExceeded

@@ -2,7 +2,8 @@
 
 Tasks and events live in Redis, read by any replica; this replica's streams tail the Redis Streams
 its clients watch; the rate limit's counters are shared through Redis. Besides retention it runs the
-sweep (cluster/cluster_runner.py). A replica holds no task, so it has none to end when it drains.
+control's sweep every `sweep_period` (the deadlines are in Redis: cluster/cluster_runner.py). A replica
+holds no task, so it has none to end when it drains.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from delivery_service.cluster.cluster_runner import ClusterRunner
+from delivery_service.cluster.cluster_runner import ClusterRunner, sweep_period
 from delivery_service.cluster.redis_event_log import connect, connect_async
 from delivery_service.cluster.redis_outbox import RedisOutbox
 from delivery_service.cluster.replica_streams import ClusterStreams
 from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.engines.engine_parts import EngineParts
+from delivery_service.llm.providers import model_info
+from delivery_service.runs.task_control import TaskControl
 from delivery_service.settings import Settings
 from delivery_service.store.records import TaskRecord
 
 
-class ClusterEngine(EngineParts[RedisTaskStore, ClusterStreams, ClusterRunner]):
+class ClusterEngine(EngineParts[RedisTaskStore, ClusterStreams]):
     """A replica's engine; see the module docstring."""
 
     async def current_task(self, task_id: str) -> TaskRecord | None:
@@ -32,14 +35,10 @@ class ClusterEngine(EngineParts[RedisTaskStore, ClusterStreams, ClusterRunner]):
         """Nothing to wait for: an append is stored in Redis before it returns."""
 
     def background_jobs(self) -> list[Coroutine[Any, Any, None]]:
-        return [*super().background_jobs(), self._runner.sweep_forever()]
+        return [*super().background_jobs(), self._control.sweep_forever(sweep_period(self._settings))]
 
     def wake_webhooks_with(self, wake: Callable[[], None]) -> None:
         """Nothing to hook: the events are appended on the workers, and every replica's sender polls Redis."""
-
-    async def close(self) -> None:
-        await self._runner.close()
-        await super().close()
 
 
 async def cluster_engine(settings: Settings) -> ClusterEngine:
@@ -50,5 +49,6 @@ async def cluster_engine(settings: Settings) -> ClusterEngine:
     streams = ClusterStreams(client, store, settings.stream_retention_seconds)
     url = settings.redis_url.get_secret_value() if settings.redis_url else ""
     runner = ClusterRunner(settings, client)
+    control = TaskControl(settings, model_info(settings), runner, runner)
     outbox = RedisOutbox(client, settings)
-    return ClusterEngine(settings, store, streams, runner, outbox, f"async+{url}", "Redis (cluster mode)")
+    return ClusterEngine(settings, store, streams, control, outbox, f"async+{url}", "Redis (cluster mode)")

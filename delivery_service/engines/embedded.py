@@ -14,6 +14,8 @@ from typing import Any
 
 from delivery_service.engines.engine_parts import EngineParts
 from delivery_service.llm.embedded_model import local_model_server
+from delivery_service.llm.providers import model_info
+from delivery_service.runs.task_control import TaskControl
 from delivery_service.runs.task_runner import TaskRunner, fail_interrupted_tasks
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable, TaskStore
@@ -29,7 +31,7 @@ STREAMS_CLOSE_TIMEOUT_SECONDS = 5.0
 CHECKPOINT_SECONDS = 1.0
 
 
-class EmbeddedEngine(EngineParts[TaskStore, StreamManager, TaskRunner]):
+class EmbeddedEngine(EngineParts[TaskStore, StreamManager]):
     """Everything in this process; see the module docstring."""
 
     def __init__(self, settings: Settings, store: TaskStore, runner_class: type[TaskRunner]) -> None:
@@ -39,8 +41,10 @@ class EmbeddedEngine(EngineParts[TaskStore, StreamManager, TaskRunner]):
             settings.stream_retention_seconds,
             settings.public_url,
         )
-        runner = runner_class(settings, streams)
-        super().__init__(settings, store, streams, runner, ThreadedOutbox(store.outbox), None, settings.task_store)
+        model = model_info(settings)
+        runner = runner_class(settings, streams, model)
+        control = TaskControl(settings, model, runner, runner)
+        super().__init__(settings, store, streams, control, ThreadedOutbox(store.outbox), None, settings.task_store)
         self.model_error: str | None = None  # why the local model could not be loaded
 
     async def current_task(self, task_id: str) -> TaskRecord | None:
@@ -61,7 +65,7 @@ class EmbeddedEngine(EngineParts[TaskStore, StreamManager, TaskRunner]):
         return checks
 
     async def drain(self, grace_seconds: float) -> int:
-        """As the runner drains, then up to STREAMS_CLOSE_TIMEOUT_SECONDS for ended streams to reach their readers."""
+        """As the control drains, then up to STREAMS_CLOSE_TIMEOUT_SECONDS for ended streams to reach their readers."""
         ended = await super().drain(grace_seconds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAMS_CLOSE_TIMEOUT_SECONDS

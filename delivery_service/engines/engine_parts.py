@@ -1,6 +1,6 @@
-"""`EngineParts`: what both engines do the same way over their own store, streams, runner and outbox.
+"""`EngineParts`: what both engines do the same way over their own store, streams, task control and outbox.
 
-Control goes to the runner, reads to the store (off the event loop), streams to the streams; the
+Control goes to the `TaskControl`, reads to the store (off the event loop), streams to the streams; the
 retention job is the same loop in both modes. Each engine adds what differs (engines/embedded.py,
 engines/cluster.py).
 """
@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
-from delivery_service.engines.task_engine import Load, TaskControl
 from delivery_service.llm.providers import ModelInfo
-from delivery_service.runs.task_runner import TaskRequest
+from delivery_service.runs.task_control import Load, TaskControl, TaskRequest
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable, TaskReads
 from delivery_service.store.records import TaskRecord
@@ -27,10 +26,9 @@ logger = logging.getLogger("multi_agent_service")
 
 Store = TypeVar("Store", bound=TaskReads)
 Streams = TypeVar("Streams", bound=TaskStreams)
-Runner = TypeVar("Runner", bound=TaskControl)
 
 
-class EngineParts(Generic[Store, Streams, Runner]):
+class EngineParts(Generic[Store, Streams]):
     """The shared half of a `TaskEngine` (engines/task_engine.py)."""
 
     def __init__(
@@ -38,7 +36,7 @@ class EngineParts(Generic[Store, Streams, Runner]):
         settings: Settings,
         store: Store,
         streams: Streams,
-        runner: Runner,
+        control: TaskControl,
         outbox: AsyncOutbox,
         rate_limit_storage: str | None,
         stored_in: str,
@@ -46,36 +44,36 @@ class EngineParts(Generic[Store, Streams, Runner]):
         self._settings = settings
         self._store = store
         self._streams = streams
-        self._runner = runner
+        self._control = control
         self.outbox = outbox
         self.rate_limit_storage = rate_limit_storage
         self.stored_in = stored_in
 
     @property
     def accepting(self) -> bool:
-        return self._runner.accepting
+        return self._control.accepting
 
     @property
     def model(self) -> ModelInfo:
-        return self._runner.model
+        return self._control.model
 
     def load(self) -> Load:
-        return self._runner.load()
+        return self._control.load()
 
     async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        return await self._runner.start(request)
+        return await self._control.start(request)
 
     async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        return await self._runner.follow_up(parent, text, request)
+        return await self._control.follow_up(parent, text, request)
 
     async def cancel(self, task_id: str) -> bool:
-        return await self._runner.cancel(task_id)
+        return await self._control.cancel(task_id)
 
     async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
-        await self._runner.confirm(task_id, approved, feedback)
+        await self._control.confirm(task_id, approved, feedback)
 
     async def queue_position(self, task_id: str) -> int | None:
-        return await self._runner.queue_position(task_id)
+        return await self._control.queue_position(task_id)
 
     async def task(self, task_id: str) -> TaskRecord | None:
         return await asyncio.to_thread(self._store.task, task_id)
@@ -103,7 +101,7 @@ class EngineParts(Generic[Store, Streams, Runner]):
         return checks
 
     async def drain(self, grace_seconds: float) -> int:
-        return await self._runner.drain(grace_seconds)
+        return await self._control.drain(grace_seconds)
 
     def background_jobs(self) -> list[Coroutine[Any, Any, None]]:
         return [self._retention()]
@@ -126,5 +124,6 @@ class EngineParts(Generic[Store, Streams, Runner]):
             await asyncio.sleep(settings.stream_cleanup_interval_seconds)
 
     async def close(self) -> None:
+        await self._control.close()
         await self._streams.close()
         await asyncio.to_thread(self._store.close)

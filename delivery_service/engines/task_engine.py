@@ -4,9 +4,9 @@ The service layer (`DeliveryService`), the streams' routes and the lifespan talk
 and never ask which mode answers:
 `EmbeddedEngine` (engines/embedded.py: this process's store, streams and worker threads) or
 `ClusterEngine` (engines/cluster.py: Redis, this replica's stream reader, Celery workers), built by
-`build_engine` (engines/choose_mode.py), the one place that knows there are two. `TaskControl` is what
-both runners (runs/task_runner.py, cluster/cluster_runner.py) do; `TaskReads` (store/base.py) and
-`TaskStreams` (task_streams.py) are what both modes' stores and streams answer.
+`build_engine` (engines/choose_mode.py), the one place that knows there are two. Both control tasks with
+one `TaskControl` (runs/task_control.py) over their mode's `TaskLog` and `PhaseDispatch`; `TaskReads`
+(store/base.py) and `TaskStreams` (task_streams.py) are what both modes' stores and streams answer.
 """
 
 from __future__ import annotations
@@ -15,43 +15,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from delivery_service.llm.providers import ModelInfo
-from delivery_service.runs.task_runner import TaskRequest
-from delivery_service.store.records import FollowUp, TaskRecord
+from delivery_service.runs.task_control import Load, TaskRequest
+from delivery_service.store.records import TaskRecord
 from delivery_service.task_streams import StreamView
 from delivery_service.webhooks.async_outbox import AsyncOutbox
-
-# For metrics: the status of every task not yet ended, how many wait, busy workers, all workers.
-Load = tuple[list[str], int, int, int]
-
-
-class TaskControl(Protocol):
-    """Admission and control of tasks: what both runners do (every method on the event loop)."""
-
-    accepting: bool
-
-    @property
-    def model(self) -> ModelInfo: ...
-
-    def load(self) -> Load: ...
-
-    async def start(self, request: TaskRequest, follow_up: FollowUp | None = None) -> tuple[TaskRecord, bool]:
-        """Store the task and put it in line: its record and whether it waits for a worker. Raises
-        ServiceStopping, QueueFull, or StoreUnavailable."""
-
-    async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        """Start a follow-up of `parent` with its thread's next revision number (ThreadFull beyond
-        MAX_THREAD_REVISIONS); otherwise as `start`."""
-
-    async def cancel(self, task_id: str) -> bool:
-        """End a task that has not ended with `cancelled`; False (and no change) if it had already ended."""
-
-    async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
-        """Continue a task waiting for confirmation, or have its analysis revised (NotAwaitingConfirmation)."""
-
-    async def queue_position(self, task_id: str) -> int | None: ...
-
-    async def drain(self, grace_seconds: float) -> int:
-        """Stop taking tasks, end what this process runs after `grace_seconds`; how many were ended so."""
 
 
 class TaskEngine(Protocol):

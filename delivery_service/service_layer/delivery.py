@@ -19,7 +19,7 @@ from typing import Protocol
 from delivery_service.engines.task_engine import TaskEngine
 from delivery_service.observability.logs import current_task_id
 from delivery_service.runs.control_messages import NotAwaitingConfirmation
-from delivery_service.runs.task_runner import TaskRequest
+from delivery_service.runs.task_control import TaskRequest
 from delivery_service.service_errors import Conflict, NotFound
 from delivery_service.service_layer.rate_limit import TaskRateLimit
 from delivery_service.service_layer.webhook_targets import webhook_targets
