@@ -18,8 +18,6 @@ from delivery_service.cluster.redis_outbox import RedisOutbox
 from delivery_service.cluster.replica_streams import ClusterStreams
 from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.engines.engine_parts import EngineParts
-from delivery_service.llm.providers import model_info
-from delivery_service.runs.task_control import TaskControl
 from delivery_service.settings import Settings
 from delivery_service.store.records import TaskRecord
 
@@ -35,7 +33,7 @@ class ClusterEngine(EngineParts[RedisTaskStore, ClusterStreams]):
         """Nothing to wait for: an append is stored in Redis before it returns."""
 
     def background_jobs(self) -> list[Coroutine[Any, Any, None]]:
-        return [*super().background_jobs(), self._control.sweep_forever(sweep_period(self._settings))]
+        return [*super().background_jobs(), self.sweep_forever(sweep_period(self._settings))]
 
     def wake_webhooks_with(self, wake: Callable[[], None]) -> None:
         """Nothing to hook: the events are appended on the workers, and every replica's sender polls Redis."""
@@ -49,6 +47,5 @@ async def cluster_engine(settings: Settings) -> ClusterEngine:
     streams = ClusterStreams(client, store, settings.stream_retention_seconds)
     url = settings.redis_url.get_secret_value() if settings.redis_url else ""
     runner = ClusterRunner(settings, client)
-    control = TaskControl(settings, model_info(settings), runner, runner)
     outbox = RedisOutbox(client, settings)
-    return ClusterEngine(settings, store, streams, control, outbox, f"async+{url}", "Redis (cluster mode)")
+    return ClusterEngine(settings, runner, store, streams, outbox, f"async+{url}", "Redis (cluster mode)")

@@ -14,8 +14,6 @@ from typing import Any
 
 from delivery_service.engines.engine_parts import EngineParts
 from delivery_service.llm.embedded_model import local_model_server
-from delivery_service.llm.providers import model_info
-from delivery_service.runs.task_control import TaskControl
 from delivery_service.runs.task_runner import TaskRunner, fail_interrupted_tasks
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable, TaskStore
@@ -41,10 +39,8 @@ class EmbeddedEngine(EngineParts[TaskStore, StreamManager]):
             settings.stream_retention_seconds,
             settings.public_url,
         )
-        model = model_info(settings)
-        runner = runner_class(settings, streams, model)
-        control = TaskControl(settings, model, runner, runner)
-        super().__init__(settings, store, streams, control, ThreadedOutbox(store.outbox), None, settings.task_store)
+        runner = runner_class(settings, streams)
+        super().__init__(settings, runner, store, streams, ThreadedOutbox(store.outbox), None, settings.task_store)
         self.model_error: str | None = None  # why the local model could not be loaded
 
     async def current_task(self, task_id: str) -> TaskRecord | None:
@@ -65,7 +61,7 @@ class EmbeddedEngine(EngineParts[TaskStore, StreamManager]):
         return checks
 
     async def drain(self, grace_seconds: float) -> int:
-        """As the control drains, then up to STREAMS_CLOSE_TIMEOUT_SECONDS for ended streams to reach their readers."""
+        """As `TaskControl` drains, then up to STREAMS_CLOSE_TIMEOUT_SECONDS for ended streams to reach their readers."""
         ended = await super().drain(grace_seconds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAMS_CLOSE_TIMEOUT_SECONDS

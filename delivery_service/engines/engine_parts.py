@@ -1,8 +1,8 @@
-"""`EngineParts`: what both engines do the same way over their own store, streams, task control and outbox.
+"""`EngineParts`: what both engines do the same way over their own runner, store, streams and outbox.
 
-Control goes to the `TaskControl`, reads to the store (off the event loop), streams to the streams; the
-retention job is the same loop in both modes. Each engine adds what differs (engines/embedded.py,
-engines/cluster.py).
+An engine is a `TaskControl` (runs/task_control.py) over its mode's runner; reads go to the store (off
+the event loop), streams to the streams; the retention job is the same loop in both modes. Each engine
+adds what differs (engines/embedded.py, engines/cluster.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
-from delivery_service.llm.providers import ModelInfo
-from delivery_service.runs.task_control import Load, TaskControl, TaskRequest
+from delivery_service.runs.task_control import Runner, TaskControl
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable, TaskReads
 from delivery_service.store.records import TaskRecord
@@ -28,52 +27,25 @@ Store = TypeVar("Store", bound=TaskReads)
 Streams = TypeVar("Streams", bound=TaskStreams)
 
 
-class EngineParts(Generic[Store, Streams]):
+class EngineParts(TaskControl, Generic[Store, Streams]):
     """The shared half of a `TaskEngine` (engines/task_engine.py)."""
 
     def __init__(
         self,
         settings: Settings,
+        runner: Runner,
         store: Store,
         streams: Streams,
-        control: TaskControl,
         outbox: AsyncOutbox,
         rate_limit_storage: str | None,
         stored_in: str,
     ) -> None:
-        self._settings = settings
+        super().__init__(settings, runner)
         self._store = store
         self._streams = streams
-        self._control = control
         self.outbox = outbox
         self.rate_limit_storage = rate_limit_storage
         self.stored_in = stored_in
-
-    @property
-    def accepting(self) -> bool:
-        return self._control.accepting
-
-    @property
-    def model(self) -> ModelInfo:
-        return self._control.model
-
-    def load(self) -> Load:
-        return self._control.load()
-
-    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        return await self._control.start(request)
-
-    async def follow_up(self, parent: TaskRecord, text: str, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        return await self._control.follow_up(parent, text, request)
-
-    async def cancel(self, task_id: str) -> bool:
-        return await self._control.cancel(task_id)
-
-    async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
-        await self._control.confirm(task_id, approved, feedback)
-
-    async def queue_position(self, task_id: str) -> int | None:
-        return await self._control.queue_position(task_id)
 
     async def task(self, task_id: str) -> TaskRecord | None:
         return await asyncio.to_thread(self._store.task, task_id)
@@ -100,9 +72,6 @@ class EngineParts(Generic[Store, Streams]):
         checks["tasks"] = "ok" if self.accepting else "shutting down"
         return checks
 
-    async def drain(self, grace_seconds: float) -> int:
-        return await self._control.drain(grace_seconds)
-
     def background_jobs(self) -> list[Coroutine[Any, Any, None]]:
         return [self._retention()]
 
@@ -124,6 +93,6 @@ class EngineParts(Generic[Store, Streams]):
             await asyncio.sleep(settings.stream_cleanup_interval_seconds)
 
     async def close(self) -> None:
-        await self._control.close()
+        await super().close()
         await self._streams.close()
         await asyncio.to_thread(self._store.close)

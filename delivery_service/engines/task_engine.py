@@ -4,8 +4,8 @@ The service layer (`DeliveryService`), the streams' routes and the lifespan talk
 and never ask which mode answers:
 `EmbeddedEngine` (engines/embedded.py: this process's store, streams and worker threads) or
 `ClusterEngine` (engines/cluster.py: Redis, this replica's stream reader, Celery workers), built by
-`build_engine` (engines/choose_mode.py), the one place that knows there are two. Both control tasks with
-one `TaskControl` (runs/task_control.py) over their mode's `TaskLog` and `PhaseDispatch`; `TaskReads`
+`build_engine` (engines/choose_mode.py), the one place that knows there are two. Each is a `TaskControl`
+(runs/task_control.py) over its mode's runner, its `TaskLog` and `PhaseDispatch`; `TaskReads`
 (store/base.py) and `TaskStreams` (task_streams.py) are what both modes' stores and streams answer.
 """
 

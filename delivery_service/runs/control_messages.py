@@ -1,8 +1,8 @@
 """What admission and control say in both modes: the refusals (their exceptions and words) and the queued notice.
 
-The embedded runner (runs/task_runner.py) and the cluster's (cluster/cluster_runner.py) refuse the same
-requests in the same words; each refusal is a `ServiceError` (service_errors.py), which carries its
-status code and Retry-After to every front door.
+Control (runs/task_control.py) refuses the same requests in the same words in both modes (a full line
+is counted by each mode's dispatch, in its own words); each refusal is a `ServiceError`
+(service_errors.py), which carries its status code and Retry-After to every front door.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from delivery_service.llm.providers import ModelInfo
+from delivery_service.llm.providers import model_info
 from delivery_service.runs.control_messages import NotAwaitingConfirmation, ThreadFull, not_awaiting, queued_notice
 from delivery_service.runs.phases import (
     CANCELLED_ON_REQUEST,
@@ -177,16 +177,21 @@ class PhaseDispatch(Protocol):
     async def close(self) -> None: ...
 
 
-class TaskControl:
-    """Admission and control of tasks over a `TaskLog` and a `PhaseDispatch`; see the module docstring."""
+class Runner(TaskLog, PhaseDispatch, Protocol):
+    """Both ports, which each mode implements in one object."""
 
-    def __init__(self, settings: Settings, model: ModelInfo, log: TaskLog, dispatch: PhaseDispatch) -> None:
+
+class TaskControl:
+    """Admission and control of tasks over a mode's `Runner`; see the module docstring. Each engine is one
+    (engines/engine_parts.py)."""
+
+    def __init__(self, settings: Settings, runner: Runner) -> None:
         self._settings = settings
-        self._log = log
-        self._dispatch = dispatch
-        self.model = model
+        self._log: TaskLog = runner
+        self._dispatch: PhaseDispatch = runner
+        self.model = model_info(settings)
         self.accepting = True
-        log.sweep_at_deadlines(self.sweep)
+        runner.sweep_at_deadlines(self.sweep)
 
     def load(self) -> Load:
         return self._dispatch.load()
@@ -194,9 +199,12 @@ class TaskControl:
     async def queue_position(self, task_id: str) -> int | None:
         return await self._dispatch.position(task_id)
 
-    async def start(self, request: TaskRequest, follow_up: FollowUp | None = None) -> tuple[TaskRecord, bool]:
+    async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
         """Store the task and put it in line: its record and whether it waits for a worker. Raises
         ServiceStopping, QueueFull, or StoreUnavailable."""
+        return await self._admit(request, None)
+
+    async def _admit(self, request: TaskRequest, follow_up: FollowUp | None) -> tuple[TaskRecord, bool]:
         if not self.accepting:
             raise ServiceStopping()
         await self._dispatch.check_room()
@@ -211,7 +219,7 @@ class TaskControl:
         async with self._log.revision(parent.thread_id) as revision:
             if revision > self._settings.max_thread_revisions:
                 raise ThreadFull(self._settings, parent.thread_id)
-            return await self.start(request, follow_up_of(parent, text, revision))
+            return await self._admit(request, follow_up_of(parent, text, revision))
 
     async def cancel(self, task_id: str) -> bool:
         """End a task that has not ended with `cancelled`; False (and no change) if it had already ended."""

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from delivery_service.llm.providers import ModelInfo
+from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import current_task_id
 from delivery_service.runs.control_messages import QUEUE_FULL_RETRY_AFTER_SECONDS, QueueFull
 from delivery_service.runs.crew_execution import ProcessCrews, ThreadCrews
@@ -96,9 +96,10 @@ class LiveTask:
 class TaskRunner:
     """The embedded mode's task log and worker pool; see the module docstring."""
 
-    def __init__(self, settings: Settings, streams: StreamManager, model: ModelInfo) -> None:
+    def __init__(self, settings: Settings, streams: StreamManager) -> None:
         self._settings = settings
         self._streams = streams
+        model = model_info(settings)
         crews = ProcessCrews if settings.crew_execution == "process" else ThreadCrews
         self._phases = PhaseRunner(settings, model, crews(settings, (model.provider, model.model)))
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
