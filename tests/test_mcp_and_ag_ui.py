@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 from conftest import ServerProcess, read_stream, wait_until
 from delivery_service import __version__
 
+AGENT_NAMES = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
 ALICE = {"Authorization": "Bearer alice-key-0123"}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 EVENTS = TypeAdapter(Event)
@@ -63,12 +64,7 @@ def test_mcp_tools_run_a_delivery_with_progress_per_step(start_service: Callable
     assert "ProductManager finished" in str(progress[0][2])
     result = answer["result"]
     assert answer["status"]["status"] == "completed" and result["decision"] in ("go", "no_go")
-    assert [d["agent_name"] for d in result["deliverables"]] == [
-        "ProductManager",
-        "QAEngineer",
-        "SoftwareDeveloper",
-        "Coordinator",
-    ]
+    assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
     assert answer["resource"] == result["deliverables"][1]["content"]
     assert answer["unknown"][0] and "404" in answer["unknown"][1]
     # The run is an ordinary task of the same key, in the API.
@@ -204,12 +200,10 @@ def test_ag_ui_runs_a_task_in_the_contracts_event_order(start_service: Callable[
         for event in events
         if event.type in (AgUiEventType.STEP_STARTED, AgUiEventType.STEP_FINISHED)
     ]
-    agents = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
-    assert steps == [
-        pair for agent in agents for pair in ((AgUiEventType.STEP_STARTED, agent), (AgUiEventType.STEP_FINISHED, agent))
-    ]
+    started_finished = (AgUiEventType.STEP_STARTED, AgUiEventType.STEP_FINISHED)
+    assert steps == [(kind, agent) for agent in AGENT_NAMES for kind in started_finished]
     messages = [event for event in events if event.type is AgUiEventType.TEXT_MESSAGE_START]
-    assert [message.name for message in messages] == agents
+    assert [message.name for message in messages] == AGENT_NAMES
     for start in messages:  # each deliverable: start, content, end, inside its agent's step
         at = events.index(start)
         assert (
@@ -242,16 +236,9 @@ def test_ag_ui_streams_tokens_and_pauses_for_confirmation_as_an_interrupt(
     (interrupt,) = finished.outcome.interrupts
     assert interrupt.reason == "confirmation_required" and interrupt.response_schema["required"] == ["approved"]
 
-    resumed = run_input("Build a todo app")
-    resumed["runId"] = "run-2"
-    resumed["resume"] = [{"interruptId": interrupt.id, "status": "resolved", "payload": {"approved": True}}]
-    second = ag_ui_events(server.base_url, resumed)
+    second = ag_ui_events(server.base_url, resume_input(interrupt.id, {"approved": True}))
     assert second[0].type is AgUiEventType.RUN_STARTED and second[-1].outcome.type == "success"
-    assert [e.step_name for e in second if e.type is AgUiEventType.STEP_STARTED] == [
-        "QAEngineer",
-        "SoftwareDeveloper",
-        "Coordinator",
-    ]
+    assert [e.step_name for e in second if e.type is AgUiEventType.STEP_STARTED] == AGENT_NAMES[1:]
 
 
 def resume_input(interrupt_id: str, payload: Any, status: str = "resolved") -> dict[str, Any]:
