@@ -24,9 +24,9 @@ import redis
 from delivery_service.cluster.redis_event_log import (
     SAVE_RECORD_SCRIPT,
     TASKS,
-    SavedRecord,
     TaskKeys,
     owner_tasks,
+    script_args,
     thread_tasks,
 )
 from delivery_service.runs.phases import PhaseWork
@@ -91,8 +91,10 @@ class RedisTaskStore:
             return record
         for _, fields in entries:
             record.apply(TaskEvent.model_validate_json(fields[b"event"]))
-        saved = SavedRecord(record.last_sequence, entries[-1][0].decode(), record.to_json().decode())
-        self._save_record(keys=[keys.meta], args=saved.args)
+        saved = script_args(
+            applied=record.last_sequence, applied_id=entries[-1][0].decode(), record=record.to_json().decode()
+        )
+        self._save_record(keys=[keys.meta], args=saved)
         return record
 
     def initial_record(self, task_id: str) -> TaskRecord | None:

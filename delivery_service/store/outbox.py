@@ -66,10 +66,14 @@ def body_parts(event: TaskEvent, public_url: str) -> tuple[bytes, bytes] | None:
         data["message"] = event.content
         if event.metadata.get("error_type"):
             data["error_type"] = event.metadata["error_type"]
-    body = orjson.dumps({"type": message_type, "timestamp": event.timestamp, "data": data})
+    return split_at_sequence(orjson.dumps({"type": message_type, "timestamp": event.timestamp, "data": data}))
+
+
+def split_at_sequence(payload: bytes) -> tuple[bytes, bytes]:
+    """JSON whose first `"sequence":` is `"sequence":0`, in two parts: before and after that 0."""
     marker = b'"sequence":0'
-    at = body.index(marker) + len(marker) - 1
-    return body[:at], body[at + 1 :]
+    at = payload.index(marker) + len(marker) - 1
+    return payload[:at], payload[at + 1 :]
 
 
 @dataclass(frozen=True)
