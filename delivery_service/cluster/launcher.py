@@ -106,56 +106,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop(0))
     signal.signal(signal.SIGINT, lambda *_: stop(0))
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    start(
-        "redis",
-        [
-            redis_server,
-            "--port",
-            str(args.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-        ],
-    )
+    redis_options = f"--port {args.redis_port} --bind 127.0.0.1 --appendonly yes --appendfsync everysec"
+    start("redis", [redis_server, *redis_options.split(), "--dir", str(workdir)])
     for index in range(args.workers):
-        start(
-            f"worker-{index + 1}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "delivery_service.cluster.worker",
-                "worker",
-                "--concurrency",
-                str(args.concurrency),
-                "--hostname",
-                f"worker{index + 1}@%h",
-                "--loglevel",
-                "INFO",
-            ],
-        )
+        worker = f"-m celery -A delivery_service.cluster.worker worker --concurrency {args.concurrency} --loglevel INFO"
+        start(f"worker-{index + 1}", [sys.executable, *worker.split(), "--hostname", f"worker{index + 1}@%h"])
     ports = [args.first_replica_port + index for index in range(args.replicas)]
     for port in ports:
-        start(
-            f"api-{port}",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-        )
+        api = f"-m uvicorn main:app --host 127.0.0.1 --port {port} --no-access-log"
+        start(f"api-{port}", [sys.executable, *api.split()])
     for port in ports:
         if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
             print(problem, file=sys.stderr, flush=True)

@@ -113,7 +113,7 @@ class EventWriter:
                 if closing:
                     return
                 continue
-            records = _distinct_records(unsaved)
+            records = list({item.target.record.task_id: item.target.record for item in unsaved}.values())
             before = [record.snapshot() for record in records]
             changed: dict[str, TaskRecord] = {}
             messages = []
@@ -131,7 +131,10 @@ class EventWriter:
             except StoreUnavailable as exc:
                 for record, previous in zip(records, before, strict=True):
                     record.restore(previous)
-                self._on_failure(exc, new_tasks)
+                self.failure = str(exc)
+                logger.error("storing events failed, will retry: %s", exc)
+                for task in new_tasks:
+                    task.stored.set_exception(exc)
                 if closing:
                     logger.error("%d events could not be stored before shutdown: %s", len(unsaved), exc)
                     return
@@ -146,16 +149,3 @@ class EventWriter:
                 unsaved = []
             if closing:
                 return
-
-    def _on_failure(self, exc: StoreUnavailable, new_tasks: list[PendingTask]) -> None:
-        self.failure = str(exc)
-        logger.error("storing events failed, will retry: %s", exc)
-        for task in new_tasks:
-            task.stored.set_exception(exc)
-
-
-def _distinct_records(items: list[PendingEvent]) -> list[TaskRecord]:
-    records: dict[str, TaskRecord] = {}
-    for item in items:
-        records[item.target.record.task_id] = item.target.record
-    return list(records.values())
