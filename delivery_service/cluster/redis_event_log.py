@@ -17,8 +17,10 @@ The task's hash (`meta`) holds the request, the script's counters, what crosses 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ import redis.asyncio
 
 from delivery_service.runs.task_control import Condition
 from delivery_service.settings import Settings
+from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, split_at_sequence, webhook_id
 from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.task_streams import bounded_content
@@ -45,6 +48,15 @@ FRAME_OVERHEAD_BYTES = 32  # `id: N\ndata: ` and the blank line, counted against
 def now_ms() -> int:
     """Deadlines in the sorted sets are wall-clock milliseconds, comparable across machines."""
     return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def redis_answers(action: str) -> Iterator[None]:
+    """A RedisError inside becomes StoreUnavailable("Redis did not answer <action>: ...")."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis did not answer {action}: {exc}") from exc
 
 
 def owner_tasks(owner: str) -> str:

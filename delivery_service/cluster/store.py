@@ -26,6 +26,7 @@ from delivery_service.cluster.redis_event_log import (
     TASKS,
     TaskKeys,
     owner_tasks,
+    redis_answers,
     script_args,
     thread_tasks,
 )
@@ -75,10 +76,8 @@ class RedisTaskStore:
 
     def task(self, task_id: str) -> TaskRecord | None:
         """The task's record brought up to its last event, or None (unknown, or expired)."""
-        try:
+        with redis_answers(f"reading task {task_id}"):
             return self._project(task_id)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
 
     def _project(self, task_id: str) -> TaskRecord | None:
         keys = TaskKeys(task_id)
@@ -99,33 +98,27 @@ class RedisTaskStore:
 
     def initial_record(self, task_id: str) -> TaskRecord | None:
         """The task's record before its first event (a stream's tail applies every event to it)."""
-        try:
+        with redis_answers(f"reading task {task_id}"):
             stored = self._redis.hget(TaskKeys(task_id).meta, "request")
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
         return None if stored is None else TaskRecord.from_json(stored)
 
     def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         """Tasks newest first and how many there are; ids whose task has expired leave the index."""
         index = owner_tasks(owner) if owner else TASKS
-        try:
+        with redis_answers("listing tasks"):
             task_ids = [member.decode() for member in self._redis.zrevrange(index, offset, offset + limit - 1)]
             records = {task_id: self._project(task_id) for task_id in task_ids}
             gone = [task_id for task_id, record in records.items() if record is None]
             if gone:
                 self._redis.zrem(index, *gone)
             total = int(self._redis.zcard(index))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer listing tasks: {exc}") from exc
         return [record for record in records.values() if record is not None], total
 
     def thread(self, thread_id: str) -> list[TaskRecord]:
         """The thread's first task and its follow-ups that have not expired, oldest first."""
-        try:
+        with redis_answers(f"reading thread {thread_id}"):
             follow_ups = [member.decode() for member in self._redis.zrange(thread_tasks(thread_id), 0, -1)]
             records = [self._project(task_id) for task_id in [thread_id, *follow_ups]]
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading thread {thread_id}: {exc}") from exc
         return sorted((record for record in records if record is not None), key=lambda record: record.created_at)
 
     def purge_finished_before(self, timestamp: str) -> int:
@@ -135,7 +128,7 @@ class RedisTaskStore:
         append script sets the expiry); only the index of all tasks is left to tidy.
         """
         cutoff_ms = int(datetime.fromisoformat(timestamp).timestamp() * 1000)
-        try:
+        with redis_answers("purging tasks"):
             candidates = self._redis.zrangebyscore(TASKS, "-inf", cutoff_ms)
             with self._redis.pipeline(transaction=False) as pipe:
                 for member in candidates:
@@ -144,8 +137,6 @@ class RedisTaskStore:
             gone = [member for member, exists in zip(candidates, present, strict=True) if not exists]
             if gone:
                 self._redis.zrem(TASKS, *gone)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer purging tasks: {exc}") from exc
         return len(gone)
 
     def check(self) -> None:
