@@ -1,14 +1,10 @@
 """The cluster's `TaskLog` and `PhaseDispatch` of `TaskControl` (runs/task_control.py): Redis and Celery.
 
-No replica holds anything of a task. A new task is stored in Redis and its phases are sent to the
-broker; every append (a cancel, a decision, a notice, an overdue deadline) runs the same script as
-the workers' (`APPEND_SCRIPT`), whose conditions are sorted sets: AWAITING (scored by the decision's
-deadline) and RUNNING (scored by the worker's lease). Every replica sweeps them (`TaskControl.sweep`),
-and the script makes sure one replica ends each overdue task, once; the sweep also forgets dead
-workers and keeps the figures for /metrics.
-
-A cancel reaches the crew through the stream itself (the worker watches it and its appends are
-refused); if the crew's process still runs CREW_STOP_GRACE_SECONDS later, it is revoked with SIGKILL.
+No replica holds anything of a task. Every append runs the workers' script (`APPEND_SCRIPT`), whose
+conditions are sorted sets: AWAITING (scored by the decision's deadline) and RUNNING (by the worker's
+lease); every replica sweeps them, and the script makes sure one replica ends each overdue task, once.
+A cancel reaches the crew through the stream (the worker watches it and its appends are refused); a
+crew's process still running CREW_STOP_GRACE_SECONDS later is revoked with SIGKILL.
 """
 
 from __future__ import annotations

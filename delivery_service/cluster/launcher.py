@@ -103,6 +103,11 @@ def main() -> None:
                 process.kill()
         raise SystemExit(status)
 
+    def wait_for(port: int) -> None:
+        if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
+            print(problem, file=sys.stderr, flush=True)
+            stop(1)
+
     signal.signal(signal.SIGTERM, lambda *_: stop(0))
     signal.signal(signal.SIGINT, lambda *_: stop(0))
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -116,15 +121,11 @@ def main() -> None:
         api = f"-m uvicorn main:app --host 127.0.0.1 --port {port} --no-access-log"
         start(f"api-{port}", [sys.executable, *api.split()])
     for port in ports:
-        if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
-            print(problem, file=sys.stderr, flush=True)
-            stop(1)
+        wait_for(port)
     config = workdir / "nginx.conf"
     config.write_text(local_nginx_config(ports, args.port, workdir))
     start("nginx", nginx_command(config, workdir))
-    if problem := _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes):
-        print(problem, file=sys.stderr, flush=True)
-        stop(1)
+    wait_for(args.port)
     print(
         f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
         f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",

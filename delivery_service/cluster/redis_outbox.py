@@ -1,13 +1,11 @@
 """The webhook outbox in Redis (REDIS_URL): the `AsyncOutbox` every API replica's sender claims from.
 
-The append script stores a task's messages with the event that causes them (cluster/redis_event_log.py): one
-hash per message (`mad:webhook:<id>`), the task's list of message ids, and `WEBHOOKS_DUE`, a sorted set
-of pending messages scored by when they are due. A sender claims due messages with one script that
-moves their score past its lease and marks them with its claim token, so two replicas never send one
-message at once; it passes over the messages of receivers that have no room (`outbox.ReceiverRoom`,
-whose `receiver` pattern it shares), which stay due. An outcome is stored only under the claim that
-made it, and a message whose sender died is due again when the lease ends (at least once). A 410 adds
-the URL to the task's stopped set, which the claim script checks.
+The append script stores a task's messages with their event: one hash per message, the task's list of
+ids, and `WEBHOOKS_DUE`, pending messages scored by when they are due. A claim is one script that moves
+their score past its lease and marks them with its claim token, so two replicas never send one message
+at once, and passes over receivers without room (`outbox.ReceiverRoom`). An outcome is stored only under
+the claim that made it; a message whose sender died is due again when the lease ends (at least once).
+A 410 adds the URL to the task's stopped set, which the claim script checks.
 """
 
 from __future__ import annotations

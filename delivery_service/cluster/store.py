@@ -1,15 +1,10 @@
 """Task records in Redis for API replicas (REDIS_URL): projected from each task's events on read.
 
-A task's hash holds its request (the record before any event) and the last projected record with
-the stream entry it reflects. Reading a task applies the entries after that one (`TaskRecord.apply`,
-exactly as the embedded writer does) and saves the result back unless another replica saved a
-record projected further meanwhile. So every replica reports the same status, current agent,
-deliverables and usage, and none of them has to be the one that ran or controlled the task.
-
-The hash also holds what a task's phases hand on (`PhaseWork`'s fields: `work_fields`, `work_from_fields`),
-written by the worker that asks for a confirmation and by the replica that takes the decision.
-
-Blocking methods, like the SQLite store's: the API calls them off the event loop.
+A task's hash holds its request (the record before any event) and the last projected record with the
+stream entry it reflects. A read applies the entries after that one (`TaskRecord.apply`, as the
+embedded writer does) and saves the result unless a record projected further is already there, so
+every replica reports the same record. The hash also holds what a task's phases hand on
+(`work_fields`). Blocking methods: the API calls them off the event loop.
 """
 
 from __future__ import annotations

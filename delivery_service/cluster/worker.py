@@ -1,15 +1,10 @@
 """The Celery worker of the cluster mode: runs one phase of a task per message, one crew per process.
 
-Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N processes, so N crews at once), with the
-same settings (`.env`) as the API replicas. For each message a worker process:
-
-1. claims the phase in Redis (only the dispatch the task expects, only once, never after the end);
-2. keeps a *lease* on the task while it runs (renewed every third of WORKER_LEASE_SECONDS): if the
-   process or its machine dies, the lease runs out and an API replica ends the task with `error`;
-3. runs the phase (runs/phases.py) with a `RedisTaskSink`: every event goes through the append script,
-   which refuses events once the task has ended, and a watcher thread blocks on the task's stream to
-   see a `cancelled` or timeout from any replica at once, so the crew stops at its next step;
-4. stops the phase at TASK_TIMEOUT_SECONDS (counting every phase of the task) with an `error`.
+Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N crews at once), with the
+API replicas' settings. A phase is claimed first (CLAIM_SCRIPT); while it runs, the worker keeps a lease
+on the task (if the process dies, the lease runs out and a replica ends the task with `error`), and a
+watcher blocks on the task's stream to see a `cancelled` or timeout from any replica at once, so the
+crew stops at its next step; TASK_TIMEOUT_SECONDS counts every phase of the task.
 """
 
 from __future__ import annotations

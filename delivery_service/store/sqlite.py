@@ -167,13 +167,10 @@ class SqliteTaskStore:
     def _add_missing_columns(self) -> None:
         """Bring a database written by an earlier version up to date (columns added since)."""
         present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
-        if "owner" not in present:
-            self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
-        if "usage" not in present:
-            self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
-        for column in ("thread_id", "follow_up", "webhooks"):
+        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks"):
             if column not in present:
-                self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+                default = " NOT NULL DEFAULT '{}'" if column == "usage" else ""
+                self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT{default}")
         self._writer.execute("CREATE INDEX IF NOT EXISTS tasks_by_thread ON tasks (thread_id)")
         if "data" not in {row["name"] for row in self._writer.execute("PRAGMA table_info(deliverables)")}:
             self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")
