@@ -1,6 +1,6 @@
 """The cluster's Lua scripts take one JSON argument, and Python hands them the rules' data.
 
-Each script reads `cjson.decode(ARGV[1])`, named fields a dataclass defines once; whether an event is
+Each script reads `cjson.decode(ARGV[1])`, fields named once at the call (`script_args`); whether an event is
 terminal comes from `event_types.EVENT_FACTS`, the byte budget from the settings and the webhook id's
 format from `store.outbox.webhook_id`, so the messages the append script stores are the ones the
 embedded store makes (`messages_for`). The PhaseWork a phase hands on survives the task's hash.

@@ -1,14 +1,10 @@
 """The cluster's `TaskLog` and `PhaseDispatch` of `TaskControl` (runs/task_control.py): Redis and Celery.
 
-No replica holds anything of a task. A new task is stored in Redis and its phases are sent to the
-broker; every append (a cancel, a decision, a notice, an overdue deadline) runs the same script as
-the workers' (`APPEND_SCRIPT`), whose conditions are sorted sets: AWAITING (scored by the decision's
-deadline) and RUNNING (scored by the worker's lease). Every replica sweeps them (`TaskControl.sweep`),
-and the script makes sure one replica ends each overdue task, once; the sweep also forgets dead
-workers and keeps the figures for /metrics.
-
-A cancel reaches the crew through the stream itself (the worker watches it and its appends are
-refused); if the crew's process still runs CREW_STOP_GRACE_SECONDS later, it is revoked with SIGKILL.
+No replica holds anything of a task. Every append runs the workers' script (`APPEND_SCRIPT`), whose
+conditions are sorted sets: AWAITING (scored by the decision's deadline) and RUNNING (by the worker's
+lease); every replica sweeps them, and the script makes sure one replica ends each overdue task, once.
+A cancel reaches the crew through the stream (the worker watches it and its appends are refused); a
+crew's process still running CREW_STOP_GRACE_SECONDS later is revoked with SIGKILL.
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ from delivery_service.cluster.redis_event_log import (
     condition_index,
     now_ms,
     owner_tasks,
+    redis_answers,
     thread_revisions,
     thread_tasks,
     unsequenced_event,
@@ -75,7 +72,7 @@ class ClusterRunner:
     async def create(self, record: TaskRecord, dispatch_id: str) -> None:
         keys = TaskKeys(record.task_id)
         created_ms = now_ms()
-        try:
+        with redis_answers("storing the task"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
                     keys.meta,
@@ -97,8 +94,6 @@ class ClusterRunner:
                 if record.follow_up:
                     pipe.zadd(thread_tasks(record.thread_id), {record.task_id: created_ms})
                 await pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer storing the task: {exc}") from exc
 
     async def append(
         self,
@@ -112,54 +107,44 @@ class ClusterRunner:
         event = unsequenced_event(task_id, SYSTEM_AGENT, event_type, content, metadata, self._settings)
         fields = None if handover is None else work_fields(handover[0]) | {"dispatch": handover[1]}
         request = AppendRequest.of(event, self._settings, condition=condition, fields=fields)
-        try:
+        with redis_answers(f"appending an event to task {task_id}"):
             result = int(await self._append_script(keys=request.keys, args=request.args))
             if result == AppendRefused.UNKNOWN_TASK and request.held_in:  # its keys are gone (deleted, evicted)
                 await self._redis.zrem(request.held_in, task_id)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer appending an event to task {task_id}: {exc}") from exc
         return result
 
     @contextlib.asynccontextmanager
     async def revision(self, thread_id: str) -> AsyncIterator[int]:
         """Given out by Redis (INCR) to one replica at a time."""
         counter = thread_revisions(thread_id)
-        try:
+        with redis_answers("numbering the follow-up"):
             await self._redis.set(counter, 1, nx=True)
             revision = int(await self._redis.incr(counter))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer numbering the follow-up: {exc}") from exc
         yield revision
 
     async def awaiting(self, task_id: str) -> tuple[PhaseWork, int] | None:
         """The work a waiting task's analysis saved with `confirmation_required` (the append's condition
         then says whether it still waits)."""
-        try:
+        with redis_answers(f"reading task {task_id}"):
             *stored, priority = await self._redis.hmget(TaskKeys(task_id).meta, [*WORK_FIELDS, "priority"])
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
         return None if stored[0] is None else (work_from_fields(stored), int(priority or 0))
 
     async def overdue(self) -> list[tuple[str, Condition]]:
         now = now_ms()
-        try:
+        with redis_answers("reading deadlines"):
             return [
                 (member.decode(), condition)
                 for condition in OVERDUE_CONDITIONS
                 for member in await self._redis.zrangebyscore(condition_index(condition), "-inf", now)
             ]
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading deadlines: {exc}") from exc
 
     def sweep_at_deadlines(self, sweep: Callable[[], Awaitable[None]]) -> None:
         """Nothing to hook: every replica's sweep loop polls the deadlines (`sweep_period`)."""
 
     # --- PhaseDispatch ----------------------------------------------------------------------------
     async def check_room(self) -> None:
-        try:
+        with redis_answers("storing the task"):
             queued = int(await self._redis.zcard(QUEUED))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer storing the task: {exc}") from exc
         if queued >= self._settings.max_queued_tasks:
             raise QueueFull(
                 f"{queued} tasks are waiting for a worker (MAX_QUEUED_TASKS). Submit the task again in "
@@ -201,7 +186,7 @@ class ClusterRunner:
         return []
 
     async def refresh(self) -> None:
-        try:
+        with redis_answers("counting tasks"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zremrangebyscore(WORKERS, "-inf", now_ms())
                 pipe.zcard(QUEUED)
@@ -209,8 +194,6 @@ class ClusterRunner:
                 pipe.zcard(AWAITING)
                 pipe.zcard(WORKERS)
                 _, queued, running, awaiting, workers = await pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer counting tasks: {exc}") from exc
         statuses = ["queued"] * queued + ["running"] * running + ["awaiting_confirmation"] * awaiting
         self._load = (statuses, int(queued), int(running), int(workers))
 

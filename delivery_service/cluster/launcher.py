@@ -103,69 +103,29 @@ def main() -> None:
                 process.kill()
         raise SystemExit(status)
 
-    signal.signal(signal.SIGTERM, lambda *_: stop(0))
-    signal.signal(signal.SIGINT, lambda *_: stop(0))
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    start(
-        "redis",
-        [
-            redis_server,
-            "--port",
-            str(args.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-        ],
-    )
-    for index in range(args.workers):
-        start(
-            f"worker-{index + 1}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "delivery_service.cluster.worker",
-                "worker",
-                "--concurrency",
-                str(args.concurrency),
-                "--hostname",
-                f"worker{index + 1}@%h",
-                "--loglevel",
-                "INFO",
-            ],
-        )
-    ports = [args.first_replica_port + index for index in range(args.replicas)]
-    for port in ports:
-        start(
-            f"api-{port}",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-        )
-    for port in ports:
+    def wait_for(port: int) -> None:
         if problem := _wait_for(f"http://127.0.0.1:{port}/readyz", processes):
             print(problem, file=sys.stderr, flush=True)
             stop(1)
+
+    signal.signal(signal.SIGTERM, lambda *_: stop(0))
+    signal.signal(signal.SIGINT, lambda *_: stop(0))
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    redis_options = f"--port {args.redis_port} --bind 127.0.0.1 --appendonly yes --appendfsync everysec"
+    start("redis", [redis_server, *redis_options.split(), "--dir", str(workdir)])
+    for index in range(args.workers):
+        worker = f"-m celery -A delivery_service.cluster.worker worker --concurrency {args.concurrency} --loglevel INFO"
+        start(f"worker-{index + 1}", [sys.executable, *worker.split(), "--hostname", f"worker{index + 1}@%h"])
+    ports = [args.first_replica_port + index for index in range(args.replicas)]
+    for port in ports:
+        api = f"-m uvicorn main:app --host 127.0.0.1 --port {port} --no-access-log"
+        start(f"api-{port}", [sys.executable, *api.split()])
+    for port in ports:
+        wait_for(port)
     config = workdir / "nginx.conf"
     config.write_text(local_nginx_config(ports, args.port, workdir))
     start("nginx", nginx_command(config, workdir))
-    if problem := _wait_for(f"http://127.0.0.1:{args.port}/readyz", processes):
-        print(problem, file=sys.stderr, flush=True)
-        stop(1)
+    wait_for(args.port)
     print(
         f"cluster ready: http://127.0.0.1:{args.port}/test-ui ({args.replicas} replicas, {args.workers} "
         f"workers x {args.concurrency} crews, Redis on :{args.redis_port}); logs in {workdir}; Ctrl-C stops it all",

@@ -1,32 +1,26 @@
 """Task event logs in Redis Streams (REDIS_URL), and the scripts that keep them consistent.
 
-One Redis Stream per task holds its events; each entry has two fields, our `seq` and the `event`
-JSON, and Redis's own entry ids are used only to resume reading. Several processes write to one
-task (the worker running its crew, and any API replica that cancels it, confirms it or ends it when
-its worker is gone), so every append runs as one Lua script that, atomically:
+One Redis Stream per task holds its events (entries: our `seq` and the `event` JSON; Redis's entry ids
+only serve to resume reading). Several processes write to one task (its worker, any replica that
+cancels, confirms or ends it), so every append is one Lua script that, atomically: refuses an event
+after the terminal one (so a crew learns it must stop); checks an optional *condition* (the task still
+waits for a decision; a worker's lease really ran out), so two replicas racing cannot both succeed;
+takes the next sequence, writes it into the event's JSON and XADDs it; after a terminal event, sets
+the retention expiry of the task's keys.
 
-- refuses the event if the task already has its terminal event (so nothing follows `end`,
-  `error` or `cancelled`, and a crew learns that it must stop);
-- checks an optional *condition* (the task still waits for a decision; a worker's lease really ran
-  out), so that two replicas racing to confirm, or to end a task, cannot both succeed;
-- takes the next sequence number and writes it into the event's JSON, then XADDs the entry;
-- after a terminal event, sets the retention expiry of the task's keys.
-
-Each script takes the keys it names and one JSON argument (`ScriptArguments`), whose fields a dataclass
-here names once. Where a script repeats a rule of the embedded mode, Python hands it the rule's data
-(whether the event is terminal, the byte budget, the webhook id's format) rather than Lua spelling it
-out again: the terminal check and the byte budget must run inside the script, atomically with the
-sequence, and the webhook id holds the sequence, which only the script knows.
-
-The task's hash (`meta`) holds the request, the counters the script keeps, what crosses phases
-(analysis, revisions, feedback, token usage: `store.work_fields`) and the record projected from the
-events (store.py). Sorted sets index tasks by creation time, queue rank, worker lease deadline and confirmation deadline.
+Each script takes one JSON argument (`script_args`, its fields named at the call). Python hands the
+scripts the rules' data (whether the event is terminal, the byte budget, the webhook id's format)
+rather than Lua spelling them out again: they must run inside the script, atomically with the sequence.
+The task's hash (`meta`) holds the request, the script's counters, what crosses phases
+(`store.work_fields`) and the record projected from the events (store.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,7 +30,8 @@ import redis.asyncio
 
 from delivery_service.runs.task_control import Condition
 from delivery_service.settings import Settings
-from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, webhook_id
+from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.outbox import MESSAGE_TYPES, body_parts, split_at_sequence, webhook_id
 from delivery_service.store.task_event import EventType, TaskEvent, json_fields, utc_now_iso
 from delivery_service.task_streams import bounded_content
 
@@ -53,6 +48,15 @@ FRAME_OVERHEAD_BYTES = 32  # `id: N\ndata: ` and the blank line, counted against
 def now_ms() -> int:
     """Deadlines in the sorted sets are wall-clock milliseconds, comparable across machines."""
     return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def redis_answers(action: str) -> Iterator[None]:
+    """A RedisError inside becomes StoreUnavailable("Redis did not answer <action>: ...")."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis did not answer {action}: {exc}") from exc
 
 
 def owner_tasks(owner: str) -> str:
@@ -92,33 +96,16 @@ def retention_ms(settings: Settings) -> int:
     return int(settings.task_retention_days * 86_400_000)
 
 
-class ScriptArguments:
-    """The one argument of each of our Lua scripts, `cjson.decode(ARGV[1])`: a dataclass's fields as a JSON
-    object, so both sides name them; fields that are None are left out (nil in Lua)."""
-
-    @property
-    def args(self) -> list[bytes]:
-        fields = asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
-        return [orjson.dumps({name: value for name, value in fields.items() if value is not None})]
+def script_args(**fields: Any) -> list[bytes]:
+    """The one argument of each of our Lua scripts, `cjson.decode(ARGV[1])`: the fields as a JSON object,
+    named once at the call; fields that are None are left out (nil in Lua)."""
+    return [orjson.dumps({name: value for name, value in fields.items() if value is not None})]
 
 
 def condition_index(condition: Condition) -> str:
     """The sorted set that holds a condition of the append script: the task is in it (with a score past
     now, for a deadline); the script then removes it from that set."""
     return RUNNING if condition is Condition.LEASE_EXPIRED else AWAITING
-
-
-@dataclass(frozen=True)
-class AppendWebhooks:
-    """The webhook messages an event causes (store/outbox.py), stored by the append that stores the event:
-    one per target in the meta's `webhooks` JSON that wants `type`."""
-
-    type: str
-    head: str  # the body before the sequence
-    tail: str  # ... and after it
-    id: str  # `webhook_id(task_id, "%d", "%d")`: the script formats the sequence and the target's index in
-    key: str  # `message_key("")`: ids' keys are derived from the sequence, so they cannot be declared in KEYS:
-    # fine on one Redis, not on Redis Cluster
 
 
 # The script refuses (AppendRefused) or returns the event's sequence. Whether the event is terminal and
@@ -177,7 +164,7 @@ return seq
 
 
 @dataclass(frozen=True)
-class AppendRequest(ScriptArguments):
+class AppendRequest:
     """The append script's argument: an event whose sequence the script fills in, and what goes with it."""
 
     task_id: str
@@ -191,8 +178,16 @@ class AppendRequest(ScriptArguments):
     held_in: str | None  # Condition
     overdue: bool
     awaiting_deadline_ms: int | None
-    webhooks: AppendWebhooks | None
+    # The messages the event causes (store/outbox.py), one per target in the meta's `webhooks` that wants
+    # `type`: the body's `head` and `tail` around the sequence; `id`, `webhook_id(task_id, "%d", "%d")` for the
+    # script to format; `key`, `message_key("")`: ids' keys are derived from the sequence, so they cannot be
+    # declared in KEYS: fine on one Redis, not on Redis Cluster.
+    webhooks: dict[str, str] | None
     fields: dict[str, str]  # set in the task's hash
+
+    @property
+    def args(self) -> list[bytes]:
+        return script_args(**asdict(self))
 
     @property
     def keys(self) -> list[str]:
@@ -209,7 +204,9 @@ class AppendRequest(ScriptArguments):
         awaiting_deadline_ms: int | None = None,
         fields: dict[str, str] | None = None,
     ) -> AppendRequest:
-        head, tail = split_at_sequence(event)
+        # The JSON the embedded mode sends (same fields, same order); `task_id` is a UUID, so the first
+        # `"sequence":` is the field itself.
+        head, tail = split_at_sequence(orjson.dumps({**json_fields(event), "sequence": 0}, default=str))
         body = body_parts(event, settings.public_url)
         return cls(
             task_id=event.task_id,
@@ -225,13 +222,13 @@ class AppendRequest(ScriptArguments):
             awaiting_deadline_ms=awaiting_deadline_ms,
             webhooks=None
             if body is None
-            else AppendWebhooks(
-                MESSAGE_TYPES[event.event_type][0],
-                body[0].decode(),
-                body[1].decode(),
-                webhook_id(event.task_id, "%d", "%d"),
-                message_key(""),
-            ),
+            else {
+                "type": MESSAGE_TYPES[event.event_type][0],
+                "head": body[0].decode(),
+                "tail": body[1].decode(),
+                "id": webhook_id(event.task_id, "%d", "%d"),
+                "key": message_key(""),
+            },
             fields=fields or {},
         )
 
@@ -250,21 +247,6 @@ redis.call('ZREM', queued, args.task_id)
 redis.call('ZADD', running, args.lease_deadline_ms, args.task_id)
 return 1
 """
-
-
-@dataclass(frozen=True)
-class PhaseClaim(ScriptArguments):
-    """The claim script's argument."""
-
-    task_id: str
-    dispatch_id: str
-    lease_deadline_ms: int
-    worker_task: str  # the Celery task's id, to revoke it
-    worker: str
-
-    @property
-    def keys(self) -> list[str]:
-        return [TaskKeys(self.task_id).meta, RUNNING, QUEUED]
 
 
 class ClaimRefused(enum.IntEnum):
@@ -294,18 +276,6 @@ def unsequenced_event(
     )
 
 
-def split_at_sequence(event: TaskEvent) -> tuple[bytes, bytes]:
-    """The event's JSON in two parts, before and after the sequence number the script puts between them.
-
-    The JSON is the one the embedded mode sends (same fields, same order); `task_id` is a UUID, so
-    the first `"sequence":` is the field itself.
-    """
-    payload = orjson.dumps({**json_fields(event), "sequence": 0}, default=str)
-    marker = b'"sequence":0'
-    at = payload.index(marker) + len(marker) - 1
-    return payload[:at], payload[at + 1 :]
-
-
 # Saves a record projected from a task's events, unless a record projected further is already there.
 SAVE_RECORD_SCRIPT = """
 local args = cjson.decode(ARGV[1])
@@ -314,15 +284,6 @@ if tonumber(redis.call('HGET', KEYS[1], 'applied') or '0') >= args.applied then 
 redis.call('HSET', KEYS[1], 'applied', args.applied, 'applied_id', args.applied_id, 'record', args.record)
 return 1
 """
-
-
-@dataclass(frozen=True)
-class SavedRecord(ScriptArguments):
-    """The save-record script's argument: a record projected up to sequence `applied`, stream entry `applied_id`."""
-
-    applied: int
-    applied_id: str
-    record: str
 
 
 def connect(settings: Settings) -> redis.Redis:

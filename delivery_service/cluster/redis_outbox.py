@@ -1,19 +1,17 @@
 """The webhook outbox in Redis (REDIS_URL): the `AsyncOutbox` every API replica's sender claims from.
 
-The append script stores a task's messages with the event that causes them (cluster/redis_event_log.py): one
-hash per message (`mad:webhook:<id>`), the task's list of message ids, and `WEBHOOKS_DUE`, a sorted set
-of pending messages scored by when they are due. A sender claims due messages with one script that
-moves their score past its lease and marks them with its claim token, so two replicas never send one
-message at once; it passes over the messages of receivers that have no room (`outbox.ReceiverRoom`,
-whose `receiver` pattern it shares), which stay due. An outcome is stored only under the claim that
-made it, and a message whose sender died is due again when the lease ends (at least once). A 410 adds
-the URL to the task's stopped set, which the claim script checks.
+The append script stores a task's messages with their event: one hash per message, the task's list of
+ids, and `WEBHOOKS_DUE`, pending messages scored by when they are due. A claim is one script that moves
+their score past its lease and marks them with its claim token, so two replicas never send one message
+at once, and passes over receivers without room (`outbox.ReceiverRoom`). An outcome is stored only under
+the claim that made it; a message whose sender died is due again when the lease ends (at least once).
+A 410 adds the URL to the task's stopped set, which the claim script checks.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -21,10 +19,10 @@ import redis.asyncio
 
 from delivery_service.cluster.redis_event_log import (
     WEBHOOKS_DUE,
-    ScriptArguments,
     TaskKeys,
     message_key,
     retention_ms,
+    script_args,
 )
 from delivery_service.settings import Settings
 from delivery_service.store.outbox import (
@@ -69,18 +67,7 @@ return claimed
 """
 
 
-@dataclass(frozen=True)
-class _Claim(ScriptArguments):
-    now_ms: int
-    lease_ms: int
-    claim: str  # the token that marks the messages claimed
-    limit: int  # ReceiverRoom's
-    per_receiver: int
-    busy: dict[str, int]
-    receiver_pattern: str = "^" + RECEIVER_PATTERN
-    message_key: str = message_key("")
-    stopped_key: str = f"{TaskKeys('%s').meta}:webhooks:stopped"  # a task's, formatted with its id
-    stopped_error: str = STOPPED_URL_ERROR
+_STOPPED_KEY = f"{TaskKeys('%s').meta}:webhooks:stopped"  # a task's stopped URLs, formatted with its id
 
 
 _RECORD_SCRIPT = """
@@ -103,20 +90,6 @@ return 1
 """
 
 
-@dataclass(frozen=True)
-class _Outcome(ScriptArguments):
-    webhook_id: str
-    claim: str
-    url: str
-    status: str
-    status_code: int | None
-    error: str | None
-    next_ms: int | None  # when it is due again (pending)
-    attempted: bool
-    stop_url: bool
-    retention_ms: int
-
-
 _REDELIVER_SCRIPT = """
 local key, due, stopped = KEYS[1], KEYS[2], KEYS[3]
 local args = cjson.decode(ARGV[1])
@@ -130,20 +103,13 @@ return 'queued'
 """
 
 
-@dataclass(frozen=True)
-class _Redelivery(ScriptArguments):
-    task_id: str
-    webhook_id: str
-    now_ms: int
-
-
 def webhook_targets_json(record: TaskRecord) -> bytes:
     """The task's targets as the append script reads them from its meta hash."""
     return orjson.dumps([asdict(target) for target in record.webhooks])
 
 
 def _stopped_key(task_id: str) -> str:
-    return _Claim.stopped_key % task_id
+    return _STOPPED_KEY % task_id
 
 
 def _seconds(value: str | None) -> float | None:
@@ -166,8 +132,19 @@ class RedisOutbox:
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
         claim = uuid.uuid4().hex
-        args = _Claim(_ms(now), _ms(lease_seconds), claim, room.limit, room.per_receiver, room.busy)
-        ids = [member.decode() for member in await self._claim(keys=[WEBHOOKS_DUE], args=args.args)]
+        args = script_args(
+            now_ms=_ms(now),
+            lease_ms=_ms(lease_seconds),
+            claim=claim,  # the token that marks the messages claimed
+            limit=room.limit,
+            per_receiver=room.per_receiver,
+            busy=room.busy,
+            receiver_pattern="^" + RECEIVER_PATTERN,
+            message_key=message_key(""),
+            stopped_key=_STOPPED_KEY,
+            stopped_error=STOPPED_URL_ERROR,
+        )
+        ids = [member.decode() for member in await self._claim(keys=[WEBHOOKS_DUE], args=args)]
         messages = await self._hashes(ids)
         return [
             ClaimedMessage(
@@ -187,20 +164,20 @@ class RedisOutbox:
         ]
 
     async def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
-        args = _Outcome(
-            message.webhook_id,
-            message.claim,
-            message.url,
-            outcome.status,
-            outcome.status_code,
-            outcome.error,
-            _ms(outcome.next_attempt_at),
-            outcome.attempted,
-            outcome.stop_url,
-            self._retention_ms,
+        args = script_args(
+            webhook_id=message.webhook_id,
+            claim=message.claim,
+            url=message.url,
+            status=outcome.status,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            next_ms=_ms(outcome.next_attempt_at),  # when it is due again (pending)
+            attempted=outcome.attempted,
+            stop_url=outcome.stop_url,
+            retention_ms=self._retention_ms,
         )
         keys = [message_key(message.webhook_id), WEBHOOKS_DUE, _stopped_key(message.task_id)]
-        await self._record(keys=keys, args=args.args)
+        await self._record(keys=keys, args=args)
 
     async def deliveries(self, task_id: str) -> list[Delivery]:
         ids = [member.decode() for member in await self._redis.lrange(f"{TaskKeys(task_id).meta}:webhooks", 0, -1)]
@@ -222,7 +199,9 @@ class RedisOutbox:
 
     async def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
         keys = [message_key(webhook_id), WEBHOOKS_DUE, _stopped_key(task_id)]
-        answer = await self._redeliver(keys=keys, args=_Redelivery(task_id, webhook_id, _ms(now)).args)
+        answer = await self._redeliver(
+            keys=keys, args=script_args(task_id=task_id, webhook_id=webhook_id, now_ms=_ms(now))
+        )
         return Redelivery(answer.decode())
 
     async def pending(self) -> int:

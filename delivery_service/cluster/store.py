@@ -1,15 +1,10 @@
 """Task records in Redis for API replicas (REDIS_URL): projected from each task's events on read.
 
-A task's hash holds its request (the record before any event) and the last projected record with
-the stream entry it reflects. Reading a task applies the entries after that one (`TaskRecord.apply`,
-exactly as the embedded writer does) and saves the result back unless another replica saved a
-record projected further meanwhile. So every replica reports the same status, current agent,
-deliverables and usage, and none of them has to be the one that ran or controlled the task.
-
-The hash also holds what a task's phases hand on (`PhaseWork`'s fields: `work_fields`, `work_from_fields`),
-written by the worker that asks for a confirmation and by the replica that takes the decision.
-
-Blocking methods, like the SQLite store's: the API calls them off the event loop.
+A task's hash holds its request (the record before any event) and the last projected record with the
+stream entry it reflects. A read applies the entries after that one (`TaskRecord.apply`, as the
+embedded writer does) and saves the result unless a record projected further is already there, so
+every replica reports the same record. The hash also holds what a task's phases hand on
+(`work_fields`). Blocking methods: the API calls them off the event loop.
 """
 
 from __future__ import annotations
@@ -24,9 +19,10 @@ import redis
 from delivery_service.cluster.redis_event_log import (
     SAVE_RECORD_SCRIPT,
     TASKS,
-    SavedRecord,
     TaskKeys,
     owner_tasks,
+    redis_answers,
+    script_args,
     thread_tasks,
 )
 from delivery_service.runs.phases import PhaseWork
@@ -75,10 +71,8 @@ class RedisTaskStore:
 
     def task(self, task_id: str) -> TaskRecord | None:
         """The task's record brought up to its last event, or None (unknown, or expired)."""
-        try:
+        with redis_answers(f"reading task {task_id}"):
             return self._project(task_id)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
 
     def _project(self, task_id: str) -> TaskRecord | None:
         keys = TaskKeys(task_id)
@@ -91,39 +85,35 @@ class RedisTaskStore:
             return record
         for _, fields in entries:
             record.apply(TaskEvent.model_validate_json(fields[b"event"]))
-        saved = SavedRecord(record.last_sequence, entries[-1][0].decode(), record.to_json().decode())
-        self._save_record(keys=[keys.meta], args=saved.args)
+        saved = script_args(
+            applied=record.last_sequence, applied_id=entries[-1][0].decode(), record=record.to_json().decode()
+        )
+        self._save_record(keys=[keys.meta], args=saved)
         return record
 
     def initial_record(self, task_id: str) -> TaskRecord | None:
         """The task's record before its first event (a stream's tail applies every event to it)."""
-        try:
+        with redis_answers(f"reading task {task_id}"):
             stored = self._redis.hget(TaskKeys(task_id).meta, "request")
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading task {task_id}: {exc}") from exc
         return None if stored is None else TaskRecord.from_json(stored)
 
     def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         """Tasks newest first and how many there are; ids whose task has expired leave the index."""
         index = owner_tasks(owner) if owner else TASKS
-        try:
+        with redis_answers("listing tasks"):
             task_ids = [member.decode() for member in self._redis.zrevrange(index, offset, offset + limit - 1)]
             records = {task_id: self._project(task_id) for task_id in task_ids}
             gone = [task_id for task_id, record in records.items() if record is None]
             if gone:
                 self._redis.zrem(index, *gone)
             total = int(self._redis.zcard(index))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer listing tasks: {exc}") from exc
         return [record for record in records.values() if record is not None], total
 
     def thread(self, thread_id: str) -> list[TaskRecord]:
         """The thread's first task and its follow-ups that have not expired, oldest first."""
-        try:
+        with redis_answers(f"reading thread {thread_id}"):
             follow_ups = [member.decode() for member in self._redis.zrange(thread_tasks(thread_id), 0, -1)]
             records = [self._project(task_id) for task_id in [thread_id, *follow_ups]]
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer reading thread {thread_id}: {exc}") from exc
         return sorted((record for record in records if record is not None), key=lambda record: record.created_at)
 
     def purge_finished_before(self, timestamp: str) -> int:
@@ -133,7 +123,7 @@ class RedisTaskStore:
         append script sets the expiry); only the index of all tasks is left to tidy.
         """
         cutoff_ms = int(datetime.fromisoformat(timestamp).timestamp() * 1000)
-        try:
+        with redis_answers("purging tasks"):
             candidates = self._redis.zrangebyscore(TASKS, "-inf", cutoff_ms)
             with self._redis.pipeline(transaction=False) as pipe:
                 for member in candidates:
@@ -142,8 +132,6 @@ class RedisTaskStore:
             gone = [member for member, exists in zip(candidates, present, strict=True) if not exists]
             if gone:
                 self._redis.zrem(TASKS, *gone)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis did not answer purging tasks: {exc}") from exc
         return len(gone)
 
     def check(self) -> None:

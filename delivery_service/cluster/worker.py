@@ -1,15 +1,10 @@
 """The Celery worker of the cluster mode: runs one phase of a task per message, one crew per process.
 
-Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N processes, so N crews at once), with the
-same settings (`.env`) as the API replicas. For each message a worker process:
-
-1. claims the phase in Redis (only the dispatch the task expects, only once, never after the end);
-2. keeps a *lease* on the task while it runs (renewed every third of WORKER_LEASE_SECONDS): if the
-   process or its machine dies, the lease runs out and an API replica ends the task with `error`;
-3. runs the phase (runs/phases.py) with a `RedisTaskSink`: every event goes through the append script,
-   which refuses events once the task has ended, and a watcher thread blocks on the task's stream to
-   see a `cancelled` or timeout from any replica at once, so the crew stops at its next step;
-4. stops the phase at TASK_TIMEOUT_SECONDS (counting every phase of the task) with an `error`.
+Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N crews at once), with the
+API replicas' settings. A phase is claimed first (CLAIM_SCRIPT); while it runs, the worker keeps a lease
+on the task (if the process dies, the lease runs out and a replica ends the task with `error`), and a
+watcher blocks on the task's stream to see a `cancelled` or timeout from any replica at once, so the
+crew stops at its next step; TASK_TIMEOUT_SECONDS counts every phase of the task.
 """
 
 from __future__ import annotations
@@ -31,14 +26,15 @@ from delivery_service.cluster.celery_app import RUN_PHASE, create_celery_app
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
     CLAIM_SCRIPT,
+    QUEUED,
     RUNNING,
     WORKERS,
     AppendRequest,
     ClaimRefused,
-    PhaseClaim,
     TaskKeys,
     connect,
     now_ms,
+    script_args,
     unsequenced_event,
 )
 from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
@@ -124,26 +120,21 @@ class RedisTaskSink(EventSink):
         self._done.set()
 
 
-class Lease:
-    """Renews the task's entry in RUNNING until stopped; its deadline says the worker is alive."""
+def keep_alive(client: redis.Redis, index: str, member: str, seconds: float, *, xx: bool) -> threading.Event:
+    """Renew `member`'s deadline (now + `seconds`) in the sorted set `index` every third of `seconds` until
+    the returned event is set; `xx`: never re-add a member removed meanwhile (a task whose end removed it)."""
+    stopped = threading.Event()
 
-    def __init__(self, client: redis.Redis, task_id: str, seconds: float) -> None:
-        self._redis = client
-        self._task_id = task_id
-        self._seconds = seconds
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
-        self._thread.start()
-
-    def _renew(self) -> None:
-        while not self._stopped.wait(self._seconds / 3):
-            try:  # XX: never re-adds a task whose end removed it
-                self._redis.zadd(RUNNING, {self._task_id: now_ms() + int(self._seconds * 1000)}, xx=True)
+    def renew() -> None:
+        while not stopped.is_set():
+            try:
+                client.zadd(index, {member: now_ms() + int(seconds * 1000)}, xx=xx)
             except redis.RedisError as exc:
-                logger.warning("renewing the lease of task %s failed: %s", self._task_id, exc)
+                logger.warning("renewing %s in %s failed: %s", member, index, exc)
+            stopped.wait(seconds / 3)
 
-    def stop(self) -> None:
-        self._stopped.set()
+    threading.Thread(target=renew, name=f"keep-alive {index}", daemon=True).start()
+    return stopped
 
 
 class WorkerProcess:
@@ -157,24 +148,20 @@ class WorkerProcess:
         model = model_info(settings)
         self._phases = PhaseRunner(settings, model, ThreadCrews(settings, (model.provider, model.model)))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
-
-    def _heartbeat(self) -> None:
-        """Announce this process in WORKERS, so the API knows how many crews can run at once."""
-        period = self._settings.worker_lease_seconds / 3
-        while True:
-            try:
-                self._redis.zadd(WORKERS, {self.name: now_ms() + int(self._settings.worker_lease_seconds * 1000)})
-            except redis.RedisError as exc:
-                logger.warning("worker heartbeat failed: %s", exc)
-            time.sleep(period)
+        # In WORKERS, so the API knows how many crews can run at once.
+        keep_alive(self._redis, WORKERS, self.name, settings.worker_lease_seconds, xx=False)
 
     def run(self, task_id: str, phase: Phase, dispatch_id: str, message_id: str, hostname: str) -> None:
         """Claim and run one phase of a task; a phase that is not ours to run is dropped."""
         keys = TaskKeys(task_id)
-        lease_ms = int(self._settings.worker_lease_seconds * 1000)
-        claim = PhaseClaim(task_id, dispatch_id, now_ms() + lease_ms, message_id, hostname)
-        claimed = int(self._claim(keys=claim.keys, args=claim.args))
+        claim = script_args(
+            task_id=task_id,
+            dispatch_id=dispatch_id,
+            lease_deadline_ms=now_ms() + int(self._settings.worker_lease_seconds * 1000),
+            worker_task=message_id,  # the Celery task's id, to revoke it
+            worker=hostname,
+        )
+        claimed = int(self._claim(keys=[keys.meta, RUNNING, QUEUED], args=claim))
         if claimed != 1:
             logger.info("phase %s not run: %s", phase.value, ClaimRefused(claimed).name.lower())
             return
@@ -189,7 +176,7 @@ class WorkerProcess:
             return work_fields(work) | {"running_seconds": str(ran_before + time.monotonic() - started)}
 
         sink = RedisTaskSink(self._redis, self._append, work, self._settings, handover)
-        lease = Lease(self._redis, task_id, self._settings.worker_lease_seconds)
+        lease = keep_alive(self._redis, RUNNING, task_id, self._settings.worker_lease_seconds, xx=True)
         threading.Thread(target=sink.watch, name="end-watch", daemon=True).start()
         timeout = threading.Timer(
             max(self._settings.task_timeout_seconds - ran_before, 0),
@@ -201,7 +188,7 @@ class WorkerProcess:
         finally:
             timeout.cancel()
             sink.stop_watching()
-            lease.stop()
+            lease.set()
             self._redis.hdel(keys.meta, "worker_task")
         logger.info("phase %s ended: %s", phase.value, outcome.value)
 

@@ -1,13 +1,7 @@
 """What the rest of the service needs from a task store: `TaskReads`, `TaskStore`, and the one error they raise.
 
-`TaskReads` is what every mode's store answers: tasks and threads read, old tasks purged, a check and
-a close. The cluster mode's `RedisTaskStore` (cluster/store.py) is exactly that: the workers' append
-script writes, and a replica's streams read Redis directly. `TaskStore` adds what the embedded mode's
-writer and start-up need (save, events, unfinished tasks, checkpoints, the webhook outbox); two stores
-implement it: `SqliteTaskStore` (sqlite.py, the default) keeps everything in one WAL-mode file under
-DATA_DIR; `MemoryTaskStore` (memory.py) keeps it in this process, for benchmarks and for deployments
-that want no disk. Writes come from one thread, the `EventWriter`'s, which batches them; reads come
-from worker threads (`asyncio.to_thread`), never from the event loop.
+Writes come from one thread, the `EventWriter`'s, which batches them; reads come from worker threads
+(`asyncio.to_thread`), never from the event loop.
 """
 
 from __future__ import annotations
@@ -16,8 +10,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from delivery_service.service_errors import Unavailable
-from delivery_service.store.outbox import Outbox, OutboxMessage
+from delivery_service.store.outbox import OutboxMessage
 from delivery_service.store.records import TaskRecord
+from delivery_service.store.sqlite_outbox import SqliteOutbox
 from delivery_service.store.task_event import EncodedEvent
 
 
@@ -50,7 +45,7 @@ class TaskReads(Protocol):
 class TaskStore(TaskReads, Protocol):
     """The embedded mode's store: the reads, and what its event writer and start-up need."""
 
-    outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
+    outbox: SqliteOutbox  # the webhook messages `save` stored, for the sender and the delivery log
 
     def save(
         self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import orjson
 
@@ -66,10 +66,14 @@ def body_parts(event: TaskEvent, public_url: str) -> tuple[bytes, bytes] | None:
         data["message"] = event.content
         if event.metadata.get("error_type"):
             data["error_type"] = event.metadata["error_type"]
-    body = orjson.dumps({"type": message_type, "timestamp": event.timestamp, "data": data})
+    return split_at_sequence(orjson.dumps({"type": message_type, "timestamp": event.timestamp, "data": data}))
+
+
+def split_at_sequence(payload: bytes) -> tuple[bytes, bytes]:
+    """JSON whose first `"sequence":` is `"sequence":0`, in two parts: before and after that 0."""
     marker = b'"sequence":0'
-    at = body.index(marker) + len(marker) - 1
-    return body[:at], body[at + 1 :]
+    at = payload.index(marker) + len(marker) - 1
+    return payload[:at], payload[at + 1 :]
 
 
 @dataclass(frozen=True)
@@ -179,26 +183,6 @@ class Redelivery(enum.Enum):
     QUEUED = "queued"
     UNKNOWN = "unknown"
     PENDING = "pending"  # still being delivered: nothing to redeliver yet
-
-
-class Outbox(Protocol):
-    """The outbox of a store in this process (SQLite or memory); blocking: call off the event loop."""
-
-    def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
-        """The earliest pending messages due by `now` that `room` takes, leased to the caller; messages to a
-        stopped URL fail."""
-
-    def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
-        """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""
-
-    def deliveries(self, task_id: str) -> list[Delivery]:
-        """A task's messages in the order they were made."""
-
-    def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
-        """Send a delivered or failed message again, with a fresh retry budget."""
-
-    def pending(self) -> int:
-        """How many messages wait to be delivered."""
 
 
 STOPPED_URL_ERROR = (

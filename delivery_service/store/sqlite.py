@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from delivery_service.store import sqlite_outbox
@@ -79,31 +79,12 @@ CREATE TABLE IF NOT EXISTS deliverables (
 ) WITHOUT ROWID;
 """
 
-_TASK_COLUMNS = (
-    "task_id",
-    "requirement",
-    "skip_confirmation",
-    "stream_tokens",
-    "priority",
-    "model",
-    "status",
-    "current_agent",
-    "completed_steps",
-    "total_steps",
-    "last_sequence",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "error",
-    "summary",
-    "owner",
-    "usage",
-    "thread_id",
-    "follow_up",
-    "webhooks",
-)
+# The record's fields (its deliverables have their own table) and its thread, in the record's order.
+_TASK_COLUMNS = (*(field.name for field in fields(TaskRecord) if field.name != "deliverables"), "thread_id")
 # Set when a task is created and never changed: an update leaves them (and their indexes) alone.
-_FIXED_COLUMNS = frozenset(_TASK_COLUMNS[:6]) | {"created_at", "owner", "thread_id", "follow_up", "webhooks"}
+_FIXED_COLUMNS = frozenset(
+    ("task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "created_at", "owner")
+) | {"thread_id", "follow_up", "webhooks"}
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
     "ON CONFLICT (task_id) DO UPDATE SET "
@@ -186,13 +167,10 @@ class SqliteTaskStore:
     def _add_missing_columns(self) -> None:
         """Bring a database written by an earlier version up to date (columns added since)."""
         present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
-        if "owner" not in present:
-            self._writer.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
-        if "usage" not in present:
-            self._writer.execute("ALTER TABLE tasks ADD COLUMN usage TEXT NOT NULL DEFAULT '{}'")
-        for column in ("thread_id", "follow_up", "webhooks"):
+        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks"):
             if column not in present:
-                self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+                default = " NOT NULL DEFAULT '{}'" if column == "usage" else ""
+                self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT{default}")
         self._writer.execute("CREATE INDEX IF NOT EXISTS tasks_by_thread ON tasks (thread_id)")
         if "data" not in {row["name"] for row in self._writer.execute("PRAGMA table_info(deliverables)")}:
             self._writer.execute("ALTER TABLE deliverables ADD COLUMN data TEXT")

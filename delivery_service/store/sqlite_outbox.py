@@ -1,4 +1,4 @@
-"""The webhook outbox of `SqliteTaskStore`: its tables, and the queries of `outbox.Outbox`.
+"""The webhook outbox of `SqliteTaskStore` (and `MemoryTaskStore`): its tables and queries.
 
 Messages are inserted by `SqliteTaskStore.save` in the transaction of their events. A sender claims due
 messages by moving their `next_attempt_at` past its lease, in one write transaction, so a message is
@@ -65,7 +65,8 @@ def insert_rows(messages: Sequence[OutboxMessage], now: float) -> list[tuple[obj
 
 
 class SqliteOutbox:
-    """`outbox.Outbox` over the store's connections; `transaction` and `read` are the store's."""
+    """The outbox over the store's connections (`transaction` and `read` are the store's); blocking: call off
+    the event loop."""
 
     def __init__(
         self,
@@ -76,6 +77,8 @@ class SqliteOutbox:
         self._read = read
 
     def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
+        """The earliest pending messages due by `now` that `room` takes, leased to the caller; messages to a
+        stopped URL fail."""
         due = "status = 'pending' AND next_attempt_at <= ?"
         if not self._read(f"SELECT 1 FROM webhook_messages WHERE {due} LIMIT 1", (now,)):
             return []  # the usual case: no write transaction at all
@@ -98,6 +101,7 @@ class SqliteOutbox:
         return [ClaimedMessage(**{key: row[key] for key in row.keys()}, claim=claim) for row in rows]
 
     def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
+        """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""
         with self._transaction("record a webhook attempt in") as writer:
             writer.execute(
                 "UPDATE webhook_messages SET status = ?, attempts = attempts + ?, last_status_code = ?, last_error = ?, "
@@ -127,6 +131,7 @@ class SqliteOutbox:
         return [Delivery(**{key: row[key] for key in row.keys()}) for row in rows]
 
     def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
+        """Send a delivered or failed message again, with a fresh retry budget."""
         with self._transaction("queue a webhook redelivery in") as writer:
             row = writer.execute(
                 "SELECT status FROM webhook_messages WHERE task_id = ? AND webhook_id = ?", (task_id, webhook_id)

@@ -1,13 +1,11 @@
 """Makes events durable before anyone sees them, in batches, on one thread of its own.
 
-Publishers (crew threads) hand sequenced events to `EventWriter.submit` and return at once. The
-writer thread takes everything that has arrived, advances each task's record, stores records,
-events and the webhook messages they cause (store/outbox.py) in one transaction (group commit: one disk sync for many events), and only then hands the
-batch to the event loop with `loop.call_soon_threadsafe`, where the streams show it to their
-subscribers. So a client's Last-Event-ID is always a stored sequence, and neither a crew nor the loop
-ever waits for the disk. If a write fails (disk full, database locked) the records are put back as
-they were, and the batch is kept and retried with backoff; `failure` says why meanwhile, and /readyz
-reports it.
+Publishers hand sequenced events to `EventWriter.submit` and return at once. The writer thread applies
+everything that has arrived to its tasks' records and stores records, events and their webhook messages
+in one transaction (group commit: one disk sync for many events), and only then hands the batch to the
+event loop, so a client's Last-Event-ID is always a stored sequence. A failed write (disk full,
+database locked) puts the records back as they were and is retried with backoff; `failure` says why
+meanwhile, and /readyz reports it.
 """
 
 from __future__ import annotations
@@ -113,7 +111,7 @@ class EventWriter:
                 if closing:
                     return
                 continue
-            records = _distinct_records(unsaved)
+            records = list({item.target.record.task_id: item.target.record for item in unsaved}.values())
             before = [record.snapshot() for record in records]
             changed: dict[str, TaskRecord] = {}
             messages = []
@@ -131,7 +129,10 @@ class EventWriter:
             except StoreUnavailable as exc:
                 for record, previous in zip(records, before, strict=True):
                     record.restore(previous)
-                self._on_failure(exc, new_tasks)
+                self.failure = str(exc)
+                logger.error("storing events failed, will retry: %s", exc)
+                for task in new_tasks:
+                    task.stored.set_exception(exc)
                 if closing:
                     logger.error("%d events could not be stored before shutdown: %s", len(unsaved), exc)
                     return
@@ -146,16 +147,3 @@ class EventWriter:
                 unsaved = []
             if closing:
                 return
-
-    def _on_failure(self, exc: StoreUnavailable, new_tasks: list[PendingTask]) -> None:
-        self.failure = str(exc)
-        logger.error("storing events failed, will retry: %s", exc)
-        for task in new_tasks:
-            task.stored.set_exception(exc)
-
-
-def _distinct_records(items: list[PendingEvent]) -> list[TaskRecord]:
-    records: dict[str, TaskRecord] = {}
-    for item in items:
-        records[item.target.record.task_id] = item.target.record
-    return list(records.values())

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, Outbox, ReceiverRoom, Redelivery
+from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, ReceiverRoom, Redelivery
+from delivery_service.store.sqlite_outbox import SqliteOutbox
 
 
 class AsyncOutbox(Protocol):
-    """`store.outbox.Outbox`, awaitable; see there."""
+    """`store.sqlite_outbox.SqliteOutbox`, awaitable; see there."""
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]: ...
 
@@ -24,9 +25,9 @@ class AsyncOutbox(Protocol):
 
 
 class ThreadedOutbox:
-    """A blocking `Outbox` whose every call runs on a worker thread."""
+    """A blocking `SqliteOutbox` whose every call runs on a worker thread."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: SqliteOutbox) -> None:
         self._outbox = outbox
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
