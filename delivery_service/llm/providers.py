@@ -9,7 +9,7 @@ usage per instance, and the transport reports retries to that task's stream).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,13 +44,7 @@ class ModelInfo:
 
     def public(self) -> dict[str, Any]:
         """A secret-free description for clients."""
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "endpoint": self.endpoint,
-            "prompt_style": self.prompt_style,
-            "note": self.note,
-        }
+        return asdict(self)
 
 
 def _public_endpoint(base_url: str) -> str:
