@@ -17,9 +17,7 @@ slow receiver delays its own messages and no one else's. What an attempt leads t
 - 410: failed, and the task's later messages to that URL are not sent;
 - redirects and other 4xx: failed at once (redirects are never followed).
 
-Nothing here runs on a task's path: the writer stored the messages with their events, and a slow or
-failing receiver only holds this sender's own connections. Messages are posted concurrently, so a
-receiver orders a task's messages by `data.sequence`.
+Messages are posted concurrently, so a receiver orders a task's messages by `data.sequence`.
 """
 
 from __future__ import annotations
