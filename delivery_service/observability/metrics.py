@@ -1,11 +1,9 @@
 """Prometheus metrics (prometheus-client), served as text at GET /metrics.
 
 Counters move where things happen: tasks and events when stored events become visible to this
-process's subscribers (`record_delivered`: the embedded writer's batch handed to the loop, or a
-cluster replica's read of a task's Redis Stream), model calls in the crew's event handler (`record_llm_call`), HTTP requests
-in `HttpMetrics` (time to the response's first byte, so an hour-long stream counts as its start).
-Gauges that describe the present (tasks by status, the waiting line, busy workers, subscribers) are
-read when /metrics is scraped.
+process's subscribers (`record_delivered`), model calls in the crew's event handler, HTTP requests in
+`HttpMetrics` (to the first byte, so an hour-long stream counts as its start). Gauges of the present
+(tasks by status, the waiting line, workers, subscribers) are set when /metrics is scraped.
 """
 
 from __future__ import annotations
