@@ -143,7 +143,7 @@ class WebhookSender:
         except httpx.TransportError as exc:
             WEBHOOK_ATTEMPTS.labels("connection_error").inc()
             return self._retry(message, None, f"Could not reach the receiver: {exc or type(exc).__name__}.", None)
-        WEBHOOK_ATTEMPTS.labels(_result_label(code)).inc()
+        WEBHOOK_ATTEMPTS.labels(str(code) if code in (410, 429) else f"{code // 100}xx").inc()
         if 200 <= code < 300:
             return AttemptOutcome("delivered", code, None)
         if code == 410:
@@ -223,9 +223,3 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max((when - datetime.now(tz=timezone.utc)).total_seconds(), 0.0) if when.tzinfo else None
-
-
-def _result_label(code: int) -> str:
-    if code in (410, 429):
-        return str(code)
-    return f"{code // 100}xx"
