@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -91,11 +91,9 @@ class Session:
         return matches[0]
 
     def display(self, task_id: str) -> Display:
-        if self.output == "json":
-            return JsonDisplay()
-        if self.output == "plain":
-            return PlainDisplay()
-        return LiveDisplay(self.console, task_id)
+        if self.output == "live":
+            return LiveDisplay(self.console, task_id)
+        return JsonDisplay() if self.output == "json" else PlainDisplay()
 
     def print_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, ensure_ascii=False))
@@ -140,15 +138,7 @@ def run(
     out: Out = None,
 ) -> None:
     """Start a task and follow it to its end; write its deliverables with --out."""
-    session: Session = context.obj
-    body = {
-        "user_requirement": requirement,
-        "skip_confirmation": not confirm,
-        "stream_tokens": tokens,
-        "priority": priority,
-    }
-    started = session.client.post("/api/run_task", body)
-    raise typer.Exit(follow(session, started["task_id"], out))
+    _start(context.obj, "/api/run_task", {"user_requirement": requirement}, confirm, tokens, priority, out)
 
 
 @app.command("follow-up")
@@ -162,10 +152,15 @@ def follow_up(
     out: Out = None,
 ) -> None:
     """Revise a completed task: a new revision in its thread, followed to its end."""
-    session: Session = context.obj
-    body = {"request": request, "skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
-    started = session.client.post(f"/api/task/{session.task_id(task_id)}/follow_up", body)
-    raise typer.Exit(follow(session, started["task_id"], out))
+    path = f"/api/task/{context.obj.task_id(task_id)}/follow_up"
+    _start(context.obj, path, {"request": request}, confirm, tokens, priority, out)
+
+
+def _start(
+    session: Session, path: str, body: dict[str, Any], confirm: bool, tokens: bool, priority: int, out: Path | None
+) -> NoReturn:
+    body |= {"skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
+    raise typer.Exit(follow(session, session.client.post(path, body)["task_id"], out))
 
 
 @app.command()
@@ -300,11 +295,9 @@ def _decide(session: Session, task_id: str, event: dict[str, Any], display: Disp
     if analysis:
         session.console.print(Markdown(analysis))
     session.console.print(f"\n[bold]{event['metadata'].get('question') if analysis else event['content']}[/bold]")
-    if typer.confirm("Approve the requirements analysis?", default=True):
-        session.client.post(f"/api/task/{task_id}/confirm", {"approved": True})
-    else:
-        feedback = typer.prompt("What should change?")
-        session.client.post(f"/api/task/{task_id}/confirm", {"approved": False, "feedback": feedback})
+    approved = typer.confirm("Approve the requirements analysis?", default=True)
+    feedback = "" if approved else typer.prompt("What should change?")
+    session.client.post(f"/api/task/{task_id}/confirm", {"approved": approved, "feedback": feedback})
     display.resume()
 
 
@@ -322,12 +315,6 @@ def main() -> None:
     """The console script: the exit codes of the module docstring."""
     try:
         app()
-    except CannotConnect as exc:
-        errors.print(f"[red]{exc}[/red]")
-        sys.exit(ExitCode.CANNOT_CONNECT)
-    except NoSuchTask as exc:
-        errors.print(f"[red]{exc}[/red]")
-        sys.exit(ExitCode.REFUSED)
-    except ServiceRefused as exc:
-        errors.print(f"[red]The service refused: {exc}[/red]")
-        sys.exit(ExitCode.REFUSED)
+    except (CannotConnect, NoSuchTask, ServiceRefused) as exc:
+        errors.print(f"[red]{'The service refused: ' if isinstance(exc, ServiceRefused) else ''}{exc}[/red]")
+        sys.exit(ExitCode.CANNOT_CONNECT if isinstance(exc, CannotConnect) else ExitCode.REFUSED)

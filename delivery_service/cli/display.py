@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -23,18 +23,6 @@ from delivery_service.agents import AGENTS
 from delivery_service.event_types import ENDING_STATUS
 
 TAIL_LINES = 12
-
-
-class Display(Protocol):
-    def show(self, event: dict[str, Any]) -> None: ...
-
-    def note(self, message: str) -> None:
-        """Something about the connection or the client, not an event."""
-
-    def pause(self) -> None:
-        """Stop drawing (before a prompt)."""
-
-    def resume(self) -> None: ...
 
 
 def _seconds(event: dict[str, Any]) -> float:
@@ -56,13 +44,14 @@ class PlainDisplay:
         )
 
     def note(self, message: str) -> None:
+        """Something about the connection or the client, not an event."""
         print(f"# {message}", file=sys.stderr, flush=True)
 
     def pause(self) -> None:
-        return None
+        """Stop drawing (before a prompt)."""
 
     def resume(self) -> None:
-        return None
+        pass
 
 
 class JsonDisplay(PlainDisplay):
@@ -171,3 +160,6 @@ class LiveDisplay:
             parts += [Text(f"{self._current}:", style="bold"), Text(tail, style="dim")]
         parts += [Text(note, style="italic") for note in self._notes]
         return Group(*parts)
+
+
+Display = PlainDisplay | LiveDisplay  # JsonDisplay is a PlainDisplay

@@ -1,11 +1,8 @@
 """What changed between two revisions of a delivery, computed by the service from their data.
 
-Every identified item of the documents (user stories, acceptance criteria, non-functional requirements,
-test cases, components, risks, and the items of any further agent) is compared by its identifier:
-`added` are ids only the new revision has, `removed` ids only the old one had, `modified` ids both
-have with different content. Identifiers are stable across revisions (the agents are told to keep
-them), so US-1 in both is the same story. A document without data (the model's output could not be
-brought into shape) contributes nothing; the review has no identified items.
+Every identified item of the documents (of any agent) is compared by its identifier, stable across
+revisions (the agents are told to keep them): `added` ids only the new revision has, `removed` only the
+old one, `modified` both with different content. A document without data contributes nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +25,7 @@ class Changes(BaseModel):
 
 
 def identified_items(data_by_agent: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
-    """Every identified item of the documents, by id: the items, in any of a document's lists, that have
-    an `id` (user stories, criteria, test cases, components, risks, and any further agent's)."""
+    """Every item, in any of a document's lists, that has an `id`, by id."""
     items: dict[str, Any] = {}
     for document in data_by_agent.values():
         for value in (document or {}).values():

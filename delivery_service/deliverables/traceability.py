@@ -128,18 +128,9 @@ class Documents:
     @classmethod
     def of(cls, found: Iterable[Document | None]) -> Documents:
         present = [document for document in found if document is not None]
-
-        def first(kind: type[Document]) -> Document | None:
-            return next((document for document in present if type(document) is kind), None)
-
         known = (RequirementsAnalysis, TestPlan, TechnicalDesign, DeliveryReview)
-        return cls(
-            first(RequirementsAnalysis),  # type: ignore[arg-type]
-            first(TestPlan),  # type: ignore[arg-type]
-            first(TechnicalDesign),  # type: ignore[arg-type]
-            first(DeliveryReview),  # type: ignore[arg-type]
-            tuple(document for document in present if type(document) not in known),
-        )
+        firsts = [next((document for document in present if type(document) is kind), None) for kind in known]
+        return cls(*firsts, tuple(document for document in present if type(document) not in known))  # type: ignore[arg-type]
 
     def assess(self) -> tuple[Traceability, Decision]:
         """The traceability and the decision of a finished delivery."""

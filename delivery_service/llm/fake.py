@@ -19,23 +19,21 @@ from delivery_service.agents import AGENTS
 from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, prompt_text
 from delivery_service.scripted_answers import Brief
 
-_REQUIREMENT_BLOCK = re.compile(r"<requirement>\s*(.*?)\s*</requirement>", re.DOTALL)
-_FEEDBACK_BLOCK = re.compile(r"<feedback>\s*(.*?)\s*</feedback>", re.DOTALL)
-_FOLLOW_UP_BLOCK = re.compile(r"<follow_up_request>\s*(.*?)\s*</follow_up_request>", re.DOTALL)
+
+def _block(tag: str, prompt: str, default: str | None = None) -> str | None:
+    found = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", prompt, re.DOTALL)
+    return found.group(1) if found else default
 
 
 def scripted_answer(role: str, prompt: str) -> str:
     """The scripted answer of the agent whose CrewAI role is `role` to `prompt`: its deliverable's JSON."""
-    requirement_match = _REQUIREMENT_BLOCK.search(prompt)
-    requirement = requirement_match.group(1) if requirement_match else "(no requirement found)"
-    feedback_match = _FEEDBACK_BLOCK.search(prompt)
-    follow_up_match = _FOLLOW_UP_BLOCK.search(prompt)
-    follow_up = follow_up_match.group(1) if follow_up_match else None
+    requirement = _block("requirement", prompt, "(no requirement found)")
+    follow_up = _block("follow_up_request", prompt)
     agent = AGENTS.by_role(role) or AGENTS[-1]
     if follow_up is not None and "<previous_documents>" in prompt:
         triage = json.dumps(scripted_answers.triage(follow_up), ensure_ascii=False)
         return f"Thought: I will triage the follow-up.\nFinal Answer: {triage}"
-    data = agent.scripted(Brief(requirement, feedback_match.group(1) if feedback_match else None, follow_up))
+    data = agent.scripted(Brief(requirement, _block("feedback", prompt), follow_up))
     return f"Thought: I will write the {agent.name} deliverable as the JSON asked for.\nFinal Answer: {json.dumps(data, ensure_ascii=False)}"
 
 

@@ -34,17 +34,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _key_settings(settings: Settings) -> str:
-    provider = settings.resolved_provider()
-    return "DASHSCOPE_API_KEY" if provider == "dashscope" else "LLM_API_KEY"
-
-
-def _model_setting(settings: Settings) -> str:
-    return "DASHSCOPE_MODEL" if settings.resolved_provider() == "dashscope" else "LLM_MODEL"
-
-
-def _url_setting(settings: Settings) -> str:
-    return "DASHSCOPE_BASE_URL" if settings.resolved_provider() == "dashscope" else "LLM_BASE_URL"
+def _setting(settings: Settings, name: str) -> str:
+    """The setting `name` (API_KEY, MODEL, BASE_URL) of the provider in use."""
+    return f"{'DASHSCOPE' if settings.resolved_provider() == 'dashscope' else 'LLM'}_{name}"
 
 
 def _redact(text: str, settings: Settings) -> str:
@@ -60,14 +52,14 @@ def _describe_status(exc: openai.APIStatusError, settings: Settings, endpoint: s
     if status in (401, 403):
         return TaskFailure(
             "llm_auth",
-            f"The model provider at {endpoint} rejected the API key (HTTP {status}). Check {_key_settings(settings)} "
+            f"The model provider at {endpoint} rejected the API key (HTTP {status}). Check {_setting(settings, 'API_KEY')} "
             "in your .env or environment, then restart the service and submit the task again.",
         )
     if status == 404:
         return TaskFailure(
             "llm_not_found",
             f"The model provider at {endpoint} answered 404: the model or the URL does not exist. Check "
-            f"{_model_setting(settings)} and {_url_setting(settings)}, then submit the task again.",
+            f"{_setting(settings, 'MODEL')} and {_setting(settings, 'BASE_URL')}, then submit the task again.",
         )
     if status == 429:
         return TaskFailure(
@@ -85,7 +77,7 @@ def _describe_status(exc: openai.APIStatusError, settings: Settings, endpoint: s
     return TaskFailure(
         "llm_bad_request",
         f"The model provider at {endpoint} refused the request (HTTP {status}): {detail}. Check "
-        f"{_model_setting(settings)} and LLM_MAX_TOKENS for this model.",
+        f"{_setting(settings, 'MODEL')} and LLM_MAX_TOKENS for this model.",
     )
 
 
@@ -102,7 +94,7 @@ def describe_failure(exc: BaseException, settings: Settings, endpoint: str) -> T
         if isinstance(cause, openai.APIConnectionError):
             return TaskFailure(
                 "llm_unreachable",
-                f"Could not connect to the model provider at {endpoint}. Check {_url_setting(settings)} and that the "
+                f"Could not connect to the model provider at {endpoint}. Check {_setting(settings, 'BASE_URL')} and that the "
                 "server is running and reachable from this service, then submit the task again.",
             )
         if isinstance(cause, openai.APIStatusError):

@@ -9,7 +9,7 @@ usage per instance, and the transport reports retries to that task's stream).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,13 +44,7 @@ class ModelInfo:
 
     def public(self) -> dict[str, Any]:
         """A secret-free description for clients."""
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "endpoint": self.endpoint,
-            "prompt_style": self.prompt_style,
-            "note": self.note,
-        }
+        return asdict(self)
 
 
 def _public_endpoint(base_url: str) -> str:
@@ -82,17 +76,13 @@ class RetryingOpenAICompletion(OpenAICompletion):
     retry_transport: Any = None
 
     def _build_sync_client(self) -> Any:
-        config = self._get_client_params()
-        config["max_retries"] = 0
-        config["http_client"] = httpx.Client(transport=self.retry_transport, timeout=self.timeout)
-        return openai.OpenAI(**config)
+        http_client = httpx.Client(transport=self.retry_transport, timeout=self.timeout)
+        return openai.OpenAI(**self._get_client_params() | {"max_retries": 0, "http_client": http_client})
 
     def _build_async_client(self) -> Any:
         """CrewAI builds it with every LLM although crews here run synchronously: make it cheap."""
-        config = self._get_client_params()
-        config["max_retries"] = 0
-        config["http_client"] = httpx.AsyncClient(verify=shared_ssl_context(), timeout=self.timeout)
-        return openai.AsyncOpenAI(**config)
+        http_client = httpx.AsyncClient(verify=shared_ssl_context(), timeout=self.timeout)
+        return openai.AsyncOpenAI(**self._get_client_params() | {"max_retries": 0, "http_client": http_client})
 
 
 def build_llm(settings: Settings, requirement: str, retries: RetryingTransport) -> Any:

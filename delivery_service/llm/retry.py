@@ -1,11 +1,9 @@
 """Retries of model requests that failed for a passing reason, each one announced to the task.
 
-The openai SDK can retry by itself, but silently. Here every model request goes through
-`RetryingTransport` (the SDK's own retries are off, and so are CrewAI's, see `crewai_runtime`): a
-request that meets a connection error, a timeout before the answer starts, or HTTP 408/429/5xx is
-sent again after an exponential backoff (or the server's Retry-After), up to LLM_MAX_RETRIES times,
-and `on_retry` is told first, so the task's stream shows an `action` for it. Permanent failures
-(401, 403, 400, 404...) are returned at once. A task that ends while waiting stops waiting.
+The openai SDK retries silently, so its retries are off (and CrewAI's, see `crewai_runtime`): a
+connection error, a timeout before the answer starts, or HTTP 408/429/5xx is retried here after an
+exponential backoff (or the server's Retry-After), up to LLM_MAX_RETRIES times, `on_retry` told first
+(the task's stream shows an `action`). A task that ends while waiting stops waiting.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """The embedded model's LLM for CrewAI: it fills the JSON skeleton of a deliverable one short line at a time.
 
-A 135M-parameter model given CrewAI's long role-play prompt and earlier deliverables writes
-repetitive, off-topic prose, and no valid JSON. Given a two-line prompt and the start of a sentence to
-continue, it stays on the subject for a line. So this LLM ignores the prompt CrewAI composed, takes the
-agent's compact template (see `delivery_service.prompts.compact_template`), copies the skeleton's fixed
-JSON, and asks the model to continue each `⟦slot …⟧` for at most one line and SLOT_MAX_TOKENS tokens,
-escaped into its JSON string. Output is capped, cannot loop, and always fits the deliverable's schema
-with identifiers that resolve. The review's decision and coverage reason are not the model's: they are
-filled from the traceability the service computed and handed to the Coordinator. A follow-up's triage
-is not the model's either: it always has every agent work again.
-
-It speaks to the model over the OpenAI chat-completions protocol (an assistant message that the
-model continues), streaming, with the openai SDK, and emits CrewAI's LLM events like any provider.
+A 135M-parameter model given CrewAI's long prompt writes off-topic prose and no valid JSON; given a
+two-line prompt and the start of a sentence, it stays on the subject for a line. So this LLM ignores
+CrewAI's prompt, copies the fixed JSON of the agent's compact template (`prompts.compact_template`) and
+has the model continue each `⟦slot …⟧` for one line of at most SLOT_MAX_TOKENS tokens: the output always
+fits the schema. The review's decision and coverage come from the service's traceability, and a
+follow-up's triage always reruns every agent: neither is the model's.
 """
 
 from __future__ import annotations

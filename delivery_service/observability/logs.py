@@ -31,8 +31,7 @@ class TaskIdFilter(logging.Filter):
         return True
 
 
-def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
-    """A `logging.config.dictConfig` dictionary (also handed to uvicorn, so it keeps the same format)."""
+def configure_logging(level: str, log_format: LogFormat) -> None:
     formatter: dict[str, Any] = (
         {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -43,7 +42,7 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         if log_format == "json"
         else {"format": _TEXT_FORMAT}
     )
-    return {
+    config = {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"task_id": {"()": TaskIdFilter}},
@@ -55,7 +54,4 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }
-
-
-def configure_logging(level: str, log_format: LogFormat) -> None:
-    logging.config.dictConfig(logging_config(level, log_format))
+    logging.config.dictConfig(config)

@@ -1,15 +1,14 @@
 """Prometheus metrics (prometheus-client), served as text at GET /metrics.
 
 Counters move where things happen: tasks and events when stored events become visible to this
-process's subscribers (`record_delivered`: the embedded writer's batch handed to the loop, or a
-cluster replica's read of a task's Redis Stream), model calls in the crew's event handler (`record_llm_call`), HTTP requests
-in `HttpMetrics` (time to the response's first byte, so an hour-long stream counts as its start).
-Gauges that describe the present (tasks by status, the waiting line, busy workers, subscribers) are
-read when /metrics is scraped.
+process's subscribers (`record_delivered`), model calls in the crew's event handler, HTTP requests in
+`HttpMetrics` (to the first byte, so an hour-long stream counts as its start). Gauges of the present
+(tasks by status, the waiting line, workers, subscribers) are set when /metrics is scraped.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable
 
@@ -85,9 +84,9 @@ def record_delivered(events: Iterable[tuple[EventType, float]]) -> None:
     `events`: each event's type and when it was published (seconds since the epoch).
     """
     now = time.time()
-    by_type: dict[EventType, int] = {}
+    by_type: collections.Counter[EventType] = collections.Counter()
     for event_type, published in events:
-        by_type[event_type] = by_type.get(event_type, 0) + 1
+        by_type[event_type] += 1
         STORE_LAG.observe(max(now - published, 0.0))
     for event_type, count in by_type.items():
         EVENTS.labels(event_type.value).inc(count)
@@ -108,11 +107,9 @@ def record_llm_call(provider: str, model: str, outcome: str, seconds: float, usa
 
 def exposition(live_statuses: Iterable[str], queued: int, busy: int, workers: int, subscribers: int) -> bytes:
     """The metrics as Prometheus text, with the present-state gauges set first."""
-    counts: dict[str, int] = {}
-    for status in live_statuses:
-        counts[status] = counts.get(status, 0) + 1
+    counts = collections.Counter(live_statuses)
     for status in ("queued", "running", "awaiting_confirmation"):
-        TASKS_LIVE.labels(status).set(counts.get(status, 0))
+        TASKS_LIVE.labels(status).set(counts[status])
     QUEUE_DEPTH.set(queued)
     WORKERS_BUSY.set(busy)
     WORKERS.set(workers)

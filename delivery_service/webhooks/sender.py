@@ -17,9 +17,7 @@ slow receiver delays its own messages and no one else's. What an attempt leads t
 - 410: failed, and the task's later messages to that URL are not sent;
 - redirects and other 4xx: failed at once (redirects are never followed).
 
-Nothing here runs on a task's path: the writer stored the messages with their events, and a slow or
-failing receiver only holds this sender's own connections. Messages are posted concurrently, so a
-receiver orders a task's messages by `data.sequence`.
+Messages are posted concurrently, so a receiver orders a task's messages by `data.sequence`.
 """
 
 from __future__ import annotations
@@ -145,7 +143,7 @@ class WebhookSender:
         except httpx.TransportError as exc:
             WEBHOOK_ATTEMPTS.labels("connection_error").inc()
             return self._retry(message, None, f"Could not reach the receiver: {exc or type(exc).__name__}.", None)
-        WEBHOOK_ATTEMPTS.labels(_result_label(code)).inc()
+        WEBHOOK_ATTEMPTS.labels(str(code) if code in (410, 429) else f"{code // 100}xx").inc()
         if 200 <= code < 300:
             return AttemptOutcome("delivered", code, None)
         if code == 410:
@@ -225,9 +223,3 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max((when - datetime.now(tz=timezone.utc)).total_seconds(), 0.0) if when.tzinfo else None
-
-
-def _result_label(code: int) -> str:
-    if code in (410, 429):
-        return str(code)
-    return f"{code // 100}xx"
