@@ -11,6 +11,7 @@ killed, and a child that dies ends its task with an `error`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -166,7 +167,8 @@ class ProcessCrews:
         while True:
             if kill_at is None and (sink.terminated or refused is not None):
                 kill_at = time.monotonic() + self._settings.crew_stop_grace_seconds
-                _send_quietly(link, ("stop",))
+                with contextlib.suppress(OSError):  # the child is gone; the EOF that follows says so
+                    link.send(("stop",))
             elif kill_at is not None and time.monotonic() > kill_at:
                 child.kill()
                 kill_at = float("inf")
@@ -196,13 +198,6 @@ class ProcessCrews:
                 raise CrewFailed(TaskFailure(message[1], message[2]))
             elif kind == "stopped":
                 raise CrewFailed(TaskFailure("stopped", "The task ended while its crew was running."))
-
-
-def _send_quietly(link: Connection, message: tuple[Any, ...]) -> None:
-    try:
-        link.send(message)
-    except OSError:
-        pass  # the child is gone; the EOF that follows says so
 
 
 def _died(exit_code: int | None) -> TaskFailure:
