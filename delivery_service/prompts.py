@@ -175,29 +175,16 @@ def _compact(texts: dict[str, str]) -> dict[str, TaskTemplate]:
                 {
                     "test_cases": [
                         {
-                            "id": "TC-1",
-                            "title": slot("case_functional"),
-                            "type": "functional",
+                            "id": f"TC-{number}",
+                            "title": slot(f"case_{kind}"),
+                            "type": kind,
                             "steps": [slot("step")],
                             "expected": slot("expected"),
-                            "covers": ["AC-1.1"],
-                        },
-                        {
-                            "id": "TC-2",
-                            "title": slot("case_negative"),
-                            "type": "negative",
-                            "steps": [slot("step")],
-                            "expected": slot("expected"),
-                            "covers": ["AC-2.1"],
-                        },
-                        {
-                            "id": "TC-3",
-                            "title": slot("case_performance"),
-                            "type": "performance",
-                            "steps": [slot("step")],
-                            "expected": slot("expected"),
-                            "covers": ["NFR-1"],
-                        },
+                            "covers": [covers],
+                        }
+                        for number, (kind, covers) in enumerate(
+                            [("functional", "AC-1.1"), ("negative", "AC-2.1"), ("performance", "NFR-1")], start=1
+                        )
                     ]
                 }
             ),
@@ -331,23 +318,20 @@ def as_prompt_data(text: str) -> str:
     return _DATA_TAG.sub(lambda match: match.group(0).replace("<", "‹").replace(">", "›"), text)
 
 
+_SCRIPTS = (
+    ("CJK UNIFIED", "Chinese"),
+    (("HIRAGANA", "KATAKANA"), "Japanese"),
+    ("HANGUL", "Korean"),
+    ("CYRILLIC", "Cyrillic"),
+)
+
+
 def requirement_language(text: str) -> str:
     """The language agents should answer in, judged by the script most letters of `text` use."""
-    counts = {"Chinese": 0, "Japanese": 0, "Korean": 0, "Cyrillic": 0, "Latin": 0}
-    for char in text:
-        if not char.isalpha():
-            continue
+    counts = dict.fromkeys(("Chinese", "Japanese", "Korean", "Cyrillic", "Latin"), 0)
+    for char in filter(str.isalpha, text):
         name = unicodedata.name(char, "")
-        if name.startswith("CJK UNIFIED"):
-            counts["Chinese"] += 1
-        elif name.startswith(("HIRAGANA", "KATAKANA")):
-            counts["Japanese"] += 1
-        elif name.startswith("HANGUL"):
-            counts["Korean"] += 1
-        elif name.startswith("CYRILLIC"):
-            counts["Cyrillic"] += 1
-        else:
-            counts["Latin"] += 1
+        counts[next((script for prefix, script in _SCRIPTS if name.startswith(prefix)), "Latin")] += 1
     if counts["Japanese"]:
         return "Japanese"
     script = max(counts, key=lambda key: counts[key])

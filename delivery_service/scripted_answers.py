@@ -57,15 +57,7 @@ def analysis(brief: Brief) -> dict[str, Any]:
     follow_up = brief.follow_up
     if follow_up:  # a follow-up adds a story of its own; US-1 and US-2 stay as they were
         data["user_stories"].append({"id": "US-3", "priority": "should", "story": f"As a user, I want: {follow_up}"})
-        data["acceptance_criteria"].append(
-            {
-                "id": "AC-3.1",
-                "story_id": "US-3",
-                "given": "the new request",
-                "when": "I use it",
-                "then": "it works as asked",
-            }
-        )
+        data["acceptance_criteria"].append(_criterion("3.1", "the new request", "I use it", "it works as asked"))
     return data
 
 
@@ -83,27 +75,9 @@ def _first_analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
             },
         ],
         "acceptance_criteria": [
-            {
-                "id": "AC-1.1",
-                "story_id": "US-1",
-                "given": "valid input",
-                "when": "I submit it",
-                "then": "it is saved and shown",
-            },
-            {
-                "id": "AC-1.2",
-                "story_id": "US-1",
-                "given": "invalid input",
-                "when": "I submit it",
-                "then": "I see a clear error",
-            },
-            {
-                "id": "AC-2.1",
-                "story_id": "US-2",
-                "given": "saved items",
-                "when": "I open the app",
-                "then": "they are listed newest first",
-            },
+            _criterion("1.1", "valid input", "I submit it", "it is saved and shown"),
+            _criterion("1.2", "invalid input", "I submit it", "I see a clear error"),
+            _criterion("2.1", "saved items", "I open the app", "they are listed newest first"),
         ],
         "non_functional": [
             {"id": "NFR-1", "requirement": "Responds quickly", "target": "p95 under 200 ms"},
@@ -111,6 +85,10 @@ def _first_analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
         ],
         "open_questions": questions,
     }
+
+
+def _criterion(number: str, given: str, when: str, then: str) -> dict[str, str]:
+    return {"id": f"AC-{number}", "story_id": f"US-{number[0]}", "given": given, "when": when, "then": then}
 
 
 def _case(number: int, title: str, kind: str, step: str, expected: str, covers: list[str]) -> dict[str, Any]:
@@ -154,19 +132,15 @@ def test_plan(brief: Brief) -> dict[str, Any]:
 
 _DESIGN: dict[str, Any] = {
     "components": [
-        {
-            "id": "C-1",
-            "name": "API service",
-            "responsibility": f"FastAPI JSON API. {SCRIPTED_NOTICE}",
-            "serves": ["US-1", "US-2"],
-        },
-        {
-            "id": "C-2",
-            "name": "Persistence layer",
-            "responsibility": "SQLite storage of items",
-            "serves": ["US-1", "US-2"],
-        },
-        {"id": "C-3", "name": "Web UI", "responsibility": "Browser pages for the workflow", "serves": ["US-1", "US-2"]},
+        {"id": f"C-{number}", "name": name, "responsibility": job, "serves": ["US-1", "US-2"]}
+        for number, (name, job) in enumerate(
+            [
+                ("API service", f"FastAPI JSON API. {SCRIPTED_NOTICE}"),
+                ("Persistence layer", "SQLite storage of items"),
+                ("Web UI", "Browser pages for the workflow"),
+            ],
+            start=1,
+        )
     ],
     "data_model": [{"entity": "item", "fields": ["id", "title", "created_at", "done"]}],
     "api": [

@@ -226,18 +226,13 @@ class StreamManager:
     """All streams held in memory (live and recently finished tasks), their writer, and their retention."""
 
     def __init__(self, store: TaskStore, limits: StreamLimits, retention_seconds: float, public_url: str = "") -> None:
-        self._store = store
+        self.store = store  # the store the writer writes to (reads: off the event loop)
         self._limits = limits
         self._retention_seconds = retention_seconds
         self._streams: dict[str, TaskStream] = {}
         self.writer = EventWriter(store, asyncio.get_running_loop(), self.deliver, public_url)
         # Called (on the loop) after a batch holding events that cause webhook messages was stored.
         self.on_webhook_events: Callable[[], None] | None = None
-
-    @property
-    def store(self) -> TaskStore:
-        """The store the writer writes to (reads: off the event loop)."""
-        return self._store
 
     async def create_stream(self, record: TaskRecord) -> TaskStream:
         """Store a new task and open its stream (raises StoreUnavailable when it cannot be stored)."""
@@ -283,7 +278,7 @@ class StreamManager:
         """The SSE frames of a task that is no longer in memory, read from the store page by page."""
         cursor = last_sequence
         while True:
-            rows = await asyncio.to_thread(self._store.event_payloads, task_id, cursor, STORED_PAGE_EVENTS)
+            rows = await asyncio.to_thread(self.store.event_payloads, task_id, cursor, STORED_PAGE_EVENTS)
             if not rows:
                 return
             yield b"".join(sse_frame(sequence, payload) for sequence, payload in rows)

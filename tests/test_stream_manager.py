@@ -55,7 +55,7 @@ def test_concurrent_publishers_get_gapless_ordered_sequences() -> None:
         await asyncio.gather(*(asyncio.to_thread(publisher, worker) for worker in range(8)))
         stream.publish_system(EventType.END, "done")
         events = await subscriber
-        stored = streams._store.event_payloads("t1", 0, 10_000)
+        stored = streams.store.event_payloads("t1", 0, 10_000)
         assert [json.loads(payload) for _, payload in stored] == events, "what was delivered is what was stored"
         return events, stream
 

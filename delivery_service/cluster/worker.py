@@ -38,10 +38,9 @@ from delivery_service.cluster.redis_event_log import (
     unsequenced_event,
 )
 from delivery_service.cluster.store import WORK_FIELDS, work_fields, work_from_fields
-from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import configure_logging, current_task_id
-from delivery_service.runs.crew_execution import ThreadCrews
-from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork, timed_out
+from delivery_service.runs.control_messages import timed_out
+from delivery_service.runs.phases import Phase, PhaseRunner, PhaseWork
 from delivery_service.runs.task_control import AppendRefused
 from delivery_service.settings import Settings, get_settings
 from delivery_service.store.task_event import EventType, TaskEvent
@@ -145,8 +144,7 @@ class WorkerProcess:
         self._redis = connect(settings)
         self._append = self._redis.register_script(APPEND_SCRIPT)
         self._claim = self._redis.register_script(CLAIM_SCRIPT)
-        model = model_info(settings)
-        self._phases = PhaseRunner(settings, model, ThreadCrews(settings, (model.provider, model.model)))
+        self._phases = PhaseRunner(settings)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         # In WORKERS, so the API knows how many crews can run at once.
         keep_alive(self._redis, WORKERS, self.name, settings.worker_lease_seconds, xx=False)

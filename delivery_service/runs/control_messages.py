@@ -1,14 +1,13 @@
-"""What admission and control say in both modes: the refusals (their exceptions and words) and the queued notice.
-
-Control (runs/task_control.py) refuses the same requests in the same words in both modes (a full line
-is counted by each mode's dispatch, in its own words); each refusal is a `ServiceError`
-(service_errors.py), which carries its status code and Retry-After to every front door.
+"""What control (runs/task_control.py) says in both modes: its refusals, each a `ServiceError`
+(service_errors.py), and the System events it publishes (decisions, deadlines, the queued notice).
+A full line is counted by each mode's dispatch, in its own words.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from delivery_service.agents import AGENTS
 from delivery_service.service_errors import Conflict, LimitReached
 from delivery_service.settings import Settings
 
@@ -42,3 +41,53 @@ def not_awaiting(task_id: str) -> NotAwaitingConfirmation:
 def queued_notice(position: int | None) -> tuple[str, dict[str, Any]]:
     """The `action` event of a task put in line behind others: its content and metadata."""
     return f"Waiting for a worker: position {position} in the queue.", {"kind": "queued", "queue_position": position}
+
+
+def revisions_exhausted(task_id: str, revisions: int) -> str:
+    return (
+        f"The analysis of task {task_id} was already revised {revisions} times (MAX_REVISIONS). "
+        "Approve it, or cancel the task and submit a clearer requirement."
+    )
+
+
+def decision(approved: bool, feedback: str, revision: int, max_revisions: int) -> tuple[str, dict[str, Any]]:
+    """The `action` event (content, metadata) that resumes a task after a decision on its analysis."""
+    if approved:
+        return "The analysis was approved: the delivery continues.", {"kind": "resumed", "decision": "approved"}
+    return (
+        f"The analysis was rejected with feedback: the {AGENTS[0].name} revises it (revision {revision} of "
+        f"{max_revisions}).",
+        {"kind": "resumed", "decision": "rejected", "feedback": feedback, "revision": revision},
+    )
+
+
+CANCELLED_ON_REQUEST = ("The task was cancelled at the requester's request.", {"reason": "requested"})
+
+
+def timed_out(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The `error` (content, metadata) of a task that ran past TASK_TIMEOUT_SECONDS."""
+    return (
+        f"The task ran longer than TASK_TIMEOUT_SECONDS={settings.task_timeout_seconds:g} s, so it was "
+        "stopped. Raise TASK_TIMEOUT_SECONDS for long runs, or submit a smaller requirement.",
+        {"error_type": "task_timeout"},
+    )
+
+
+def decision_expired(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The `cancelled` (content, metadata) of a task nobody confirmed within CONFIRMATION_TIMEOUT_SECONDS."""
+    return (
+        "No decision on the requirements analysis arrived within CONFIRMATION_TIMEOUT_SECONDS="
+        f"{settings.confirmation_timeout_seconds:g} s, so the task was cancelled. Submit it again, "
+        "or start it with skip_confirmation: true.",
+        {"reason": "confirmation_timeout"},
+    )
+
+
+def worker_lost(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The `error` (content, metadata) of a task whose worker stopped renewing its lease (cluster)."""
+    return (
+        "The worker running this task's crew stopped answering (no sign of life for WORKER_LEASE_SECONDS="
+        f"{settings.worker_lease_seconds:g} s) before the crew finished, so the task stopped. What it produced so "
+        "far is kept; submit the requirement again. If it keeps happening, check the workers' logs and memory.",
+        {"error_type": "worker_died"},
+    )

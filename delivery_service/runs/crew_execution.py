@@ -1,22 +1,17 @@
-"""Where a crew runs: on the worker thread itself, or in a child process (CREW_EXECUTION).
+"""Where a crew runs: on the worker thread itself (`run_job`, the default), or in a child process
+(`ProcessCrews`, CREW_EXECUTION=process); either way with the same handler, model and retries.
 
-Either way a crew gets the same `CrewEventsHandler`, model and retries, and publishes the same events;
-`run` returns the crew's last deliverable and token usage, or raises what ended it.
-
-`ThreadCrews` (the default) runs the crew on the calling worker thread: nothing more to run or watch.
-But a crew is Python, and in a thread it shares the interpreter lock with the event loop: with many
-crews at once, every request waits its turn behind them (docs/benchmarks.md, "Responsiveness").
-
-`ProcessCrews` runs each crew in a child process forked from a forkserver that has imported CrewAI
-already. The child's handler publishes through a pipe; the worker thread, which now only waits on the
-pipe without holding the lock, publishes each event to the task's stream, so sequencing, storage and
-delivery are those of a thread. A task that ends from outside sends the child a stop (its handler
-stops the crew at the next event, as in a thread); a child that has not stopped after
-CREW_STOP_GRACE_SECONDS is killed, and a child that dies ends its task with an `error`.
+In a thread a crew shares the interpreter lock with the event loop: with many crews at once, every
+request waits its turn behind them (docs/benchmarks.md, "Responsiveness"). A child is forked from a
+forkserver that has imported CrewAI already; its handler publishes through a pipe, and the worker
+thread, which only waits on the pipe, publishes each event to the task's stream. A task that ends
+from outside sends the child a stop; a child that has not stopped after CREW_STOP_GRACE_SECONDS is
+killed, and a child that dies ends its task with an `error`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -131,25 +126,12 @@ def run_job(
     return CrewResult(outputs, handler.usage, handler.data_by_step)
 
 
-class ThreadCrews:
-    """Crews on the calling worker thread."""
-
-    def __init__(self, settings: Settings, model_labels: tuple[str, str]) -> None:
-        self._settings = settings
-        self._model_labels = model_labels
-        load_handler_class(settings.crew_events_handler)
-
-    def run(self, job: CrewJob, sink: EventSink) -> CrewResult:
-        return run_job(job, sink, self._settings, self._model_labels)
-
-
 class ProcessCrews:
     """Each crew in a child process; see the module docstring."""
 
     def __init__(self, settings: Settings, model_labels: tuple[str, str]) -> None:
         self._settings = settings
         self._model_labels = model_labels
-        load_handler_class(settings.crew_events_handler)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(
             ["delivery_service.runs.crew_execution", settings.crew_events_handler.partition(":")[0]]
@@ -185,7 +167,8 @@ class ProcessCrews:
         while True:
             if kill_at is None and (sink.terminated or refused is not None):
                 kill_at = time.monotonic() + self._settings.crew_stop_grace_seconds
-                _send_quietly(link, ("stop",))
+                with contextlib.suppress(OSError):  # the child is gone; the EOF that follows says so
+                    link.send(("stop",))
             elif kill_at is not None and time.monotonic() > kill_at:
                 child.kill()
                 kill_at = float("inf")
@@ -215,13 +198,6 @@ class ProcessCrews:
                 raise CrewFailed(TaskFailure(message[1], message[2]))
             elif kind == "stopped":
                 raise CrewFailed(TaskFailure("stopped", "The task ended while its crew was running."))
-
-
-def _send_quietly(link: Connection, message: tuple[Any, ...]) -> None:
-    try:
-        link.send(message)
-    except OSError:
-        pass  # the child is gone; the EOF that follows says so
 
 
 def _died(exit_code: int | None) -> TaskFailure:

@@ -1,16 +1,11 @@
 """The two phases of a task, wherever they run: an embedded worker thread or a Celery worker process.
 
-A task runs in two phases, each agent in the one its registry entry names (`delivery_service.agents`):
-the *analysis* (ProductManager), then the *delivery*: a crew for the test plan, the design and any
-registered agent's document (QAEngineer, SoftwareDeveloper, ...), the traceability of the three documents computed
-by the service and published as a System `action`, and a crew for the review (Coordinator), which is
-given that traceability. A follow-up (docs/api.md, "Follow-ups") begins its analysis with the
-ProductManager's triage: agents before the one it names are carried over from the parent (their
-deliverables published again, no model call), the others run with their previous document and the
-request, and the review is also given the computed changes. `PhaseRunner.run` runs one phase against any `EventSink` and ends
-it by publishing (the terminal event, or `confirmation_required`); `PhaseWork` is what one phase
-hands to the next. The messages a task's control publishes (decisions, timeouts) are built here too,
-so the embedded runner and the cluster say the same thing.
+The *analysis* (the agents of the `analysis` phase), then the *delivery*: a crew for the test plan,
+the design and any registered agent's document, their traceability computed by the service and
+published as a System `action`, and a crew for the review, which is given that traceability. A
+follow-up (docs/api.md, "Follow-ups") begins with the first agent's triage: agents before the one it
+names are carried over from the parent (their deliverables published again, no model call). `PhaseWork`
+is what one phase hands to the next.
 """
 
 from __future__ import annotations
@@ -18,21 +13,25 @@ from __future__ import annotations
 import enum
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from delivery_service.agents import AGENTS
-from delivery_service.crew.factory import (
-    FollowUpContext,
-    Handover,
-    Revision,
-    delivery_summary,
-)
+from delivery_service.crew.factory import FollowUpContext, Handover, Revision, delivery_summary
 from delivery_service.deliverables.traceability import Traceability, must_gaps, trace
 from delivery_service.llm.model_errors import describe_failure
-from delivery_service.llm.providers import ModelInfo
+from delivery_service.llm.providers import model_info
 from delivery_service.prompts import requirement_language
-from delivery_service.runs.crew_execution import CrewFailed, CrewJob, CrewResult
+from delivery_service.runs.crew_execution import (
+    CrewFailed,
+    CrewJob,
+    CrewResult,
+    ProcessCrews,
+    load_handler_class,
+    run_job,
+)
 from delivery_service.settings import Settings
 from delivery_service.store.records import Deliverable, FollowUp, TaskRecord
 from delivery_service.store.task_event import EventType
@@ -51,10 +50,6 @@ class Phase(enum.Enum):
 class PhaseOutcome(enum.Enum):
     AWAITING_CONFIRMATION = "awaiting_confirmation"
     ENDED = "ended"
-
-
-class CrewRunner(Protocol):
-    def run(self, job: CrewJob, sink: EventSink) -> CrewResult: ...
 
 
 @dataclass
@@ -92,9 +87,7 @@ class PhaseWork:
 
     def carried_over(self, step: int) -> Deliverable | None:
         """The parent's deliverable of `step`'s agent when this follow-up keeps it as it is, else None."""
-        if self.follow_up is None or self.rerun_from is None:
-            return None
-        if AGENTS.step(self.rerun_from) <= step:
+        if self.follow_up is None or self.rerun_from is None or AGENTS.step(self.rerun_from) <= step:
             return None
         return self.follow_up.parent_deliverable(AGENTS.at(step).name)
 
@@ -110,12 +103,18 @@ class PhaseWork:
 
 
 class PhaseRunner:
-    """Runs one phase of a task on the calling thread; see the module docstring."""
+    """Runs one phase of a task on the calling thread, each crew on it too or in a child process."""
 
-    def __init__(self, settings: Settings, model: ModelInfo, crews: CrewRunner) -> None:
+    def __init__(self, settings: Settings, crews_in_processes: bool = False) -> None:
         self._settings = settings
-        self._model = model
-        self._crews = crews
+        self._model = model_info(settings)
+        labels = (self._model.provider, self._model.model)
+        load_handler_class(settings.crew_events_handler)  # a wrong CREW_EVENTS_HANDLER fails at start
+        self._crews: Callable[[CrewJob, EventSink], CrewResult] = (
+            ProcessCrews(settings, labels).run
+            if crews_in_processes
+            else partial(run_job, settings=settings, model_labels=labels)
+        )
 
     def run(self, work: PhaseWork, phase: Phase, sink: EventSink) -> PhaseOutcome:
         """One phase of a task (blocking); ends by publishing, or by asking for a decision."""
@@ -169,15 +168,10 @@ class PhaseRunner:
 
     def _run_crew(self, work: PhaseWork, sink: EventSink, steps: tuple[int, ...], **inputs: Any) -> CrewResult:
         """One crew of a task (some of its steps), its token usage added to the task's."""
-        job = CrewJob(work.task_id, work.requirement, work.stream_tokens, steps, **inputs)
-        result = self._crews.run(job, sink)
-        self._add_usage(work, result)
-        return result
-
-    @staticmethod
-    def _add_usage(work: PhaseWork, result: CrewResult) -> None:
+        result = self._crews(CrewJob(work.task_id, work.requirement, work.stream_tokens, steps, **inputs), sink)
         for key, value in result.usage.items():
             work.usage[key] = work.usage.get(key, 0) + value
+        return result
 
     def _announce(self, work: PhaseWork, sink: EventSink) -> None:
         """The task's `start` event: the model, the agents, and for a follow-up its place in the thread."""
@@ -201,14 +195,7 @@ class PhaseRunner:
 
     def _triage(self, work: PhaseWork, sink: EventSink) -> None:
         """The first agent classifies the follow-up and names the first agent to run again."""
-        result = self._crews.run(
-            CrewJob(
-                work.task_id, work.requirement, work.stream_tokens, (), follow_up=work.follow_up_context(), triage=True
-            ),
-            sink,
-        )
-        self._add_usage(work, result)
-        triage = result.data.get(0)
+        triage = self._run_crew(work, sink, (), follow_up=work.follow_up_context(), triage=True).data.get(0)
         if triage is None:
             triage = {"classification": "change", "rerun_from": AGENTS[0].name, "reason": UNTRIAGED_REASON}
         work.rerun_from = str(triage["rerun_from"])
@@ -307,54 +294,3 @@ def traceability_summary(traceability: Traceability) -> str:
     if traceability.stories_without_component:
         text += f" Stories no component serves: {', '.join(traceability.stories_without_component)}."
     return text
-
-
-# --- what control publishes ------------------------------------------------------------------------
-def revisions_exhausted(task_id: str, revisions: int) -> str:
-    return (
-        f"The analysis of task {task_id} was already revised {revisions} times (MAX_REVISIONS). "
-        "Approve it, or cancel the task and submit a clearer requirement."
-    )
-
-
-def decision(approved: bool, feedback: str, revision: int, max_revisions: int) -> tuple[str, dict[str, Any]]:
-    """The `action` event (content, metadata) that resumes a task after a decision on its analysis."""
-    if approved:
-        return "The analysis was approved: the delivery continues.", {"kind": "resumed", "decision": "approved"}
-    return (
-        f"The analysis was rejected with feedback: the {AGENTS[0].name} revises it (revision {revision} of "
-        f"{max_revisions}).",
-        {"kind": "resumed", "decision": "rejected", "feedback": feedback, "revision": revision},
-    )
-
-
-CANCELLED_ON_REQUEST = ("The task was cancelled at the requester's request.", {"reason": "requested"})
-
-
-def timed_out(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """The `error` (content, metadata) of a task that ran past TASK_TIMEOUT_SECONDS."""
-    return (
-        f"The task ran longer than TASK_TIMEOUT_SECONDS={settings.task_timeout_seconds:g} s, so it was "
-        "stopped. Raise TASK_TIMEOUT_SECONDS for long runs, or submit a smaller requirement.",
-        {"error_type": "task_timeout"},
-    )
-
-
-def decision_expired(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """The `cancelled` (content, metadata) of a task nobody confirmed within CONFIRMATION_TIMEOUT_SECONDS."""
-    return (
-        "No decision on the requirements analysis arrived within CONFIRMATION_TIMEOUT_SECONDS="
-        f"{settings.confirmation_timeout_seconds:g} s, so the task was cancelled. Submit it again, "
-        "or start it with skip_confirmation: true.",
-        {"reason": "confirmation_timeout"},
-    )
-
-
-def worker_lost(settings: Settings) -> tuple[str, dict[str, Any]]:
-    """The `error` (content, metadata) of a task whose worker stopped renewing its lease (cluster)."""
-    return (
-        "The worker running this task's crew stopped answering (no sign of life for WORKER_LEASE_SECONDS="
-        f"{settings.worker_lease_seconds:g} s) before the crew finished, so the task stopped. What it produced so "
-        "far is kept; submit the requirement again. If it keeps happening, check the workers' logs and memory.",
-        {"error_type": "worker_died"},
-    )

@@ -30,17 +30,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from delivery_service.llm.providers import model_info
-from delivery_service.runs.control_messages import NotAwaitingConfirmation, ThreadFull, not_awaiting, queued_notice
-from delivery_service.runs.phases import (
+from delivery_service.runs.control_messages import (
     CANCELLED_ON_REQUEST,
-    Phase,
-    PhaseWork,
+    NotAwaitingConfirmation,
+    ThreadFull,
     decision,
     decision_expired,
+    not_awaiting,
+    queued_notice,
     revisions_exhausted,
     timed_out,
     worker_lost,
 )
+from delivery_service.runs.phases import Phase, PhaseWork
 from delivery_service.service_errors import ServiceStopping
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable

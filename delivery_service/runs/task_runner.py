@@ -24,10 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from delivery_service.llm.providers import model_info
 from delivery_service.observability.logs import current_task_id
 from delivery_service.runs.control_messages import QUEUE_FULL_RETRY_AFTER_SECONDS, QueueFull
-from delivery_service.runs.crew_execution import ProcessCrews, ThreadCrews
 from delivery_service.runs.phases import Phase, PhaseOutcome, PhaseRunner, PhaseWork
 from delivery_service.runs.queue import TaskQueue
 from delivery_service.runs.task_control import AppendRefused, Condition, Load
@@ -99,9 +97,7 @@ class TaskRunner:
     def __init__(self, settings: Settings, streams: StreamManager) -> None:
         self._settings = settings
         self._streams = streams
-        model = model_info(settings)
-        crews = ProcessCrews if settings.crew_execution == "process" else ThreadCrews
-        self._phases = PhaseRunner(settings, model, crews(settings, (model.provider, model.model)))
+        self._phases = PhaseRunner(settings, crews_in_processes=settings.crew_execution == "process")
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_tasks, thread_name_prefix="crew")
         self._loop = asyncio.get_running_loop()
         self._live: dict[str, LiveTask] = {}
