@@ -60,18 +60,15 @@ class StreamSlots:
             )
         self._open[client] += 1
 
-    def give_back(self, client: str) -> None:
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
-
     @contextmanager
     def held(self, client: str) -> Iterator[None]:
         """Hold a slot taken with `take` for as long as the stream is open."""
         try:
             yield
         finally:
-            self.give_back(client)
+            self._open[client] -= 1
+            if self._open[client] <= 0:
+                del self._open[client]
 
 
 class SecurityHeaders(ResponseStartMiddleware):

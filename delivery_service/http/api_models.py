@@ -23,6 +23,7 @@ from delivery_service.agents import AGENTS
 from delivery_service.deliverables.schemas import Decision
 from delivery_service.http.markdown import render_markdown
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
+from delivery_service.service_layer.delivery import TaskState
 from delivery_service.settings import get_settings
 from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
@@ -175,6 +176,13 @@ class TokenUsage(BaseModel):
     total_tokens: int = 0
 
 
+def _fields(record: TaskRecord, **more: Any) -> dict[str, Any]:
+    """The record's fields and its place in its thread, with `more`: a model takes those it names."""
+    parent_task_id = record.follow_up.parent_task_id if record.follow_up else None
+    thread = {"thread_id": record.thread_id, "revision": record.revision, "request": record.request}
+    return {**vars(record), **thread, "parent_task_id": parent_task_id, **more}
+
+
 class TaskStatusResponse(BaseModel):
     task_id: str
     status: TaskStatus
@@ -192,21 +200,8 @@ class TaskStatusResponse(BaseModel):
     )
 
     @classmethod
-    def of(cls, record: TaskRecord, queue_position: int | None = None) -> TaskStatusResponse:
-        return cls(
-            task_id=record.task_id,
-            status=record.status,
-            queue_position=queue_position,
-            current_agent=record.current_agent,
-            completed_steps=record.completed_steps,
-            total_steps=record.total_steps,
-            last_sequence=record.last_sequence,
-            created_at=record.created_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            error=record.error,
-            usage=TokenUsage(**record.usage),
-        )
+    def of(cls, task: TaskState) -> TaskStatusResponse:
+        return cls(**_fields(task.record, queue_position=task.queue_position))
 
 
 class DeliverableModel(BaseModel):
@@ -268,26 +263,12 @@ class TaskResultResponse(BaseModel):
             if record.follow_up is not None:
                 previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
                 changes = ChangesModel(**AGENTS.changes(previous, current).model_dump())
+        deliverables = [
+            DeliverableModel(**vars(d), html=render_markdown(d.content) if with_html else None)
+            for d in record.deliverables
+        ]
         return cls(
-            task_id=record.task_id,
-            status=record.status,
-            deliverables=[
-                DeliverableModel(
-                    agent_name=d.agent_name,
-                    title=d.title,
-                    content=d.content,
-                    data=d.data,
-                    html=render_markdown(d.content) if with_html else None,
-                )
-                for d in record.deliverables
-            ],
-            summary=record.summary,
-            traceability=traceability,
-            decision=decision,
-            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
-            thread_id=record.thread_id,
-            revision=record.revision,
-            changes=changes,
+            **_fields(record, deliverables=deliverables, traceability=traceability, decision=decision, changes=changes)
         )
 
 
@@ -321,16 +302,9 @@ class TaskSummary(BaseModel):
     @classmethod
     def of(cls, record: TaskRecord, stream_token: str | None) -> TaskSummary:
         return cls(
-            task_id=record.task_id,
-            status=record.status,
-            requirement=record.requirement[:200],
-            created_at=record.created_at,
-            finished_at=record.finished_at,
-            thread_id=record.thread_id,
-            revision=record.revision,
-            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
-            request=record.request[:200],
-            stream_token=stream_token,
+            **_fields(
+                record, requirement=record.requirement[:200], request=record.request[:200], stream_token=stream_token
+            )
         )
 
 
@@ -353,14 +327,7 @@ class ThreadTask(BaseModel):
 
     @classmethod
     def of(cls, record: TaskRecord) -> ThreadTask:
-        return cls(
-            task_id=record.task_id,
-            revision=record.revision,
-            request=record.request,
-            status=record.status,
-            created_at=record.created_at,
-            parent_task_id=record.follow_up.parent_task_id if record.follow_up else None,
-        )
+        return cls(**_fields(record))
 
 
 class ThreadResponse(BaseModel):

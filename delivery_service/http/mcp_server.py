@@ -27,12 +27,18 @@ from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
-from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest, RunTaskResponse, TaskResultResponse
+from delivery_service.http.api_models import (
+    ConfirmRequest,
+    RunTaskRequest,
+    RunTaskResponse,
+    TaskResultResponse,
+    TaskStatusResponse,
+)
 from delivery_service.http.dependencies import requester_of
 from delivery_service.http.error_responses import readable_error
 from delivery_service.http.lifespan import ServiceState, running_service
 from delivery_service.http.mcp_guard import McpGuard
-from delivery_service.http.routes.tasks import started_fields, status_of
+from delivery_service.http.routes.tasks import started_fields
 from delivery_service.http.task_events import task_events
 from delivery_service.service_errors import ServiceError
 from delivery_service.service_layer.delivery import Requester
@@ -96,16 +102,16 @@ async def confirm_delivery(task_id: str, ctx: Context, approved: bool = True, fe
     state, who = _service(ctx)
     async with _as_tool_errors():
         decision = ConfirmRequest(approved=approved, feedback=feedback)
-        status = status_of(await state.delivery.confirm(who, task_id, decision.approved, decision.feedback))
-    return status.model_dump(mode="json")
+        task = await state.delivery.confirm(who, task_id, decision.approved, decision.feedback)
+    return TaskStatusResponse.of(task).model_dump(mode="json")
 
 
 async def cancel_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
     """Cancel a delivery (a finished one is left as it is)."""
     state, who = _service(ctx)
     async with _as_tool_errors():
-        status = status_of(await state.delivery.cancel(who, task_id))
-    return status.model_dump(mode="json")
+        task = await state.delivery.cancel(who, task_id)
+    return TaskStatusResponse.of(task).model_dump(mode="json")
 
 
 async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dict[str, Any]:
@@ -127,7 +133,7 @@ async def run_delivery(requirement: str, ctx: Context, priority: int = 0) -> dic
 
 async def _status_and_result(task_id: str, state: ServiceState, who: Requester) -> dict[str, Any]:
     task = await state.delivery.status(who, task_id)
-    answer: dict[str, Any] = {"status": status_of(task).model_dump(mode="json")}
+    answer: dict[str, Any] = {"status": TaskStatusResponse.of(task).model_dump(mode="json")}
     if task.record.finished:
         result = TaskResultResponse.of(await state.delivery.result(who, task_id))
         answer["result"] = result.model_dump(mode="json", exclude={"usage"})

@@ -48,6 +48,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from delivery_service.http.api_models import ConfirmRequest, RunTaskRequest, TaskResultResponse
 from delivery_service.http.dependencies import API_ERRORS, TOO_MANY, State, Who
@@ -82,7 +83,7 @@ class AgUiOptions(BaseModel):
 )
 async def ag_ui_run(
     run_input: Annotated[RunAgentInput, Body()], request: Request, state: State, who: Who
-) -> StreamingResponse:
+) -> EventSourceResponse:
     options = _options(run_input.forwarded_props)
     if run_input.resume:
         task_id, after = await _resume(run_input, state, who)
@@ -91,10 +92,12 @@ async def ag_ui_run(
         task_id, after = (await state.delivery.start(who, body.user_requirement, body))[0].task_id, 0
     events = _run_events(run_input, task_id, after, state, who)
     encoder = EventEncoder(accept=request.headers.get("accept"))
-    return StreamingResponse(
+    return EventSourceResponse(  # with a `: ping` comment every HEARTBEAT_SECONDS, like the task's stream
         _encoded(events, encoder, options.on_disconnect == "cancel", task_id, state, who),
         media_type=encoder.get_content_type(),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ping=state.settings.heartbeat_seconds,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
     )
 
 
@@ -230,27 +233,14 @@ async def _encoded(
     task_id: str,
     state: ServiceState,
     who: Requester,
-) -> AsyncIterator[str]:
-    """The encoded events, with a comment every HEARTBEAT_SECONDS while none comes; a client gone before
-    the run's last event cancels the task if it asked to."""
+) -> AsyncIterator[bytes]:
+    """The encoded events; a client gone before the run's last event cancels the task if it asked to."""
     finished = False
-    upcoming = events.__aiter__()
-    next_event: asyncio.Future[BaseEvent] = asyncio.ensure_future(anext(upcoming))
     try:
-        while True:
-            done, _ = await asyncio.wait({next_event}, timeout=state.settings.heartbeat_seconds)
-            if not done:
-                yield ": ping\n\n"  # an SSE comment: keeps proxies from closing a quiet run
-                continue
-            try:
-                event = next_event.result()
-            except StopAsyncIteration:
-                break
-            yield encoder.encode(event)
-            next_event = asyncio.ensure_future(anext(upcoming))
+        async for event in events:
+            yield encoder.encode(event).encode()
         finished = True
     finally:
-        next_event.cancel()
         if not finished and cancel_on_disconnect:
             # The response's task is being cancelled: the cancel runs as a task of its own.
             cancel = asyncio.get_running_loop().create_task(state.delivery.cancel(who, task_id))

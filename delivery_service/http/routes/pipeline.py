@@ -45,23 +45,6 @@ class PipelineResponse(BaseModel):
 async def agents() -> PipelineResponse:
     """The agents in the order they run, and what each event type means for a task; no key needed."""
     return PipelineResponse(
-        agents=[
-            AgentInfo(
-                name=agent.name,
-                title=agent.title,
-                title_zh=agent.title_zh,
-                step=step,
-                phase=agent.phase,
-                reviews=agent.reviews,
-                prefixes=list(agent.prefixes),
-                traces_to=list(agent.traces_to),
-            )
-            for step, agent in enumerate(AGENTS, start=1)
-        ],
-        event_types=[
-            EventTypeInfo(
-                event_type=kind, terminal=facts.terminal, status=facts.status, message_type=facts.message_type
-            )
-            for kind, facts in EVENT_FACTS.items()
-        ],
+        agents=[AgentInfo(**vars(agent), step=step) for step, agent in enumerate(AGENTS, start=1)],
+        event_types=[EventTypeInfo(**vars(facts), event_type=kind) for kind, facts in EVENT_FACTS.items()],
     )

@@ -40,9 +40,8 @@ async def healthz(request: Request) -> HealthResponse:
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the store answers, events are being stored, the service takes tasks, the model is loaded."""
     state: ServiceState | None = request.app.state.service
-    checks: dict[str, str] = {}
     if state is None:
-        checks["store"] = f"unavailable: {request.app.state.unavailable}"
+        checks = {"store": f"unavailable: {request.app.state.unavailable}"}
     else:
         checks = await state.engine.readiness()
     ready = all(value == "ok" for value in checks.values())

@@ -35,7 +35,6 @@ from delivery_service.http.dependencies import (
     error_response,
 )
 from delivery_service.prompts import requirement_language
-from delivery_service.service_layer.delivery import TaskState
 from delivery_service.store.records import TaskRecord
 
 router = APIRouter(tags=["tasks"], responses=API_ERRORS)
@@ -96,13 +95,9 @@ def started_fields(
     }
 
 
-def status_of(task: TaskState) -> TaskStatusResponse:
-    return TaskStatusResponse.of(task.record, task.queue_position)
-
-
 @router.get("/api/task/{task_id}/status", response_model=TaskStatusResponse, responses=NOT_FOUND)
 async def task_status(task_id: str, state: State, who: Who) -> TaskStatusResponse:
-    return status_of(await state.delivery.status(who, task_id))
+    return TaskStatusResponse.of(await state.delivery.status(who, task_id))
 
 
 @router.post(
@@ -113,7 +108,7 @@ async def task_status(task_id: str, state: State, who: Who) -> TaskStatusRespons
     summary="Cancel a task; idempotent (a task that has ended is left as it is)",
 )
 async def cancel_task(task_id: str, state: State, who: Who) -> TaskStatusResponse:
-    return status_of(await state.delivery.cancel(who, task_id))
+    return TaskStatusResponse.of(await state.delivery.cancel(who, task_id))
 
 
 @router.post(
@@ -124,7 +119,7 @@ async def cancel_task(task_id: str, state: State, who: Who) -> TaskStatusRespons
     summary="Approve the requirements analysis, or reject it with feedback to have it revised",
 )
 async def confirm_task(task_id: str, body: ConfirmRequest, state: State, who: Who) -> TaskStatusResponse:
-    return status_of(await state.delivery.confirm(who, task_id, body.approved, body.feedback))
+    return TaskStatusResponse.of(await state.delivery.confirm(who, task_id, body.approved, body.feedback))
 
 
 @router.get(
