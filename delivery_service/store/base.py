@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from delivery_service.service_errors import Unavailable
-from delivery_service.store.outbox import OutboxMessage
+from delivery_service.store.outbox import Outbox, OutboxMessage
 from delivery_service.store.records import TaskRecord
-from delivery_service.store.sqlite_outbox import SqliteOutbox
 from delivery_service.store.task_event import EncodedEvent
 
 
@@ -45,7 +44,7 @@ class TaskReads(Protocol):
 class TaskStore(TaskReads, Protocol):
     """The embedded mode's store: the reads, and what its event writer and start-up need."""
 
-    outbox: SqliteOutbox  # the webhook messages `save` stored, for the sender and the delivery log
+    outbox: Outbox  # the webhook messages `save` stored, for the sender and the delivery log
 
     def save(
         self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 
@@ -183,6 +183,21 @@ class Redelivery(enum.Enum):
     QUEUED = "queued"
     UNKNOWN = "unknown"
     PENDING = "pending"  # still being delivered: nothing to redeliver yet
+
+
+class Outbox(Protocol):
+    """The outbox of a store in this process, blocking (call it off the event loop): what `TaskStore.outbox`
+    is, so a new store brings its own. `SqliteOutbox` (sqlite_outbox.py) is SQLite's and memory's."""
+
+    def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]: ...
+
+    def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None: ...
+
+    def deliveries(self, task_id: str) -> list[Delivery]: ...
+
+    def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery: ...
+
+    def pending(self) -> int: ...
 
 
 STOPPED_URL_ERROR = (

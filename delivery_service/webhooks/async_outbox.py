@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, ReceiverRoom, Redelivery
-from delivery_service.store.sqlite_outbox import SqliteOutbox
+from delivery_service.store.outbox import AttemptOutcome, ClaimedMessage, Delivery, Outbox, ReceiverRoom, Redelivery
 
 
 class AsyncOutbox(Protocol):
-    """`store.sqlite_outbox.SqliteOutbox`, awaitable; see there."""
+    """`store.outbox.Outbox`, awaitable; `SqliteOutbox` documents each call."""
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]: ...
 
@@ -25,9 +24,9 @@ class AsyncOutbox(Protocol):
 
 
 class ThreadedOutbox:
-    """A blocking `SqliteOutbox` whose every call runs on a worker thread."""
+    """A blocking `Outbox` whose every call runs on a worker thread."""
 
-    def __init__(self, outbox: SqliteOutbox) -> None:
+    def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
     async def claim_due(self, now: float, lease_seconds: float, room: ReceiverRoom) -> list[ClaimedMessage]:
