@@ -1,12 +1,8 @@
 """Per-task event streams: an ordered, append-only log with live fan-out to any number of subscribers.
 
-Publishing (any thread, usually a crew's worker thread) assigns the next sequence number and builds
-the event and its SSE frame once, then hands them to the `EventWriter`, which stores them and only
-then passes them back to the event loop (`StreamManager.deliver`): so subscribers see nothing that is
-not durable, and the publisher never waits for the disk, the loop or any subscriber. Each subscriber
-walks the shared log with its own cursor, so a slow one holds no one back and costs no extra memory,
-and any subscriber can start from any sequence. Streams of tasks no longer in memory are replayed
-from the store with the same framing (`frames_after`).
+Publishing sequences and frames an event once and hands it to the `EventWriter`, which stores it before
+the loop shows it (`StreamManager.deliver`); the publisher never waits. Each subscriber walks the shared
+log with its own cursor, so a slow one holds no one back.
 """
 
 from __future__ import annotations
@@ -39,12 +35,8 @@ class StreamLimitExceeded(RuntimeError):
 
 
 class EventSink:
-    """What a crew's handler publishes a task's events to: this process's `TaskStream`, a crew process's
-    pipe to it (runs/crew_execution.py) or a worker's Redis Stream (cluster/worker.py).
-
-    `ended` is set once the task has its terminal event (whoever published it); `publish` returns
-    nothing after that. Subclasses implement `publish`.
-    """
+    """What a crew's handler publishes a task's events to (a `TaskStream`, a crew process's pipe, a worker's
+    Redis Stream). `ended` is set once the task has its terminal event; `publish` returns nothing after it."""
 
     def __init__(self) -> None:
         self.ended = threading.Event()
@@ -73,11 +65,8 @@ class StreamLimits:
 
 
 class StreamView:
-    """The frames of one task's stream held in memory, walked by any number of subscribers.
-
-    Event loop only. Frames arrive in sequence order through `show`: from this process's event
-    writer (`TaskStream`), or from a Redis Stream's tail (cluster/replica_streams.py).
-    """
+    """The frames of one task's stream held in memory, walked by any number of subscribers (event loop only).
+    Frames arrive in sequence order through `show`."""
 
     def __init__(self, record: TaskRecord) -> None:
         self.record = record
@@ -104,11 +93,7 @@ class StreamView:
         changed.set()
 
     async def frames_after(self, last_sequence: int) -> AsyncIterator[bytes]:
-        """SSE frames of every event with a sequence above `last_sequence`, live until the terminal one.
-
-        Frames already in the log are sent in writes of up to MAX_FRAMES_PER_WRITE frames; the
-        generator ends after the terminal event (or at once if the task ended before `last_sequence`).
-        """
+        """SSE frames after `last_sequence`, up to MAX_FRAMES_PER_WRITE per write, live until the terminal one."""
         cursor = last_sequence
         self.subscribers += 1
         try:
@@ -149,7 +134,7 @@ class TaskStreams(Protocol):
 
 
 def release_expired(views: dict[str, View], retention_seconds: float) -> list[str]:
-    """Forget finished views older than the retention time that nobody is reading; their task ids."""
+    """`TaskStreams.remove_expired` over `views`."""
     deadline = time.monotonic() - retention_seconds
     expired = [
         task_id
@@ -186,11 +171,8 @@ class TaskStream(StreamView, EventSink):
     def publish(
         self, agent_name: str, event_type: EventType, content: str = "", metadata: dict[str, Any] | None = None
     ) -> TaskEvent | None:
-        """Sequence and enqueue one event. Returns it, or None once the stream has its terminal event.
-
-        Raises StreamLimitExceeded when a non-terminal event would take the stream past its byte
-        budget; terminal events are always accepted, so every stream can still end properly.
-        """
+        """Sequence and enqueue one event; None once the stream has ended. StreamLimitExceeded when a
+        non-terminal event would pass the byte budget (terminal ones always fit, so every stream can end)."""
         content = bounded_content(content, self._limits.max_event_content_chars)
         with self._publish_lock:
             if self.ended.is_set():
@@ -260,7 +242,6 @@ class StreamManager:
 
     @property
     def failure(self) -> str | None:
-        """Why events cannot be stored right now, or None."""
         return self.writer.failure
 
     def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
@@ -285,7 +266,6 @@ class StreamManager:
             cursor = rows[-1][0]
 
     def remove_expired(self) -> list[str]:
-        """Forget finished streams older than the retention time that nobody is reading; their task ids."""
         return release_expired(self._streams, self._retention_seconds)
 
     async def close(self) -> None:

@@ -1,21 +1,12 @@
-"""Task control, written once for both modes: admission, revisions, confirmation, cancellation, timeouts,
-the queued notice, draining, and the figures for metrics.
+"""Task control, written once for both modes: `TaskControl` decides; two ports, each mode's one object, do.
 
-`TaskControl` decides; two ports, which each mode implements in one object, do:
+- `TaskLog`: a task's event log with a *conditional append*: refused once the task has its terminal
+  event, and with a `Condition` only while it holds, which it consumes; so a confirm racing a confirm,
+  or a cancel racing a timeout, has exactly one winner.
+- `PhaseDispatch`: puts a phase of a task in line and hands it to a worker.
 
-- `TaskLog`: a task's event log with a *conditional append*. An append is refused once the task has
-  its terminal event, and with a `Condition` only while it holds (the task waits for a decision; a
-  deadline has passed), then consumed; so a confirm racing a confirm, or a cancel racing a timeout,
-  has exactly one winner. The embedded `TaskRunner` (runs/task_runner.py) checks the conditions on
-  the event loop and appends through the `TaskStream`; the cluster's `ClusterRunner`
-  (cluster/cluster_runner.py) runs the append script in Redis.
-- `PhaseDispatch`: puts a phase of a task in line and hands it to a worker (a thread pool here; the
-  QUEUED sorted set and Celery in the cluster).
-
-Every deadline (a task's running time, a decision's wait, a cluster worker's lease) is recorded with
-the task by its mode and ended by `sweep`, the one place that turns an overdue deadline into the
-task's terminal event. The cluster's workers also stop a crew at TASK_TIMEOUT_SECONDS themselves
-(cluster/worker.py), as they hold the running clock there.
+Every deadline is recorded with the task by its mode and ended by `sweep`, the one place that turns an
+overdue deadline into the task's terminal event (cluster workers also stop a crew at TASK_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
@@ -184,8 +175,7 @@ class Runner(TaskLog, PhaseDispatch, Protocol):
 
 
 class TaskControl:
-    """Admission and control of tasks over a mode's `Runner`; see the module docstring. Each engine is one
-    (engines/engine_parts.py)."""
+    """Admission and control of tasks over a mode's `Runner`; see the module docstring."""
 
     def __init__(self, settings: Settings, runner: Runner) -> None:
         self._settings = settings
@@ -202,8 +192,7 @@ class TaskControl:
         return await self._dispatch.position(task_id)
 
     async def start(self, request: TaskRequest) -> tuple[TaskRecord, bool]:
-        """Store the task and put it in line: its record and whether it waits for a worker. Raises
-        ServiceStopping, QueueFull, or StoreUnavailable."""
+        """The stored task's record and whether it waits for a worker (ServiceStopping, QueueFull, StoreUnavailable)."""
         return await self._admit(request, None)
 
     async def _admit(self, request: TaskRequest, follow_up: FollowUp | None) -> tuple[TaskRecord, bool]:

@@ -1,17 +1,9 @@
 """Runs tasks in this process: the embedded `TaskLog` and `PhaseDispatch` of `TaskControl` (task_control.py).
 
-A task's two phases (phases.py) run on a bounded pool of worker threads (each crew on its thread,
-or in a child process with CREW_EXECUTION=process: see crew_execution.py). With `skip_confirmation: false` the task
-pauses between them (`confirmation_required`) without holding a worker slot. Tasks beyond
-MAX_CONCURRENT_TASKS wait in line by priority, up to MAX_QUEUED_TASKS. Appends go through the task's
-`TaskStream`, whose lock assigns sequences and refuses what follows the terminal event; the conditions
-of an append are checked here, on the event loop. A task's deadline (its running time while a phase
-runs, its decision's while it waits) is kept with it, and a timer runs the control's sweep when it
-passes. Whatever ends a task, its crew stops at its next step (`CrewEventsHandler` refuses to go on
-once the stream has ended).
-
-Everything here runs on the event loop, except `_run_phase`, which runs on a worker thread and only
-publishes events. With REDIS_URL set, cluster/cluster_runner.py takes this module's place.
+Phases run on a pool of MAX_CONCURRENT_TASKS worker threads; a task waiting for a decision holds no slot.
+Appends go through the task's `TaskStream`, whose lock assigns sequences; the conditions of an append are
+checked here. A task's deadline (its running time, or its decision's) is kept with it, and a timer runs
+the control's sweep when it passes. Everything runs on the event loop but the phases.
 """
 
 from __future__ import annotations
@@ -44,11 +36,8 @@ DEADLINE_SLACK_SECONDS = 0.01  # a timer may fire this early and still find its 
 
 
 def fail_interrupted_tasks(store: TaskStore, public_url: str = "") -> int:
-    """End every task a previous process left unfinished with one terminal `error` (at start-up).
-
-    The error takes the next sequence number after the task's last stored event, so a client resuming
-    with its Last-Event-ID receives exactly the rest of the stream, ending in this error.
-    """
+    """End every task a previous process left unfinished with one terminal `error`, the next sequence after
+    its last stored one (at start-up)."""
     interrupted = store.unfinished()
     for record in interrupted:
         event = TaskEvent(
@@ -67,11 +56,8 @@ def fail_interrupted_tasks(store: TaskStore, public_url: str = "") -> int:
 
 @dataclass
 class LiveTask:
-    """What the runner knows of a task that has not ended.
-
-    Event loop only, except `work`, which the task's one running phase updates on its worker thread
-    (a task never has two phases running at once).
-    """
+    """What the runner knows of a task that has not ended. Event loop only, except `work`, which the task's
+    one running phase updates on its worker thread."""
 
     stream: TaskStream
     work: PhaseWork
@@ -240,7 +226,7 @@ class TaskRunner:
             self._set_deadline(task, max(remaining, 0), Condition.TASK_EXPIRED)
             context = contextvars.copy_context()
             context.run(current_task_id.set, task.task_id)
-            future = self._pool.submit(context.run, self._run_phase, task, phase)
+            future = self._pool.submit(context.run, self._phases.run, task.work, phase, task.stream)
             future.add_done_callback(
                 lambda done, task=task, started=started: self._loop.call_soon_threadsafe(
                     self._phase_done, task, started, done
@@ -261,8 +247,3 @@ class TaskRunner:
         if self._busy == 0:
             self._idle.set()
         self._dispatch()
-
-    # --- worker thread ----------------------------------------------------------------------------
-    def _run_phase(self, task: LiveTask, phase: Phase) -> PhaseOutcome:
-        """One phase of a task, on a worker thread."""
-        return self._phases.run(task.work, phase, task.stream)
