@@ -1,19 +1,14 @@
-"""The Celery application of the cluster mode (REDIS_URL): Redis is the broker, one crew per worker process.
+"""The Celery application of the cluster mode: Redis is the broker, one crew per worker process.
 
-API replicas only send messages (`send_phase`); `worker.py` runs them. Delivery is set deliberately:
+Why delivery is set so:
 
-- `task_acks_late`: a message is acknowledged when its phase has run, so a message a worker had
-  taken but never started (the worker died first) goes back to the queue after the visibility
-  timeout and runs elsewhere. A phase already *started* never runs twice: the worker claims it in
-  Redis first (redis_event_log.CLAIM_SCRIPT), and a redelivered message finds it claimed and is dropped.
-- `task_reject_on_worker_lost=False`: a worker process that dies mid-crew does not requeue its
-  message; the task's lease runs out and the API ends the task with a `worker_died` error, once.
-  A crew is not retried, because its LLM calls cost money and its events are already in the stream.
-- `visibility_timeout` above TASK_TIMEOUT_SECONDS plus the stop grace, so a long phase is not
-  redelivered while it runs (and were it redelivered, the claim above refuses it).
+- `task_acks_late`: a message taken by a worker that died before starting it runs elsewhere; a phase
+  already started never runs twice, as a redelivered message finds it claimed (CLAIM_SCRIPT).
+- `task_reject_on_worker_lost=False`: a crew that dies is not retried (its LLM calls cost money, its events
+  are already out); its lease runs out and the API ends the task with `worker_died`, once.
+- `visibility_timeout` above the phase's time limit, so a long phase is not redelivered while it runs.
 - `worker_prefetch_multiplier=1`: a busy process holds no queued task that an idle one could run.
-- Priorities: 0-9 as the API's `priority`, highest first (kombu's Redis transport serves priority
-  0 first, so the message carries 9 - priority).
+- Priorities: kombu's Redis transport serves 0 first, so a message carries 9 - the API's `priority`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The cluster's `TaskLog` and `PhaseDispatch` of `TaskControl` (runs/task_control.py): Redis and Celery.
 
-No replica holds anything of a task. Every append runs the workers' script (`APPEND_SCRIPT`), whose
-conditions are sorted sets: AWAITING (scored by the decision's deadline) and RUNNING (by the worker's
-lease); every replica sweeps them, and the script makes sure one replica ends each overdue task, once.
-A cancel reaches the crew through the stream (the worker watches it and its appends are refused); a
-crew's process still running CREW_STOP_GRACE_SECONDS later is revoked with SIGKILL.
+No replica holds anything of a task. Appends run `APPEND_SCRIPT`, whose conditions are the AWAITING and
+RUNNING sorted sets, scored by deadlines every replica sweeps. A crew's process still running
+CREW_STOP_GRACE_SECONDS after a cancel is revoked with SIGKILL.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
-"""Task event logs in Redis Streams (REDIS_URL), and the scripts that keep them consistent.
+"""Task event logs in Redis Streams, and the Lua scripts that keep them consistent.
 
-One Redis Stream per task holds its events (entries: our `seq` and the `event` JSON; Redis's entry ids
-only serve to resume reading). Several processes write to one task (its worker, any replica that
-cancels, confirms or ends it), so every append is one Lua script that, atomically: refuses an event
-after the terminal one (so a crew learns it must stop); checks an optional *condition* (the task still
-waits for a decision; a worker's lease really ran out), so two replicas racing cannot both succeed;
-takes the next sequence, writes it into the event's JSON and XADDs it; after a terminal event, sets
-the retention expiry of the task's keys.
-
-Each script takes one JSON argument (`script_args`, its fields named at the call). Python hands the
-scripts the rules' data (whether the event is terminal, the byte budget, the webhook id's format)
-rather than Lua spelling them out again: they must run inside the script, atomically with the sequence.
-The task's hash (`meta`) holds the request, the script's counters, what crosses phases
-(`store.work_fields`) and the record projected from the events (store.py).
+One Redis Stream per task holds its events (entries: our `seq` and the `event` JSON). Several processes
+write to one task, so every append is one script that, atomically, refuses an event after the terminal
+one, checks an optional condition (so two replicas racing cannot both succeed), takes the next sequence
+and XADDs the event, and after a terminal event sets the expiry of the task's keys. Python hands the
+scripts the rules' data (terminal or not, the byte budget, the webhook id's format) rather than Lua
+spelling them out again. The task's hash (`meta`) holds the request, the script's counters, what crosses
+phases and the projected record (store.py).
 """
 
 from __future__ import annotations
@@ -46,13 +40,13 @@ FRAME_OVERHEAD_BYTES = 32  # `id: N\ndata: ` and the blank line, counted against
 
 
 def now_ms() -> int:
-    """Deadlines in the sorted sets are wall-clock milliseconds, comparable across machines."""
+    """Wall-clock milliseconds, as the sorted sets' deadlines, comparable across machines."""
     return int(time.time() * 1000)
 
 
 @contextlib.contextmanager
 def redis_answers(action: str) -> Iterator[None]:
-    """A RedisError inside becomes StoreUnavailable("Redis did not answer <action>: ...")."""
+    """A RedisError inside becomes StoreUnavailable."""
     try:
         yield
     except redis.RedisError as exc:
@@ -287,12 +281,10 @@ return 1
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """A client for threads (thread-safe connection pool)."""
     return redis.Redis.from_url(_url(settings), health_check_interval=30)
 
 
 def connect_async(settings: Settings) -> redis.asyncio.Redis:
-    """A client for the event loop."""
     return redis.asyncio.Redis.from_url(_url(settings), health_check_interval=30)
 
 

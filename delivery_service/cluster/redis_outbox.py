@@ -1,11 +1,9 @@
-"""The webhook outbox in Redis (REDIS_URL): the `AsyncOutbox` every API replica's sender claims from.
+"""The webhook outbox in Redis: the `AsyncOutbox` every API replica's sender claims from.
 
-The append script stores a task's messages with their event: one hash per message, the task's list of
-ids, and `WEBHOOKS_DUE`, pending messages scored by when they are due. A claim is one script that moves
-their score past its lease and marks them with its claim token, so two replicas never send one message
-at once, and passes over receivers without room (`outbox.ReceiverRoom`). An outcome is stored only under
-the claim that made it; a message whose sender died is due again when the lease ends (at least once).
-A 410 adds the URL to the task's stopped set, which the claim script checks.
+The append script stores each message as a hash, its id in the task's list and in `WEBHOOKS_DUE` (scored by
+when it is due). A claim moves the score past its lease and marks the message with its token, so two
+replicas never send one message at once; an outcome is stored only under the claim that made it. A 410
+adds the URL to the task's stopped set, which the claim script checks.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Event streams for API replicas (REDIS_URL): every task's Redis Stream tailed once per replica, fanned out.
+"""Event streams for API replicas: every task's Redis Stream tailed once per replica, fanned out.
 
-The first subscriber to a task on this replica adds its stream to the replica's reader: one loop of
-blocking XREADs over every tailed stream at once (one Redis connection however many tasks are
-watched), each stream read from the beginning and then from the last entry id a read actually
-returned. So the replay and the live part are one read loop and nothing can fall between them. A
-new stream wakes the blocked read through the replica's own wake key. The frames go into a
-`StreamView`, where every subscriber of this replica walks them with its own cursor (a Last-Event-ID
-is just a starting cursor), exactly as in the embedded mode. A stream leaves the reader after its
-terminal event; the view is released after STREAM_RETENTION_SECONDS once nobody reads it, and Redis
-keeps the events for TASK_RETENTION_DAYS. The events a replica shows are what its /metrics counts
-(`record_delivered`, as the embedded writer's delivery does): a task watched on two replicas counts on
-both, and a task nobody watches on a replica counts on none.
+One loop of blocking XREADs covers every tailed stream (one connection however many tasks), each read
+from the beginning, then from the last entry id read: replay and live part are one loop, and nothing
+falls between them. A new stream wakes the blocked read through the replica's wake key. Subscribers walk
+a `StreamView`, as in the embedded mode. /metrics counts the events this replica shows.
 """
 
 from __future__ import annotations
@@ -57,7 +50,6 @@ class ClusterStreams:
         return list(self._views.values())
 
     async def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
-        """A task's SSE frames after `last_sequence`, replayed then live, until its terminal event."""
         view = self._views.get(task_id) or await self._open(task_id)
         async for frames in view.frames_after(last_sequence):
             yield frames
@@ -128,7 +120,6 @@ class ClusterStreams:
         record_delivered(delivered)
 
     def remove_expired(self) -> list[str]:
-        """Forget finished views older than the retention time that nobody is reading; their task ids."""
         return release_expired(self._views, self._retention_seconds)
 
     async def close(self) -> None:

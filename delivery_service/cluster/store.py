@@ -1,10 +1,7 @@
-"""Task records in Redis for API replicas (REDIS_URL): projected from each task's events on read.
+"""Task records in Redis, projected from each task's events on read (blocking: call off the event loop).
 
-A task's hash holds its request (the record before any event) and the last projected record with the
-stream entry it reflects. A read applies the entries after that one (`TaskRecord.apply`, as the
-embedded writer does) and saves the result unless a record projected further is already there, so
-every replica reports the same record. The hash also holds what a task's phases hand on
-(`work_fields`). Blocking methods: the API calls them off the event loop.
+A task's hash holds its request and the last projected record with the stream entry it reflects; a read
+applies the entries after it and saves the result unless a record projected further is there already.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ WORK_FIELDS = ("request", "revisions", "analysis", "analysis_data", "feedback", 
 
 
 def work_fields(work: PhaseWork) -> dict[str, str]:
-    """`work`'s handed-on fields for the task's hash, as `work_from_fields` reads them."""
     fields = {
         "revisions": str(work.revisions),
         "analysis": work.analysis,
@@ -117,11 +113,8 @@ class RedisTaskStore:
         return sorted((record for record in records if record is not None), key=lambda record: record.created_at)
 
     def purge_finished_before(self, timestamp: str) -> int:
-        """Drop index entries of tasks created before `timestamp` whose keys Redis has expired.
-
-        Redis itself deletes a finished task TASK_RETENTION_DAYS after its terminal event (the
-        append script sets the expiry); only the index of all tasks is left to tidy.
-        """
+        """Drop index entries of tasks created before `timestamp` whose keys Redis has expired (the
+        append script sets their expiry)."""
         cutoff_ms = int(datetime.fromisoformat(timestamp).timestamp() * 1000)
         with redis_answers("purging tasks"):
             candidates = self._redis.zrangebyscore(TASKS, "-inf", cutoff_ms)

@@ -1,10 +1,8 @@
-"""The Celery worker of the cluster mode: runs one phase of a task per message, one crew per process.
+"""The Celery worker of the cluster mode: runs one phase of a task per message, one crew per process
+(`celery -A delivery_service.cluster.worker worker --concurrency N`).
 
-Start it with `celery -A delivery_service.cluster.worker worker --concurrency N` (N crews at once), with the
-API replicas' settings. A phase is claimed first (CLAIM_SCRIPT); while it runs, the worker keeps a lease
-on the task (if the process dies, the lease runs out and a replica ends the task with `error`), and a
-watcher blocks on the task's stream to see a `cancelled` or timeout from any replica at once, so the
-crew stops at its next step; TASK_TIMEOUT_SECONDS counts every phase of the task.
+A phase is claimed first (CLAIM_SCRIPT); while it runs, the worker renews a lease on the task, and a watcher
+blocks on the task's stream to see it ended by any replica, so the crew stops at its next step.
 """
 
 from __future__ import annotations

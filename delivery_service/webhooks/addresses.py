@@ -1,17 +1,9 @@
 """Where a webhook may go: http(s) URLs whose host resolves only to public addresses (SSRF protection).
 
-A `webhook_url` is checked when a task is made (422 if refused) and again at every attempt, when the
-sender connects: `connect_address` resolves the host once, checks every address it got, and the sender
-connects to the checked address itself (the hostname stays in the Host header and in TLS's SNI and
-certificate check), so a DNS answer that changes between the check and the connection cannot point a
-message at an internal service.
-
-An address is public when it is globally routable; an IPv6 address that carries an IPv4 one (mapped,
-IPv4-compatible, SIIT's translated form, NAT64, 6to4, Teredo) is checked as both, so `[::127.0.0.1]`
-is as loopback as `127.0.0.1`.
-
-The operator's `AllowList` may reach any address: the exact URLs of WEBHOOK_URLS (not their hosts' other
-ports and paths), and the hosts of WEBHOOK_ALLOWED_HOSTS, on the port an entry names or on any port.
+`connect_address` resolves the host once and checks every address; the sender connects to the checked
+address itself, so a DNS answer that changes in between cannot point a message at an internal service.
+An IPv6 address that carries an IPv4 one is checked as both (`[::127.0.0.1]` is loopback). The rules:
+docs/webhooks.md, "no SSRF".
 """
 
 from __future__ import annotations
@@ -36,7 +28,7 @@ class WebhookUrlRefused(ValueError):
 
 @dataclass(frozen=True)
 class AllowList:
-    """Webhook targets the operator lets resolve to any address; see the module docstring."""
+    """Webhook targets the operator lets resolve to any address: WEBHOOK_URLS exactly, WEBHOOK_ALLOWED_HOSTS."""
 
     urls: frozenset[str] = frozenset()
     hosts: frozenset[tuple[str, int | None]] = frozenset()  # (host, port); port None: any port
@@ -117,11 +109,8 @@ def _refused_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None
 
 
 async def connect_address(url: str, allowed: AllowList) -> tuple[str, str]:
-    """The URL's host, and the address to connect to for it, every resolved address checked (unless the
-    operator allows the URL); WebhookUrlRefused otherwise.
-
-    Failing to resolve raises OSError (the sender retries it like a connection error).
-    """
+    """The URL's host and the address to connect to, every resolved address checked unless the operator
+    allows the URL (WebhookUrlRefused); OSError when the host does not resolve."""
     host, port = checked_url(url)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))

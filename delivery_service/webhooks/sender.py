@@ -1,23 +1,9 @@
-"""`WebhookSender`: takes due messages from the outbox and posts them, signed, on the event loop.
+"""`WebhookSender`: claims due messages from the outbox with a lease, posts them signed, stores each outcome.
 
-One sender runs in each API process (embedded: one; cluster: one per replica, all claiming from Redis).
-It claims a batch of due messages with a lease (no other sender takes them meanwhile), posts each one
-concurrently with the Standard Webhooks headers (`standardwebhooks` signs), and stores the outcome.
-
-An attempt, from resolving the host to closing the connection, has WEBHOOK_TIMEOUT_SECONDS in all (a
-deadline, not httpx's per-read timeout, which an answer dripping in a byte at a time never trips); the
-lease is that deadline plus a margin, so it always outlives the attempt and no message is sent twice at
-once. A receiver (a URL's host and port) has at most MAX_PER_RECEIVER of the MAX_IN_FLIGHT attempts at
-once: a claim only takes messages that can start now, and leaves a busy receiver's others due, so a
-slow receiver delays its own messages and no one else's. What an attempt leads to:
-
-- 2xx: delivered;
-- connection errors, timeouts, 429 and 5xx: retried after `WEBHOOK_RETRY_BASE_SECONDS * 2^(n-1)`, +-20 %
-  jitter (or the receiver's `Retry-After`), until WEBHOOK_MAX_ATTEMPTS attempts;
-- 410: failed, and the task's later messages to that URL are not sent;
-- redirects and other 4xx: failed at once (redirects are never followed).
-
-Messages are posted concurrently, so a receiver orders a task's messages by `data.sequence`.
+An attempt has WEBHOOK_TIMEOUT_SECONDS in all (a deadline, not httpx's per-read timeout, which an answer
+dripping in byte by byte never trips), and the lease outlives it, so no message is sent twice at once. A
+receiver has at most MAX_PER_RECEIVER of the MAX_IN_FLIGHT attempts, so a slow one delays only its own
+messages. Outcomes and retries: docs/webhooks.md.
 """
 
 from __future__ import annotations
