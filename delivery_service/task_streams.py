@@ -52,7 +52,6 @@ class EventSink:
         raise NotImplementedError
 
     def publish_system(self, event_type: EventType, content: str, metadata: dict[str, Any] | None = None) -> None:
-        """Publish a task-level event (agent_name `System`)."""
         self.publish(SYSTEM_AGENT, event_type, content, metadata)
 
 

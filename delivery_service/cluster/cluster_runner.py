@@ -121,8 +121,7 @@ class ClusterRunner:
         yield revision
 
     async def awaiting(self, task_id: str) -> tuple[PhaseWork, int] | None:
-        """The work a waiting task's analysis saved with `confirmation_required` (the append's condition
-        then says whether it still waits)."""
+        """The work saved with `confirmation_required` (the append's condition says whether it still waits)."""
         with redis_answers(f"reading task {task_id}"):
             *stored, priority = await self._redis.hmget(TaskKeys(task_id).meta, [*WORK_FIELDS, "priority"])
         return None if stored[0] is None else (work_from_fields(stored), int(priority or 0))

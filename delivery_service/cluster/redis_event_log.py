@@ -102,8 +102,7 @@ def condition_index(condition: Condition) -> str:
     return RUNNING if condition is Condition.LEASE_EXPIRED else AWAITING
 
 
-# The script refuses (AppendRefused) or returns the event's sequence. Whether the event is terminal and
-# the byte budget come from Python (event_types' table, the settings), as the embedded TaskStream's rule.
+# The script returns the event's sequence, or refuses (AppendRefused).
 APPEND_SCRIPT = """
 local meta, events, running, awaiting, queued, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local args = cjson.decode(ARGV[1])

@@ -1,12 +1,9 @@
 """Where a crew runs: on the worker thread itself (`run_job`, the default), or in a child process
-(`ProcessCrews`, CREW_EXECUTION=process); either way with the same handler, model and retries.
+(`ProcessCrews`, CREW_EXECUTION=process, so that crews do not hold the event loop's interpreter lock).
 
-In a thread a crew shares the interpreter lock with the event loop: with many crews at once, every
-request waits its turn behind them (docs/benchmarks.md, "Responsiveness"). A child is forked from a
-forkserver that has imported CrewAI already; its handler publishes through a pipe, and the worker
-thread, which only waits on the pipe, publishes each event to the task's stream. A task that ends
-from outside sends the child a stop; a child that has not stopped after CREW_STOP_GRACE_SECONDS is
-killed, and a child that dies ends its task with an `error`.
+A child is forked from a forkserver that has imported CrewAI; its handler publishes through a pipe to the
+worker thread. A task that ends sends the child a stop; a child still running CREW_STOP_GRACE_SECONDS later
+is killed, and a child that dies ends its task with an `error`.
 """
 
 from __future__ import annotations
@@ -247,7 +244,6 @@ def _ready() -> None:
 
 
 def _child_main(connection: Connection, job: CrewJob, model_labels: tuple[str, str]) -> None:
-    """A child process's whole life: run one crew, report its result, exit."""
     from delivery_service.observability.logs import configure_logging, current_task_id
 
     os.nice(CHILD_NICENESS)

@@ -1,11 +1,9 @@
 """The two phases of a task, wherever they run: an embedded worker thread or a Celery worker process.
 
-The *analysis* (the agents of the `analysis` phase), then the *delivery*: a crew for the test plan,
-the design and any registered agent's document, their traceability computed by the service and
-published as a System `action`, and a crew for the review, which is given that traceability. A
-follow-up (docs/api.md, "Follow-ups") begins with the first agent's triage: agents before the one it
-names are carried over from the parent (their deliverables published again, no model call). `PhaseWork`
-is what one phase hands to the next.
+The *analysis*, then the *delivery*: a crew for the planning documents, their traceability (computed by
+the service, published as an `action`), and a crew for the review, given that traceability. A follow-up
+begins with the first agent's triage: the agents before the one it names are carried over from the parent
+without a model call.
 """
 
 from __future__ import annotations
@@ -126,18 +124,16 @@ class PhaseRunner:
                 if work.follow_up is not None:
                     self._triage(work, sink)
             if phase is Phase.ANALYSIS:
-                kept = work.carried_over(AGENTS.analysis_steps[0])
+                first = AGENTS.analysis_steps[0]
+                kept = work.carried_over(first)
                 if kept is not None:
-                    self._carry_over(sink, AGENTS.analysis_steps[0], kept)
+                    self._carry_over(sink, first, kept)
                     work.analysis, work.analysis_data = kept.content, kept.data
                 else:
                     analysis = self._run_crew(
                         work, sink, AGENTS.analysis_steps, revision=work.revision, follow_up=work.follow_up_context()
                     )
-                    work.analysis, work.analysis_data = (
-                        analysis.last_output,
-                        analysis.data.get(AGENTS.analysis_steps[0]),
-                    )
+                    work.analysis, work.analysis_data = analysis.last_output, analysis.data.get(first)
                     if not work.skip_confirmation:
                         self._ask_for_confirmation(work, sink)
                         return PhaseOutcome.AWAITING_CONFIRMATION
@@ -167,7 +163,6 @@ class PhaseRunner:
         return PhaseOutcome.ENDED
 
     def _run_crew(self, work: PhaseWork, sink: EventSink, steps: tuple[int, ...], **inputs: Any) -> CrewResult:
-        """One crew of a task (some of its steps), its token usage added to the task's."""
         result = self._crews(CrewJob(work.task_id, work.requirement, work.stream_tokens, steps, **inputs), sink)
         for key, value in result.usage.items():
             work.usage[key] = work.usage.get(key, 0) + value
