@@ -1,8 +1,7 @@
 """A worker container's health check: `python -m delivery_service.cluster.health`.
 
-Exits 0 when this host's Celery worker answers a ping through the broker, 1 otherwise. It imports
-only Celery and the settings (not the crews, as `celery -A delivery_service.cluster.worker inspect ping`
-would), so a check every few seconds costs a fraction of a second of CPU.
+Exits 0 when this host's Celery worker answers a ping through the broker, 1 otherwise. It imports no
+crews (unlike `celery -A delivery_service.cluster.worker inspect ping`), so a check costs little CPU.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The cluster on one machine, without Docker: `scripts/cluster` (or `python -m delivery_service.cluster.launcher`).
 
-Starts Debian's (or any) `redis-server` and `nginx` and this project's API replicas and Celery workers,
-all on 127.0.0.1, with the repository's `nginx.conf` rendered for them (`local_nginx_config`), and stops
-them all on Ctrl-C or SIGTERM. Settings come from the environment and `.env`, as for the service;
-REDIS_URL is set for the replicas and workers. Logs and Nginx's files go to `--workdir`.
+Starts `redis-server`, `nginx`, the API replicas and Celery workers on 127.0.0.1, with the settings of the
+environment and `.env` (REDIS_URL set for them), and stops them all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""What control (runs/task_control.py) says in both modes: its refusals, each a `ServiceError`
-(service_errors.py), and the System events it publishes (decisions, deadlines, the queued notice).
-A full line is counted by each mode's dispatch, in its own words.
-"""
+"""What control (runs/task_control.py) says in both modes: its refusals (`ServiceError`s) and the System
+events it publishes. A full line is counted by each mode's dispatch, in its own words."""
 
 from __future__ import annotations
 
