@@ -1,11 +1,9 @@
 """The embedded model's LLM for CrewAI: it fills the JSON skeleton of a deliverable one short line at a time.
 
-A 135M-parameter model given CrewAI's long prompt writes off-topic prose and no valid JSON; given a
-two-line prompt and the start of a sentence, it stays on the subject for a line. So this LLM ignores
-CrewAI's prompt, copies the fixed JSON of the agent's compact template (`prompts.compact_template`) and
-has the model continue each `⟦slot …⟧` for one line of at most SLOT_MAX_TOKENS tokens: the output always
-fits the schema. The review's decision and coverage come from the service's traceability, and a
-follow-up's triage always reruns every agent: neither is the model's.
+Given CrewAI's long prompt, a 135M model writes off-topic prose; given two lines and a sentence's start, it
+stays on the subject for a line. So this LLM copies the agent's compact template (`prompts.compact_template`)
+and has the model continue each `⟦slot …⟧` for one line: the output always fits the schema. The review's
+decision and coverage come from the service's traceability; a follow-up's triage reruns every agent.
 """
 
 from __future__ import annotations
