@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from crewai.agents.parser import AgentAction, AgentFinish
@@ -103,13 +104,7 @@ class CrewEventsHandler:
             EventType.ACTION,
             f"The model request failed ({retry.reason}); retry {retry.attempt} of {retry.max_retries} "
             f"in {retry.delay_seconds:.1f} s.",
-            {
-                "kind": "llm_retry",
-                "attempt": retry.attempt,
-                "max_retries": retry.max_retries,
-                "reason": retry.reason,
-                "delay_seconds": round(retry.delay_seconds, 3),
-            },
+            {"kind": "llm_retry", **asdict(retry), "delay_seconds": round(retry.delay_seconds, 3)},
         )
 
     def on_agent_output(self, agent: AgentSpec, step: int, content: str) -> None:
