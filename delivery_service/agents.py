@@ -1,17 +1,7 @@
-"""The pipeline as data: the agents of a delivery, in the order they run, one registry entry each.
+"""The pipeline as data: `AGENTS`, the ordered registry of a delivery's agents (ARCHITECTURE.md explains it).
 
-An `AgentSpec` holds everything the service knows of an agent: its name, CrewAI role, goal, backstory
-and approach; the title of its deliverable (English and Chinese); its prompt templates; its
-deliverable's schema (`deliverables.schemas`) and renderer (`deliverables.render`); its phase
-(`analysis`, before the requester's confirmation, or `delivery`, after it), whether it reviews the
-delivery (the one agent handed the traceability the service computed, whose summary ends the task);
-the identifier prefixes it defines and those it traces to; and its scripted answer for the fake model.
-
-`AGENTS`, a `Pipeline`, is the one ordered registry the service reads: a step is an agent's place in
-it (1, 2, ...), the triage's `rerun_from` values are its names, `GET /api/agents` lists it. It holds
-the four default agents, built from the plain data of `prompts.py`; modules named by AGENT_PLUGINS
-add their own (`load_plugins`, called by the API process, the Celery workers and crew processes at
-start): a plugin module defines `register(agents: Pipeline)`, which calls `agents.add(spec, after=...)`.
+It holds the four default agents, built from `prompts.py`; a module named in AGENT_PLUGINS adds its own
+with a `register(agents: Pipeline)` that calls `agents.add(spec, after=...)`.
 """
 
 from __future__ import annotations
@@ -53,7 +43,7 @@ Phase = Literal["analysis", "delivery"]
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent of the delivery crew (see the module docstring)."""
+    """Everything the service knows of one agent of the delivery."""
 
     name: str
     role: str
@@ -66,8 +56,8 @@ class AgentSpec:
     schema: type[Document]
     renderer: Renderer
     scripted: Callable[[Brief], dict[str, Any]]
-    phase: Phase = "delivery"
-    reviews: bool = False
+    phase: Phase = "delivery"  # "analysis": before the requester's confirmation
+    reviews: bool = False  # handed the computed traceability; its summary ends the task
     prefixes: tuple[str, ...] = ()  # the identifiers it defines: "US" for US-1, ...
     traces_to: tuple[str, ...] = ()  # the prefixes of the identifiers it refers to
 
@@ -98,7 +88,6 @@ class Pipeline(Sequence[AgentSpec]):
         for spec in specs:
             self.add(spec)
 
-    # --- the registry ---------------------------------------------------------------------------
     def add(self, spec: AgentSpec, *, after: str | None = None) -> None:
         """Register `spec`, last or right after the agent named `after`."""
         if spec.name in self.names or spec.role in {agent.role for agent in self}:
@@ -125,7 +114,6 @@ class Pipeline(Sequence[AgentSpec]):
     def __getitem__(self, index: int | slice) -> AgentSpec | Sequence[AgentSpec]:
         return self._specs[index]
 
-    # --- lookups --------------------------------------------------------------------------------
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(agent.name for agent in self._specs)
@@ -178,15 +166,13 @@ class Pipeline(Sequence[AgentSpec]):
         """Every agent's identifier prefixes, in the pipeline's order (the order of a change list)."""
         return tuple(prefix for agent in self._specs for prefix in agent.prefixes)
 
-    # --- documents ------------------------------------------------------------------------------
     def triage_schema(self) -> type[Triage]:
         """`Triage` whose `rerun_from` is one of these agents' names."""
         rerun_from = Literal[self.names]  # type: ignore[valid-type]
         return create_model("Triage", __base__=Triage, rerun_from=(rerun_from, ...))
 
     def documents(self, data_by_agent: Mapping[str, dict[str, Any] | None]) -> Documents:
-        """Deliverable data, keyed by agent name, as the agents' documents (None where there is none or it
-        no longer fits the schema)."""
+        """Deliverable data by agent name as documents (None where there is none or it no longer fits)."""
         found = []
         for agent in self._specs:
             data = data_by_agent.get(agent.name)

@@ -1,9 +1,7 @@
-"""Prepare the process for CrewAI, then import it once.
+"""Prepare the process for CrewAI, then import it: every module imports CrewAI through this one.
 
-CrewAI must be configured through environment variables *before* its first import: otherwise it
-starts a telemetry thread that hangs process exit when there is no network, asks an interactive
-tracing question on the first kickoff, and writes state under an unwritable HOME. Every module that
-needs CrewAI imports it through this module so the order is guaranteed.
+Its environment must be set before the first import, or CrewAI starts a telemetry thread that hangs exit
+without network, asks an interactive tracing question on kickoff, and writes under an unwritable HOME.
 """
 
 from __future__ import annotations
@@ -45,12 +43,8 @@ _named_locks_guard = threading.Lock()
 
 @contextmanager
 def _in_process_lock(name: str, *, timeout: float) -> Iterator[None]:
-    """CrewAI's named locks, held in memory instead of as files under $TMPDIR.
-
-    CrewAI guards its task-output SQLite file with a file lock; concurrent crews in one process
-    serialise on it (10 crews: 2.6 s instead of 0.4 s). One process owns the file here, so an
-    in-process lock gives the same safety without the file-system round trips.
-    """
+    """CrewAI's named locks in memory, not as files: one process owns its SQLite file here, and crews
+    serialised on the file lock (10 crews: 2.6 s instead of 0.4 s)."""
     with _named_locks_guard:
         lock = _named_locks.setdefault(name, threading.Lock())
     if not lock.acquire(timeout=timeout):
@@ -66,12 +60,8 @@ set_lock_backend(_in_process_lock)
 
 @contextmanager
 def without_crewai_retries() -> Iterator[None]:
-    """Run a crew without CrewAI's own silent retries of rate-limited model calls.
-
-    The service retries model requests itself, visibly and up to LLM_MAX_RETRIES (`llm_retry`);
-    CrewAI's extra attempts on a 429 would multiply them. CrewAI skips its retry loop when this
-    (private, version-pinned) flag is set in the context, which it copies into its helper threads.
-    """
+    """Run a crew without CrewAI's silent retries of a 429, which would multiply the service's own
+    (`llm_retry`). CrewAI skips them while this private, version-pinned context flag is set."""
     from crewai.llms.retry import _active_llm_rate_limit_retry
 
     token = _active_llm_rate_limit_retry.set(True)

@@ -1,11 +1,5 @@
-"""The scripted answers of the `fake` model (LLM_PROVIDER=fake), as data: one function per default agent.
-
-Each takes the `Brief` the fake model read from its prompt (the requirement, the requester's feedback,
-a follow-up's request) and gives the agent's deliverable as JSON-ready data; an agent's registry entry
-(`delivery_service.agents`) names its function. A follow-up's triage picks the first agent whose
-document the request's words name ("test", "design", "review"), and a follow-up adds a story (US-3)
-and a test case (TC-7) of its own.
-"""
+"""The scripted answers of the `fake` model (LLM_PROVIDER=fake), as data: one function per default agent,
+from the `Brief` the model read from its prompt to the agent's deliverable as JSON-ready data."""
 
 from __future__ import annotations
 
@@ -54,8 +48,7 @@ def triage(request: str) -> dict[str, Any]:
 def analysis(brief: Brief) -> dict[str, Any]:
     """The ProductManager's: two stories, three criteria, two non-functional requirements."""
     data = _first_analysis(brief.requirement, brief.feedback)
-    follow_up = brief.follow_up
-    if follow_up:  # a follow-up adds a story of its own; US-1 and US-2 stay as they were
+    if follow_up := brief.follow_up:  # a follow-up adds a story of its own; US-1 and US-2 stay as they were
         data["user_stories"].append({"id": "US-3", "priority": "should", "story": f"As a user, I want: {follow_up}"})
         data["acceptance_criteria"].append(_criterion("3.1", "the new request", "I use it", "it works as asked"))
     return data

@@ -1,14 +1,8 @@
 """Turns one crew run's CrewAI events into the task's events: `CrewEventsHandler`, publishing to an `EventSink`.
 
-Routing: CrewAI's event bus is one object per process and its handlers see every crew's events, in
-no guaranteed order. A *stream sink* (`crewai.events.stream_context.add_stream_sink`) instead lives
-in a contextvar: it is called synchronously, in order, in the emitting context of this run only,
-and CrewAI copies the context into its helper threads. So each run registers its own
-`CrewEventsHandler` as a sink around `kickoff()` (`factory.run_crew`), and every event it sees
-belongs to its task.
-
-The handler must stay a quick hand-off: it only builds slim events and publishes them to the
-task's stream, which never blocks.
+The handler is a CrewAI *stream sink*, not an event-bus handler: the bus is process-wide and unordered,
+while a sink lives in a contextvar (copied into CrewAI's helper threads) and sees only this run's events,
+in order. It must stay a quick hand-off: publishing to the task's stream never blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from crewai.agents.parser import AgentAction, AgentFinish
@@ -49,15 +44,11 @@ _PARSER_FALLBACK_THOUGHT = "Failed to parse LLM response"
 class CrewEventsHandler:
     """Maps one crew run's CrewAI events to task events on its stream.
 
-    Every step yields `agent_start`, `thought`, an `action` for the hand-off of earlier deliverables,
-    optional `delta`s (when the task asked for tokens; chunks are joined so that an agent sends at
-    most one delta per `delta_interval_seconds`, without losing or reordering text), an `action` per
-    retried model request, the model's own reasoning as another `thought` when it gives one, then
-    `output` and `step_end`. `step_by_task_id` maps the crew's CrewAI task ids to steps (`AGENTS.step`).
+    Token chunks are joined into at most one `delta` per agent per `delta_interval_seconds`, without losing
+    or reordering text. `step_by_task_id` maps the crew's CrewAI task ids to steps (`AGENTS.step`).
 
-    To add behaviour (forward outputs to a chat room, count tokens per agent...), subclass it,
-    override the `on_*` hooks, call `super()` so the stream still gets its events, and point the
-    CREW_EVENTS_HANDLER setting at your class (`package.module:ClassName`).
+    To add behaviour, subclass it, override the `on_*` hooks, call `super()` so the stream still gets its
+    events, and point the CREW_EVENTS_HANDLER setting at your class (`package.module:ClassName`).
     """
 
     def __init__(
@@ -86,7 +77,7 @@ class CrewEventsHandler:
     # --- hooks ------------------------------------------------------------------------------------
     def on_agent_start(self, agent: AgentSpec, step: int) -> None:
         self.current_agent = agent
-        metadata = {"step": step, "total_steps": len(AGENTS), "role": agent.role, "title": agent.title}
+        metadata = _step_metadata(step, role=agent.role, title=agent.title)
         self.stream.publish(agent.name, EventType.AGENT_START, f"{agent.role} started: {agent.title}", metadata)
         self.on_agent_thought(agent, agent.approach, source="plan")
         earlier = [spec.title for spec in AGENTS[: step - 1]]
@@ -113,17 +104,11 @@ class CrewEventsHandler:
             EventType.ACTION,
             f"The model request failed ({retry.reason}); retry {retry.attempt} of {retry.max_retries} "
             f"in {retry.delay_seconds:.1f} s.",
-            {
-                "kind": "llm_retry",
-                "attempt": retry.attempt,
-                "max_retries": retry.max_retries,
-                "reason": retry.reason,
-                "delay_seconds": round(retry.delay_seconds, 3),
-            },
+            {"kind": "llm_retry", **asdict(retry), "delay_seconds": round(retry.delay_seconds, 3)},
         )
 
     def on_agent_output(self, agent: AgentSpec, step: int, content: str) -> None:
-        metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS), "title": agent.title}
+        metadata = _step_metadata(step, title=agent.title)
         if (data := self._data_by_step.get(step)) is not None:
             metadata["data"] = data
         if step in self._attempts_by_step:
@@ -147,7 +132,7 @@ class CrewEventsHandler:
             )
 
     def on_step_end(self, agent: AgentSpec, step: int) -> None:
-        metadata: dict[str, Any] = {"step": step, "total_steps": len(AGENTS)}
+        metadata = _step_metadata(step)
         if agent.name in self._usage:
             metadata["usage"] = self._usage[agent.name]
         self.stream.publish(
@@ -156,11 +141,8 @@ class CrewEventsHandler:
 
     # --- CrewAI events ----------------------------------------------------------------------------
     def __call__(self, source: Any, event: Any) -> None:
-        """The stream sink: called by CrewAI for every event of this run, in order.
-
-        Once the task has ended from outside (the server stopping), it stops the crew at its next
-        event: CrewAI lets HookAborted through without retrying.
-        """
+        """The stream sink. Once the task has ended from outside, it stops the crew at its next event
+        (CrewAI lets HookAborted through without retrying)."""
         if self.stream.terminated:
             raise HookAborted("the task has already ended")
         if isinstance(event, LLMStreamChunkEvent):
@@ -236,3 +218,7 @@ class CrewEventsHandler:
     def usage(self) -> dict[str, int]:
         """Token usage of the whole run, summed over agents."""
         return {key: sum(agent_usage[key] for agent_usage in self._usage.values()) for key in USAGE_KEYS}
+
+
+def _step_metadata(step: int, **extra: Any) -> dict[str, Any]:
+    return {"step": step, "total_steps": len(AGENTS), **extra}

@@ -99,20 +99,15 @@ def build_crew(
     """A new sequential crew for some steps of a delivery (`AGENTS.step`), and the step of each CrewAI task id.
 
     A task runs as three crews: the analysis (`AGENTS.analysis_steps`, with the requester's feedback when it
-    is a revision); the delivery's documents (`AGENTS.planning_steps`: the test plan, the design, any
-    registered agent's), given the approved `analysis`; the review (`AGENTS.review_steps`), given the analysis and the `handover` (the
-    documents and their computed traceability).
-    Within a crew each agent's task gets every earlier task as context. In a follow-up each agent also
-    gets its previous document and the request, and the review the computed changes.
-    Each answer must be its deliverable's JSON (`StructuredAnswer`: one repair request, then the text
-    as it is).
+    is a revision); the delivery's documents (`AGENTS.planning_steps`), given the approved `analysis`; the
+    review (`AGENTS.review_steps`), given the analysis and the `handover`. Each task gets every earlier task
+    of its crew as context; in a follow-up, also its agent's previous document and the request.
     """
     language = requirement_language(requirement)
     chinese = language.startswith("Simplified Chinese")
     tasks: list[crewai.Task] = []
     for step in steps:
         spec = AGENTS.at(step)
-        agent = _agent(spec, llm)
         description = spec.templates["full"].description.format(
             requirement=as_prompt_data(requirement), language=language
         )
@@ -131,20 +126,8 @@ def build_crew(
         if analysis is not None and spec.phase != "analysis":
             description = _APPROVED_ANALYSIS.format(analysis=analysis) + description
         answer = StructuredAnswer(spec.schema, spec.renderer, chinese, handover.must_gaps if handover else ())
-        tasks.append(
-            crewai.Task(
-                description=description,
-                expected_output=spec.templates["full"].expected_output,
-                agent=agent,
-                context=list(tasks),
-                guardrail=answer.check,
-                guardrail_max_retries=REPAIR_ATTEMPTS,
-            )
-        )
-    crew = crewai.Crew(
-        agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False
-    )
-    return crew, {str(task.id): step for step, task in zip(steps, tasks, strict=True)}
+        tasks.append(_task(spec, llm, description, spec.templates["full"].expected_output, answer, list(tasks)))
+    return _crew(tasks), {str(task.id): step for step, task in zip(steps, tasks, strict=True)}
 
 
 def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) -> tuple[crewai.Crew, StructuredAnswer]:
@@ -154,7 +137,6 @@ def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) ->
     triage from the returned `StructuredAnswer`.
     """
     language = requirement_language(requirement)
-    agent = _agent(AGENTS[0], llm)
     documents = "\n".join(f"{name}: {document}" for name, document in follow_up.previous.items())
     triage = _TRIAGE.format(
         documents=documents,
@@ -166,19 +148,15 @@ def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) ->
         DATA_PREAMBLE.format(requirement=as_prompt_data(requirement)) + triage + JSON_ONLY.format(language=language)
     )
     answer = StructuredAnswer(AGENTS.triage_schema(), render_triage, language.startswith("Simplified Chinese"))
-    task = crewai.Task(
-        description=description,
-        expected_output="One JSON object: classification, rerun_from, reason.",
-        agent=agent,
-        context=[],  # CrewAI's default is a sentinel that is no list
-        guardrail=answer.check,
-        guardrail_max_retries=REPAIR_ATTEMPTS,
-    )
-    return crewai.Crew(agents=[agent], tasks=[task], process=crewai.Process.sequential, verbose=False), answer
+    expected_output = "One JSON object: classification, rerun_from, reason."
+    return _crew([_task(AGENTS[0], llm, description, expected_output, answer, context=[])]), answer
 
 
-def _agent(spec: AgentSpec, llm: Any) -> crewai.Agent:
-    return crewai.Agent(
+def _task(
+    spec: AgentSpec, llm: Any, description: str, expected_output: str, answer: StructuredAnswer, context: list[Any]
+) -> crewai.Task:
+    """One agent's task, its answer checked by `answer` (one repair request, then the text as it is)."""
+    agent = crewai.Agent(
         role=spec.role,
         goal=spec.goal,
         backstory=spec.backstory,
@@ -187,6 +165,20 @@ def _agent(spec: AgentSpec, llm: Any) -> crewai.Agent:
         max_retry_limit=0,
         max_iter=3,
         verbose=False,
+    )
+    return crewai.Task(
+        description=description,
+        expected_output=expected_output,
+        agent=agent,
+        context=context,  # a list even when empty: CrewAI's default is a sentinel that is no list
+        guardrail=answer.check,
+        guardrail_max_retries=REPAIR_ATTEMPTS,
+    )
+
+
+def _crew(tasks: list[crewai.Task]) -> crewai.Crew:
+    return crewai.Crew(
+        agents=[task.agent for task in tasks], tasks=tasks, process=crewai.Process.sequential, verbose=False
     )
 
 

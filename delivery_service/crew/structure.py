@@ -1,12 +1,9 @@
 """`StructuredAnswer`: a CrewAI task guardrail that turns an agent's answer into its deliverable's data.
 
-CrewAI calls the guardrail with the task's output. A valid answer becomes the data plus the markdown
-rendered from it (the output people read); a review that says `go` while `must_gaps` (must-have
-criteria no test covers) remain is turned into `no_go` with the gap among its reasons, before anyone
-sees it. An invalid one is sent back once, with its errors, as
-CrewAI's guardrail retry (`guardrail_max_retries=1`): that is the repair request. If the repaired
-answer does not fit either, the model's text is kept as it is, with no data, and `fallback_errors` says
-why; the task goes on.
+A valid answer becomes the data and the markdown rendered from it; a review saying `go` over `must_gaps`
+(must-have criteria no test covers) becomes `no_go`. An invalid one is sent back once with its errors
+(CrewAI's guardrail retry is the repair request); if that does not fit either, the model's text is kept
+with no data, `fallback_errors` says why, and the task goes on.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""The base of the LLMs written here: CrewAI's call envelope around a generator of text chunks.
-
-CrewAI only sees an LLM's work through the events the LLM emits itself: call started, one stream
-chunk per piece of text, call completed (or failed). Subclasses say what to send (`conversation`)
-and yield the answer piece by piece (`chunks`); this class emits the events and joins the answer.
-"""
+"""The base of the LLMs written here: CrewAI's call events (started, one per chunk, completed or failed)
+around a generator of text chunks, since CrewAI sees an LLM's work only through the events it emits."""
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +14,12 @@ from crewai.llms.base_llm import BaseLLM, llm_call_context
 from delivery_service.crewai_runtime import crewai  # noqa: F401  (CrewAI must be prepared before its submodules)
 
 Conversation = list[dict[str, str]]
+
+
+def tagged(tag: str, prompt: str, default: str | None = None) -> str | None:
+    """The text a prompt holds between `<tag>` and `</tag>`, stripped, or `default`."""
+    found = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", prompt, re.DOTALL)
+    return found.group(1) if found else default
 
 
 def prompt_text(messages: str | list[Any]) -> str:

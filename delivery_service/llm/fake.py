@@ -1,39 +1,28 @@
-"""A deterministic, scripted model for tests and benchmarks (LLM_PROVIDER=fake).
-
-It behaves like a streaming LLM towards CrewAI (call-started, stream-chunk and call-completed
-events, estimated token usage) but answers from a fixed script: the agent of the calling role's
-registry entry names its scripted answer (`delivery_service.scripted_answers` for the default agents),
-so a run is reproducible, needs no network and costs no tokens. Every answer says that it is scripted.
-"""
+"""A deterministic model for tests and benchmarks (LLM_PROVIDER=fake): it streams the calling agent's
+registry entry's `scripted` answer, so a run is reproducible, offline and free."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from delivery_service import scripted_answers
 from delivery_service.agents import AGENTS
-from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, prompt_text
+from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, prompt_text, tagged
 from delivery_service.scripted_answers import Brief
-
-
-def _block(tag: str, prompt: str, default: str | None = None) -> str | None:
-    found = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", prompt, re.DOTALL)
-    return found.group(1) if found else default
 
 
 def scripted_answer(role: str, prompt: str) -> str:
     """The scripted answer of the agent whose CrewAI role is `role` to `prompt`: its deliverable's JSON."""
-    requirement = _block("requirement", prompt, "(no requirement found)")
-    follow_up = _block("follow_up_request", prompt)
+    requirement = tagged("requirement", prompt, "(no requirement found)")
+    follow_up = tagged("follow_up_request", prompt)
     agent = AGENTS.by_role(role) or AGENTS[-1]
     if follow_up is not None and "<previous_documents>" in prompt:
         triage = json.dumps(scripted_answers.triage(follow_up), ensure_ascii=False)
         return f"Thought: I will triage the follow-up.\nFinal Answer: {triage}"
-    data = agent.scripted(Brief(requirement, _block("feedback", prompt), follow_up))
+    data = agent.scripted(Brief(requirement, tagged("feedback", prompt), follow_up))
     return f"Thought: I will write the {agent.name} deliverable as the JSON asked for.\nFinal Answer: {json.dumps(data, ensure_ascii=False)}"
 
 

@@ -1,10 +1,7 @@
 """Builds the CrewAI LLM a task runs on, from the settings (LLM_PROVIDER and friends).
 
-Every provider but `fake` speaks the OpenAI protocol through the openai SDK: DashScope's
-compatible mode and any OpenAI-compatible endpoint through CrewAI's native OpenAI provider, and the
-embedded model, which serves the same protocol on loopback, through `SkeletonLLM`. Their requests go
-through the task's `RetryingTransport`. A fresh LLM instance is built per task (CrewAI counts token
-usage per instance, and the transport reports retries to that task's stream).
+A fresh instance per task: CrewAI counts token usage per instance, and its `RetryingTransport` reports
+retries to that task's stream.
 """
 
 from __future__ import annotations
@@ -86,10 +83,8 @@ class RetryingOpenAICompletion(OpenAICompletion):
 
 
 def build_llm(settings: Settings, requirement: str, retries: RetryingTransport) -> Any:
-    """A new LLM instance for one task, its requests retried through `retries`.
-
-    Blocking the first time the embedded model starts: call off the event loop.
-    """
+    """A new LLM for one task, its requests retried through `retries` (blocks while the embedded model
+    starts: call off the event loop)."""
     provider = settings.resolved_provider()
     if provider == "fake":
         return ScriptedLLM(model="scripted", chunk_delay_seconds=settings.fake_llm_delay_ms / 1000)

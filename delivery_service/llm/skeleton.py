@@ -1,11 +1,9 @@
 """The embedded model's LLM for CrewAI: it fills the JSON skeleton of a deliverable one short line at a time.
 
-A 135M-parameter model given CrewAI's long prompt writes off-topic prose and no valid JSON; given a
-two-line prompt and the start of a sentence, it stays on the subject for a line. So this LLM ignores
-CrewAI's prompt, copies the fixed JSON of the agent's compact template (`prompts.compact_template`) and
-has the model continue each `⟦slot …⟧` for one line of at most SLOT_MAX_TOKENS tokens: the output always
-fits the schema. The review's decision and coverage come from the service's traceability, and a
-follow-up's triage always reruns every agent: neither is the model's.
+Given CrewAI's long prompt, a 135M model writes off-topic prose; given two lines and a sentence's start, it
+stays on the subject for a line. So this LLM copies the agent's compact template (`prompts.compact_template`)
+and has the model continue each `⟦slot …⟧` for one line: the output always fits the schema. The review's
+decision and coverage come from the service's traceability; a follow-up's triage reruns every agent.
 """
 
 from __future__ import annotations
@@ -20,12 +18,11 @@ import openai
 from pydantic import PrivateAttr
 
 from delivery_service.agents import AGENTS
-from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation
+from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, tagged
 from delivery_service.prompts import SLOT_CLOSE, SLOT_OPEN, as_prompt_data, compact_template, requirement_language
 
 SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(re.escape(SLOT_OPEN) + r"([^⟧]*)" + re.escape(SLOT_CLOSE))
-_TRACEABILITY = re.compile(r"<traceability>\s*(.*?)\s*</traceability>", re.DOTALL)
 _SENTENCE_END = re.compile(r"^(.{8,}?(?:[.!?](?=\s|$)|[。！？]))")
 _EARLIER_EXCERPT_CHARS = 300
 _TRIAGE = {
@@ -33,10 +30,7 @@ _TRIAGE = {
     "rerun_from": "ProductManager",
     "reason": "The embedded demonstration model does not triage requests, so every agent works on this one again.",
 }
-_HANDED_OVER = (
-    re.compile(r"<plan_and_design>\s*(.*?)\s*</plan_and_design>", re.DOTALL),
-    re.compile(r"<analysis>\s*(.*?)\s*</analysis>", re.DOTALL),
-)
+_HANDED_OVER = ("plan_and_design", "analysis")
 
 
 def _one_sentence(text: str) -> str:
@@ -59,9 +53,9 @@ def _latest_deliverable(task: Any) -> str:
     if earlier:
         return str(earlier[-1])
     description = str(getattr(task, "description", ""))
-    for block in _HANDED_OVER:
-        if found := block.search(description):
-            return found.group(1)
+    for tag in _HANDED_OVER:
+        if (found := tagged(tag, description)) is not None:
+            return found
     return ""
 
 
@@ -112,8 +106,8 @@ class SkeletonLLM(ChunkStreamingLLM):
 
     def _with_computed_review(self, skeleton: str, description: str) -> str:
         """The decision and the coverage reason from the traceability the Coordinator was handed."""
-        found = _TRACEABILITY.search(description)
-        traceability = json.loads(found.group(1)) if found else {}
+        found = tagged("traceability", description)
+        traceability = json.loads(found) if found is not None else {}
         covered, criteria = traceability.get("covered", 0), traceability.get("acceptance_criteria", 0)
         chinese = requirement_language(self.requirement).startswith("Simplified Chinese")
         coverage = (
