@@ -1,7 +1,7 @@
 """The design card's crew factory: build a crew of the registry's agents and map its CrewAI events to task events.
 
 This is the public name for extending the service; the code lives in `delivery_service.crew`
-(`events.py`: the handler; `factory.py`: the crew). To add behaviour, subclass the handler and
+(`event_handler.py`: the handler; `factory.py`: the crew). To add behaviour, subclass the handler and
 point CREW_EVENTS_HANDLER at your class (README, "Custom event handlers"):
 
     from crew_factory import CrewEventsHandler
