@@ -99,6 +99,11 @@ def _texts(item: Data, key: str) -> list[str]:
     return [str(entry) for entry in value if isinstance(entry, (str, int, float))] if isinstance(value, list) else []
 
 
+def _section(title: str, body: list[str]) -> list[str]:
+    """A `## title` section, or nothing when `body` is empty."""
+    return ["", f"## {title}", "", *body] if body else []
+
+
 def render(data: Document, renderer: Renderer, chinese: bool = False) -> str:
     """The deliverable as markdown."""
     return _markdown(renderer, data.model_dump(mode="json"), chinese)
@@ -154,15 +159,12 @@ def render_analysis(data: Data, words: dict) -> list[str]:
         f"{words['when']} {_text(c, 'when')}, {words['then']} {_text(c, 'then')}"
         for c in _items(data, "acceptance_criteria")
     ]
-    if _items(data, "non_functional"):
-        lines += ["", f"## {words['nfr']}", ""]
-        lines += [
-            f"- **{_text(n, 'id')}:** {_text(n, 'requirement')} ({words['target']}: {_text(n, 'target')})"
-            for n in _items(data, "non_functional")
-        ]
-    if _texts(data, "open_questions"):
-        lines += ["", f"## {words['questions']}", ""] + [f"- {q}" for q in _texts(data, "open_questions")]
-    return lines
+    nfr = [
+        f"- **{_text(n, 'id')}:** {_text(n, 'requirement')} ({words['target']}: {_text(n, 'target')})"
+        for n in _items(data, "non_functional")
+    ]
+    lines += _section(words["nfr"], nfr)
+    return lines + _section(words["questions"], [f"- {q}" for q in _texts(data, "open_questions")])
 
 
 def render_plan(data: Data, words: dict) -> list[str]:
@@ -187,27 +189,22 @@ def render_design(data: Data, words: dict) -> list[str]:
         lines.append(
             f"- **{_text(component, 'id')} {_text(component, 'name')}:** {_text(component, 'responsibility')}{serves}"
         )
-    if _items(data, "data_model"):
-        lines += ["", f"## {words['data_model']}", ""]
-        lines += [f"- **{_text(e, 'entity')}:** {', '.join(_texts(e, 'fields'))}" for e in _items(data, "data_model")]
-    if _items(data, "api"):
-        rows = [
-            [_text(e, "method"), f"`{_text(e, 'path')}`", _text(e, "purpose"), ", ".join(_texts(e, "serves"))]
-            for e in _items(data, "api")
-        ]
-        lines += ["", f"## {words['api']}", "", *_table(words["api_columns"], rows)]
-    if _text(data, "diagram"):
-        lines += ["", f"## {words['diagram']}", "", "```mermaid", _text(data, "diagram"), "```"]
-    if _items(data, "risks"):
-        lines += ["", f"## {words['risks']}", ""]
-        lines += [
-            f"- **{_text(r, 'id')}:** {_text(r, 'risk')} ({words['fix']}: {_text(r, 'mitigation')})"
-            for r in _items(data, "risks")
-        ]
-    if _items(data, "milestones"):
-        lines += ["", f"## {words['milestones']}", ""]
-        lines += [f"- **{_text(m, 'name')}:** {', '.join(_texts(m, 'scope'))}" for m in _items(data, "milestones")]
-    return lines
+    entities = [f"- **{_text(e, 'entity')}:** {', '.join(_texts(e, 'fields'))}" for e in _items(data, "data_model")]
+    lines += _section(words["data_model"], entities)
+    rows = [
+        [_text(e, "method"), f"`{_text(e, 'path')}`", _text(e, "purpose"), ", ".join(_texts(e, "serves"))]
+        for e in _items(data, "api")
+    ]
+    lines += _section(words["api"], _table(words["api_columns"], rows) if rows else [])
+    diagram = _text(data, "diagram")
+    lines += _section(words["diagram"], ["```mermaid", diagram, "```"] if diagram else [])
+    risks = [
+        f"- **{_text(r, 'id')}:** {_text(r, 'risk')} ({words['fix']}: {_text(r, 'mitigation')})"
+        for r in _items(data, "risks")
+    ]
+    lines += _section(words["risks"], risks)
+    milestones = [f"- **{_text(m, 'name')}:** {', '.join(_texts(m, 'scope'))}" for m in _items(data, "milestones")]
+    return lines + _section(words["milestones"], milestones)
 
 
 def render_review(data: Data, words: dict) -> list[str]:
