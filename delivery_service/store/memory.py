@@ -15,10 +15,7 @@ from delivery_service.store.task_event import EncodedEvent
 
 
 class MemoryTaskStore:
-    """The same interface kept in this process: nothing survives a restart.
-
-    The webhook outbox is the SQLite store's, on an in-memory database of its own.
-    """
+    """Nothing survives a restart; the webhook outbox is SQLite's, on an in-memory database of its own."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,8 +83,8 @@ class MemoryTaskStore:
             for task_id in expired:
                 del self._tasks[task_id]
                 self._events.pop(task_id, None)
-                for statement in sqlite_outbox.purge_statements("?"):
-                    self._outbox_db.execute(statement, (task_id,))
+                for table in sqlite_outbox.TABLES:
+                    self._outbox_db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
         return len(expired)
 
     def check(self) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from delivery_service.store.outbox import (
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS webhook_stopped_urls (
     PRIMARY KEY (task_id, url)
 ) WITHOUT ROWID;
 """
+
+TABLES = ("webhook_messages", "webhook_stopped_urls")  # both keyed by task_id, purged with their task
 
 INSERT = (
     "INSERT OR IGNORE INTO webhook_messages (webhook_id, task_id, sequence, type, url, body, created_at, next_attempt_at) "
@@ -98,7 +100,7 @@ class SqliteOutbox:
                 "UPDATE webhook_messages SET next_attempt_at = ?, claim = ? WHERE webhook_id = ?",
                 [(now + lease_seconds, claim, row["webhook_id"]) for row in rows],
             )
-        return [ClaimedMessage(**{key: row[key] for key in row.keys()}, claim=claim) for row in rows]
+        return [ClaimedMessage(**dict(row), claim=claim) for row in rows]
 
     def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
         """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""
@@ -128,7 +130,7 @@ class SqliteOutbox:
             "FROM webhook_messages WHERE task_id = ? ORDER BY sequence, webhook_id",
             (task_id,),
         )
-        return [Delivery(**{key: row[key] for key in row.keys()}) for row in rows]
+        return [Delivery(**dict(row)) for row in rows]
 
     def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
         """Send a delivered or failed message again, with a fresh retry budget."""
@@ -154,9 +156,3 @@ class SqliteOutbox:
 
     def pending(self) -> int:
         return int(self._read("SELECT COUNT(*) AS n FROM webhook_messages WHERE status = 'pending'")[0]["n"])
-
-
-def purge_statements(expired_tasks: str) -> Iterator[str]:
-    """Statements deleting the outbox rows of the tasks `expired_tasks` (a SELECT of task ids) names."""
-    yield f"DELETE FROM webhook_messages WHERE task_id IN ({expired_tasks})"
-    yield f"DELETE FROM webhook_stopped_urls WHERE task_id IN ({expired_tasks})"

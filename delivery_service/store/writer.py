@@ -91,11 +91,9 @@ class EventWriter:
             items = [self._queue.get(timeout=timeout)]
         except queue.Empty:
             return []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
+        while not self._queue.empty():  # this thread alone takes from the queue
+            items.append(self._queue.get_nowait())
+        return items
 
     def _run(self) -> None:
         unsaved: list[PendingEvent] = []
