@@ -107,10 +107,10 @@ class Settings(BaseSettings):
         return value
 
     def agent_plugin_modules(self) -> tuple[str, ...]:
-        return tuple(module.strip() for module in self.agent_plugins.split(",") if module.strip())
+        return tuple(_comma_list(self.agent_plugins))
 
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _comma_list(self.cors_origins)
 
     # --- webhooks (off unless WEBHOOK_SECRET is set) -----------------------------------------------
     webhook_secret: SecretStr | None = None
