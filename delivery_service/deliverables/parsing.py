@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from delivery_service.deliverables.schemas import Document
 
-_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)```", re.DOTALL)
+FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")
+_FENCE = re.compile(FENCE_START.pattern + "(.*?)```", re.DOTALL)
 MAX_ERRORS = 12
 
 

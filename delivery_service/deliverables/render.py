@@ -7,12 +7,12 @@ document to the next; headings are English or Chinese (`chinese=True` for a Chin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
 
+from delivery_service.deliverables.parsing import FENCE_START
 from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TestPlan, Triage
 from delivery_service.deliverables.traceability import Traceability
 
@@ -75,8 +75,6 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
 
 
-_FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")  # as deliverables.parsing finds a fenced answer
-
 # The renderers read the deliverable's JSON data, whole or as far as a model has written it: a missing
 # (or not yet readable) field reads as empty, and a section appears once its field has begun. Each agent's
 # registry entry names its renderer (`delivery_service.agents`); `words` are WORDS in the reader's language.
@@ -135,7 +133,7 @@ def live_markdown(renderer: Renderer | None, text: str, chinese: bool = False) -
 
 def _json_so_far(text: str) -> tuple[str, str] | None:
     """(the text before the JSON, the JSON written so far): a ```json fence's content, else from the first `{`."""
-    fence = _FENCE_START.search(text)
+    fence = FENCE_START.search(text)
     if fence is not None:
         body = text[fence.end() :]
         return text[: fence.start()], body.split("```", 1)[0]
