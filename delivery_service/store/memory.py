@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -34,7 +33,7 @@ class MemoryTaskStore:
                 self._tasks[record.task_id] = record
             for encoded in events:
                 self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
-            self._outbox_db.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
+            sqlite_outbox.insert(self._outbox_db, messages)
 
     @contextmanager
     def _outbox_transaction(self, action: str) -> Iterator[sqlite3.Connection]:

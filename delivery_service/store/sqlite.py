@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
@@ -241,7 +240,7 @@ class SqliteTaskStore:
                 "sequence = excluded.sequence, title = excluded.title, content = excluded.content, data = excluded.data",
                 deliverables,
             )
-            self._writer.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
+            sqlite_outbox.insert(self._writer, messages)
 
     def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._read_lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -54,16 +55,17 @@ CREATE TABLE IF NOT EXISTS webhook_stopped_urls (
 
 TABLES = ("webhook_messages", "webhook_stopped_urls")  # both keyed by task_id, purged with their task
 
-INSERT = (
-    "INSERT OR IGNORE INTO webhook_messages (webhook_id, task_id, sequence, type, url, body, created_at, next_attempt_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
 _COLUMNS = "webhook_id, task_id, sequence, type, url, body, created_at, attempts, attempts_base"
 
 
-def insert_rows(messages: Sequence[OutboxMessage], now: float) -> list[tuple[object, ...]]:
-    return [(m.webhook_id, m.task_id, m.sequence, m.type, m.url, m.body, now, now) for m in messages]
+def insert(connection: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Store new messages, due now (in the transaction of their events)."""
+    now = time.time()
+    connection.executemany(
+        "INSERT OR IGNORE INTO webhook_messages (webhook_id, task_id, sequence, type, url, body, created_at, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m.webhook_id, m.task_id, m.sequence, m.type, m.url, m.body, now, now) for m in messages],
+    )
 
 
 class SqliteOutbox:
