@@ -138,7 +138,7 @@ class SqliteOutbox:
         """Send a delivered or failed message again, with a fresh retry budget."""
         with self._transaction("queue a webhook redelivery in") as writer:
             row = writer.execute(
-                "SELECT status FROM webhook_messages WHERE task_id = ? AND webhook_id = ?", (task_id, webhook_id)
+                "SELECT status, url FROM webhook_messages WHERE task_id = ? AND webhook_id = ?", (task_id, webhook_id)
             ).fetchone()
             if row is None:
                 return Redelivery.UNKNOWN
@@ -149,11 +149,7 @@ class SqliteOutbox:
                 "WHERE webhook_id = ?",
                 (now, webhook_id),
             )
-            writer.execute(
-                "DELETE FROM webhook_stopped_urls WHERE task_id = ? AND url = (SELECT url FROM webhook_messages "
-                "WHERE webhook_id = ?)",
-                (task_id, webhook_id),
-            )
+            writer.execute("DELETE FROM webhook_stopped_urls WHERE task_id = ? AND url = ?", (task_id, row["url"]))
         return Redelivery.QUEUED
 
     def pending(self) -> int:
