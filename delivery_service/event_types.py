@@ -1,11 +1,7 @@
 """The event types of a task's stream (docs/api.md, "Event types") and the facts about each, in one table.
 
-For each type: whether it ends the task (exactly one terminal event, last), the task status it sets
-(the status a webhook message reports, and the command line's word for an ending), and the webhook
-message type it causes. The store's projection (`store.records`), the webhook outbox (`store.outbox`),
-the metrics and the command line read this table; the test UI reads the same facts from
-`GET /api/agents`. It is plain data, so the command line, which imports none of the service,
-may import it too.
+Plain data, read by the store's projection, the webhook outbox, the metrics, the command line (which
+imports none of the service) and, through `GET /api/agents`, the test UI.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ class EventType(str, Enum):
 
 @dataclass(frozen=True)
 class EventFacts:
-    terminal: bool = False
+    terminal: bool = False  # it ends the task: exactly one terminal event, last
     status: str | None = None  # the task status the event sets (a value of `store.records.TaskStatus`)
     message_type: str | None = None  # the webhook message it causes
 

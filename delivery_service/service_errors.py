@@ -1,19 +1,8 @@
 """The failures every front door reports alike: which failure, which status, which Retry-After.
 
-A `ServiceError` carries its message (what happened, what to do), its HTTP `status` and the seconds of
-its `Retry-After` header (None: no header). The HTTP layer turns any of them into `{"detail": message}`
-with one handler, the MCP server into a tool error, AG-UI into its error: the same failure always gets
-the same answer. The store and the runners raise them too (`StoreUnavailable`, `ServiceStopping`,
-`QueueFull`, ...), so this module sits below everything and imports nothing of ours.
-
-| class | status | Retry-After | when |
-|---|---|---|---|
-| `InvalidRequest` | 422 | - | a field the schema accepts but the service refuses (a webhook URL) |
-| `NotFound` | 404 | - | no such task, thread or webhook message, or another key's |
-| `Conflict` | 409 | - | the task is not in the state the request needs |
-| `LimitReached` | 429 | the limit's own wait | a rate limit, a stream cap, a full waiting line |
-| `Unavailable` | 503 | 30 | the task store cannot answer (`store.base.StoreUnavailable`) |
-| `ServiceStopping` | 503 | 5 | the service is draining and takes no new task |
+A `ServiceError`'s message says what happened and what to do; `status` is its HTTP status, `retry_after`
+its Retry-After seconds (None: no header). The table is docs/api.md's "Which failure, which status, which
+Retry-After". The store and the runners raise them too, so this module imports nothing of ours.
 """
 
 from __future__ import annotations

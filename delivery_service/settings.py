@@ -1,8 +1,4 @@
-"""Every setting of the service, in one pydantic-settings class.
-
-Values come from the environment first, then from `.env` in the working directory. `.env.example`
-documents each of them; keep the two in step.
-"""
+"""Every setting of the service, from the environment, then `.env`; keep `.env.example` in step."""
 
 from __future__ import annotations
 
@@ -87,7 +83,6 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=15.0, ge=1)
 
     def cluster(self) -> bool:
-        """True when API replicas share Redis and crews run on Celery workers."""
         return bool(self.redis_url and self.redis_url.get_secret_value())
 
     # --- access ---------------------------------------------------------------------------------
@@ -107,10 +102,10 @@ class Settings(BaseSettings):
         return value
 
     def agent_plugin_modules(self) -> tuple[str, ...]:
-        return tuple(module.strip() for module in self.agent_plugins.split(",") if module.strip())
+        return tuple(_comma_list(self.agent_plugins))
 
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _comma_list(self.cors_origins)
 
     # --- webhooks (off unless WEBHOOK_SECRET is set) -----------------------------------------------
     webhook_secret: SecretStr | None = None

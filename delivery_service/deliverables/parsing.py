@@ -1,9 +1,7 @@
 """A model's answer as a deliverable's data: find the JSON, validate it, and say what is wrong in words.
 
-Models wrap JSON in markdown fences, add a sentence before it, or write almost-right objects. The answer
-is taken from a ```json fence when there is one, else from its first `{` to its last `}`; then the
-agent's schema validates it. The errors, one line each with the path of the field, go back to the model
-in one repair request (`repair_request`).
+Models wrap JSON in fences, add a sentence before it, or write almost-right objects: the errors, one line
+each with the field's path, go back to the model in one repair request.
 """
 
 from __future__ import annotations
@@ -16,7 +14,8 @@ from pydantic import ValidationError
 
 from delivery_service.deliverables.schemas import Document
 
-_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)```", re.DOTALL)
+FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")
+_FENCE = re.compile(FENCE_START.pattern + "(.*?)```", re.DOTALL)
 MAX_ERRORS = 12
 
 

@@ -7,12 +7,12 @@ document to the next; headings are English or Chinese (`chinese=True` for a Chin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
 
+from delivery_service.deliverables.parsing import FENCE_START
 from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TestPlan, Triage
 from delivery_service.deliverables.traceability import Traceability
 
@@ -75,8 +75,6 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
 
 
-_FENCE_START = re.compile(r"```(?:json|JSON)?[ \t]*\n")  # as deliverables.parsing finds a fenced answer
-
 # The renderers read the deliverable's JSON data, whole or as far as a model has written it: a missing
 # (or not yet readable) field reads as empty, and a section appears once its field has begun. Each agent's
 # registry entry names its renderer (`delivery_service.agents`); `words` are WORDS in the reader's language.
@@ -97,6 +95,11 @@ def _items(item: Data, key: str) -> list[Data]:
 def _texts(item: Data, key: str) -> list[str]:
     value = item.get(key)
     return [str(entry) for entry in value if isinstance(entry, (str, int, float))] if isinstance(value, list) else []
+
+
+def _section(title: str, body: list[str]) -> list[str]:
+    """A `## title` section, or nothing when `body` is empty."""
+    return ["", f"## {title}", "", *body] if body else []
 
 
 def render(data: Document, renderer: Renderer, chinese: bool = False) -> str:
@@ -130,7 +133,7 @@ def live_markdown(renderer: Renderer | None, text: str, chinese: bool = False) -
 
 def _json_so_far(text: str) -> tuple[str, str] | None:
     """(the text before the JSON, the JSON written so far): a ```json fence's content, else from the first `{`."""
-    fence = _FENCE_START.search(text)
+    fence = FENCE_START.search(text)
     if fence is not None:
         body = text[fence.end() :]
         return text[: fence.start()], body.split("```", 1)[0]
@@ -154,15 +157,12 @@ def render_analysis(data: Data, words: dict) -> list[str]:
         f"{words['when']} {_text(c, 'when')}, {words['then']} {_text(c, 'then')}"
         for c in _items(data, "acceptance_criteria")
     ]
-    if _items(data, "non_functional"):
-        lines += ["", f"## {words['nfr']}", ""]
-        lines += [
-            f"- **{_text(n, 'id')}:** {_text(n, 'requirement')} ({words['target']}: {_text(n, 'target')})"
-            for n in _items(data, "non_functional")
-        ]
-    if _texts(data, "open_questions"):
-        lines += ["", f"## {words['questions']}", ""] + [f"- {q}" for q in _texts(data, "open_questions")]
-    return lines
+    nfr = [
+        f"- **{_text(n, 'id')}:** {_text(n, 'requirement')} ({words['target']}: {_text(n, 'target')})"
+        for n in _items(data, "non_functional")
+    ]
+    lines += _section(words["nfr"], nfr)
+    return lines + _section(words["questions"], [f"- {q}" for q in _texts(data, "open_questions")])
 
 
 def render_plan(data: Data, words: dict) -> list[str]:
@@ -187,27 +187,22 @@ def render_design(data: Data, words: dict) -> list[str]:
         lines.append(
             f"- **{_text(component, 'id')} {_text(component, 'name')}:** {_text(component, 'responsibility')}{serves}"
         )
-    if _items(data, "data_model"):
-        lines += ["", f"## {words['data_model']}", ""]
-        lines += [f"- **{_text(e, 'entity')}:** {', '.join(_texts(e, 'fields'))}" for e in _items(data, "data_model")]
-    if _items(data, "api"):
-        rows = [
-            [_text(e, "method"), f"`{_text(e, 'path')}`", _text(e, "purpose"), ", ".join(_texts(e, "serves"))]
-            for e in _items(data, "api")
-        ]
-        lines += ["", f"## {words['api']}", "", *_table(words["api_columns"], rows)]
-    if _text(data, "diagram"):
-        lines += ["", f"## {words['diagram']}", "", "```mermaid", _text(data, "diagram"), "```"]
-    if _items(data, "risks"):
-        lines += ["", f"## {words['risks']}", ""]
-        lines += [
-            f"- **{_text(r, 'id')}:** {_text(r, 'risk')} ({words['fix']}: {_text(r, 'mitigation')})"
-            for r in _items(data, "risks")
-        ]
-    if _items(data, "milestones"):
-        lines += ["", f"## {words['milestones']}", ""]
-        lines += [f"- **{_text(m, 'name')}:** {', '.join(_texts(m, 'scope'))}" for m in _items(data, "milestones")]
-    return lines
+    entities = [f"- **{_text(e, 'entity')}:** {', '.join(_texts(e, 'fields'))}" for e in _items(data, "data_model")]
+    lines += _section(words["data_model"], entities)
+    rows = [
+        [_text(e, "method"), f"`{_text(e, 'path')}`", _text(e, "purpose"), ", ".join(_texts(e, "serves"))]
+        for e in _items(data, "api")
+    ]
+    lines += _section(words["api"], _table(words["api_columns"], rows) if rows else [])
+    diagram = _text(data, "diagram")
+    lines += _section(words["diagram"], ["```mermaid", diagram, "```"] if diagram else [])
+    risks = [
+        f"- **{_text(r, 'id')}:** {_text(r, 'risk')} ({words['fix']}: {_text(r, 'mitigation')})"
+        for r in _items(data, "risks")
+    ]
+    lines += _section(words["risks"], risks)
+    milestones = [f"- **{_text(m, 'name')}:** {', '.join(_texts(m, 'scope'))}" for m in _items(data, "milestones")]
+    return lines + _section(words["milestones"], milestones)
 
 
 def render_review(data: Data, words: dict) -> list[str]:

@@ -15,15 +15,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-STORY_ID = r"^US-[1-9][0-9]*$"
-CRITERION_ID = r"^AC-[1-9][0-9]*\.[1-9][0-9]*$"
-NFR_ID = r"^NFR-[1-9][0-9]*$"
-TEST_CASE_ID = r"^TC-[1-9][0-9]*$"
-COMPONENT_ID = r"^C-[1-9][0-9]*$"
-RISK_ID = r"^R-[1-9][0-9]*$"
-
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-StoryId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=STORY_ID)]
+StoryId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^US-[1-9][0-9]*$")]
+CriterionId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^AC-[1-9][0-9]*\.[1-9][0-9]*$")]
+NfrId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^NFR-[1-9][0-9]*$")]
+TestCaseId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^TC-[1-9][0-9]*$")]
+ComponentId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^C-[1-9][0-9]*$")]
+RiskId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^R-[1-9][0-9]*$")]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
 
@@ -47,13 +45,13 @@ def _unique(kind: str, ids: Iterable[str]) -> None:
 
 # --- ProductManager ----------------------------------------------------------------------------------
 class UserStory(Document):
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=STORY_ID)]
+    id: StoryId
     priority: Literal["must", "should", "could", "wont"]
     story: Text
 
 
 class AcceptanceCriterion(Document):
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=CRITERION_ID)]
+    id: CriterionId
     story_id: StoryId
     given: Text
     when: Text
@@ -61,7 +59,7 @@ class AcceptanceCriterion(Document):
 
 
 class NonFunctionalRequirement(Document):
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=NFR_ID)]
+    id: NfrId
     requirement: Text
     target: Text
 
@@ -94,7 +92,7 @@ class RequirementsAnalysis(Document):
 class TestCase(Document):
     __test__ = False  # a deliverable's test case, not a pytest class
 
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=TEST_CASE_ID)]
+    id: TestCaseId
     title: Text
     type: Literal["functional", "edge", "negative", "performance", "security", "usability"]
     steps: list[Text] = Field(min_length=1)
@@ -121,7 +119,7 @@ class TestPlan(Document):
 
 # --- SoftwareDeveloper ---------------------------------------------------------------------------------
 class Component(Document):
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=COMPONENT_ID)]
+    id: ComponentId
     name: Text
     responsibility: Text
     serves: list[Reference] = Field(default_factory=list)
@@ -140,7 +138,7 @@ class Endpoint(Document):
 
 
 class Risk(Document):
-    id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=RISK_ID)]
+    id: RiskId
     risk: Text
     mitigation: Text
 

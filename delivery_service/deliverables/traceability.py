@@ -1,13 +1,6 @@
 """How well a delivery's documents fit together, computed by the service from their data, never by a model.
 
-`trace` takes the analysis, test plan and design (any of them may be missing: a model whose output
-could not be brought into shape) and answers the contract's `traceability` object: coverage of the
-acceptance criteria by test cases, references to identifiers that do not exist, stories that no
-component serves. `decide` applies the contract's rule to the Coordinator's decision: never `go` while
-a `must` story has an uncovered criterion.
-
-Stories prioritised `wont` are out of scope: their criteria are not counted, and no component needs to
-serve them.
+Stories prioritised `wont` are out of scope: their criteria are not counted, and no component need serve them.
 """
 
 from __future__ import annotations
@@ -45,11 +38,8 @@ def trace(
     design: TechnicalDesign | None,
     others: Sequence[Document] = (),
 ) -> Traceability:
-    """The traceability of whatever documents there are (a missing one covers and serves nothing).
-
-    `others` are the documents of further agents (a registered fifth one): their identifiers can be
-    referred to, and their references to nothing are dangling, like the plan's and the design's.
-    """
+    """The traceability of whatever documents there are (a missing one covers and serves nothing); `others`
+    (further agents') define identifiers and may refer to missing ones, like the plan and the design."""
     stories = {story.id: story for story in analysis.user_stories} if analysis else {}
     in_scope = {story_id for story_id, story in stories.items() if story.priority != "wont"}
     all_criteria = analysis.acceptance_criteria if analysis else []
@@ -94,10 +84,8 @@ def must_gaps(analysis: RequirementsAnalysis | None, traceability: Traceability)
 def decide(
     review: DeliveryReview | None, analysis: RequirementsAnalysis | None, traceability: Traceability
 ) -> tuple[Decision, list[str]]:
-    """The delivery's decision and its reasons: the Coordinator's, but never `go` with a `must` gap.
-
-    Without a structured review or analysis there is nothing to vouch for a `go`: the answer is `no_go`.
-    """
+    """The delivery's decision and its reasons: the Coordinator's, but never `go` with a `must` gap, and
+    `no_go` without a structured review or analysis (nothing vouches for a `go`)."""
     reasons = list(review.reasons) if review else []
     if review is None or analysis is None:
         missing = "review" if review is None else "requirements analysis"
@@ -116,8 +104,7 @@ def gap_reason(gaps: list[str] | tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Documents:
-    """A delivery's structured documents, found by their kind; None where a model's answer stayed text
-    (or is missing). `others` are the documents of any further agents, in the agents' order."""
+    """A delivery's structured documents by kind (None: missing or left as text); `others`: further agents'."""
 
     analysis: RequirementsAnalysis | None = None
     test_plan: TestPlan | None = None

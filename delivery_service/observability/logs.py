@@ -1,9 +1,7 @@
 """Process logging: plain text lines, or one JSON object per record (`LOG_FORMAT=json`) for log shippers.
 
-Every record carries the id of the task it concerns when there is one: code that works for a task
-(a request about it, the worker thread running its crew) sets `current_task_id`, and a filter copies
-it onto each record. Records that pass `extra={"task_id": ...}` keep their own. The service's,
-uvicorn's and CrewAI's loggers all go through the same root handler, so one format covers them all.
+Every record carries the id of the task it concerns, if any: code working for a task sets `current_task_id`
+(unless a record passes `extra={"task_id": ...}`). Uvicorn's and CrewAI's loggers share the root handler.
 """
 
 from __future__ import annotations

@@ -79,10 +79,8 @@ WEBHOOK_OUTBOX = Gauge(
 
 
 def record_delivered(events: Iterable[tuple[EventType, float]]) -> None:
-    """Count stored events now visible, tasks started and ended, and how long events took to become visible.
-
-    `events`: each event's type and when it was published (seconds since the epoch).
-    """
+    """Count stored events now visible, tasks started and ended, and each event's delay (`events`: its type
+    and publishing time, in seconds since the epoch)."""
     now = time.time()
     by_type: collections.Counter[EventType] = collections.Counter()
     for event_type, published in events:

@@ -1,8 +1,5 @@
-"""What the rest of the service needs from a task store: `TaskReads`, `TaskStore`, and the one error they raise.
-
-Writes come from one thread, the `EventWriter`'s, which batches them; reads come from worker threads
-(`asyncio.to_thread`), never from the event loop.
-"""
+"""What the rest of the service needs from a task store. Writes come from one thread, the `EventWriter`'s;
+reads from worker threads (`asyncio.to_thread`), never from the event loop."""
 
 from __future__ import annotations
 
@@ -35,8 +32,7 @@ class TaskReads(Protocol):
         """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
 
     def check(self) -> None:
-        """Raise StoreUnavailable unless the store answers (SqliteTaskStore: and its files on disk are still
-        the ones it opened, not deleted or replaced)."""
+        """Raise StoreUnavailable unless the store answers (SQLite: from the files it opened)."""
 
     def close(self) -> None: ...
 
@@ -49,10 +45,8 @@ class TaskStore(TaskReads, Protocol):
     def save(
         self, records: list[TaskRecord], events: list[EncodedEvent], messages: Sequence[OutboxMessage] = ()
     ) -> None:
-        """Store new or changed task records, new events and the webhook messages they cause, all or nothing.
-
-        A record's `last_sequence` may be ahead of its stored row: it is read back from the events.
-        """
+        """Store task records, new events and the webhook messages they cause, all or nothing (a record's
+        `last_sequence` need not be stored: reads take it from the events)."""
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         """(sequence, JSON) of a task's events with a sequence above `after`, in order."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -15,10 +14,7 @@ from delivery_service.store.task_event import EncodedEvent
 
 
 class MemoryTaskStore:
-    """The same interface kept in this process: nothing survives a restart.
-
-    The webhook outbox is the SQLite store's, on an in-memory database of its own.
-    """
+    """Nothing survives a restart; the webhook outbox is SQLite's, on an in-memory database of its own."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -37,7 +33,7 @@ class MemoryTaskStore:
                 self._tasks[record.task_id] = record
             for encoded in events:
                 self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
-            self._outbox_db.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
+            sqlite_outbox.insert(self._outbox_db, messages)
 
     @contextmanager
     def _outbox_transaction(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -86,8 +82,8 @@ class MemoryTaskStore:
             for task_id in expired:
                 del self._tasks[task_id]
                 self._events.pop(task_id, None)
-                for statement in sqlite_outbox.purge_statements("?"):
-                    self._outbox_db.execute(statement, (task_id,))
+                for table in sqlite_outbox.TABLES:
+                    self._outbox_db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
         return len(expired)
 
     def check(self) -> None:

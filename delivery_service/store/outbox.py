@@ -1,13 +1,8 @@
 """The webhook outbox: which messages an event causes, and what a store keeps of each one's delivery.
 
-A message is derived from one stored event and one of its task's webhook targets, and is stored in the
-same transaction as that event (SQLite: `SqliteTaskStore.save`; cluster: the append script), so an
-event is never stored without its messages, nor a message without its event. Its body is fixed when it
-is made; only the signature and `webhook-timestamp` change between attempts (webhooks/sender.py sends).
-
-A message's id is `msg_<task id without dashes>_<sequence>_<target index>`: unique, the same on every
-retry. The cluster's append script, which alone knows the sequence, fills in the two numbers of the
-format `webhook_id(task_id, "%d", "%d")` gives it.
+A message comes from one stored event and one webhook target of its task, and is stored in the same
+transaction as the event (SQLite's `save`, the cluster's append script). Its body is fixed then; only the
+signature and `webhook-timestamp` change between attempts.
 """
 
 from __future__ import annotations
@@ -33,6 +28,8 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 def webhook_id(task_id: str, sequence: int | str, target_index: int | str) -> str:
+    """Unique and the same on every retry; the cluster's append script, which alone knows the sequence, fills
+    in the two `%d` of `webhook_id(task_id, "%d", "%d")`."""
     return f"msg_{task_id.replace('-', '')}_{sequence}_{target_index}"
 
 

@@ -1,8 +1,7 @@
 """Task records: what a task asked for and where it stands, as a projection of its events.
 
-A record changes only by applying its own events, in sequence order, on the event writer's thread
-right before they are stored together. So the status, current agent, deliverables and summary a
-client reads always agree with the stored events, and the events alone could rebuild every record.
+A record changes only by applying its own events, in order, on the event writer's thread right before
+they are stored together, so it always agrees with the stored events.
 """
 
 from __future__ import annotations
@@ -163,7 +162,7 @@ class TaskRecord:
         self.deliverables.append(deliverable)
 
     def _add_usage(self, step_usage: object) -> None:
-        """Add one step's token usage (its LLM calls, summed): a revised step adds its new calls."""
+        """Add one step's token usage: a revised step adds its new calls."""
         if not isinstance(step_usage, dict):
             return
         for key in USAGE_KEYS:
@@ -195,5 +194,4 @@ class TaskRecord:
 
 
 def webhook_targets(stored: list[dict[str, Any]] | tuple[()]) -> tuple[WebhookTarget, ...]:
-    """Webhook targets read back from JSON."""
     return tuple(WebhookTarget(target["url"], tuple(target["events"])) for target in stored)

@@ -1,7 +1,4 @@
-"""`SqliteTaskStore`: tasks, their events and their deliverables in one WAL-mode SQLite file under DATA_DIR.
-
-The default store (TASK_STORE=sqlite); `base.TaskStore` is the interface it implements.
-"""
+"""`SqliteTaskStore`, the default `base.TaskStore` (TASK_STORE=sqlite): one WAL-mode SQLite file under DATA_DIR."""
 
 from __future__ import annotations
 
@@ -9,10 +6,9 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from delivery_service.store import sqlite_outbox
@@ -111,7 +107,7 @@ _SELECT_TASKS = (
 )
 
 
-def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> TaskRecord:
+def _record(row: sqlite3.Row) -> TaskRecord:
     values = {column: row[column] for column in _TASK_COLUMNS}
     values["last_sequence"] = row["stored_sequence"]
     values["model"] = json.loads(values["model"])
@@ -122,7 +118,7 @@ def _record(row: sqlite3.Row, deliverables: list[Deliverable] | None = None) -> 
     del values["thread_id"]  # the record's thread is its follow-up's, or itself
     values["follow_up"] = FollowUp.from_dict(json.loads(values["follow_up"])) if values["follow_up"] else None
     values["webhooks"] = webhook_targets(json.loads(values["webhooks"])) if values["webhooks"] else ()
-    return TaskRecord(**values, deliverables=deliverables or [])
+    return TaskRecord(**values)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:
@@ -130,7 +126,7 @@ def _identity(stat: os.stat_result) -> tuple[int, int]:
 
 
 class SqliteTaskStore:
-    """Tasks, events and deliverables in `<data_dir>/tasks.db` (WAL mode, synchronous=NORMAL)."""
+    """Tasks, events and deliverables in `<data_dir>/tasks.db` (synchronous=NORMAL)."""
 
     def __init__(self, data_dir: Path, busy_timeout_seconds: float = 5.0) -> None:
         self.path = data_dir / "tasks.db"
@@ -244,7 +240,7 @@ class SqliteTaskStore:
                 "sequence = excluded.sequence, title = excluded.title, content = excluded.content, data = excluded.data",
                 deliverables,
             )
-            self._writer.executemany(sqlite_outbox.INSERT, sqlite_outbox.insert_rows(messages, time.time()))
+            sqlite_outbox.insert(self._writer, messages)
 
     def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._read_lock:
@@ -253,9 +249,12 @@ class SqliteTaskStore:
             except sqlite3.Error as exc:
                 raise self._fail("read", exc) from exc
 
+    def _records(self, where: str, parameters: tuple[object, ...]) -> list[TaskRecord]:
+        return [_record(row) for row in self._read(f"{_SELECT_TASKS} {where}", parameters)]
+
     def task(self, task_id: str) -> TaskRecord | None:
-        rows = self._read(f"{_SELECT_TASKS} WHERE task_id = ?", (task_id,))
-        if not rows:
+        found = self._records("WHERE task_id = ?", (task_id,))
+        if not found:
             return None
         deliverables = [
             Deliverable(
@@ -266,20 +265,17 @@ class SqliteTaskStore:
                 (task_id,),
             )
         ]
-        return _record(rows[0], deliverables)
+        return replace(found[0], deliverables=deliverables)
 
     def tasks(self, limit: int, offset: int, owner: str | None) -> tuple[list[TaskRecord], int]:
         mine = "WHERE owner IS ?" if owner is not None else "WHERE ? IS NULL"
-        rows = self._read(f"{_SELECT_TASKS} {mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
+        records = self._records(f"{mine} ORDER BY created_at DESC LIMIT ? OFFSET ?", (owner, limit, offset))
         total = self._read(f"SELECT COUNT(*) AS n FROM tasks {mine}", (owner,))[0]["n"]
-        return [_record(row) for row in rows], int(total)
+        return records, int(total)
 
     def thread(self, thread_id: str) -> list[TaskRecord]:
         # A task stored before threads existed has no thread_id: it is the first of its own thread.
-        rows = self._read(
-            f"{_SELECT_TASKS} WHERE thread_id = ? OR task_id = ? ORDER BY created_at", (thread_id, thread_id)
-        )
-        return [_record(row) for row in rows]
+        return self._records("WHERE thread_id = ? OR task_id = ? ORDER BY created_at", (thread_id, thread_id))
 
     def event_payloads(self, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = self._read(
@@ -290,19 +286,16 @@ class SqliteTaskStore:
 
     def unfinished(self) -> list[TaskRecord]:
         placeholders = ", ".join("?" for _ in UNFINISHED_STATUSES)
-        rows = self._read(f"{_SELECT_TASKS} WHERE status IN ({placeholders}) ORDER BY created_at", UNFINISHED_STATUSES)
-        return [_record(row) for row in rows]
+        return self._records(f"WHERE status IN ({placeholders}) ORDER BY created_at", UNFINISHED_STATUSES)
 
     def purge_finished_before(self, timestamp: str) -> int:
-        expired = "SELECT task_id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?"
+        finished = "finished_at IS NOT NULL AND finished_at < ?"
         with self._transaction("purge old tasks from"):
-            self._writer.execute(f"DELETE FROM events WHERE task_id IN ({expired})", (timestamp,))
-            self._writer.execute(f"DELETE FROM deliverables WHERE task_id IN ({expired})", (timestamp,))
-            for statement in sqlite_outbox.purge_statements(expired):
-                self._writer.execute(statement, (timestamp,))
-            purged = self._writer.execute(
-                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?", (timestamp,)
-            ).rowcount
+            for table in ("events", "deliverables", *sqlite_outbox.TABLES):
+                self._writer.execute(
+                    f"DELETE FROM {table} WHERE task_id IN (SELECT task_id FROM tasks WHERE {finished})", (timestamp,)
+                )
+            purged = self._writer.execute(f"DELETE FROM tasks WHERE {finished}", (timestamp,)).rowcount
         return int(purged)
 
     def check(self) -> None:

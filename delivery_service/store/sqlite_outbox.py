@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sqlite3
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from delivery_service.store.outbox import (
@@ -52,16 +53,19 @@ CREATE TABLE IF NOT EXISTS webhook_stopped_urls (
 ) WITHOUT ROWID;
 """
 
-INSERT = (
-    "INSERT OR IGNORE INTO webhook_messages (webhook_id, task_id, sequence, type, url, body, created_at, next_attempt_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+TABLES = ("webhook_messages", "webhook_stopped_urls")  # both keyed by task_id, purged with their task
 
 _COLUMNS = "webhook_id, task_id, sequence, type, url, body, created_at, attempts, attempts_base"
 
 
-def insert_rows(messages: Sequence[OutboxMessage], now: float) -> list[tuple[object, ...]]:
-    return [(m.webhook_id, m.task_id, m.sequence, m.type, m.url, m.body, now, now) for m in messages]
+def insert(connection: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Store new messages, due now (in the transaction of their events)."""
+    now = time.time()
+    connection.executemany(
+        "INSERT OR IGNORE INTO webhook_messages (webhook_id, task_id, sequence, type, url, body, created_at, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m.webhook_id, m.task_id, m.sequence, m.type, m.url, m.body, now, now) for m in messages],
+    )
 
 
 class SqliteOutbox:
@@ -98,7 +102,7 @@ class SqliteOutbox:
                 "UPDATE webhook_messages SET next_attempt_at = ?, claim = ? WHERE webhook_id = ?",
                 [(now + lease_seconds, claim, row["webhook_id"]) for row in rows],
             )
-        return [ClaimedMessage(**{key: row[key] for key in row.keys()}, claim=claim) for row in rows]
+        return [ClaimedMessage(**dict(row), claim=claim) for row in rows]
 
     def record_attempt(self, message: ClaimedMessage, outcome: AttemptOutcome, now: float) -> None:
         """Store an attempt's outcome (ignored if the claim is no longer the caller's)."""
@@ -128,13 +132,13 @@ class SqliteOutbox:
             "FROM webhook_messages WHERE task_id = ? ORDER BY sequence, webhook_id",
             (task_id,),
         )
-        return [Delivery(**{key: row[key] for key in row.keys()}) for row in rows]
+        return [Delivery(**dict(row)) for row in rows]
 
     def redeliver(self, task_id: str, webhook_id: str, now: float) -> Redelivery:
         """Send a delivered or failed message again, with a fresh retry budget."""
         with self._transaction("queue a webhook redelivery in") as writer:
             row = writer.execute(
-                "SELECT status FROM webhook_messages WHERE task_id = ? AND webhook_id = ?", (task_id, webhook_id)
+                "SELECT status, url FROM webhook_messages WHERE task_id = ? AND webhook_id = ?", (task_id, webhook_id)
             ).fetchone()
             if row is None:
                 return Redelivery.UNKNOWN
@@ -145,18 +149,8 @@ class SqliteOutbox:
                 "WHERE webhook_id = ?",
                 (now, webhook_id),
             )
-            writer.execute(
-                "DELETE FROM webhook_stopped_urls WHERE task_id = ? AND url = (SELECT url FROM webhook_messages "
-                "WHERE webhook_id = ?)",
-                (task_id, webhook_id),
-            )
+            writer.execute("DELETE FROM webhook_stopped_urls WHERE task_id = ? AND url = ?", (task_id, row["url"]))
         return Redelivery.QUEUED
 
     def pending(self) -> int:
         return int(self._read("SELECT COUNT(*) AS n FROM webhook_messages WHERE status = 'pending'")[0]["n"])
-
-
-def purge_statements(expired_tasks: str) -> Iterator[str]:
-    """Statements deleting the outbox rows of the tasks `expired_tasks` (a SELECT of task ids) names."""
-    yield f"DELETE FROM webhook_messages WHERE task_id IN ({expired_tasks})"
-    yield f"DELETE FROM webhook_stopped_urls WHERE task_id IN ({expired_tasks})"

@@ -1,8 +1,5 @@
-"""The event a task's stream carries, and its SSE framing.
-
-One `TaskEvent` model describes the wire format of docs/api.md. Events are serialised once, when they
-are sequenced, into a ready-made SSE frame that every subscriber of the task shares.
-"""
+"""The event a task's stream carries (docs/api.md's wire format), serialised once into an SSE frame that every
+subscriber of the task shares."""
 
 from __future__ import annotations
 

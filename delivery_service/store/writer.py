@@ -1,11 +1,9 @@
 """Makes events durable before anyone sees them, in batches, on one thread of its own.
 
-Publishers hand sequenced events to `EventWriter.submit` and return at once. The writer thread applies
-everything that has arrived to its tasks' records and stores records, events and their webhook messages
-in one transaction (group commit: one disk sync for many events), and only then hands the batch to the
-event loop, so a client's Last-Event-ID is always a stored sequence. A failed write (disk full,
-database locked) puts the records back as they were and is retried with backoff; `failure` says why
-meanwhile, and /readyz reports it.
+The writer thread applies everything that has arrived to its tasks' records, stores records, events and
+webhook messages in one transaction (group commit), and only then hands the batch to the event loop, so a
+client's Last-Event-ID is always a stored sequence. A failed write puts the records back as they were and
+is retried with backoff; `failure` says why meanwhile (/readyz reports it).
 """
 
 from __future__ import annotations
@@ -56,8 +54,6 @@ Deliver = Callable[[list[PendingEvent]], None]
 
 
 class EventWriter:
-    """The single writer of a TaskStore; see the module docstring."""
-
     def __init__(
         self, store: TaskStore, loop: asyncio.AbstractEventLoop, deliver: Deliver, public_url: str = ""
     ) -> None:
@@ -91,11 +87,9 @@ class EventWriter:
             items = [self._queue.get(timeout=timeout)]
         except queue.Empty:
             return []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
+        while not self._queue.empty():  # this thread alone takes from the queue
+            items.append(self._queue.get_nowait())
+        return items
 
     def _run(self) -> None:
         unsaved: list[PendingEvent] = []
