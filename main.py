@@ -32,7 +32,7 @@ from delivery_service.http.error_responses import (
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.mcp_server import build_mcp_server, mcp_route
 from delivery_service.http.openapi import install_event_schema
-from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, threads, webhooks
+from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.service_errors import ServiceError
@@ -80,7 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error_handler)
     for router in (
         tasks.router,
-        threads.router,
+        tasks.threads_router,
         webhooks.router,
         streams.router,
         ag_ui.router,

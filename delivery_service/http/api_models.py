@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
+from markdown_it import MarkdownIt
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,13 +22,16 @@ from pydantic import (
 
 from delivery_service.agents import AGENTS
 from delivery_service.deliverables.schemas import Decision
-from delivery_service.http.markdown import render_markdown
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
 from delivery_service.service_layer.delivery import TaskState
 from delivery_service.settings import get_settings
 from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
 from delivery_service.store.task_event import iso_utc
+
+# A deliverable's safe HTML, for any model output or requirement: raw HTML off, so tags come out escaped,
+# and markdown-it's link validation refuses targets such as `javascript:`.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
 
 
 def _trimmed(value: object) -> object:
@@ -264,7 +268,7 @@ class TaskResultResponse(BaseModel):
                 previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
                 changes = ChangesModel(**AGENTS.changes(previous, current).model_dump())
         deliverables = [
-            DeliverableModel(**vars(d), html=render_markdown(d.content) if with_html else None)
+            DeliverableModel(**vars(d), html=_markdown.render(d.content) if with_html else None)
             for d in record.deliverables
         ]
         return cls(
