@@ -1,9 +1,5 @@
-"""The HTTP layer's own limits and headers: open-stream caps and security headers.
-
-A client is its API key id when authentication is on, else its address (`Requester.client`). Each
-client may hold MAX_STREAMS_PER_CLIENT open streams. The rate limit on task creation and the audit
-lines are the service layer's (`service_layer/`), the same on every front door.
-"""
+"""The HTTP layer's own limits and headers: MAX_STREAMS_PER_CLIENT open streams per client
+(`Requester.client`) and security headers."""
 
 from __future__ import annotations
 

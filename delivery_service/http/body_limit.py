@@ -1,9 +1,8 @@
 """`BodyLimit`: a request body over MAX_BODY_BYTES answers 413 in the API's JSON error shape.
 
-Starlette's own limiter (behind FastAPI's `max_body_size`) answers a too-large `Content-Length` with a
-plain-text 413 from outside the app's middleware, so without the security headers; a chunked body got
-JSON. This middleware sits inside `SecurityHeaders` and answers both ways alike: at once when the
-declared length is too large (the body is never read), or when the bytes read pass the limit.
+Starlette's own limiter answers a too-large `Content-Length` with a plain-text 413 from outside the
+app's middleware, so without the security headers. This one sits inside `SecurityHeaders` and answers a
+declared length (the body never read) and a chunked body alike.
 """
 
 from __future__ import annotations
