@@ -1,8 +1,4 @@
-"""The HTTP API of the multi-agent delivery service: builds the FastAPI app from the package's routers.
-
-Run it with `python main.py` or `uvicorn main:app`. The routes live in `delivery_service/http/routes/`
-(tasks, streams, the service's own pages); ARCHITECTURE.md maps the rest of the package.
-"""
+"""The HTTP API of the multi-agent delivery service (`python main.py` or `uvicorn main:app`)."""
 
 from __future__ import annotations
 
@@ -48,9 +44,8 @@ REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 def create_app(settings: Settings) -> FastAPI:
     """The app with its middleware, error handlers, routers and the test UI's static files.
 
-    `/docs` and `/redoc` load Swagger UI's and ReDoc's files from this service (fastapi-offline ships
-    them), not from a CDN, so they work offline and behind locked-down networks. `/mcp` is the MCP
-    server (`delivery_service/http/mcp_server.py`), outside the OpenAPI schema.
+    `/docs` and `/redoc` load their files from this service (fastapi-offline), not from a CDN, so they
+    work offline and behind locked-down networks.
     """
     AGENTS.load_plugins(settings.agent_plugin_modules())
     mcp_server = build_mcp_server()
