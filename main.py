@@ -18,8 +18,7 @@ from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
-from delivery_service.http.access_control import SecurityHeaders
-from delivery_service.http.body_limit import BodyLimit
+from delivery_service.http.access_control import BodyLimit, SecurityHeaders
 from delivery_service.http.error_responses import (
     http_error_handler,
     request_validation_handler,
