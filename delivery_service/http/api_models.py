@@ -46,17 +46,13 @@ def _visible(value: str, info: ValidationInfo) -> str:
 RequestText = Annotated[StrictStr, BeforeValidator(_trimmed), AfterValidator(_visible)]
 
 
-def _with_visible_text_pattern(schema: dict[str, Any]) -> None:
-    schema["pattern"] = visible_text_pattern()
-
-
 def request_text(description: str) -> Any:
     """A RequestText field: after trimming, at least one visible character (`require_visible`), no NUL,
     and at most MAX_REQUIREMENT_CHARS characters; the schema says so with `visible_text_pattern()`."""
     return Field(
         description=description,
         max_length=get_settings().max_requirement_chars,
-        json_schema_extra=_with_visible_text_pattern,
+        json_schema_extra=lambda schema: schema.update(pattern=visible_text_pattern()),
     )
 
 
