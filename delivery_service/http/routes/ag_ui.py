@@ -111,12 +111,7 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
     except ValueError as exc:
         raise _refused(("messages",), str(exc)) from exc
     try:
-        return RunTaskRequest(
-            user_requirement=text,
-            skip_confirmation=options.skip_confirmation,
-            stream_tokens=options.stream_tokens,
-            priority=options.priority,
-        )
+        return RunTaskRequest(user_requirement=text, **options.model_dump(exclude={"on_disconnect"}))
     except ValidationError as exc:
         messages = " ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))
         raise _refused(("messages",), f"The last user message cannot be a requirement: {messages}") from exc
