@@ -1,8 +1,4 @@
-"""The HTTP API of the multi-agent delivery service: builds the FastAPI app from the package's routers.
-
-Run it with `python main.py` or `uvicorn main:app`. The routes live in `delivery_service/http/routes/`
-(tasks, streams, the service's own pages); ARCHITECTURE.md maps the rest of the package.
-"""
+"""The HTTP API of the multi-agent delivery service (`python main.py` or `uvicorn main:app`)."""
 
 from __future__ import annotations
 
@@ -22,8 +18,7 @@ from starlette.routing import Route
 
 from delivery_service import __version__
 from delivery_service.agents import AGENTS
-from delivery_service.http.access_control import SecurityHeaders
-from delivery_service.http.body_limit import BodyLimit
+from delivery_service.http.access_control import BodyLimit, SecurityHeaders
 from delivery_service.http.error_responses import (
     http_error_handler,
     request_validation_handler,
@@ -32,7 +27,7 @@ from delivery_service.http.error_responses import (
 from delivery_service.http.lifespan import lifespan
 from delivery_service.http.mcp_server import build_mcp_server, mcp_route
 from delivery_service.http.openapi import install_event_schema
-from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, threads, webhooks
+from delivery_service.http.routes import ag_ui, pipeline, service, streams, tasks, webhooks
 from delivery_service.observability.logs import configure_logging
 from delivery_service.observability.metrics import HttpMetrics
 from delivery_service.service_errors import ServiceError
@@ -48,9 +43,8 @@ REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 def create_app(settings: Settings) -> FastAPI:
     """The app with its middleware, error handlers, routers and the test UI's static files.
 
-    `/docs` and `/redoc` load Swagger UI's and ReDoc's files from this service (fastapi-offline ships
-    them), not from a CDN, so they work offline and behind locked-down networks. `/mcp` is the MCP
-    server (`delivery_service/http/mcp_server.py`), outside the OpenAPI schema.
+    `/docs` and `/redoc` load their files from this service (fastapi-offline), not from a CDN, so they
+    work offline and behind locked-down networks.
     """
     AGENTS.load_plugins(settings.agent_plugin_modules())
     mcp_server = build_mcp_server()
@@ -80,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error_handler)
     for router in (
         tasks.router,
-        threads.router,
+        tasks.threads_router,
         webhooks.router,
         streams.router,
         ag_ui.router,

@@ -1,9 +1,5 @@
 """`delivery`: the command-line client (Typer + Rich + httpx), a thin client of the HTTP API.
 
-    delivery run "Build a todo app" --confirm --out ./todo
-    delivery watch TASK_ID
-    delivery status | result | cancel | confirm | list | follow-up ...
-
 Exit codes (also in docs/cli.md): 0 the task completed (or the command did its job), 1 the task failed,
 2 usage error (also an id prefix that names several tasks), 3 the task was cancelled, 4 the service cannot be
 reached, 5 the service refused the request (the message says why) or no task has the id given, 130 stopped
@@ -207,10 +203,7 @@ def result(
 @app.command()
 def cancel(context: typer.Context, task_id: TaskId) -> None:
     """Cancel a task (a finished one is left as it is)."""
-    session: Session = context.obj
-    task_id = session.task_id(task_id)
-    answer = session.client.post(f"/api/task/{task_id}/cancel")
-    print(f"{task_id}: {answer['status']}")
+    _control(context.obj, task_id, "cancel")
 
 
 @app.command("confirm")
@@ -221,9 +214,12 @@ def confirm_task(
     feedback: Annotated[str, typer.Option(help="What to change (with --reject).")] = "",
 ) -> None:
     """Approve a task's requirements analysis, or reject it with feedback."""
-    session: Session = context.obj
+    _control(context.obj, task_id, "confirm", {"approved": not reject, "feedback": feedback})
+
+
+def _control(session: Session, task_id: str, action: str, body: dict[str, Any] | None = None) -> None:
     task_id = session.task_id(task_id)
-    answer = session.client.post(f"/api/task/{task_id}/confirm", {"approved": not reject, "feedback": feedback})
+    answer = session.client.post(f"/api/task/{task_id}/{action}", body)
     print(f"{task_id}: {answer['status']}")
 
 

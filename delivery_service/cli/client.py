@@ -1,8 +1,5 @@
 """The command-line client's view of the service: its HTTP API over httpx, and a task's stream followed
-to its end across dropped connections and restarts of the service.
-
-Nothing here imports the service: the client talks to it only over HTTP, like any other client.
-"""
+to its end across dropped connections and restarts of the service."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """How the command-line client shows a task's events: a live Rich view in a terminal, plain lines otherwise.
 
-`LiveDisplay`: a line per agent step (status, elapsed time, tokens), the current agent's text scrolling
-underneath (a structured deliverable being written shows as its document, rendered by the service's own
-renderer from the JSON so far, not as JSON), and the task's state. `PlainDisplay`: one line per event, `sequence agent event_type text`,
-for pipes, logs and scripts; `JsonDisplay`: each event as one JSON line.
+In the live view, a structured deliverable being written shows as its document, rendered by the
+service's own renderer from the JSON so far, not as JSON.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The command line's global options, declared once on the app and accepted before or after the command.
 
-`delivery --url URL run ...` and `delivery run ... --url URL` mean the same: `GlobalOptionsGroup` gives
-every command a copy of the app's own options, which adds nothing to the command's function and records
-a value given after the command over the one before it (in `Context.obj.options`). Flags are shown
-without a value in the help.
+`delivery --url URL run ...` and `delivery run ... --url URL` mean the same: every command gets a copy of
+the app's own options that records a value given after the command over the one before it.
 """
 
 from __future__ import annotations

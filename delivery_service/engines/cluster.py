@@ -1,9 +1,6 @@
 """The cluster mode's engine (REDIS_URL): a stateless replica over Redis, crews on Celery workers.
 
-Tasks and events live in Redis, read by any replica; this replica's streams tail the Redis Streams
-its clients watch; the rate limit's counters are shared through Redis. Besides retention it runs the
-control's sweep every `sweep_period` (the deadlines are in Redis: cluster/cluster_runner.py). A replica
-holds no task, so it has none to end when it drains.
+A replica holds no task, so it has none to end when it drains.
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ from delivery_service.store.records import TaskRecord
 
 
 class ClusterEngine(EngineParts[RedisTaskStore, ClusterStreams]):
-    """A replica's engine; see the module docstring."""
-
     async def current_task(self, task_id: str) -> TaskRecord | None:
         """Projected from the task's events in Redis, whichever replica or worker wrote them."""
         return await self.task(task_id)

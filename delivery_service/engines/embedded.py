@@ -1,9 +1,4 @@
-"""The embedded mode's engine: the store on disk (or in memory), streams and crews in this process.
-
-`embedded_engine` opens the store, ends the tasks a previous process left unfinished (one `error`
-each, with the next sequence number) and builds the engine. Besides retention it runs the store's
-write-ahead-log checkpoints and, with the local model, loads it off the event loop.
-"""
+"""The embedded mode's engine: the store on disk (or in memory), streams and crews in this process."""
 
 from __future__ import annotations
 
@@ -30,8 +25,6 @@ CHECKPOINT_SECONDS = 1.0
 
 
 class EmbeddedEngine(EngineParts[TaskStore, StreamManager]):
-    """Everything in this process; see the module docstring."""
-
     def __init__(self, settings: Settings, store: TaskStore, runner_class: type[TaskRunner]) -> None:
         streams = StreamManager(
             store,

@@ -1,9 +1,4 @@
-"""`EngineParts`: what both engines do the same way over their own runner, store, streams and outbox.
-
-An engine is a `TaskControl` (runs/task_control.py) over its mode's runner; reads go to the store (off
-the event loop), streams to the streams; the retention job is the same loop in both modes. Each engine
-adds what differs (engines/embedded.py, engines/cluster.py).
-"""
+"""`EngineParts`: what both engines do the same way over their own runner, store, streams and outbox."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""What the layers above need from the service's engine, whichever mode runs it: `TaskEngine`.
-
-The service layer (`DeliveryService`), the streams' routes and the lifespan talk to one `TaskEngine`
-and never ask which mode answers:
-`EmbeddedEngine` (engines/embedded.py: this process's store, streams and worker threads) or
-`ClusterEngine` (engines/cluster.py: Redis, this replica's stream reader, Celery workers), built by
-`build_engine` (engines/choose_mode.py), the one place that knows there are two. Each is a `TaskControl`
-(runs/task_control.py) over its mode's runner, its `TaskLog` and `PhaseDispatch`; `TaskReads`
-(store/base.py) and `TaskStreams` (task_streams.py) are what both modes' stores and streams answer.
-"""
+"""`TaskEngine`: what the layers above need from the service's engine, whichever mode runs it."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
+from markdown_it import MarkdownIt
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,13 +22,16 @@ from pydantic import (
 
 from delivery_service.agents import AGENTS
 from delivery_service.deliverables.schemas import Decision
-from delivery_service.http.markdown import render_markdown
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
 from delivery_service.service_layer.delivery import TaskState
 from delivery_service.settings import get_settings
 from delivery_service.store.outbox import Delivery
 from delivery_service.store.records import TaskRecord, TaskStatus
 from delivery_service.store.task_event import iso_utc
+
+# A deliverable's safe HTML, for any model output or requirement: raw HTML off, so tags come out escaped,
+# and markdown-it's link validation refuses targets such as `javascript:`.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
 
 
 def _trimmed(value: object) -> object:
@@ -42,17 +46,13 @@ def _visible(value: str, info: ValidationInfo) -> str:
 RequestText = Annotated[StrictStr, BeforeValidator(_trimmed), AfterValidator(_visible)]
 
 
-def _with_visible_text_pattern(schema: dict[str, Any]) -> None:
-    schema["pattern"] = visible_text_pattern()
-
-
 def request_text(description: str) -> Any:
     """A RequestText field: after trimming, at least one visible character (`require_visible`), no NUL,
     and at most MAX_REQUIREMENT_CHARS characters; the schema says so with `visible_text_pattern()`."""
     return Field(
         description=description,
         max_length=get_settings().max_requirement_chars,
-        json_schema_extra=_with_visible_text_pattern,
+        json_schema_extra=lambda schema: schema.update(pattern=visible_text_pattern()),
     )
 
 
@@ -264,7 +264,7 @@ class TaskResultResponse(BaseModel):
                 previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
                 changes = ChangesModel(**AGENTS.changes(previous, current).model_dump())
         deliverables = [
-            DeliverableModel(**vars(d), html=render_markdown(d.content) if with_html else None)
+            DeliverableModel(**vars(d), html=_markdown.render(d.content) if with_html else None)
             for d in record.deliverables
         ]
         return cls(

@@ -1,9 +1,4 @@
-"""FastAPI dependencies the routers share: the running service, the caller, the task a path names.
-
-Each answers the usual JSON error when it cannot: 503 while the store is unavailable, 401 without a
-valid API key (when keys are configured), 404 for a task that does not exist or is not the caller's
-(`DeliveryService.task`).
-"""
+"""FastAPI dependencies the routers share: the running service, the caller, the task a path names."""
 
 from __future__ import annotations
 

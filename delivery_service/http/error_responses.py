@@ -1,11 +1,8 @@
 """Error bodies people can read: every `ServiceError` through one handler, and readable 422s.
 
-`service_error_response` answers any `ServiceError` (service_errors.py) with `{"detail": ...}`, its
-status and its Retry-After header: the same failure, the same answer, on every route.
-
-The body keeps FastAPI's documented `{"detail": [{"loc", "msg", "type"}]}` shape, so the OpenAPI
-schema stays true, but each message says what to send instead, and the rejected input (which may be
-a 1 MB requirement) is not sent back.
+A 422 keeps FastAPI's documented `{"detail": [{"loc", "msg", "type"}]}` shape, so the OpenAPI schema
+stays true, but each message says what to send instead, and the rejected input (which may be a 1 MB
+requirement) is not sent back.
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ _EXAMPLE_BODY = '{"user_requirement": "...", "skip_confirmation": true}'
 _EMPTY_BODY = "The request body is empty. Send a JSON object such as " + _EXAMPLE_BODY + "."
 _MESSAGES = {
     "json_invalid": "The request body is not valid JSON ({error}). Send a JSON object such as " + _EXAMPLE_BODY + ".",
-    "model_attributes_type": "The request body must be a JSON object such as "
-    + _EXAMPLE_BODY
-    + ", sent with Content-Type: application/json.",
+    "model_attributes_type": f"The request body must be a JSON object such as {_EXAMPLE_BODY}, "
+    "sent with Content-Type: application/json.",
     "dict_type": "The request body must be a JSON object such as " + _EXAMPLE_BODY + ".",
     "missing": "The field {field} is required.",
     "string_type": "The field {field} must be a string.",

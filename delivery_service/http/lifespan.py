@@ -1,11 +1,7 @@
 """The running service: its long-lived objects, start-up and orderly stop.
 
-Start-up builds the engine the settings call for (engines/choose_mode.py: the embedded one opens the
-task store and ends the tasks a previous process left unfinished; the cluster one connects to Redis)
-and starts the engine's background jobs (retention, and what its mode needs). A SIGTERM or SIGINT
-first *drains* the service, before uvicorn closes any connection: no new tasks, up to
-SHUTDOWN_GRACE_SECONDS for running ones to finish, a terminal `error` for the rest, and every open
-stream receives its terminal event. Then uvicorn's own shutdown proceeds.
+A SIGTERM or SIGINT drains the service before uvicorn closes any connection, so that every open stream
+receives its terminal event; then uvicorn's own shutdown proceeds.
 """
 
 from __future__ import annotations

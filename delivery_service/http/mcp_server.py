@@ -1,15 +1,7 @@
 """`/mcp`: the service as a Model Context Protocol server (the official `mcp` SDK, streamable HTTP).
 
-AI assistants (Claude Desktop, Cursor, VS Code, any MCP client) get five tools and the deliverables as
-resources. Each tool calls the service layer's `DeliveryService`, as the REST routes do: the same
-validation, rate limit, ownership, audit log and webhooks as `curl`, and no second way to run a task;
-a refusal (`ServiceError`) becomes a tool error with the REST body's words, after its status code.
-`run_delivery` follows the task's stream (`task_events`) and reports progress after each agent's step.
-
-Stateless streamable HTTP (no MCP session to pin to one replica), so it works behind Nginx on any
-number of replicas. `McpGuard` checks a request before MCP sees it: with API_KEYS set, one without a
-valid `Authorization: Bearer` key is refused with 401 (and each tool acts as that key); only POST is
-served; a malformed body gets a JSON-RPC error with HTTP 400.
+Five tools and the deliverables as resources, each over the service layer as the REST routes are.
+Stateless (no MCP session to pin to one replica), so it works behind Nginx on any number of replicas.
 """
 
 from __future__ import annotations

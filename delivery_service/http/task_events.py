@@ -1,8 +1,7 @@
 """A task's events as dictionaries, for the API's in-process clients (MCP, AG-UI).
 
-The same frames `GET /api/stream/{task_id}` sends, from the same place (`frames_after` of the
-engine, whichever mode runs it), parsed back: replay from `after`, then live, ending after the
-terminal event. So MCP and AG-UI see exactly what an SSE client sees, in both modes.
+They are the frames `GET /api/stream/{task_id}` sends, parsed back, so MCP and AG-UI see exactly what
+an SSE client sees, in both modes.
 """
 
 from __future__ import annotations

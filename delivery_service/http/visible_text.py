@@ -1,7 +1,5 @@
 """The rule for text a person sends (a requirement, a follow-up's request, feedback): at least one visible
-character. `require_visible` checks it (`schemas.RequestText` applies it to every request model field of
-text; other entry points of text can call it), `visible_text_pattern()` states it in a JSON Schema.
-"""
+character. `require_visible` checks it, `visible_text_pattern()` states it in a JSON Schema."""
 
 from __future__ import annotations
 
@@ -35,13 +33,8 @@ def _described(character: str) -> str:
 
 
 def require_visible(text: str, field: str) -> str:
-    """`text` unchanged when it has at least one visible character (see `is_visible`) and no NUL.
-
-    Otherwise a ValueError whose message names `field` and what is wrong, for a 422: "user_requirement
-    has no visible character: it contains only U+200B ZERO WIDTH SPACE." Chinese text, emoji, and text
-    that mixes visible and invisible characters pass. `visible_text_pattern()` is the same rule as a
-    JSON Schema pattern.
-    """
+    """`text` unchanged when it has at least one visible character and no NUL; otherwise a ValueError
+    naming `field` and what is wrong, for a 422."""
     if "\x00" in text:
         raise ValueError(f"{field} contains NUL characters (U+0000): remove them.")
     if any(is_visible(character) for character in text):

@@ -1,10 +1,7 @@
 """`DeliveryService`: what the REST routes, the MCP tools and AG-UI runs ask of the service, done once.
 
-Each front door parses its own protocol, names the `Requester`, and calls one method here: the rate
-limit, ownership (another key's task does not exist for it), webhook targets, the audit line and the
-wording of every refusal are this module's, so they cannot differ between doors. Refusals are
-`ServiceError`s (service_errors.py); each door turns them into its own protocol's error. Store reads
-go through the engine, which runs them off the event loop.
+The rate limit, ownership, webhook targets, the audit line and the wording of every refusal are this
+module's, so they cannot differ between front doors.
 """
 
 from __future__ import annotations
@@ -13,15 +10,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Protocol
+
+from limits import parse
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from delivery_service.engines.task_engine import TaskEngine
 from delivery_service.observability.logs import current_task_id
 from delivery_service.runs.control_messages import NotAwaitingConfirmation
 from delivery_service.runs.task_control import TaskRequest
-from delivery_service.service_errors import Conflict, NotFound
-from delivery_service.service_layer.rate_limit import TaskRateLimit
+from delivery_service.service_errors import Conflict, LimitReached, NotFound
 from delivery_service.service_layer.webhook_targets import webhook_targets
 from delivery_service.settings import Settings
 from delivery_service.store.records import TaskRecord, TaskStatus
@@ -79,11 +81,27 @@ class DeliveryService:
     def __init__(self, engine: TaskEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.rate_limit = TaskRateLimit(settings.rate_limit, engine.rate_limit_storage)
+        self._rate = parse(settings.rate_limit)
+        # Counted in this process, or in Redis so that replicas share the limit. limits' asyncio storage
+        # expires entries in a loop task; its thread-based twin starts a timer thread from the request,
+        # and Thread.start() waits for the GIL, stalling the loop under load.
+        storage_uri = engine.rate_limit_storage
+        storage = RedisStorage(storage_uri, implementation="redispy") if storage_uri else MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def _count_creation(self, who: Requester) -> None:
+        """At most RATE_LIMIT creations per client in any moving window; LimitReached (429) beyond it."""
+        if await self._limiter.hit(self._rate, who.client):
+            return
+        reset = (await self._limiter.get_window_stats(self._rate, who.client)).reset_time
+        wait = max(1, math.ceil(reset - time.time()))
+        raise LimitReached(
+            f"Too many new tasks from this client (RATE_LIMIT={self._rate}). Try again in {wait} seconds.", wait
+        )
 
     async def start(self, who: Requester, requirement: str, options: TaskOptions) -> tuple[TaskRecord, bool]:
         """A new task and whether it waits for a worker (LimitReached, InvalidRequest, ServiceStopping, ...)."""
-        await self.rate_limit.check(who.client)
+        await self._count_creation(who)
         record, waits = await self.engine.start(await self._task_request(who, requirement, options))
         current_task_id.set(record.task_id)
         self._audit("task.created", who, record.task_id, priority=options.priority, queued=waits)
@@ -99,7 +117,7 @@ class DeliveryService:
                 f"Task {task_id} is {parent.status.value}: only a completed task can be followed up. Wait for it "
                 "to complete (follow its stream), or follow up on the thread's last completed task."
             )
-        await self.rate_limit.check(who.client)
+        await self._count_creation(who)
         task_request = await self._task_request(who, parent.requirement, options)
         record, waits = await self.engine.follow_up(parent, request, task_request)
         current_task_id.set(record.task_id)

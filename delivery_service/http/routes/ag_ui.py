@@ -1,23 +1,8 @@
 """`POST /api/ag-ui`: a task run as an AG-UI agent run, for CopilotKit and other AG-UI front ends.
 
 The body is AG-UI's `RunAgentInput`; its last user message is the requirement. The run is an ordinary
-task, started by the service layer's `DeliveryService` as `run_task` starts one (same validation,
-limits, ownership, audit and webhooks; a refusal is the same JSON error before the stream), and its events
-are the task's own stream translated with the `ag-ui-protocol` package's types and encoder:
-
-| task event | AG-UI event |
-|---|---|
-| (the answer starts) | `RUN_STARTED`, `metadata.task_id` |
-| `agent_start` / `step_end` | `STEP_STARTED` / `STEP_FINISHED`, `step_name` = the agent |
-| `delta` (`stream_tokens`) | `TEXT_MESSAGE_START`, then `TEXT_MESSAGE_CONTENT` per delta |
-| `output` | its deliverable as `TEXT_MESSAGE_START`/`CONTENT`/`END` (only `END` after deltas) |
-| `confirmation_required` | `RUN_FINISHED` with an `interrupt` outcome; resume with `resume` |
-| `end` | `STATE_SNAPSHOT` (deliverables, traceability, decision, summary), `RUN_FINISHED` |
-| `error` / `cancelled` | `RUN_ERROR` (`code` = the error type) / `RUN_FINISHED` with a `cancelled` outcome |
-
-`forwardedProps` may carry `skip_confirmation`, `stream_tokens`, `priority` (as for `run_task`) and
-`on_disconnect`: `continue` (default: the task runs on, readable at `/api/stream/{task_id}`) or
-`cancel` (a client that goes away cancels the task).
+task started by the service layer, and its events are the task's own stream translated with the
+`ag-ui-protocol` package's types and encoder (the mapping: docs/api.md, "MCP and AG-UI").
 """
 
 from __future__ import annotations
@@ -126,12 +111,7 @@ def _task_request(run_input: RunAgentInput, options: AgUiOptions) -> RunTaskRequ
     except ValueError as exc:
         raise _refused(("messages",), str(exc)) from exc
     try:
-        return RunTaskRequest(
-            user_requirement=text,
-            skip_confirmation=options.skip_confirmation,
-            stream_tokens=options.stream_tokens,
-            priority=options.priority,
-        )
+        return RunTaskRequest(user_requirement=text, **options.model_dump(exclude={"on_disconnect"}))
     except ValidationError as exc:
         messages = " ".join(readable_error(error)["msg"] for error in exc.errors(include_input=False))
         raise _refused(("messages",), f"The last user message cannot be a requirement: {messages}") from exc
@@ -175,7 +155,7 @@ def _decision(payload: object) -> ConfirmRequest:
 async def _run_events(
     run_input: RunAgentInput, task_id: str, after: int, state: ServiceState, who: Requester
 ) -> AsyncIterator[BaseEvent]:
-    """The task's events after `after` as AG-UI events (the table in the module docstring)."""
+    """The task's events after `after` as AG-UI events (docs/api.md's mapping)."""
     run = {"thread_id": run_input.thread_id, "run_id": run_input.run_id}
     yield RunStartedEvent(**run, metadata={"task_id": task_id, "stream_url": f"/api/stream/{task_id}"})
     streaming: str | None = None  # the message the current agent's deltas go to

@@ -1,8 +1,5 @@
-"""Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, list them.
-
-The routes parse HTTP and shape answers; the work (limits, ownership, audit, refusals) is the service
-layer's `DeliveryService`, and crews run on the runner's workers, reporting through the task's stream.
-"""
+"""Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, list them;
+threads: a task and its follow-ups, every revision in the order they were made."""
 
 from __future__ import annotations
 
@@ -23,6 +20,8 @@ from delivery_service.http.api_models import (
     TasksResponse,
     TaskStatusResponse,
     TaskSummary,
+    ThreadResponse,
+    ThreadTask,
 )
 from delivery_service.http.dependencies import (
     API_ERRORS,
@@ -38,6 +37,7 @@ from delivery_service.prompts import requirement_language
 from delivery_service.store.records import TaskRecord
 
 router = APIRouter(tags=["tasks"], responses=API_ERRORS)
+threads_router = APIRouter(tags=["threads"], responses=API_ERRORS)
 
 
 @router.post(
@@ -183,3 +183,14 @@ async def list_tasks(
         limit=limit,
         offset=offset,
     )
+
+
+@threads_router.get(
+    "/api/threads/{thread_id}",
+    response_model=ThreadResponse,
+    responses=NOT_FOUND,
+    summary="Every revision of a thread (its first task and the follow-ups), oldest first",
+)
+async def thread(thread_id: str, state: State, who: Who) -> ThreadResponse:
+    members = await state.delivery.thread(who, thread_id)
+    return ThreadResponse(thread_id=thread_id, tasks=[ThreadTask.of(record) for record in members])
