@@ -21,6 +21,8 @@ import redis
 from conftest import PROJECT_ROOT, TEST_DEFAULTS, ServerProcess, free_port, launch_service, wait_until
 from delivery_service.cluster.launcher import local_nginx_config, nginx_command
 
+REDIS_OPTIONS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "256")
+WORKER_OPTIONS = ("--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING")
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
@@ -33,19 +35,7 @@ class RedisServer:
         self.port = free_port()
         self._log = (workdir / "redis.log").open("wb")
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--databases",
-                "256",
-            ],
+            [binary, "--port", str(self.port), *REDIS_OPTIONS],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -78,23 +68,8 @@ class CeleryWorker:
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}", **TEST_DEFAULTS, **env}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "delivery_service.cluster.worker",
-                "worker",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"{name}@%h",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
+            [sys.executable, "-m", "celery", "-A", "delivery_service.cluster.worker", "worker", "--concurrency", "1"]
+            + ["--hostname", f"{name}@%h", *WORKER_OPTIONS],
             cwd=workdir,
             env=full_env,
             stdout=self._log,

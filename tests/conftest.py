@@ -1,8 +1,7 @@
 """Real servers for the tests: the service under a real uvicorn on 127.0.0.1, and an OpenAI-compatible stub.
 
-Streaming needs a real server (httpx's ASGITransport buffers whole responses), so every service is a
-separate `uvicorn main:app` process with its own settings in the environment. Each runs in an empty
-working directory, so a developer's `.env` cannot change what the tests see.
+Streaming needs a real server (httpx's ASGITransport buffers whole responses). Each service runs in an
+empty working directory, so a developer's `.env` cannot change what the tests see.
 """
 
 from __future__ import annotations
@@ -21,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from delivery_service.agents import AGENTS
 from delivery_service.cli.client import ServiceClient
 
+AGENT_NAMES = [agent.name for agent in AGENTS]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -121,15 +122,13 @@ def launch_service(workdir: Path, settings: dict[str, str], port: int | None = N
     return ServerProcess("main:app", env, workdir, "/healthz", port)
 
 
+StartService = Callable[..., ServerProcess]  # the `start_service` fixture
+
+
 @pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start the service with extra settings, `start_service(LLM_PROVIDER="local")`; stopped after the test.
-
-    `port=` restarts a service where a stopped one listened.
-
-    Every service of one test runs in the same working directory, so a second one started after the
-    first has stopped finds the first one's data (`./data`): that is a restart.
-    """
+def start_service(tmp_path: Path) -> Iterator[StartService]:
+    """`start_service(port=None, **settings)`, stopped after the test; one test's services share `./data`,
+    so a second one started on a stopped one's `port` is a restart."""
     started: list[ServerProcess] = []
 
     def start(port: int | None = None, **settings: str) -> ServerProcess:
@@ -167,10 +166,19 @@ def slow_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 
 @pytest.fixture(scope="session")
 def openai_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The OpenAI-compatible stub server (tests/openai_stub.py)."""
     server = ServerProcess("openai_stub:app", {}, tmp_path_factory.mktemp("stub"), "/requests")
     yield server
     server.stop()
+
+
+def on_stub(stub: ServerProcess, path: str, **settings: str) -> dict[str, str]:
+    """The settings of a service whose model is the stub's `path` (`/ok/v1`, `/status/500/v1`...)."""
+    return {"LLM_PROVIDER": "openai", "LLM_BASE_URL": f"{stub.base_url}{path}", **settings}
+
+
+def stub_requests(stub: ServerProcess, path: str = "/", since: int = 0) -> list[dict[str, Any]]:
+    """The requests the stub received under `path` after its first `since`."""
+    return [r for r in httpx.get(f"{stub.base_url}/requests").json()[since:] if r["path"].startswith(path)]
 
 
 # --- client helpers -----------------------------------------------------------------------------
@@ -215,7 +223,6 @@ def follow(
 def read_stream(
     base_url: str, task_id: str, headers: dict[str, str] | None = None, params: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Every event of a task's stream (after `Last-Event-ID` if given), to its terminal event."""
     return list(follow(base_url, task_id, headers, params))
 
 
@@ -266,6 +273,10 @@ def status(base_url: str, task_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def wait_for_status(base_url: str, task_id: str, wanted: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_until(lambda: (now := status(base_url, task_id))["status"] == wanted and now, timeout, wanted)
+
+
 # --- one suite, both modes ------------------------------------------------------------------------
 # `mode` runs a test against the embedded service (one uvicorn, SQLite) and against the cluster
 # (Redis, two API replicas behind Nginx, Celery workers): the same requests, the same answers expected.
@@ -273,8 +284,8 @@ CLUSTER_WORKERS_AT_MOST = 2  # MAX_CONCURRENT_TASKS=n becomes n workers of one c
 
 
 class Deployment:
-    """A running service, whichever mode: `base_url` to talk to it, `restart()` to kill it and start it
-    again on its data, `urls` every address that serves it (the cluster's replicas and Nginx)."""
+    """A running service in either mode: `restart()` kills it and starts it again on its data; `urls`: every
+    address that serves it (the cluster's replicas and Nginx)."""
 
     base_url: str
     urls: list[str]
@@ -332,9 +343,7 @@ class ClusterDeployment(Deployment):
 
 
 class Mode:
-    """What a test needs from `mode`: its `name`, `start(**settings)` for a deployment of its own (stopped
-    after the test), and `fast()` / `slow()` for deployments shared by the session (see `fake_service`
-    and `slow_service`)."""
+    """`start(**settings)`: a deployment of the test's own; `fast()` / `slow()`: the session's shared ones."""
 
     def __init__(self, name: str, request: pytest.FixtureRequest, workdir: Path) -> None:
         self.name, self._request, self._workdir = name, request, workdir

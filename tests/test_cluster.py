@@ -1,11 +1,6 @@
 """What only the cluster mode has, with real servers: redis-server, API replicas, Celery workers, Nginx.
 
-Every replica streams the same events; a killed replica or worker loses nothing or ends its task with
-`worker_died`; two workers share the tasks; the append script gives each sequence once; a redelivered
-phase runs once; concurrent follow-ups and webhook attempts from several processes are each counted once.
-What both modes do alike (run control, follow-ups, webhooks, the stream contract) is tested in both
-modes by the `mode` fixture (tests/test_run_control.py, test_follow_ups.py, test_webhooks.py,
-test_streaming.py). The Redis server is the session's (`redis_server` in tests/conftest.py).
+What both modes do alike is tested in both by the `mode` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ import pytest
 import redis
 
 from cluster_processes import Cluster, Nginx, RedisServer
-from conftest import StreamReader, read_stream, sequences, start_task, status, wait_until
+from conftest import AGENT_NAMES, StreamReader, read_stream, sequences, start_task, status, wait_for_status, wait_until
 from delivery_service.cluster.celery_app import create_celery_app, send_phase
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
@@ -36,7 +31,7 @@ from delivery_service.settings import Settings
 from delivery_service.store.task_event import EventType
 from test_agent_plugins import PLUGIN, assert_five_agents_delivered
 from test_metrics import samples
-from webhook_receiver import WebhookReceiver, new_secret
+from webhook_receiver import WebhookReceiver, new_secret, webhook_settings
 
 pytestmark = pytest.mark.slow
 
@@ -83,12 +78,7 @@ def test_replicas_and_nginx_stream_the_same_gap_free_events_live(
     listed = httpx.get(f"{b.base_url}/api/tasks").json()
     assert [(t["task_id"], t["status"]) for t in listed["tasks"]] == [(task_id, "completed")] and listed["total"] == 1
     result = httpx.get(f"{b.base_url}/api/task/{task_id}/result").json()
-    assert [d["agent_name"] for d in result["deliverables"]] == [
-        "ProductManager",
-        "QAEngineer",
-        "SoftwareDeveloper",
-        "Coordinator",
-    ]
+    assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
     assert all(d["data"] is not None for d in result["deliverables"]), "structured deliverables, as embedded"
     assert result["traceability"]["complete"] is True and result["decision"] == "go"
     assert len([e for e in streams[0] if e["metadata"].get("kind") == "traceability"]) == 1
@@ -161,8 +151,7 @@ def test_two_workers_share_the_tasks(start_cluster: Callable[..., Cluster]) -> N
 
 
 def test_a_fifth_agent_registered_by_a_plugin_runs_on_the_workers(start_cluster: Callable[..., Cluster]) -> None:
-    """AGENT_PLUGINS reaches replicas and workers alike: the SecurityReviewer (tests/security_reviewer.py)
-    runs on a Celery worker, streamed, stored in Redis, rendered and traced as in the embedded mode."""
+    """AGENT_PLUGINS reaches the workers: tests/security_reviewer.py runs there as in the embedded mode."""
     cluster = start_cluster(replicas=1, workers=1, AGENT_PLUGINS=PLUGIN)
     assert_five_agents_delivered(cluster.replicas[0].base_url)
 
@@ -291,14 +280,7 @@ def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(
     receiver = WebhookReceiver(new_secret())
     receiver.script("/hooks", 500, 503, 200)  # the first two requests fail, whichever messages they carry
     try:
-        cluster = start_cluster(
-            replicas=2,
-            workers=2,
-            FAKE_LLM_DELAY_MS="5",
-            WEBHOOK_SECRET=receiver.secret,
-            WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-            WEBHOOK_RETRY_BASE_SECONDS="0.05",
-        )
+        cluster = start_cluster(replicas=2, workers=2, FAKE_LLM_DELAY_MS="5", **webhook_settings(receiver.secret))
         a, b = cluster.replicas
         hook = {"webhook_url": receiver.url("/hooks")}
         task_ids = [
@@ -306,7 +288,7 @@ def test_webhooks_from_two_replicas_and_two_workers_go_out_once_per_attempt(
             start_task(b.base_url, "Build a chat app", **hook),
         ]
         confirmed = start_task(a.base_url, "Build a wiki", skip_confirmation=False, **hook)
-        wait_until(lambda: status(b.base_url, confirmed)["status"] == "awaiting_confirmation", 60, "the confirmation")
+        wait_for_status(b.base_url, confirmed, "awaiting_confirmation")
         assert httpx.post(f"{b.base_url}/api/task/{confirmed}/confirm", json={"approved": True}).status_code == 202
         for task_id in [*task_ids, confirmed]:
             assert read_stream(b.base_url, task_id)[-1]["event_type"] == "end"

@@ -1,9 +1,6 @@
 """Follow-ups: a new revision of a completed task, in its thread, re-running only what the request concerns.
 
-Over real HTTP: the scripted model, and the OpenAI-compatible stub's `/follow-up/<agent>/v1`, whose
-triage names that agent and whose follow-up answers are a scripted revision (tests/openai_stub.py).
-Threads, limits, keys, restarts and a partial rerun run in both modes (`mode`); tests/test_cluster.py
-keeps only concurrent follow-ups numbered by two replicas.
+The stub's `/follow-up/<agent>/v1` triages to that agent and answers with a scripted revision.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from conftest import Deployment, Mode, ServerProcess, read_stream, start_task, wait_until
+from conftest import Deployment, Mode, ServerProcess, on_stub, read_stream, start_task, stub_requests, wait_for_status
 from openai_stub import REVISED_CHANGES, asked_for, prompt_of
 
 ALICE = {"Authorization": "Bearer alice-key-0123"}
@@ -50,23 +47,19 @@ def result(base: str, task_id: str, headers: dict[str, str] | None = None) -> di
     return dict(response.json())
 
 
-def stub_requests_since(stub: ServerProcess, count: int) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{stub.base_url}/requests").json()[count:])
-
-
 def prompts_to(stub: ServerProcess, since: int, agent: str) -> list[str]:
     """The prompts `agent` sent the stub after its first `since` requests."""
-    return [prompt_of(r["body"]) for r in stub_requests_since(stub, since) if asked_for(r["body"]) == agent]
+    return [prompt_of(r["body"]) for r in stub_requests(stub, since=since) if asked_for(r["body"]) == agent]
 
 
 def parent_on_stub(
     start_service: Callable[..., ServerProcess | Deployment], openai_stub: ServerProcess, rerun_from: str
 ) -> tuple[str, str, int]:
-    """A service on the stub's `/follow-up/<rerun_from>/v1` (its triage names that agent) with one completed
-    task: the service's URL, the task, and how many requests the stub had before any follow-up."""
-    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/follow-up/{rerun_from}/v1")
+    """A service on `/follow-up/<rerun_from>/v1` with one completed task: its URL, the task, and how many
+    requests the stub had before any follow-up."""
+    service = start_service(**on_stub(openai_stub, f"/follow-up/{rerun_from}/v1"))
     parent = completed(service.base_url)
-    return service.base_url, parent, len(stub_requests_since(openai_stub, 0))
+    return service.base_url, parent, len(stub_requests(openai_stub))
 
 
 def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
@@ -92,7 +85,7 @@ def test_a_triage_naming_the_qa_engineer_reruns_qa_design_and_review_only(
     started_agents = [e["agent_name"] for e in events if e["event_type"] == "agent_start"]
     assert started_agents == ["QAEngineer", "SoftwareDeveloper", "Coordinator"]
 
-    asked = [asked_for(request["body"]) for request in stub_requests_since(openai_stub, seen)]
+    asked = [asked_for(request["body"]) for request in stub_requests(openai_stub, since=seen)]
     assert "ProductManager" not in asked, "a carried-over agent makes no model request"
     assert sorted(set(asked)) == ["Coordinator", "QAEngineer", "SoftwareDeveloper", "Triage"]
 
@@ -176,7 +169,7 @@ def test_threads_branches_limits_and_bad_requests(mode: Mode) -> None:
     assert httpx.get(f"{base}/api/threads/no-such-thread").status_code == 404
 
     running = start_task(base, "Build a slow app")
-    wait_until(lambda: httpx.get(f"{base}/api/task/{running}/status").json()["status"] == "running", 30, "running")
+    wait_for_status(base, running, "running", timeout=30)
     refused = follow_up(base, running, "Add a feature")
     assert refused.status_code == 409 and "is running" in refused.json()["detail"]
 

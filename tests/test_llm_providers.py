@@ -1,5 +1,4 @@
-"""Real model paths: an OpenAI-compatible server over HTTP (success and each failure), DashScope's
-settings, and the embedded local model."""
+"""Real model paths: an OpenAI-compatible server (success and each failure), DashScope, the embedded model."""
 
 from __future__ import annotations
 
@@ -8,24 +7,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from conftest import ServerProcess, free_port, read_stream, sequences, start_task
+from conftest import AGENT_NAMES, ServerProcess, free_port, on_stub, read_stream, sequences, start_task, stub_requests
 
 SECRET_KEY = "sk-test-secret-0123456789"
-
-
-def requests_to(stub: ServerProcess, path_prefix: str) -> list[dict]:
-    return [r for r in httpx.get(f"{stub.base_url}/requests").json() if r["path"].startswith(path_prefix)]
 
 
 def test_openai_compatible_endpoint_end_to_end(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
-    service = start_service(
-        LLM_PROVIDER="auto",
-        LLM_BASE_URL=f"{openai_stub.base_url}/ok/v1",
-        LLM_API_KEY=SECRET_KEY,
-        LLM_MODEL="stub-model",
-    )
+    settings = on_stub(openai_stub, "/ok/v1", LLM_PROVIDER="auto", LLM_API_KEY=SECRET_KEY, LLM_MODEL="stub-model")
+    service = start_service(**settings)
     health = httpx.get(f"{service.base_url}/healthz").json()
     assert health["model"]["provider"] == "openai", "auto picks the OpenAI-compatible endpoint when LLM_BASE_URL is set"
     assert health["model"]["model"] == "stub-model"
@@ -37,7 +28,7 @@ def test_openai_compatible_endpoint_end_to_end(
     assert events[-1]["event_type"] == "end"
     assert sequences(events) == list(range(1, len(events) + 1))
     outputs = [e for e in events if e["event_type"] == "output"]
-    assert [e["agent_name"] for e in outputs] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert [e["agent_name"] for e in outputs] == AGENT_NAMES
     for output in outputs:
         assert f"Stub deliverable for: {requirement}" in output["content"]
     assert outputs[0]["content"].startswith("# Requirements analysis")
@@ -52,7 +43,7 @@ def test_openai_compatible_endpoint_end_to_end(
     assert usage["completion_tokens"] == sum(e["metadata"]["usage"]["completion_tokens"] for e in step_ends) > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
-    seen = [r for r in requests_to(openai_stub, "/ok/") if r["body"]["model"] == "stub-model"]
+    seen = [r for r in stub_requests(openai_stub, "/ok/") if r["body"]["model"] == "stub-model"]
     assert len(seen) == 4, "one chat completion per agent"
     for request in seen:
         assert request["authorization"] == f"Bearer {SECRET_KEY}"
@@ -75,7 +66,7 @@ def test_dashscope_is_chosen_by_its_key(
     events = read_stream(service.base_url, task_id)
     assert events[-1]["event_type"] == "end"
     seen = [
-        r for r in requests_to(openai_stub, "/ok/") if "做一个天气查询小程序" in r["body"]["messages"][-1]["content"]
+        r for r in stub_requests(openai_stub, "/ok/") if "做一个天气查询小程序" in r["body"]["messages"][-1]["content"]
     ]
     assert len(seen) == 4
     assert {r["body"]["model"] for r in seen} == {"qwen-plus"}
@@ -99,14 +90,10 @@ def test_dashscope_is_chosen_by_its_key(
 def test_llm_failures_end_the_task_with_one_clear_error(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess, base_path: str, expected: list[str]
 ) -> None:
-    base_url = f"http://127.0.0.1:{free_port()}/v1" if base_path == "refused" else f"{openai_stub.base_url}{base_path}"
-    service = start_service(
-        LLM_PROVIDER="openai",
-        LLM_BASE_URL=base_url,
-        LLM_API_KEY=SECRET_KEY,
-        LLM_TIMEOUT_SECONDS="1",
-        LLM_MAX_RETRIES="0",
-    )
+    settings = on_stub(openai_stub, base_path, LLM_API_KEY=SECRET_KEY, LLM_TIMEOUT_SECONDS="1", LLM_MAX_RETRIES="0")
+    if base_path == "refused":
+        settings["LLM_BASE_URL"] = f"http://127.0.0.1:{free_port()}/v1"
+    service = start_service(**settings)
     task_id = start_task(service.base_url, "Build a chat app")
     events = read_stream(service.base_url, task_id)
 

@@ -6,59 +6,57 @@ MAX_CONCURRENT_TASKS=n is n Celery workers, and Nginx spreads the requests over 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from conftest import (
+    AGENT_NAMES,
     Deployment,
     Mode,
     ServerProcess,
+    StartService,
     follow_in_background,
+    on_stub,
     read_stream,
     sequences,
     start_task,
+    status,
+    stub_requests,
+    wait_for_status,
     wait_until,
 )
 from delivery_service.agents import AGENTS
 from delivery_service.llm.fake import scripted_answer
 
-AGENT_NAMES = [agent.name for agent in AGENTS]
-
-
-def status_of(service: ServerProcess | Deployment, task_id: str) -> dict[str, Any]:
-    return httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()
+NO_TASK = "00000000-0000-0000-0000-000000000000"
 
 
 def post(service: ServerProcess | Deployment, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
     return httpx.post(f"{service.base_url}{path}", json=body)
 
 
-def wait_for_status(service: ServerProcess | Deployment, task_id: str, status: str) -> dict[str, Any]:
-    return wait_until(
-        lambda: (current := status_of(service, task_id))["status"] == status and current, 60, f"status {status}"
-    )
-
-
 # --- cancel ---------------------------------------------------------------------------------------
 def test_cancel_queued_running_and_finished_tasks(mode: Mode) -> None:
     service = mode.start(MAX_CONCURRENT_TASKS="1", FAKE_LLM_DELAY_MS="50")
-    running = start_task(service.base_url, "running task")
-    queued = start_task(service.base_url, "queued task")
+    started = [post(service, "/api/run_task", {"user_requirement": text}).json() for text in ("running", "queued")]
+    assert [(s["status"], "busy" in s["message"]) for s in started] == [("started", False), ("queued", True)]
+    running, queued = (s["task_id"] for s in started)
     follower = start_task(service.base_url, "runs after the others")
-    wait_for_status(service, running, "running")
-    assert status_of(service, queued)["queue_position"] == 1
+    wait_for_status(service.base_url, running, "running")
+    waiting = status(service.base_url, queued)
+    assert (waiting["status"], waiting["queue_position"]) == ("queued", 1)
 
     cancelled = post(service, f"/api/task/{queued}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-    assert status_of(service, follower)["queue_position"] == 1, "the line moved up"
+    assert status(service.base_url, follower)["queue_position"] == 1, "the line moved up"
     queued_events = read_stream(service.base_url, queued)
     assert [e["event_type"] for e in queued_events] == ["action", "cancelled"]
+    assert queued_events[0]["metadata"] == {"kind": "queued", "queue_position": 1}
 
     running_stream = follow_in_background(service.base_url, running)
-    wait_until(lambda: status_of(service, running)["current_agent"] is not None, 30, "an agent to be working")
+    wait_until(lambda: status(service.base_url, running)["current_agent"] is not None, 30, "an agent to be working")
     response = post(service, f"/api/task/{running}/cancel")
     assert response.status_code == 202 and response.json()["status"] == "cancelled"
     events = running_stream()
@@ -68,28 +66,24 @@ def test_cancel_queued_running_and_finished_tasks(mode: Mode) -> None:
 
     follower_events = read_stream(service.base_url, follower)
     assert follower_events[-1]["event_type"] == "end", "the freed worker took the next task"
-    assert follower_events[1]["timestamp"] >= events[-1]["timestamp"]
+    assert follower_events[1]["event_type"] == "start"
+    assert follower_events[1]["timestamp"] >= events[-1]["timestamp"], "it started after the running task ended"
 
     for task_id, final in ((running, "cancelled"), (queued, "cancelled"), (follower, "completed")):
         again = post(service, f"/api/task/{task_id}/cancel")
         assert again.status_code == 202 and again.json()["status"] == final, "cancelling again changes nothing"
     assert read_stream(service.base_url, running) == events
-    assert post(service, "/api/task/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+    assert post(service, f"/api/task/{NO_TASK}/cancel").status_code == 404
 
 
-def test_cancel_stops_the_model_calls(start_service: Callable[..., ServerProcess], openai_stub: ServerProcess) -> None:
-    service = start_service(
-        LLM_PROVIDER="openai",
-        LLM_BASE_URL=f"{openai_stub.base_url}/slow/v1",
-        LLM_MODEL="cancel-probe",
-        MAX_CONCURRENT_TASKS="1",
-    )
+def test_cancel_stops_the_model_calls(start_service: StartService, openai_stub: ServerProcess) -> None:
+    service = start_service(**on_stub(openai_stub, "/slow/v1", LLM_MODEL="cancel-probe", MAX_CONCURRENT_TASKS="1"))
     task_id = start_task(service.base_url, "cancel me while the model streams", stream_tokens=True)
     follower = start_task(service.base_url, "next in line")
-    wait_until(lambda: status_of(service, task_id)["last_sequence"] >= 5, 30, "the model to be streaming deltas")
+    wait_until(lambda: status(service.base_url, task_id)["last_sequence"] >= 5, 30, "the model to be streaming deltas")
     assert post(service, f"/api/task/{task_id}/cancel").json()["status"] == "cancelled"
     assert read_stream(service.base_url, follower)[-1]["event_type"] == "end", "the cancelled crew freed its worker"
-    calls = [r for r in httpx.get(f"{openai_stub.base_url}/requests").json() if r["body"]["model"] == "cancel-probe"]
+    calls = [r for r in stub_requests(openai_stub) if r["body"]["model"] == "cancel-probe"]
     cancelled_calls = [r for r in calls if "cancel me while the model streams" in r["body"]["messages"][-1]["content"]]
     assert len(cancelled_calls) == 1, "no model call was made for the task after its cancel"
 
@@ -98,7 +92,7 @@ def test_cancel_stops_the_model_calls(start_service: Callable[..., ServerProcess
 def test_confirm_approve_continues_without_holding_a_worker(mode: Mode) -> None:
     service = mode.start(MAX_CONCURRENT_TASKS="1")
     task_id = start_task(service.base_url, "Build a budget tracker", skip_confirmation=False)
-    waiting = wait_for_status(service, task_id, "awaiting_confirmation")
+    waiting = wait_for_status(service.base_url, task_id, "awaiting_confirmation")
     assert waiting["completed_steps"] == 1
 
     other = start_task(service.base_url, "runs while the first waits for a human")
@@ -119,14 +113,14 @@ def test_confirm_approve_continues_without_holding_a_worker(mode: Mode) -> None:
 def test_reject_with_feedback_revises_the_analysis(mode: Mode) -> None:
     service = mode.start(MAX_REVISIONS="1")
     task_id = start_task(service.base_url, "Build a recipe app", skip_confirmation=False)
-    wait_for_status(service, task_id, "awaiting_confirmation")
+    wait_for_status(service.base_url, task_id, "awaiting_confirmation")
     assert post(service, f"/api/task/{task_id}/confirm", {"approved": False}).status_code == 422, "feedback required"
     feedback = "Add a shopping list generated from recipes."
     rejected = post(service, f"/api/task/{task_id}/confirm", {"approved": False, "feedback": feedback})
     assert rejected.status_code == 202
 
     assert rejected.json()["status"] == "running"
-    wait_for_status(service, task_id, "awaiting_confirmation")
+    wait_for_status(service.base_url, task_id, "awaiting_confirmation")
     over_limit = post(service, f"/api/task/{task_id}/confirm", {"approved": False, "feedback": "more"})
     assert over_limit.status_code == 409 and "MAX_REVISIONS" in over_limit.json()["detail"]
     assert post(service, f"/api/task/{task_id}/confirm", {"approved": True}).status_code == 202
@@ -139,7 +133,7 @@ def test_reject_with_feedback_revises_the_analysis(mode: Mode) -> None:
     assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
     step_usages = [e["metadata"]["usage"] for e in events if e["event_type"] == "step_end"]
     assert len(step_usages) == 5, "the revised analysis made its own model call"
-    usage = httpx.get(f"{service.base_url}/api/task/{task_id}/status").json()["usage"]
+    usage = status(service.base_url, task_id)["usage"]
     for kind in ("prompt_tokens", "completion_tokens", "total_tokens"):
         assert usage[kind] == sum(step[kind] for step in step_usages) > 0, "every call counts, the revision's too"
     assert events[-1]["metadata"]["usage"] == usage
@@ -148,7 +142,7 @@ def test_reject_with_feedback_revises_the_analysis(mode: Mode) -> None:
 def test_confirmation_errors_and_timeout(mode: Mode) -> None:
     service = mode.start(CONFIRMATION_TIMEOUT_SECONDS="1", FAKE_LLM_DELAY_MS="20")
     skipped = start_task(service.base_url, "no confirmation asked")
-    wait_for_status(service, skipped, "running")
+    wait_for_status(service.base_url, skipped, "running")
     not_waiting = post(service, f"/api/task/{skipped}/confirm", {"approved": True})
     assert not_waiting.status_code == 409 and "not waiting for a confirmation" in not_waiting.json()["detail"]
 
@@ -156,17 +150,15 @@ def test_confirmation_errors_and_timeout(mode: Mode) -> None:
     events = read_stream(service.base_url, task_id)
     assert events[-1]["event_type"] == "cancelled" and events[-1]["metadata"]["reason"] == "confirmation_timeout"
     assert "CONFIRMATION_TIMEOUT_SECONDS=1 s" in events[-1]["content"]
-    assert status_of(service, task_id)["status"] == "cancelled"
+    assert status(service.base_url, task_id)["status"] == "cancelled"
     assert post(service, f"/api/task/{task_id}/confirm", {"approved": True}).status_code == 409
-    assert (
-        post(service, "/api/task/00000000-0000-0000-0000-000000000000/confirm", {"approved": True}).status_code == 404
-    )
+    assert post(service, f"/api/task/{NO_TASK}/confirm", {"approved": True}).status_code == 404
 
 
 def test_cancel_while_waiting_for_confirmation(mode: Mode) -> None:
     service = mode.start()
     task_id = start_task(service.base_url, "cancel me at the checkpoint", skip_confirmation=False)
-    wait_for_status(service, task_id, "awaiting_confirmation")
+    wait_for_status(service.base_url, task_id, "awaiting_confirmation")
     response = post(service, f"/api/task/{task_id}/cancel")
     assert response.status_code == 202 and response.json()["status"] == "cancelled"
     events = read_stream(service.base_url, task_id)
@@ -191,7 +183,7 @@ def test_waiting_line_orders_by_priority_and_refuses_when_full(mode: Mode) -> No
     high = start_task(service.base_url, "high", priority=5)
     low_later = start_task(service.base_url, "low later", priority=0)
     positions = {
-        name: status_of(service, task)["queue_position"]
+        name: status(service.base_url, task)["queue_position"]
         for name, task in (("high", high), ("low", low), ("low_later", low_later))
     }
     assert positions == {"high": 1, "low": 2, "low_later": 3}
@@ -210,8 +202,7 @@ def test_waiting_line_orders_by_priority_and_refuses_when_full(mode: Mode) -> No
 
 # --- token deltas ------------------------------------------------------------------------------------
 def test_deltas_are_coalesced_and_concatenate_to_the_model_output(mode: Mode) -> None:
-    """With a one-minute interval, each agent's call (well under a minute) sends at most two deltas:
-    one when the interval allows and the rest when the call ends; joined, they are the model's text."""
+    """With a one-minute interval, a call sends at most two deltas (the first, then the rest at its end)."""
     service = mode.start(DELTA_INTERVAL_MS="60000")
     requirement = "Build a habit tracker"
     events = read_stream(service.base_url, start_task(service.base_url, requirement, stream_tokens=True))
@@ -234,19 +225,14 @@ def test_deltas_are_coalesced_and_concatenate_to_the_model_output(mode: Mode) ->
     ],
 )
 def test_transient_failures_are_retried_visibly(
-    start_service: Callable[..., ServerProcess],
+    start_service: StartService,
     openai_stub: ServerProcess,
     path: str,
     ends: str,
     retries: int,
     requests: int,
 ) -> None:
-    service = start_service(
-        LLM_PROVIDER="openai",
-        LLM_BASE_URL=f"{openai_stub.base_url}{path}",
-        LLM_MAX_RETRIES="2",
-        LLM_RETRY_BASE_SECONDS="0.05",
-    )
+    service = start_service(**on_stub(openai_stub, path, LLM_MAX_RETRIES="2", LLM_RETRY_BASE_SECONDS="0.05"))
     requirement = f"retry probe {path}"
     events = read_stream(service.base_url, start_task(service.base_url, requirement))
     assert events[-1]["event_type"] == ends
@@ -256,30 +242,17 @@ def test_transient_failures_are_retried_visibly(
     assert all(e["agent_name"] == "ProductManager" for e in announced)
     if "429" in path:
         assert all(e["metadata"]["delay_seconds"] == 0.2 for e in announced), "Retry-After is honoured"
-    calls = [
-        r
-        for r in httpx.get(f"{openai_stub.base_url}/requests").json()
-        if r["path"].startswith(path) and requirement in r["body"]["messages"][-1]["content"]
-    ]
+    calls = [r for r in stub_requests(openai_stub, path) if requirement in r["body"]["messages"][-1]["content"]]
     assert len(calls) == requests
     if ends == "error" and retries:
         assert "after 2 retries" in events[-1]["content"]
 
 
-def test_timeouts_are_retried_then_reported(
-    start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
-) -> None:
-    service = start_service(
-        LLM_PROVIDER="openai",
-        LLM_BASE_URL=f"{openai_stub.base_url}/hang/v1",
-        LLM_TIMEOUT_SECONDS="0.5",
-        LLM_MAX_RETRIES="1",
-        LLM_RETRY_BASE_SECONDS="0.05",
-    )
+def test_timeouts_are_retried_then_reported(start_service: StartService, openai_stub: ServerProcess) -> None:
+    settings = {"LLM_TIMEOUT_SECONDS": "0.5", "LLM_MAX_RETRIES": "1", "LLM_RETRY_BASE_SECONDS": "0.05"}
+    service = start_service(**on_stub(openai_stub, "/hang/v1", **settings))
     events = read_stream(service.base_url, start_task(service.base_url, "timeout probe"))
     retries = [e for e in events if e["metadata"].get("kind") == "llm_retry"]
     assert len(retries) == 1 and "Timeout" in retries[0]["metadata"]["reason"]
-    assert (
-        events[-1]["event_type"] == "error"
-        and "did not answer within LLM_TIMEOUT_SECONDS=0.5 s" in events[-1]["content"]
-    )
+    assert events[-1]["event_type"] == "error"
+    assert "did not answer within LLM_TIMEOUT_SECONDS=0.5 s" in events[-1]["content"]

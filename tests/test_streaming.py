@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from conftest import Mode, ServerProcess, read_first, read_stream, sequences, start_task, wait_until
+from conftest import AGENT_NAMES, Mode, ServerProcess, read_first, read_stream, sequences, start_task, wait_until
 
-AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
 EVENT_TYPES = {
     "start",
     "agent_start",
@@ -30,24 +29,15 @@ EVENT_TYPES = {
     "error",
     "cancelled",
 }
+EVENT_FIELDS = {"task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type", "metadata"}
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3,6}Z$")
 
 
 def assert_event_shape(event: dict[str, Any], task_id: str) -> None:
-    assert set(event) == {
-        "task_id",
-        "sequence",
-        "agent_name",
-        "event_type",
-        "content",
-        "timestamp",
-        "agent",
-        "type",
-        "metadata",
-    }
+    assert set(event) == EVENT_FIELDS
     assert event["task_id"] == task_id
     assert isinstance(event["sequence"], int) and event["sequence"] >= 1
-    assert event["agent_name"] in {*AGENTS, "System"}
+    assert event["agent_name"] in {*AGENT_NAMES, "System"}
     assert event["event_type"] in EVENT_TYPES
     assert event["agent"] == event["agent_name"] and event["type"] == event["event_type"]
     assert isinstance(event["content"], str)
@@ -72,8 +62,8 @@ def test_full_task_streams_every_agent_in_order(mode: Mode) -> None:
     assert "delta" not in kinds, "deltas are only sent when the task asks for stream_tokens"
 
     agent_order = [event["agent_name"] for event in events if event["event_type"] == "agent_start"]
-    assert agent_order == AGENTS
-    for step, agent in enumerate(AGENTS, start=1):
+    assert agent_order == AGENT_NAMES
+    for step, agent in enumerate(AGENT_NAMES, start=1):
         own = [event for event in events if event["agent_name"] == agent]
         own_kinds = [event["event_type"] for event in own]
         assert own_kinds[0] == "agent_start" and own_kinds[-1] == "step_end"
@@ -128,7 +118,7 @@ def test_status_result_and_listings_after_completion(mode: Mode) -> None:
     assert status["finished_at"] == events[-1]["timestamp"]
 
     result = httpx.get(f"{base}/api/task/{task_id}/result").json()
-    assert [d["agent_name"] for d in result["deliverables"]] == AGENTS
+    assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
     assert [d["title"] for d in result["deliverables"]] == [
         "Requirements analysis",
         "Test plan",
@@ -150,12 +140,16 @@ def test_status_result_and_listings_after_completion(mode: Mode) -> None:
     assert tasks["tasks"][0]["task_id"] == task_id and tasks["limit"] == 1
 
 
+def listed_stream(base: str, task_id: str) -> dict[str, Any]:
+    streams = httpx.get(f"{base}/api/streams").json()["streams"]
+    return dict(next(stream for stream in streams if stream["task_id"] == task_id))
+
+
 def test_a_finished_stream_is_listed_without_subscribers(fake_service: ServerProcess) -> None:
     base = fake_service.base_url
     task_id = start_task(base, "Build a todo app")
     events = read_stream(base, task_id)
-    streams = httpx.get(f"{base}/api/streams").json()["streams"]
-    listed = next(stream for stream in streams if stream["task_id"] == task_id)
+    listed = listed_stream(base, task_id)
     assert listed["status"] == "completed" and listed["last_sequence"] == len(events)
     assert listed["subscribers"] == 0
 
@@ -211,9 +205,8 @@ def test_twenty_tasks_three_subscribers_each_are_isolated(mode: Mode) -> None:
 def test_stalled_subscriber_delays_no_one(fake_service: ServerProcess) -> None:
     """A client that connects and never reads: the task and another subscriber still finish.
 
-    The scripted model echoes the long requirement, so with token deltas the stream carries about 6 MB:
-    more than the kernel buffers of the stalled connection hold (4 MB at most here), so its sender
-    really is stuck while the rest goes on.
+    The stream carries about 6 MB of deltas echoing the requirement: more than the stalled connection's
+    kernel buffers hold (4 MB at most here), so its sender really is stuck.
     """
     base = fake_service.base_url
     task_id = start_task(base, "stalled reader " * 26000, stream_tokens=True)
@@ -222,43 +215,23 @@ def test_stalled_subscriber_delays_no_one(fake_service: ServerProcess) -> None:
     stalled.connect(("127.0.0.1", fake_service.port))
     stalled.sendall(f"GET /api/stream/{task_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     try:
-        wait_until(
-            lambda: (
-                next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
-                    "subscribers"
-                ]
-                == 1
-            ),
-            10,
-            "the stalled subscriber to be connected",
-        )
+        wait_until(lambda: listed_stream(base, task_id)["subscribers"] == 1, 10, "the stalled subscriber")
         events = read_stream(base, task_id)
         assert events[-1]["event_type"] == "end"
         assert sequences(events) == list(range(1, len(events) + 1))
-        deltas = [event for event in events if event["event_type"] == "delta"]
-        assert deltas, "stream_tokens=true sends deltas"
+        assert any(event["event_type"] == "delta" for event in events), "stream_tokens=true sends deltas"
         assert httpx.get(f"{base}/api/task/{task_id}/status").json()["status"] == "completed"
-        listed = next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)
-        assert listed["subscribers"] == 1, "the stalled client is still connected, unread, while the task is done"
+        assert listed_stream(base, task_id)["subscribers"] == 1, "the stalled client is still connected, unread"
     finally:
         stalled.close()
-    wait_until(
-        lambda: (
-            next(s for s in httpx.get(f"{base}/api/streams").json()["streams"] if s["task_id"] == task_id)[
-                "subscribers"
-            ]
-            == 0
-        ),
-        30,
-        "the closed subscriber to be released",
-    )
+    wait_until(lambda: listed_stream(base, task_id)["subscribers"] == 0, 30, "the closed subscriber to be released")
 
 
 def test_deltas_concatenate_to_each_output(mode: Mode) -> None:
     base = mode.fast().base_url
     task_id = start_task(base, "Write a CLI calculator", stream_tokens=True)
     events = read_stream(base, task_id)
-    for agent in AGENTS:
+    for agent in AGENT_NAMES:
         text = "".join(e["content"] for e in events if e["agent_name"] == agent and e["event_type"] == "delta")
         output = next(e for e in events if e["agent_name"] == agent and e["event_type"] == "output")
         streamed = json.loads(text[text.index("{") :])

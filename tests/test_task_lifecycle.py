@@ -1,34 +1,14 @@
-"""Worker slots and retention: queued tasks wait their turn, finished tasks leave memory after retention."""
+"""Retention (finished tasks leave memory, then the store), custom events handlers, the memory bound."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from conftest import ServerProcess, read_stream, start_task, wait_until
+from conftest import AGENT_NAMES, StartService, read_stream, start_task, wait_until
 
 
-def test_tasks_beyond_the_worker_slots_wait_in_order(start_service: Callable[..., ServerProcess]) -> None:
-    service = start_service(MAX_CONCURRENT_TASKS="1", FAKE_LLM_DELAY_MS="5")
-    base = service.base_url
-    first = httpx.post(f"{base}/api/run_task", json={"user_requirement": "first"}).json()
-    second = httpx.post(f"{base}/api/run_task", json={"user_requirement": "second"}).json()
-    assert first["status"] == "started"
-    assert second["status"] == "queued" and "busy" in second["message"]
-    assert httpx.get(f"{base}/api/task/{second['task_id']}/status").json()["status"] == "queued"
-
-    first_events = read_stream(base, first["task_id"])
-    second_events = read_stream(base, second["task_id"])
-    assert first_events[-1]["event_type"] == second_events[-1]["event_type"] == "end"
-    queued, start = second_events[0], second_events[1]
-    assert queued["event_type"] == "action" and queued["metadata"] == {"kind": "queued", "queue_position": 1}
-    assert start["event_type"] == "start"
-    assert first_events[-1]["timestamp"] <= start["timestamp"], "the queued task started after the first ended"
-
-
-def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: Callable[..., ServerProcess]) -> None:
+def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: StartService) -> None:
     service = start_service(STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2")
     base = service.base_url
     task_id = start_task(base)
@@ -50,7 +30,7 @@ def test_finished_tasks_leave_memory_but_replay_from_the_store(start_service: Ca
     assert httpx.get(f"{base}/api/tasks").json()["tasks"][0]["task_id"] == task_id
 
 
-def test_finished_tasks_are_purged_after_task_retention(start_service: Callable[..., ServerProcess]) -> None:
+def test_finished_tasks_are_purged_after_task_retention(start_service: StartService) -> None:
     service = start_service(
         TASK_RETENTION_DAYS="0.00001", STREAM_RETENTION_SECONDS="0", STREAM_CLEANUP_INTERVAL_SECONDS="0.2"
     )
@@ -64,11 +44,11 @@ def test_finished_tasks_are_purged_after_task_retention(start_service: Callable[
 
 
 @pytest.mark.parametrize("execution", ["thread", "process"])
-def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., ServerProcess], execution: str) -> None:
+def test_a_custom_events_handler_adds_its_events(start_service: StartService, execution: str) -> None:
     service = start_service(CREW_EVENTS_HANDLER="custom_handler:WordCountingHandler", CREW_EXECUTION=execution)
     events = read_stream(service.base_url, start_task(service.base_url))
     counts = [e for e in events if e["metadata"].get("kind") == "word_count"]
-    assert [e["agent_name"] for e in counts] == ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+    assert [e["agent_name"] for e in counts] == AGENT_NAMES
     for count in counts:
         output = events[count["sequence"] - 2]
         assert output["event_type"] == "output" and count["content"] == f"{len(output['content'].split())} words"
@@ -76,9 +56,7 @@ def test_a_custom_events_handler_adds_its_events(start_service: Callable[..., Se
 
 
 @pytest.mark.parametrize("execution", ["thread", "process"])
-def test_a_task_over_its_memory_bound_ends_with_an_error(
-    start_service: Callable[..., ServerProcess], execution: str
-) -> None:
+def test_a_task_over_its_memory_bound_ends_with_an_error(start_service: StartService, execution: str) -> None:
     service = start_service(MAX_STREAM_BYTES_PER_TASK="65536", MAX_REQUIREMENT_CHARS="100000", CREW_EXECUTION=execution)
     task_id = start_task(service.base_url, "long requirement " * 5000, stream_tokens=True)
     events = read_stream(service.base_url, task_id)

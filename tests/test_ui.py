@@ -9,8 +9,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
-from conftest import ServerProcess, start_task
-from webhook_receiver import WebhookReceiver, new_secret
+from conftest import AGENT_NAMES, ServerProcess, StartService, on_stub, start_task
+from webhook_receiver import WebhookReceiver, new_secret, webhook_settings
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 TIMEOUT_MS = 60_000
+OpenUI = Callable[..., Page]
 expect.set_options(timeout=TIMEOUT_MS)  # a wait for a condition, never a pause: slow machines get time
 
 
@@ -38,15 +39,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def open_ui(browser: Browser, start_service: Callable[..., ServerProcess]) -> Iterator[Callable[..., Page]]:
+def open_ui(browser: Browser, start_service: StartService) -> Iterator[OpenUI]:
     """Open /test-ui of a service; at the end, assert the page logged no error and opened no dialog.
 
-    It depends on `start_service` so that its pages close before the test's services stop: a page left
-    open would go on asking a stopped service for its recent tasks.
-
-    `expected` lists failed requests a test provokes on purpose (an HTTP error status, a connection
-    cut by a killed server): Chromium logs each failed request to the console, and those lines are
-    then expected. Any other console error fails the test.
+    It depends on `start_service` so that its pages close before the services stop. `expected`: console
+    errors a test provokes on purpose (Chromium logs each failed request); any other fails the test.
     """
     problems: list[str] = []
     pages: list[Page] = []
@@ -84,7 +81,7 @@ def logged_sequences(page: Page) -> list[int]:
 
 
 def test_a_run_from_requirement_to_rendered_deliverables(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+    open_ui: OpenUI, start_service: StartService, tmp_path: Path
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="5")
     page = open_ui(service)
@@ -94,7 +91,7 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     submit(page, "开发一个简单的待办事项应用", stream_tokens=True)
     expect(page.locator("#task-status")).to_have_text("completed")
     expect(page.locator("#connection")).to_have_text("closed")
-    for agent in ("ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"):
+    for agent in AGENT_NAMES:
         expect(page.locator(f'#pipeline li[data-agent="{agent}"]')).to_have_attribute("data-state", "done")
     expect(page.locator("#deliverables article")).to_have_count(4)
     expect(page.locator("#deliverables article h1").first).to_have_text("需求分析"), "in the requirement's language"
@@ -129,9 +126,7 @@ def test_a_run_from_requirement_to_rendered_deliverables(
     page.screenshot(path=str(tmp_path / "finished-run.png"), full_page=True)
 
 
-def test_cancel_and_confirmation_buttons(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_cancel_and_confirmation_buttons(open_ui: OpenUI, start_service: StartService) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="40")
     page = open_ui(service)
     submit(page, "Cancel me from the page")
@@ -155,7 +150,7 @@ def test_cancel_and_confirmation_buttons(
 
 
 def test_the_confirmation_panel_shows_the_whole_analysis_rendered(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+    open_ui: OpenUI, start_service: StartService, tmp_path: Path
 ) -> None:
     service = start_service()
     page = open_ui(service)
@@ -184,7 +179,7 @@ RENDERED_BY_THE_PAGE = """async (deliverables) => {
 
 
 def test_a_structured_deliverable_streams_as_its_document(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], tmp_path: Path
+    open_ui: OpenUI, start_service: StartService, tmp_path: Path
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="40")
     page = open_ui(service)
@@ -209,9 +204,9 @@ def test_a_structured_deliverable_streams_as_its_document(
 
 
 def test_uncovered_criteria_and_dangling_references_are_marked(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
+    open_ui: OpenUI, start_service: StartService, openai_stub: ServerProcess
 ) -> None:
-    service = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=f"{openai_stub.base_url}/answers/gaps/v1")
+    service = start_service(**on_stub(openai_stub, "/answers/gaps/v1"))
     page = open_ui(service)
     submit(page, "Plan a school trip")
     expect(page.locator("#task-status")).to_have_text("completed")
@@ -221,9 +216,7 @@ def test_uncovered_criteria_and_dangling_references_are_marked(
     expect(page.locator("#traceability")).to_contain_text("TC-1 refers to AC-9.9, which nothing defines")
 
 
-def test_api_errors_are_shown_in_words(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_api_errors_are_shown_in_words(open_ui: OpenUI, start_service: StartService) -> None:
     service = start_service(MAX_REQUIREMENT_CHARS="10")
     page = open_ui(service, expected=("the server responded with a status of 422",))
     page.fill("#requirement", "far more than ten characters")
@@ -232,9 +225,7 @@ def test_api_errors_are_shown_in_words(
     expect(page.locator("#form-error")).to_contain_text("at most 10 characters. The limit is MAX_REQUIREMENT_CHARS.")
 
 
-def test_hostile_text_is_shown_as_text(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_hostile_text_is_shown_as_text(open_ui: OpenUI, start_service: StartService) -> None:
     service = start_service()
     page = open_ui(service)
     hostile = "<img src=x onerror=alert(1)> <script>alert(2)</script> [link](javascript:alert(3))"
@@ -247,9 +238,7 @@ def test_hostile_text_is_shown_as_text(
     expect(page.locator("#log tbody")).to_contain_text("<script>alert(2)</script>")
 
 
-def test_the_page_resumes_after_a_server_restart(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_the_page_resumes_after_a_server_restart(open_ui: OpenUI, start_service: StartService) -> None:
     first = start_service(FAKE_LLM_DELAY_MS="60")
     page = open_ui(first, expected=("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED"))
     submit(page, "Survive a restart")
@@ -264,9 +253,7 @@ def test_the_page_resumes_after_a_server_restart(
     expect(page.locator("#gap-warning")).to_be_hidden()
 
 
-def test_the_page_asks_for_the_key_once_per_tab(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_the_page_asks_for_the_key_once_per_tab(open_ui: OpenUI, start_service: StartService) -> None:
     service = start_service(API_KEYS="ui-key-2468")
     page = open_ui(service, expected=("the server responded with a status of 401",))
     expect(page.locator("#auth")).to_be_visible()
@@ -286,9 +273,7 @@ def test_the_page_asks_for_the_key_once_per_tab(
     expect(page.locator("#task-status")).to_have_text("completed")
 
 
-def test_each_task_has_an_address_that_reopens_and_resumes_it(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
-) -> None:
+def test_each_task_has_an_address_that_reopens_and_resumes_it(open_ui: OpenUI, start_service: StartService) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="40")
     page = open_ui(service)
     submit(page, "Follow me across a reload")
@@ -311,7 +296,7 @@ def test_each_task_has_an_address_that_reopens_and_resumes_it(
 
 
 def test_a_follow_up_from_the_page_shows_the_revisions_and_what_changed(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+    open_ui: OpenUI, start_service: StartService
 ) -> None:
     service = start_service(FAKE_LLM_DELAY_MS="5")
     page = open_ui(service)
@@ -348,14 +333,12 @@ def test_a_follow_up_from_the_page_shows_the_revisions_and_what_changed(
 
 
 def test_the_tasks_webhook_deliveries_are_shown_and_can_be_redelivered(
-    open_ui: Callable[..., Page], start_service: Callable[..., ServerProcess]
+    open_ui: OpenUI, start_service: StartService
 ) -> None:
     receiver = WebhookReceiver(new_secret())
     receiver.script("/ui", 400)
     try:
-        service = start_service(
-            WEBHOOK_SECRET=receiver.secret, WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_BASE_SECONDS="0.05"
-        )
+        service = start_service(**webhook_settings(receiver.secret))
         task_id = start_task(service.base_url, webhook_url=receiver.url("/ui"), webhook_events=["task.completed"])
         receiver.wait_for("/ui", 1)
         page = open_ui(service)

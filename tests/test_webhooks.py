@@ -1,10 +1,5 @@
-"""Webhooks over real HTTP: the service under uvicorn posts to a real receiver on 127.0.0.1.
-
-Signatures are checked with the `standardwebhooks` package's own verifier (tests/webhook_receiver.py).
-The receiver's host is allowed by WEBHOOK_ALLOWED_HOSTS; retries start 50 ms after a failure. Delivery,
-retries, Retry-After, 410, redelivery and slow receivers run in both modes (`mode`); tests/test_cluster.py
-keeps only two workers and two replicas sending each attempt once.
-"""
+"""Webhooks over real HTTP to a real receiver (tests/webhook_receiver.py), which verifies signatures with
+`standardwebhooks`; retries start 50 ms after a failure. Most tests run in both modes (`mode`)."""
 
 from __future__ import annotations
 
@@ -14,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Deployment, Mode, ServerProcess, free_port, read_stream, start_task, wait_until
+from conftest import AGENT_NAMES, Mode, ServerProcess, free_port, read_stream, start_task, wait_for_status, wait_until
 from delivery_service.webhooks.sender import MAX_PER_RECEIVER
-from webhook_receiver import DripReceiver, WebhookReceiver, new_secret
+from webhook_receiver import DripReceiver, WebhookReceiver, new_secret, webhook_settings
 
 STEP_AND_END = ["task.step_completed"] * 4 + ["task.completed"]
 
@@ -26,13 +21,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     server = WebhookReceiver(new_secret())
     yield server
     server.close()
-
-
-def webhook_service(
-    start: Callable[..., ServerProcess | Deployment], receiver: WebhookReceiver, **settings: str
-) -> ServerProcess | Deployment:
-    defaults = {"WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_RETRY_BASE_SECONDS": "0.05"}
-    return start(WEBHOOK_SECRET=receiver.secret, PUBLIC_URL="https://delivery.example", **(defaults | settings))
 
 
 def deliveries(base: str, task_id: str) -> list[dict[str, Any]]:
@@ -54,7 +42,10 @@ def settled(base: str, task_id: str, count: int) -> list[dict[str, Any]]:
 def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_accepts(
     mode: Mode, receiver: WebhookReceiver
 ) -> None:
-    server = webhook_service(mode.start, receiver, WEBHOOK_URLS=receiver.url("/everything"))
+    everything = receiver.url("/everything")
+    server = mode.start(
+        **webhook_settings(receiver.secret, WEBHOOK_URLS=everything, PUBLIC_URL="https://delivery.example")
+    )
     task_id = start_task(
         server.base_url, webhook_url=receiver.url("/hooks"), webhook_events=["task.completed", "task.step_completed"]
     )
@@ -66,12 +57,7 @@ def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_ac
     ]
     by_sequence = sorted((request.payload for request in got), key=lambda payload: payload["data"]["sequence"])
     assert [payload["type"] for payload in by_sequence] == STEP_AND_END
-    assert [payload["data"]["agent_name"] for payload in by_sequence[:4]] == [
-        "ProductManager",
-        "QAEngineer",
-        "SoftwareDeveloper",
-        "Coordinator",
-    ]
+    assert [payload["data"]["agent_name"] for payload in by_sequence[:4]] == AGENT_NAMES
     completed = by_sequence[-1]
     assert completed["data"]["status"] == "completed" and completed["data"]["task_id"] == task_id
     assert completed["data"]["result_url"] == f"https://delivery.example/api/task/{task_id}/result"
@@ -98,7 +84,7 @@ def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_ac
 def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answers(
     mode: Mode, receiver: WebhookReceiver
 ) -> None:
-    server = webhook_service(mode.start, receiver, WEBHOOK_MAX_ATTEMPTS="3", WEBHOOK_TIMEOUT_SECONDS="1")
+    server = mode.start(**webhook_settings(receiver.secret, WEBHOOK_MAX_ATTEMPTS="3", WEBHOOK_TIMEOUT_SECONDS="1"))
     receiver.script("/flaky", 500, 503, 200)
     receiver.script("/down", 500)
     receiver.hold("/stuck")
@@ -145,7 +131,7 @@ def test_a_failing_receiver_gets_retries_with_the_same_webhook_id_until_it_answe
 
 
 def test_retry_after_is_honoured(mode: Mode, receiver: WebhookReceiver) -> None:
-    server = webhook_service(mode.start, receiver)
+    server = mode.start(**webhook_settings(receiver.secret))
     receiver.script("/busy", (429, {"Retry-After": "2"}), 200)
     task_id = start_task(server.base_url, webhook_url=receiver.url("/busy"), webhook_events=["task.completed"])
     first, second = receiver.wait_for("/busy", 2)
@@ -157,14 +143,10 @@ def test_retry_after_is_honoured(mode: Mode, receiver: WebhookReceiver) -> None:
 
 
 def test_a_410_stops_the_tasks_later_messages_to_that_url(mode: Mode, receiver: WebhookReceiver) -> None:
-    server = webhook_service(mode.start, receiver)
+    server = mode.start(**webhook_settings(receiver.secret))
     receiver.script("/gone", 410)
     task_id = start_task(server.base_url, webhook_url=receiver.url("/gone"), skip_confirmation=False)
-    wait_until(
-        lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "awaiting_confirmation",
-        60,
-        "the confirmation",
-    )
+    wait_for_status(server.base_url, task_id, "awaiting_confirmation")
     first = settled(server.base_url, task_id, 2)  # the analysis's step and awaiting_confirmation
     assert any(d["last_status_code"] == 410 for d in first)
     sent_before = len(receiver.at("/gone"))
@@ -178,7 +160,7 @@ def test_a_410_stops_the_tasks_later_messages_to_that_url(mode: Mode, receiver: 
 
 
 def test_a_slow_receiver_does_not_delay_the_task(mode: Mode, receiver: WebhookReceiver) -> None:
-    server = webhook_service(mode.start, receiver, WEBHOOK_TIMEOUT_SECONDS="120")
+    server = mode.start(**webhook_settings(receiver.secret, WEBHOOK_TIMEOUT_SECONDS="120"))
     receiver.hold("/slow")
     task_id = start_task(server.base_url, webhook_url=receiver.url("/slow"))
     receiver.wait_for("/slow", 1)  # the first message is being answered ... slowly
@@ -193,17 +175,12 @@ def test_a_slow_receiver_does_not_delay_the_task(mode: Mode, receiver: WebhookRe
 def test_a_receiver_that_drips_its_answer_holds_neither_every_slot_nor_a_message_twice(
     start_service: Callable[..., ServerProcess], receiver: WebhookReceiver
 ) -> None:
-    """WEBHOOK_TIMEOUT_SECONDS bounds a whole attempt, the lease outlives it, and one receiver gets a share
-    of the sender's slots: a receiver that would hold each attempt a minute delays no one else."""
+    """WEBHOOK_TIMEOUT_SECONDS bounds a whole attempt, the lease outlives it, one receiver gets a share of the
+    sender's slots: a receiver that would hold each attempt a minute delays no one else."""
     drip = DripReceiver(interval=0.5, lines=120)  # a header line every 0.5 s: an answer takes 60 s
     try:
-        server = webhook_service(
-            start_service,
-            receiver,
-            WEBHOOK_TIMEOUT_SECONDS="2",
-            WEBHOOK_RETRY_BASE_SECONDS="1",
-            WEBHOOK_MAX_ATTEMPTS="50",
-        )
+        settings = {"WEBHOOK_TIMEOUT_SECONDS": "2", "WEBHOOK_RETRY_BASE_SECONDS": "1", "WEBHOOK_MAX_ATTEMPTS": "50"}
+        server = start_service(**webhook_settings(receiver.secret, **settings))
         dripped = [start_task(server.base_url, webhook_url=drip.url("/slow")) for _ in range(7)]  # 35 messages
         for task_id in dripped:
             assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"
@@ -229,13 +206,7 @@ def test_a_receiver_that_drips_its_answer_holds_neither_every_slot_nor_a_message
 def test_undelivered_messages_go_out_after_a_kill_and_restart(start_service: Callable[..., ServerProcess]) -> None:
     port = free_port()  # nothing listens there until the service has been killed
     secret = new_secret()
-    settings = {
-        "WEBHOOK_SECRET": secret,
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "WEBHOOK_RETRY_BASE_SECONDS": "0.05",
-        "WEBHOOK_MAX_ATTEMPTS": "30",
-        "WEBHOOK_TIMEOUT_SECONDS": "2",
-    }
+    settings = webhook_settings(secret, WEBHOOK_MAX_ATTEMPTS="30", WEBHOOK_TIMEOUT_SECONDS="2")
     server = start_service(**settings)
     task_id = start_task(server.base_url, webhook_url=f"http://127.0.0.1:{port}/late")
     assert read_stream(server.base_url, task_id)[-1]["event_type"] == "end"

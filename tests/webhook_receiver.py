@@ -4,9 +4,6 @@ Every request is kept (path, headers, body, whether its signature verified with 
 package). What a path answers is a list of responses, used in turn, the last one for ever:
 `receiver.script("/flaky", 500, 500, 200)`. A response may be `(status, headers)`. A path can be
 held (`hold`): its requests are kept, then wait for their answer until `release` (a slow receiver).
-
-`DripReceiver` is a slower one still: it answers one header line at a time, never idle long enough for a
-per-read timeout, and records which messages it has an attempt of open.
 """
 
 from __future__ import annotations
@@ -28,6 +25,15 @@ from conftest import wait_until
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def webhook_settings(secret: str, **settings: str) -> dict[str, str]:
+    """A service's settings to sign with `secret` and post to 127.0.0.1, retrying 50 ms after a failure."""
+    return {
+        "WEBHOOK_SECRET": secret,
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.05",
+    } | settings
 
 
 @dataclass
@@ -124,12 +130,9 @@ class WebhookReceiver:
 
 @dataclass
 class DripReceiver:
-    """A receiver on 127.0.0.1 that answers each request one header line every `interval` seconds, `lines`
-    of them (so an attempt takes `interval * lines` seconds unless the sender gives up), and keeps count:
-    the attempts made, the most open at once, and the webhook-ids of which two attempts were open at once.
-
-    An attempt is open from its request until the sender closes the connection or the answer is complete.
-    """
+    """Answers one header line every `interval` seconds, `lines` of them, never idle long enough for a
+    per-read timeout; counts the attempts, the most open at once (from request to hang-up or full answer),
+    and the webhook-ids of which two attempts were open at once (`twice`)."""
 
     interval: float = 0.5
     lines: int = 120
