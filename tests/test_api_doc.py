@@ -1,11 +1,7 @@
 """docs/api.md against the app's own OpenAPI schema: the reference must describe exactly what is served.
 
-Routes are written `METHOD /path` in docs/api.md, with the path as the schema spells it. Every operation
-of the schema has its own `### `METHOD /path`` section and a row in a table; every `METHOD /path` the
-page names is served (in the schema, or listed under "Pages outside the OpenAPI schema" and answering).
-Each section names its parameters, their allowed values and its status codes; the request tables list
-exactly the request models' fields with their types, defaults and limits; every response field, event
-type, event field and task status is named.
+Routes are written `METHOD /path` in docs/api.md, with the path as the schema spells it; a page served
+outside the schema is listed under "Pages outside the OpenAPI schema".
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 ROUTE_MENTION = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s`|,;)]*)")
 ROUTE_HEADING = re.compile(r"^`(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)`$")
 HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$", re.MULTILINE)
+SCHEMA_REF = re.compile(r'"#/components/schemas/([^"]+)"')
 REQUEST_MODELS = {"RunTaskRequest", "ConfirmRequest", "FollowUpRequest"}
 # Another protocol's request models: its own specification documents their fields (AG-UI's RunAgentInput;
 # the section names the ones the service reads).
@@ -121,17 +118,9 @@ def referenced_models(node: Any) -> set[str]:
     names: set[str] = set()
     pending = [node]
     while pending:
-        current = pending.pop()
-        if isinstance(current, dict):
-            ref = current.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-                name = ref.rsplit("/", 1)[1]
-                if name not in names:
-                    names.add(name)
-                    pending.append(schema()["components"]["schemas"][name])
-            pending.extend(current.values())
-        elif isinstance(current, list):
-            pending.extend(current)
+        for name in set(SCHEMA_REF.findall(json.dumps(pending.pop()))) - names:
+            names.add(name)
+            pending.append(schema()["components"]["schemas"][name])
     return names
 
 
@@ -227,9 +216,7 @@ def test_request_tables_match_the_request_models() -> None:
 
 
 def test_every_response_field_is_named() -> None:
-    models = set()
-    for operation in operations().values():
-        models |= referenced_models(operation["responses"])
+    models = referenced_models([operation["responses"] for operation in operations().values()])
     assert {"RunTaskResponse", "TaskStatusResponse", "TaskResultResponse", "TaskEvent"} <= models
     missing = {
         f"{model}.{field}"
@@ -249,8 +236,6 @@ def test_event_fields_types_and_task_statuses() -> None:
     assert sorted(event_fields) == sorted(components["TaskEvent"]["properties"])
     event_types = first_column(table_with_header(section("Event types"), "event_type"))
     assert sorted(event_types) == sorted(enum_values), "the event types table must list exactly EventType"
-    for value in enum_values:
-        assert f"`{value}`" in doc()
 
     statuses = first_column(table_with_header(section("Task lifecycle"), "status"))
     assert sorted(statuses) == sorted(member.value for member in TaskStatus) == sorted(components["TaskStatus"]["enum"])
