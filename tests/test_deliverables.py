@@ -15,12 +15,7 @@ from delivery_service.crew.factory import delivery_summary
 from delivery_service.deliverables.changes import Changes, diff, id_order
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
 from delivery_service.deliverables.render import render, render_triage, traceability_matrix
-from delivery_service.deliverables.schemas import (
-    DeliveryReview,
-    RequirementsAnalysis,
-    TechnicalDesign,
-    TestPlan,
-)
+from delivery_service.deliverables.schemas import DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
 from delivery_service.deliverables.traceability import decide, trace
 
 ANALYSIS: dict[str, Any] = {
@@ -38,32 +33,19 @@ ANALYSIS: dict[str, Any] = {
     "non_functional": [{"id": "NFR-1", "requirement": "Pages load fast", "target": "p95 under 300 ms"}],
     "open_questions": ["Do lists need accounts?"],
 }
+
+
+def plan_case(
+    case_id: str, title: str, kind: str, steps: list[str], expected: str, covers: list[str]
+) -> dict[str, Any]:
+    return {"id": case_id, "title": title, "type": kind, "steps": steps, "expected": expected, "covers": covers}
+
+
 PLAN: dict[str, Any] = {
     "test_cases": [
-        {
-            "id": "TC-1",
-            "title": "Add an item",
-            "type": "functional",
-            "steps": ["open", "add milk"],
-            "expected": "milk is listed",
-            "covers": ["AC-1.1"],
-        },
-        {
-            "id": "TC-2",
-            "title": "Empty item",
-            "type": "negative",
-            "steps": ["add ''"],
-            "expected": "refused",
-            "covers": ["AC-1.2", "NFR-1"],
-        },
-        {
-            "id": "TC-3",
-            "title": "Share",
-            "type": "functional",
-            "steps": ["share"],
-            "expected": "a link",
-            "covers": ["AC-2.1"],
-        },
+        plan_case("TC-1", "Add an item", "functional", ["open", "add milk"], "milk is listed", ["AC-1.1"]),
+        plan_case("TC-2", "Empty item", "negative", ["add ''"], "refused", ["AC-1.2", "NFR-1"]),
+        plan_case("TC-3", "Share", "functional", ["share"], "a link", ["AC-2.1"]),
     ]
 }
 DESIGN: dict[str, Any] = {
@@ -82,6 +64,7 @@ REVIEW: dict[str, Any] = {
     "issues": [],
     "summary": "A small todo app, ready to build.",
 }
+DOCUMENTS = {"ProductManager": ANALYSIS, "QAEngineer": PLAN, "SoftwareDeveloper": DESIGN, "Coordinator": REVIEW}
 
 
 TRIAGE = "Triage"
@@ -182,23 +165,17 @@ def test_without_structured_documents_nothing_vouches_for_go() -> None:
     assert decision == "no_go" and "requirements analysis could not be read" in reasons[-1]
 
 
-@pytest.mark.parametrize("chinese", [False, True], ids=["english", "chinese"])
-def test_markdown_is_rendered_from_the_data_in_the_requirements_language(chinese: bool) -> None:
-    documents = {
-        agent: parsed(agent, data)
-        for agent, data in [
-            ("ProductManager", ANALYSIS),
-            ("QAEngineer", PLAN),
-            ("SoftwareDeveloper", DESIGN),
-            ("Coordinator", REVIEW),
-        ]
-    }
+@pytest.mark.parametrize(
+    ("chinese", "headings"),
+    [
+        (False, ["Requirements analysis", "Test plan", "Technical design", "Delivery review"]),
+        (True, ["需求分析", "测试计划", "技术设计", "交付评审"]),
+    ],
+    ids=["english", "chinese"],
+)
+def test_markdown_is_rendered_from_the_data_in_the_requirements_language(chinese: bool, headings: list[str]) -> None:
+    documents = {agent: parsed(agent, data) for agent, data in DOCUMENTS.items()}
     markdown = {agent: AGENTS.named(agent).render(data, chinese=chinese) for agent, data in documents.items()}
-    headings = (
-        ["需求分析", "测试计划", "技术设计", "交付评审"]
-        if chinese
-        else ["Requirements analysis", "Test plan", "Technical design", "Delivery review"]
-    )
     for text, heading in zip(markdown.values(), headings, strict=True):
         assert text.startswith(f"# {heading}\n")
     assert "**AC-1.2** (US-1)" in markdown["ProductManager"]
@@ -220,7 +197,6 @@ def test_the_matrix_marks_uncovered_criteria() -> None:
 
 
 def test_the_changes_between_revisions_are_computed_by_identifier() -> None:
-    before = {"ProductManager": ANALYSIS, "QAEngineer": PLAN, "SoftwareDeveloper": DESIGN, "Coordinator": REVIEW}
     analysis = copy.deepcopy(ANALYSIS)
     analysis["acceptance_criteria"] = [c for c in analysis["acceptance_criteria"] if c["id"] != "AC-1.2"]
     analysis["acceptance_criteria"].append(
@@ -231,36 +207,24 @@ def test_the_changes_between_revisions_are_computed_by_identifier() -> None:
     plan = copy.deepcopy(PLAN)
     plan["test_cases"].append({**plan["test_cases"][0], "id": "TC-4", "covers": ["AC-1.10"]})
     after = {
+        **DOCUMENTS,
         "ProductManager": analysis,
         "QAEngineer": plan,
-        "SoftwareDeveloper": DESIGN,
         "Coordinator": {**REVIEW, "decision": "no_go"},
     }
 
-    assert diff(before, after, AGENTS.prefixes) == Changes(
-        added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"]
-    )
-    assert diff(before, before, AGENTS.prefixes) == Changes(added=[], removed=[], modified=[])
-    assert diff({}, {"SoftwareDeveloper": DESIGN}, AGENTS.prefixes).added == ["C-1", "R-1"], (
-        "a document without data adds nothing"
-    )
-    assert sorted(["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"], key=id_order(AGENTS.prefixes)) == [
-        "US-2",
-        "US-10",
-        "AC-1.9",
-        "AC-1.10",
-        "NFR-1",
-        "TC-2",
-        "R-1",
-    ]
+    changes = Changes(added=["AC-1.10", "TC-4"], removed=["AC-1.2"], modified=["US-2"])
+    assert diff(DOCUMENTS, after, AGENTS.prefixes) == changes
+    assert diff(DOCUMENTS, DOCUMENTS, AGENTS.prefixes) == Changes(added=[], removed=[], modified=[])
+    added = diff({}, {"SoftwareDeveloper": DESIGN}, AGENTS.prefixes).added
+    assert added == ["C-1", "R-1"], "a document without data adds nothing"
+    shuffled = ["AC-1.10", "TC-2", "AC-1.9", "US-10", "US-2", "R-1", "NFR-1"]
+    ordered = ["US-2", "US-10", "AC-1.9", "AC-1.10", "NFR-1", "TC-2", "R-1"]
+    assert sorted(shuffled, key=id_order(AGENTS.prefixes)) == ordered
 
 
 def test_a_triage_names_a_known_agent() -> None:
-    triage = parsed(
-        TRIAGE, {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"}
-    )
-    assert render(triage, render_triage).startswith("bug: re-run from QAEngineer.")
-    wrong = parse_deliverable(
-        schema(TRIAGE), json.dumps({"classification": "chore", "rerun_from": "Tester", "reason": "x"})
-    )
+    triage = {"classification": "bug", "rerun_from": "QAEngineer", "reason": "TC-2 tests the wrong thing"}
+    assert render(parsed(TRIAGE, triage), render_triage).startswith("bug: re-run from QAEngineer.")
+    wrong = parse_deliverable(schema(TRIAGE), json.dumps({**triage, "classification": "chore", "rerun_from": "Tester"}))
     assert wrong.data is None and [error.split(":")[0] for error in wrong.errors] == ["classification", "rerun_from"]
