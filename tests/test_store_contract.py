@@ -98,11 +98,8 @@ def in_redis(url: str) -> StoreUnderTest:
         assert client.pttl(keys.meta) > 0, "a finished task's keys expire by themselves"
         client.delete(keys.meta, keys.events)  # what the expiry does, now rather than in days
 
-    def unreachable() -> RedisTaskStore:
-        dead = redis.Redis(port=1, socket_connect_timeout=1)
-        return RedisTaskStore(dead)
-
-    return StoreUnderTest(RedisTaskStore(client), write, retention_elapsed, unreachable)
+    dead = redis.Redis(port=1, socket_connect_timeout=1)
+    return StoreUnderTest(RedisTaskStore(client), write, retention_elapsed, lambda: RedisTaskStore(dead))
 
 
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
@@ -128,19 +125,10 @@ def _sqlite_without_its_file(data_dir: Path) -> SqliteTaskStore:
     return broken
 
 
-def new_record(
-    task_id: str, created_at: str, owner: str | None = None, follow_up: FollowUp | None = None
-) -> TaskRecord:
+def new_record(task_id: str, created_at: str, **fields: Any) -> TaskRecord:
+    """A task as the service starts one; `fields`: its owner or follow_up."""
     return TaskRecord(
-        task_id,
-        f"Build app {task_id}",
-        True,
-        False,
-        0,
-        {"provider": "fake"},
-        owner=owner,
-        created_at=created_at,
-        follow_up=follow_up,
+        task_id, f"Build app {task_id}", True, False, 0, {"provider": "fake"}, created_at=created_at, **fields
     )
 
 
@@ -162,12 +150,8 @@ def test_a_new_task_reads_back_as_it_was_asked(under_test: StoreUnderTest) -> No
     under_test.write(new_record(ROOT, "2026-11-25T10:00:00.000Z", owner="alice"), [])
     record = under_test.store.task(ROOT)
     assert record is not None
-    assert (record.task_id, record.requirement, record.owner, record.status) == (
-        ROOT,
-        f"Build app {ROOT}",
-        "alice",
-        TaskStatus.QUEUED,
-    )
+    asked = (ROOT, f"Build app {ROOT}", "alice", TaskStatus.QUEUED)
+    assert (record.task_id, record.requirement, record.owner, record.status) == asked
     assert record.last_sequence == 0 and record.deliverables == [] and record.model == {"provider": "fake"}
 
 
@@ -177,9 +161,8 @@ def test_a_task_reads_as_its_events_made_it(under_test: StoreUnderTest) -> None:
     assert record.status is TaskStatus.COMPLETED and record.finished_at is not None
     assert record.last_sequence == len(A_RUN) and record.completed_steps == 1
     assert record.summary == "Delivered." and record.usage == USAGE
-    assert [(d.agent_name, d.title, d.content) for d in record.deliverables] == [
-        ("ProductManager", "Requirements analysis", "# Requirements analysis")
-    ]
+    deliverables = [(d.agent_name, d.title, d.content) for d in record.deliverables]
+    assert deliverables == [("ProductManager", "Requirements analysis", "# Requirements analysis")]
 
 
 def test_tasks_are_listed_newest_first_by_page_and_by_owner(under_test: StoreUnderTest) -> None:
@@ -204,10 +187,8 @@ def test_a_thread_is_its_first_task_and_follow_ups_oldest_first(under_test: Stor
         under_test.write(new_record(task_id, f"2026-11-25T10:0{minute}:00.000Z", follow_up=follow_up), [])
     thread = under_test.store.thread(ROOT)
     assert ids(thread) == [ROOT, THIRD, CHILD]
-    assert [(t.revision, t.request, t.thread_id) for t in thread[1:]] == [
-        (2, "revision 2", ROOT),
-        (3, "revision 3", ROOT),
-    ]
+    follow_ups = [(t.revision, t.request, t.thread_id) for t in thread[1:]]
+    assert follow_ups == [(2, "revision 2", ROOT), (3, "revision 3", ROOT)]
     assert ids(under_test.store.thread(SECOND)) == [SECOND], "a task without follow-ups is a thread of one"
 
 
@@ -255,8 +236,6 @@ def test_event_payloads_page_through_a_tasks_events(with_events: StoreUnderTest)
     with_events.write(new_record(ROOT, "2026-11-25T10:00:00.000Z"), A_RUN)
     payloads = with_events.store.event_payloads(ROOT, 2, 2)
     assert [sequence for sequence, _ in payloads] == [3, 4]
-    assert [TaskEvent.model_validate_json(payload).event_type for _, payload in payloads] == [
-        EventType.OUTPUT,
-        EventType.STEP_END,
-    ]
+    kinds = [TaskEvent.model_validate_json(payload).event_type for _, payload in payloads]
+    assert kinds == [EventType.OUTPUT, EventType.STEP_END]
     assert with_events.store.event_payloads(ROOT, len(A_RUN), 10) == []
