@@ -58,32 +58,18 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 def test_routes_that_stream_nothing_never_block_the_loop(app: FastAPI, blockbuster: BlockBuster) -> None:
     """The app's lifespan runs on this thread's loop (its signal handlers need the main thread)."""
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], dict[str, int]]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app)
             async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
                 return await answers(client, blockbuster)
 
-    assert asyncio.run(run()) == {
-        "healthz": 200,
-        "readyz": 200,
-        "status": 200,
-        "result": 200,
-        "markdown": 200,
-        "list": 200,
-        "thread": 200,
-        "webhooks": 200,
-        "streams": 200,
-        "unfinished result": 409,
-        "unknown task": 404,
-        "unknown thread": 404,
-        "bad body": 422,
-        "confirm when not asked": 409,
-        "cancel": 202,
-    }
+    answered, expected = asyncio.run(run())
+    assert answered == expected
 
 
-async def answers(client: httpx.AsyncClient, blockbuster: BlockBuster) -> dict[str, int]:
+async def answers(client: httpx.AsyncClient, blockbuster: BlockBuster) -> tuple[dict[str, int], dict[str, int]]:
+    """Each request's status code under blockbuster, and the one it should have."""
     # A finished task and one waiting for a decision, made before the check: the crews run on threads.
     done = await client.post("/api/run_task", json={"user_requirement": "Build a todo app", "skip_confirmation": True})
     waiting = await client.post("/api/run_task", json={"user_requirement": "Build a wiki", "skip_confirmation": False})
@@ -98,29 +84,30 @@ async def answers(client: httpx.AsyncClient, blockbuster: BlockBuster) -> dict[s
     await until(has_status(done_id, "completed"), "the first task to finish")
     await until(has_status(waiting_id, "awaiting_confirmation"), "the second task's analysis")
 
+    # Each request is a coroutine, sent when awaited below, in this order.
+    requests = {
+        "healthz": (200, client.get("/healthz")),
+        "readyz": (200, client.get("/readyz")),
+        "status": (200, client.get(f"/api/task/{done_id}/status")),
+        "result": (200, client.get(f"/api/task/{done_id}/result")),
+        "markdown": (200, client.get(f"/api/task/{done_id}/result", params={"format": "markdown"})),
+        "list": (200, client.get("/api/tasks")),
+        "thread": (200, client.get(f"/api/threads/{done_id}")),
+        "webhooks": (200, client.get(f"/api/task/{done_id}/webhooks")),
+        "streams": (200, client.get("/api/streams")),
+        "unfinished result": (409, client.get(f"/api/task/{waiting_id}/result")),
+        "unknown task": (404, client.get(f"/api/task/{UNKNOWN_ID}/status")),
+        "unknown thread": (404, client.get(f"/api/threads/{UNKNOWN_ID}")),
+        "bad body": (422, client.post("/api/run_task", json={"user_requirement": ""})),
+        "confirm when not asked": (409, client.post(f"/api/task/{done_id}/confirm", json={"approved": True})),
+        "cancel": (202, client.post(f"/api/task/{waiting_id}/cancel")),
+    }
     blockbuster.activate()
     try:
-        return {
-            "healthz": (await client.get("/healthz")).status_code,
-            "readyz": (await client.get("/readyz")).status_code,
-            "status": (await client.get(f"/api/task/{done_id}/status")).status_code,
-            "result": (await client.get(f"/api/task/{done_id}/result")).status_code,
-            "markdown": (await client.get(f"/api/task/{done_id}/result", params={"format": "markdown"})).status_code,
-            "list": (await client.get("/api/tasks")).status_code,
-            "thread": (await client.get(f"/api/threads/{done_id}")).status_code,
-            "webhooks": (await client.get(f"/api/task/{done_id}/webhooks")).status_code,
-            "streams": (await client.get("/api/streams")).status_code,
-            "unfinished result": (await client.get(f"/api/task/{waiting_id}/result")).status_code,
-            "unknown task": (await client.get(f"/api/task/{UNKNOWN_ID}/status")).status_code,
-            "unknown thread": (await client.get(f"/api/threads/{UNKNOWN_ID}")).status_code,
-            "bad body": (await client.post("/api/run_task", json={"user_requirement": ""})).status_code,
-            "confirm when not asked": (
-                await client.post(f"/api/task/{done_id}/confirm", json={"approved": True})
-            ).status_code,
-            "cancel": (await client.post(f"/api/task/{waiting_id}/cancel")).status_code,
-        }
+        answered = {name: (await request).status_code for name, (_, request) in requests.items()}
     finally:
         blockbuster.deactivate()
+    return answered, {name: expected for name, (expected, _) in requests.items()}
 
 
 def test_blockbuster_catches_a_blocking_call_on_the_loop(blockbuster: BlockBuster) -> None:
