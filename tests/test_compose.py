@@ -54,14 +54,9 @@ def test_every_service_has_a_health_check_and_redis_keeps_its_data() -> None:
         assert service["healthcheck"]["test"], f"{name} has a health check"
     assert "redis-data:/data" in SERVICES["redis"]["volumes"] and "redis-data" in COMPOSE["volumes"]
     assert "--appendonly" in SERVICES["redis"]["command"]
-    assert {
-        name
-        for name, dependency in SERVICES["nginx"]["depends_on"].items()
-        if dependency["condition"] == "service_healthy"
-    } == {
-        "multi-agent-system",
-        "multi-agent-system-2",
-    }
+    dependencies = SERVICES["nginx"]["depends_on"].items()
+    healthy_first = {name for name, dependency in dependencies if dependency["condition"] == "service_healthy"}
+    assert healthy_first == {"multi-agent-system", "multi-agent-system-2"}
 
 
 def test_nginx_balances_the_api_services_and_compose_variables_are_documented() -> None:
@@ -89,10 +84,6 @@ def test_only_nginx_is_believed_when_it_names_the_client() -> None:
 def test_docker_compose_1_29_accepts_the_file_without_a_dot_env(profile: list[str], tmp_path: Any) -> None:
     empty = tmp_path / "empty.env"
     empty.write_text("")
-    result = subprocess.run(
-        ["docker-compose", "--env-file", str(empty), *profile, "config", "--quiet"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    command = ["docker-compose", "--env-file", str(empty), *profile, "config", "--quiet"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
