@@ -20,7 +20,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import TypeAdapter
 
-from conftest import ServerProcess, read_stream, wait_until
+from conftest import ServerProcess, read_stream, status, wait_until
 from delivery_service import __version__
 
 AGENT_NAMES = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
@@ -166,14 +166,12 @@ def test_mcp_reports_the_services_name_and_version(fake_service: ServerProcess) 
 
 def ag_ui_events(base: str, run_input: dict[str, Any], headers: dict[str, str] | None = None) -> list[Any]:
     """The AG-UI events of one run, each parsed with the ag-ui-protocol package's models."""
-    events = []
     with httpx.stream("POST", f"{base}/api/ag-ui", json=run_input, headers=headers, timeout=60) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                events.append(EVENTS.validate_python(json.loads(line[6:])))
-    return events
+        return [
+            EVENTS.validate_python(json.loads(line[6:])) for line in response.iter_lines() if line.startswith("data: ")
+        ]
 
 
 def run_input(text: str, **forwarded: Any) -> dict[str, Any]:
@@ -195,29 +193,19 @@ def test_ag_ui_runs_a_task_in_the_contracts_event_order(start_service: Callable[
     kinds = [event.type for event in events]
     assert kinds[0] is AgUiEventType.RUN_STARTED and kinds[-1] is AgUiEventType.RUN_FINISHED
     assert kinds[-2] is AgUiEventType.STATE_SNAPSHOT
-    steps = [
-        (event.type, event.step_name)
-        for event in events
-        if event.type in (AgUiEventType.STEP_STARTED, AgUiEventType.STEP_FINISHED)
-    ]
     started_finished = (AgUiEventType.STEP_STARTED, AgUiEventType.STEP_FINISHED)
+    steps = [(event.type, event.step_name) for event in events if event.type in started_finished]
     assert steps == [(kind, agent) for agent in AGENT_NAMES for kind in started_finished]
     messages = [event for event in events if event.type is AgUiEventType.TEXT_MESSAGE_START]
     assert [message.name for message in messages] == AGENT_NAMES
     for start in messages:  # each deliverable: start, content, end, inside its agent's step
-        at = events.index(start)
-        assert (
-            events[at + 1].type is AgUiEventType.TEXT_MESSAGE_CONTENT
-            and events[at + 2].type is AgUiEventType.TEXT_MESSAGE_END
-        )
-        assert events[at + 1].message_id == events[at + 2].message_id == start.message_id
+        content, end = events[events.index(start) + 1 : events.index(start) + 3]
+        assert content.type is AgUiEventType.TEXT_MESSAGE_CONTENT and end.type is AgUiEventType.TEXT_MESSAGE_END
+        assert content.message_id == end.message_id == start.message_id
     task_id = events[0].metadata["task_id"]
     snapshot = events[-2].snapshot
-    assert (
-        snapshot["task_id"] == task_id
-        and len(snapshot["deliverables"]) == 4
-        and snapshot["traceability"]["coverage"] >= 0
-    )
+    assert snapshot["task_id"] == task_id and len(snapshot["deliverables"]) == 4
+    assert snapshot["traceability"]["coverage"] >= 0
     assert events[-1].outcome.type == "success" and events[-1].thread_id == "thread-1" and events[-1].run_id == "run-1"
     listed = httpx.get(f"{server.base_url}/api/tasks").json()["tasks"]
     assert task_id in {task["task_id"] for task in listed}
@@ -265,7 +253,7 @@ def test_ag_ui_resume_refuses_a_payload_its_response_schema_refuses(fake_service
         response = httpx.post(f"{base}/api/ag-ui", json=resume_input(interrupt.id, payload))
         assert response.status_code == 422, (payload, response.text)
         assert response.json()["detail"][0]["loc"][:4] == ["body", "resume", 0, "payload"], response.text
-    assert httpx.get(f"{base}/api/task/{task_id}/status").json()["status"] == "awaiting_confirmation"
+    assert status(base, task_id)["status"] == "awaiting_confirmation"
     assert schema.is_valid({"approved": False, "feedback": "Add offline use."})
     rejected = ag_ui_events(base, resume_input(interrupt.id, {"approved": False, "feedback": "Add offline use."}))
     assert rejected[-1].outcome.type == "interrupt", "the revised analysis waits for a decision again"
@@ -278,10 +266,13 @@ def test_ag_ui_resume_of_a_finished_run_ends_with_its_outcome(fake_service: Serv
     _, cancelled = interrupted_run(base)
     assert ag_ui_events(base, resume_input(cancelled.id, None, "cancelled"))[-1].outcome.type == "cancelled"
     for interrupt, outcome in ((approved, "success"), (cancelled, "cancelled")):
-        for payload, status in (({"approved": True}, "resolved"), (None, "cancelled")):
-            again = ag_ui_events(base, resume_input(interrupt.id, payload, status))
-            assert again[0].type is AgUiEventType.RUN_STARTED, (outcome, status)
-            assert again[-1].type is AgUiEventType.RUN_FINISHED and again[-1].outcome.type == outcome, (outcome, status)
+        for payload, resolution in (({"approved": True}, "resolved"), (None, "cancelled")):
+            again = ag_ui_events(base, resume_input(interrupt.id, payload, resolution))
+            assert again[0].type is AgUiEventType.RUN_STARTED, (outcome, resolution)
+            assert again[-1].type is AgUiEventType.RUN_FINISHED and again[-1].outcome.type == outcome, (
+                outcome,
+                resolution,
+            )
 
 
 INVISIBLE = {"\u200b": "U+200B ZERO WIDTH SPACE", "\ufeff\u0301": "U+FEFF", "\x07": "U+0007"}
@@ -313,20 +304,13 @@ def test_ag_ui_messages_and_mcp_tools_need_a_visible_character(fake_service: Ser
 def test_ag_ui_reports_a_failing_model_as_run_error(
     start_service: Callable[..., ServerProcess], openai_stub: ServerProcess
 ) -> None:
-    server = start_service(
-        LLM_PROVIDER="openai",
-        LLM_BASE_URL=f"{openai_stub.base_url}/status/500/v1",
-        LLM_API_KEY="k",
-        LLM_MAX_RETRIES="0",
-    )
+    failing = f"{openai_stub.base_url}/status/500/v1"
+    server = start_service(LLM_PROVIDER="openai", LLM_BASE_URL=failing, LLM_API_KEY="k", LLM_MAX_RETRIES="0")
     events = ag_ui_events(server.base_url, run_input("Build a todo app"))
     assert events[0].type is AgUiEventType.RUN_STARTED
-    assert events[-1].type is AgUiEventType.RUN_ERROR and events[-1].message
-    assert events[-1].code
+    assert events[-1].type is AgUiEventType.RUN_ERROR and events[-1].message and events[-1].code
     task_id = events[0].metadata["task_id"]
-    wait_until(
-        lambda: httpx.get(f"{server.base_url}/api/task/{task_id}/status").json()["status"] == "failed", 30, "failed"
-    )
+    wait_until(lambda: status(server.base_url, task_id)["status"] == "failed", 30, "failed")
 
 
 def test_ag_ui_refuses_a_run_without_a_user_message(start_service: Callable[..., ServerProcess]) -> None:
@@ -351,8 +335,4 @@ def test_ag_ui_client_that_goes_away_cancels_the_task_only_when_it_asked_to(
             task_id = next(lines)["metadata"]["task_id"]
             assert next(event for event in lines if event["type"] == "STEP_STARTED")["stepName"] == "ProductManager"
         # The connection is closed here, while the ProductManager works.
-        wait_until(
-            lambda t=task_id, o=outcome: httpx.get(f"{server.base_url}/api/task/{t}/status").json()["status"] == o,
-            60,
-            outcome,
-        )
+        wait_until(lambda t=task_id, o=outcome: status(server.base_url, t)["status"] == o, 60, outcome)
