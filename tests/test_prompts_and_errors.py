@@ -93,12 +93,8 @@ def test_wrapped_causes_are_found() -> None:
 
 def test_unexpected_failures_say_what_to_do() -> None:
     failure = describe_failure(ValueError("boom sk-secret"), SETTINGS, "http://h")
-    assert failure.kind == "crew_failed"
-    assert (
-        "ValueError" in failure.message
-        and "sk-secret" not in failure.message
-        and "Submit the task again" in failure.message
-    )
+    assert failure.kind == "crew_failed" and "ValueError" in failure.message
+    assert "sk-secret" not in failure.message and "Submit the task again" in failure.message
 
 
 def test_dashscope_failures_name_dashscope_settings() -> None:
