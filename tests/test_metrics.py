@@ -37,10 +37,8 @@ def test_metrics_follow_tasks_events_and_calls(start_service: Callable[..., Serv
     assert metrics[("delivery_event_visible_seconds_count", ())] == len(events)
     calls = (("model", "scripted"), ("outcome", "ok"), ("provider", "fake"))
     assert metrics[("delivery_llm_calls_total", calls)] == 4, "one model call per agent"
-    assert (
-        metrics[("delivery_llm_tokens_total", (("kind", "completion"), ("model", "scripted"), ("provider", "fake")))]
-        > 0
-    )
+    tokens = (("kind", "completion"), ("model", "scripted"), ("provider", "fake"))
+    assert metrics[("delivery_llm_tokens_total", tokens)] > 0
     assert metrics[("delivery_workers", ())] == 3 and metrics[("delivery_workers_busy", ())] == 0
     assert metrics[("delivery_queue_depth", ())] == 0 and metrics[("delivery_subscribers", ())] == 0
     started = (("method", "POST"), ("route", "/api/run_task"), ("status", "202"))
@@ -55,9 +53,8 @@ def test_metrics_follow_tasks_events_and_calls(start_service: Callable[..., Serv
 def test_json_logs_are_one_object_per_line_with_the_task_id(start_service: Callable[..., ServerProcess]) -> None:
     service = start_service(LOG_FORMAT="json", LOG_LEVEL="info", API_KEYS="logged-key")
     headers = {"Authorization": "Bearer logged-key"}
-    task_id = httpx.post(
-        f"{service.base_url}/api/run_task", json={"user_requirement": "log me"}, headers=headers
-    ).json()["task_id"]
+    created = httpx.post(f"{service.base_url}/api/run_task", json={"user_requirement": "log me"}, headers=headers)
+    task_id = created.json()["task_id"]
     assert read_stream(service.base_url, task_id, headers=headers)[-1]["event_type"] == "end"
 
     records = [json.loads(line) for line in service.log().splitlines() if line.strip()]
