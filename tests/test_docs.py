@@ -23,13 +23,8 @@ def test_readme_python_client_runs_as_written(fake_service: ServerProcess) -> No
     section = README[README.index("### Python client") :]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None
-    result = subprocess.run(
-        [sys.executable, "-c", code.group(1)],
-        env={**os.environ, "SERVICE_URL": fake_service.base_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {**os.environ, "SERVICE_URL": fake_service.base_url}
+    result = subprocess.run([sys.executable, "-c", code.group(1)], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("task ") and lines[0].endswith(" started")
@@ -56,8 +51,7 @@ def test_links_between_pages_resolve() -> None:
     """Every relative link of the README, ARCHITECTURE.md and docs/ names a file (and heading) that exists."""
     broken = []
     for page in MARKDOWN_PAGES:
-        for target in re.findall(r"\]\(([^)#\s]*)(#[^)\s]*)?\)", page.read_text()):
-            path, anchor = target
+        for path, anchor in re.findall(r"\]\(([^)#\s]*)(#[^)\s]*)?\)", page.read_text()):
             if path.startswith(("http://", "https://")):
                 continue
             linked = (page.parent / path).resolve() if path else page
