@@ -33,6 +33,16 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "delivery_service.cli", *args]
 
 
+def run_cli(*args: str, timeout: int = 60, **options: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout, **options)  # type: ignore[call-overload]
+
+
+def spawn(*args: str, dimensions: tuple[int, int] = (40, 160)) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable, cli(*args)[1:], cwd=str(PROJECT_ROOT), encoding="utf-8", timeout=120, dimensions=dimensions
+    )
+
+
 def printed_sequences(output: str) -> list[int]:
     return [int(line.split()[0]) for line in output.splitlines() if line.strip() and line.split()[0].isdigit()]
 
@@ -50,12 +60,8 @@ def test_run_writes_the_four_deliverables_and_exits_0(
 ) -> None:
     server = start_service()
     out = tmp_path / "todo"
-    done = subprocess.run(
-        cli("--url", server.base_url, "run", "Build a todo app", "--out", str(out)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PROJECT_ROOT,
+    done = run_cli(
+        "--url", server.base_url, "run", "Build a todo app", "--out", str(out), timeout=120, cwd=PROJECT_ROOT
     )
     assert done.returncode == 0, done.stderr
     assert sorted(path.name for path in out.iterdir()) == [f"0{n}-{agent}.md" for n, agent in enumerate(AGENTS, 1)] + [
@@ -73,43 +79,29 @@ def test_run_writes_the_four_deliverables_and_exits_0(
 def test_json_output_and_the_other_commands(start_service: Callable[..., ServerProcess]) -> None:
     server = start_service()
     task_id = start_task(server.base_url)
-    watched = subprocess.run(
-        cli("--url", server.base_url, "--json", "watch", task_id), capture_output=True, text=True, timeout=120
-    )
+    watched = run_cli("--url", server.base_url, "--json", "watch", task_id, timeout=120)
     assert watched.returncode == 0, watched.stderr
     assert [json.loads(line) for line in watched.stdout.splitlines()] == read_stream(server.base_url, task_id)
 
-    listed = subprocess.run(cli("--url", server.base_url, "--json", "list"), capture_output=True, text=True, timeout=60)
+    listed = run_cli("--url", server.base_url, "--json", "list")
     assert json.loads(listed.stdout)["tasks"][0]["task_id"] == task_id, "newest first"
-    shown = subprocess.run(cli("--url", server.base_url, "status", task_id), capture_output=True, text=True, timeout=60)
+    shown = run_cli("--url", server.base_url, "status", task_id)
     assert "completed" in shown.stdout
-    document = subprocess.run(
-        cli("--url", server.base_url, "result", task_id), capture_output=True, text=True, timeout=60
-    )
+    document = run_cli("--url", server.base_url, "result", task_id)
     assert document.stdout.startswith(f"# Delivery for task {task_id}")
-    revised = subprocess.run(
-        cli("--url", server.base_url, "follow-up", task_id, "Add sign-in with email"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    revised = run_cli("--url", server.base_url, "follow-up", task_id, "Add sign-in with email", timeout=120)
     assert revised.returncode == 0 and revised.stdout.splitlines()[-1].split()[2] == "end"
 
 
 def test_errors_have_their_exit_codes_and_say_what_to_do(start_service: Callable[..., ServerProcess]) -> None:
-    nowhere = subprocess.run(cli("--url", "http://127.0.0.1:9", "list"), capture_output=True, text=True, timeout=60)
+    nowhere = run_cli("--url", "http://127.0.0.1:9", "list")
     assert nowhere.returncode == 4 and "Cannot reach the service at http://127.0.0.1:9" in nowhere.stderr
     server = start_service(API_KEYS="alice-key-0123")
-    refused = subprocess.run(cli("--url", server.base_url, "list"), capture_output=True, text=True, timeout=60)
+    refused = run_cli("--url", server.base_url, "list")
     assert refused.returncode == 5 and "401" in refused.stderr and "API_KEYS" in refused.stderr
-    unknown = subprocess.run(
-        cli("--url", server.base_url, "--api-key", "alice-key-0123", "result", "no-such-task"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    unknown = run_cli("--url", server.base_url, "--api-key", "alice-key-0123", "result", "no-such-task")
     assert unknown.returncode == 5 and "No task of yours has an id starting with 'no-such-task'" in unknown.stderr
-    usage = subprocess.run(cli("run"), capture_output=True, text=True, timeout=60)
+    usage = run_cli("run")
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
 
 
@@ -117,44 +109,31 @@ def test_global_options_after_the_command_whole_ids_and_id_prefixes(
     start_service: Callable[..., ServerProcess],
 ) -> None:
     base = start_service().base_url
-    done = subprocess.run(
-        cli("run", "Build a todo app", "--url", base, "--plain"), capture_output=True, text=True, timeout=120
-    )
+    done = run_cli("run", "Build a todo app", "--url", base, "--plain", timeout=120)
     assert done.returncode == 0, done.stderr
     root = httpx.get(f"{base}/api/tasks").json()["tasks"][0]["task_id"]
-    revised = subprocess.run(
-        cli("follow-up", root[:8], "Add sign-in", "--url", base), capture_output=True, text=True, timeout=120
-    )
+    revised = run_cli("follow-up", root[:8], "Add sign-in", "--url", base, timeout=120)
     assert revised.returncode == 0, revised.stderr
     tasks = httpx.get(f"{base}/api/tasks").json()["tasks"]
     child = tasks[0]["task_id"]
 
     for options in (["--plain"], []):  # not a terminal: tab-separated lines either way
-        listed = subprocess.run(cli("list", "--url", base, *options), capture_output=True, text=True, timeout=60)
+        listed = run_cli("list", "--url", base, *options)
         rows = [line.split("\t") for line in listed.stdout.splitlines()]
         assert [row[0] for row in rows] == [child, root], "whole ids, newest first"
         assert rows[0][3:] == [root, "2", "Add sign-in"] and rows[1][3:] == [root, "1", "Build a todo app"]
-    terminal = pexpect.spawn(
-        sys.executable,
-        ["-m", "delivery_service.cli", "list", "--url", base],
-        cwd=str(PROJECT_ROOT),
-        encoding="utf-8",
-        timeout=60,
-        dimensions=(24, 80),
-    )
+    terminal = spawn("list", "--url", base, dimensions=(24, 80))
     terminal.expect(pexpect.EOF)
     assert child in terminal.before and root in terminal.before, "an 80-column table keeps ids whole"
 
-    shown = subprocess.run(cli("status", child[:6], "--url", base), capture_output=True, text=True, timeout=60)
+    shown = run_cli("status", child[:6], "--url", base)
     assert shown.returncode == 0 and child in shown.stdout, "a unique prefix names the task"
-    ambiguous = subprocess.run(cli("status", "", "--url", base), capture_output=True, text=True, timeout=60)
+    ambiguous = run_cli("status", "", "--url", base)
     assert ambiguous.returncode == 2 and "matches 2 tasks" in ambiguous.stderr, ambiguous.stderr
-    unknown = subprocess.run(cli("cancel", "zz", "--url", base), capture_output=True, text=True, timeout=60)
+    unknown = run_cli("cancel", "zz", "--url", base)
     assert unknown.returncode == 5 and "No task" in unknown.stderr, unknown.stderr
 
-    helped = subprocess.run(
-        cli("list", "--help"), capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"}
-    )
+    helped = run_cli("list", "--help", env={**os.environ, "COLUMNS": "120"})
     assert "--url" in helped.stdout and "--plain" in helped.stdout and "<bool>" not in helped.stdout
 
 
@@ -206,17 +185,6 @@ def test_the_live_view_shows_a_deliverable_being_written_as_its_document() -> No
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     assert "## 验收标准" in shown and "- **US-2 (Should)" not in shown and "- **US-2 (应该):**" in shown
     assert '"user_stories"' not in shown and "{" not in shown, "the document, not its JSON"
-
-
-def spawn(*args: str) -> pexpect.spawn:
-    return pexpect.spawn(
-        sys.executable,
-        ["-m", "delivery_service.cli", *args],
-        cwd=str(PROJECT_ROOT),
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(40, 160),
-    )
 
 
 def test_the_confirmation_is_asked_in_a_terminal(start_service: Callable[..., ServerProcess], tmp_path: Path) -> None:
