@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from conftest import ServerProcess, start_task, wait_until
+from conftest import ServerProcess, start_task, status, wait_until
 from delivery_service.http.api_models import ConfirmRequest, FollowUpRequest, RunTaskRequest
 from delivery_service.http.visible_text import is_visible, visible_text_pattern
 
@@ -137,7 +137,7 @@ def test_result_is_409_until_the_task_finishes(slow_service: ServerProcess) -> N
     response = httpx.get(f"{base}/api/task/{task_id}/result")
     assert response.status_code == 409
     assert "ready when it has finished" in response.json()["detail"]
-    wait_until(lambda: httpx.get(f"{base}/api/task/{task_id}/status").json()["status"] == "completed", 120, "the task")
+    wait_until(lambda: status(base, task_id)["status"] == "completed", 120, "the task")
     assert httpx.get(f"{base}/api/task/{task_id}/result").status_code == 200
 
 
@@ -169,26 +169,12 @@ def test_service_endpoints(slow_service: ServerProcess) -> None:
     assert health["status"] == "ok" and health["model"]["provider"] == "fake"
     assert httpx.get(f"{base}/readyz").json() == {"ready": True, "checks": {"store": "ok", "tasks": "ok"}}
     schema = httpx.get(f"{base}/openapi.json").json()
-    assert {
-        "/api/run_task",
-        "/api/stream/{task_id}",
-        "/api/task/{task_id}/status",
-        "/api/task/{task_id}/result",
-    } <= set(schema["paths"])
+    paths = {"/api/run_task", "/api/stream/{task_id}", "/api/task/{task_id}/status", "/api/task/{task_id}/result"}
+    assert paths <= set(schema["paths"])
     stream_200 = schema["paths"]["/api/stream/{task_id}"]["get"]["responses"]["200"]["content"]
     assert stream_200 == {"text/event-stream": {"schema": {"$ref": "#/components/schemas/TaskEvent"}}}
-    event_fields = schema["components"]["schemas"]["TaskEvent"]["properties"]
-    assert {
-        "task_id",
-        "sequence",
-        "agent_name",
-        "event_type",
-        "content",
-        "timestamp",
-        "agent",
-        "type",
-        "metadata",
-    } == set(event_fields)
+    event_fields = {"task_id", "sequence", "agent_name", "event_type", "content", "timestamp", "agent", "type"}
+    assert event_fields | {"metadata"} == set(schema["components"]["schemas"]["TaskEvent"]["properties"])
     assert "text/html" in httpx.get(f"{base}/docs").headers["content-type"]
     ui = httpx.get(f"{base}/test-ui")
     assert ui.status_code == 200 and "EventSource" in httpx.get(f"{base}/static/test_ui.js").text
@@ -232,9 +218,8 @@ def test_every_text_field_needs_a_visible_character(
     """The one rule (`require_visible`) in every request model that takes text, and in its schema."""
     schema = model.model_json_schema()
     properties = schema.get("then", schema)["properties"]
-    assert (re.search(properties[field]["pattern"], text) is not None) is valid, (
-        "a client checking the schema is not misled"
-    )
+    matches = re.search(properties[field]["pattern"], text) is not None
+    assert matches is valid, "a client checking the schema is not misled"
     try:
         model(**{field: text, **others})
     except ValidationError as exc:
