@@ -48,12 +48,8 @@ def _members(protocol: type) -> dict[str, Any]:
 
 
 def _attributes(protocol: type) -> set[str]:
-    return {
-        name
-        for base in protocol.__mro__
-        if getattr(base, "_is_protocol", False)
-        for name in getattr(base, "__annotations__", {})
-    }
+    protocols = [base for base in protocol.__mro__ if getattr(base, "_is_protocol", False)]
+    return {name for base in protocols for name in getattr(base, "__annotations__", {})}
 
 
 def _source(implementation: type) -> str:
