@@ -54,6 +54,10 @@ ODD_BODIES = [*UNPARSABLE.values(), *NOT_A_MESSAGE.values(), b"", b"\xef\xbb\xbf
 ]
 
 
+def as_json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
 def mutated(valid: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
     """`valid`'s objects, mostly as they are, or with one field removed or replaced by arbitrary JSON."""
 
@@ -73,14 +77,9 @@ def mutated(valid: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[
 
 def bodies(valid: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[bytes]:
     """Mostly (mutated) valid objects; also arbitrary JSON, bytes and the odd bodies."""
-    encoded = mutated(valid).map(lambda value: json.dumps(value).encode())
+    encoded = mutated(valid).map(as_json)
     return st.one_of(
-        encoded,
-        encoded,
-        encoded,
-        JSON_VALUES.map(lambda value: json.dumps(value).encode()),
-        st.binary(max_size=100),
-        st.sampled_from(ODD_BODIES),
+        encoded, encoded, encoded, JSON_VALUES.map(as_json), st.binary(max_size=100), st.sampled_from(ODD_BODIES)
     )
 
 
@@ -96,17 +95,14 @@ def test_mcp_never_answers_5xx(keyed_service: ServerProcess) -> None:
         "skip_confirmation": st.booleans(),
     }
     tools = ["start_delivery", "get_delivery", "confirm_delivery", "cancel_delivery", "run_delivery"]
+    deliverables = st.sampled_from(["QAEngineer"]) | TEXT
+    uris = st.builds("delivery://tasks/{}/deliverables/{}".format, task_ids, deliverables)
+    ids = st.integers(0, 2**53) | st.text(min_size=1, max_size=10) | ODD_TEXT
     params = {
         "tools/call": st.fixed_dictionaries(
             {"name": st.sampled_from(tools), "arguments": mutated(st.fixed_dictionaries({}, optional=arguments))}
         ),
-        "resources/read": st.fixed_dictionaries(
-            {
-                "uri": st.builds(
-                    "delivery://tasks/{}/deliverables/{}".format, task_ids, st.sampled_from(["QAEngineer"]) | TEXT
-                )
-            }
-        ),
+        "resources/read": st.fixed_dictionaries({"uri": uris}),
         "initialize": st.just(
             {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}
         ),
@@ -116,12 +112,7 @@ def test_mcp_never_answers_5xx(keyed_service: ServerProcess) -> None:
     }
     messages = st.sampled_from(sorted(params)).flatmap(
         lambda method: st.fixed_dictionaries(
-            {
-                "jsonrpc": st.just("2.0"),
-                "id": st.integers(0, 2**53) | st.text(min_size=1, max_size=10) | ODD_TEXT,
-                "method": st.just(method),
-                "params": mutated(params[method]),
-            }
+            {"jsonrpc": st.just("2.0"), "id": ids, "method": st.just(method), "params": mutated(params[method])}
         )
     )
 
