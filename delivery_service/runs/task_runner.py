@@ -226,7 +226,7 @@ class TaskRunner:
             self._set_deadline(task, max(remaining, 0), Condition.TASK_EXPIRED)
             context = contextvars.copy_context()
             context.run(current_task_id.set, task.task_id)
-            future = self._pool.submit(context.run, self._phases.run, task.work, phase, task.stream)
+            future = self._pool.submit(context.run, self._run_phase, task, phase)
             future.add_done_callback(
                 lambda done, task=task, started=started: self._loop.call_soon_threadsafe(
                     self._phase_done, task, started, done
@@ -247,3 +247,7 @@ class TaskRunner:
         if self._busy == 0:
             self._idle.set()
         self._dispatch()
+
+    def _run_phase(self, task: LiveTask, phase: Phase) -> PhaseOutcome:
+        """One phase of a task, on a worker thread (bench/event_pump_app.py replaces it with an event pump)."""
+        return self._phases.run(task.work, phase, task.stream)
