@@ -306,8 +306,7 @@ TASK_TEMPLATES: dict[str, dict[str, TaskTemplate]] = {
 
 def compact_template(agent_name: str, requirement: str) -> TaskTemplate:
     """The embedded model's template for `agent_name`: Chinese skeleton for Chinese requirements, else English."""
-    chinese = requirement_language(requirement).startswith("Simplified Chinese")
-    return TASK_TEMPLATES["compact_zh" if chinese else "compact"][agent_name]
+    return TASK_TEMPLATES["compact_zh" if is_chinese(requirement) else "compact"][agent_name]
 
 
 _DATA_TAG = re.compile(r"<\s*/?\s*(requirement|feedback|analysis|previous_analysis)\s*>", re.IGNORECASE)
@@ -343,3 +342,8 @@ def requirement_language(text: str) -> str:
         "Cyrillic": "the language of the requirement (Russian or another Cyrillic-script language)",
         "Latin": "the language of the requirement (English unless it is clearly another language)",
     }[script]
+
+
+def is_chinese(requirement: str) -> bool:
+    """Whether the deliverables of `requirement` are written in Chinese (headings, findings, ...)."""
+    return requirement_language(requirement).startswith("Simplified Chinese")

@@ -1,5 +1,11 @@
 """The scripted answers of the `fake` model (LLM_PROVIDER=fake), as data: one function per default agent,
-from the `Brief` the model read from its prompt to the agent's deliverable as JSON-ready data."""
+from the `Brief` the model read from its prompt to the agent's deliverable as JSON-ready data.
+
+They trip the quality rules on purpose for some requirements (docs/quality.md), so that demos and tests
+meet each gate: the first story quotes the requirement (a vague word in it, such as "fast" or 简单, is a
+`vague-term` warning: `concerns`), and a requirement saying TBD (or 待定) gets a non-functional requirement
+with no measurable target (an `unmeasurable-nfr` error: `fail`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ class Brief:
     requirement: str
     feedback: str | None = None
     follow_up: str | None = None
+    quality: dict[str, Any] | None = None  # the findings and gate the Coordinator is handed
 
 
 # A follow-up's triage, scripted from the request's words: the first agent whose document it names.
@@ -74,10 +81,14 @@ def _first_analysis(requirement: str, feedback: str | None) -> dict[str, Any]:
         ],
         "non_functional": [
             {"id": "NFR-1", "requirement": "Responds quickly", "target": "p95 under 200 ms"},
-            {"id": "NFR-2", "requirement": "Data survives a restart", "target": "no saved item is lost"},
+            {"id": "NFR-2", "requirement": "Data survives a restart", "target": "0 saved items lost in 100 restarts"},
+            *_UNDECIDED_NFR * any(word in requirement for word in ("TBD", "待定")),
         ],
         "open_questions": questions,
     }
+
+
+_UNDECIDED_NFR = [{"id": "NFR-3", "requirement": "Scales with its users", "target": "TBD"}]
 
 
 def _criterion(number: str, given: str, when: str, then: str) -> dict[str, str]:
@@ -152,10 +163,24 @@ def design(brief: Brief) -> dict[str, Any]:
 
 
 def review(brief: Brief) -> dict[str, Any]:
-    """The Coordinator's: `go` (the service turns it into `no_go` over a must-have gap)."""
+    """The Coordinator's: `go` (the service turns it into `no_go` over a failing gate), answering each
+    error and warning finding it was handed in `issues`."""
     return {
         "decision": "go",
         "reasons": [SCRIPTED_NOTICE, "Every acceptance criterion has a test case and a component."],
-        "issues": [{"ids": ["US-1"], "problem": "User numbers are unknown.", "fix": "Ask the requester."}],
+        "issues": [
+            *answered_findings(brief.quality),
+            {"ids": ["US-1"], "problem": "User numbers are unknown.", "fix": "Ask the requester."},
+        ],
         "summary": f"A scripted delivery plan for: {brief.requirement[:120]}",
     }
+
+
+def answered_findings(quality: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A review's `issues` for the error and warning findings of the service's `quality` object."""
+    findings = (quality or {}).get("findings", [])
+    return [
+        {"ids": [found["target"]], "problem": found["message"], "fix": found["suggestion"]}
+        for found in findings
+        if found.get("severity") in ("error", "warning")
+    ]

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     task_timeout_seconds: float = Field(default=900.0, gt=0)
     confirmation_timeout_seconds: float = Field(default=3600.0, gt=0)
     max_revisions: int = Field(default=3, ge=0)
+    gate_min_coverage: float = Field(default=0.8, ge=0, le=1)  # below it, the release gate has concerns
     max_thread_revisions: int = Field(default=20, ge=1)
     delta_interval_ms: float = Field(default=50.0, ge=0)
     heartbeat_seconds: float = Field(default=15.0, gt=0)

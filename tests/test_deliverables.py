@@ -13,10 +13,13 @@ import pytest
 from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import delivery_summary
 from delivery_service.deliverables.changes import Changes, diff, id_order
+from delivery_service.deliverables.gate import GatePolicy, assess, decide
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
 from delivery_service.deliverables.render import render, render_triage, traceability_matrix
 from delivery_service.deliverables.schemas import DeliveryReview, RequirementsAnalysis, TechnicalDesign, TestPlan
-from delivery_service.deliverables.traceability import decide, trace
+from delivery_service.deliverables.traceability import Documents, trace
+
+POLICY = GatePolicy(min_coverage=0.8)
 
 ANALYSIS: dict[str, Any] = {
     "user_stories": [
@@ -138,7 +141,9 @@ def test_complete_documents_trace_completely() -> None:
         "stories_without_component": [],
         "complete": True,
     }
-    assert decide(parsed("Coordinator", REVIEW), analysis, traceability) == ("go", REVIEW["reasons"])
+    review = parsed("Coordinator", REVIEW)
+    documents = Documents(analysis, parsed("QAEngineer", PLAN), parsed("SoftwareDeveloper", DESIGN), review)
+    assert decide(review, assess(documents, POLICY).quality.gate) == ("go", REVIEW["reasons"])
 
 
 def test_gaps_and_dangling_references_are_found_and_a_must_gap_rules_out_go() -> None:
@@ -153,16 +158,19 @@ def test_gaps_and_dangling_references_are_found_and_a_must_gap_rules_out_go() ->
     assert traceability.dangling == [{"from": "TC-1", "to": "AC-7.1"}, {"from": "C-1", "to": "US-9"}]
     assert traceability.stories_without_component == ["US-2"]
     assert traceability.complete is False
-    decision, reasons = decide(parsed("Coordinator", REVIEW), analysis, traceability)
+    review = parsed("Coordinator", REVIEW)
+    documents = Documents(analysis, parsed("QAEngineer", plan), parsed("SoftwareDeveloper", design), review)
+    decision, reasons = decide(review, assess(documents, POLICY).quality.gate)
     assert decision == "no_go"
-    assert reasons[-1] == "Must-have acceptance criteria without a test case: AC-1.1."
+    assert "Must-have acceptance criteria without a test case: AC-1.1." in reasons
 
 
 def test_without_structured_documents_nothing_vouches_for_go() -> None:
     traceability = trace(None, None, None)
     assert (traceability.acceptance_criteria, traceability.coverage, traceability.complete) == (0, 0.0, False)
-    decision, reasons = decide(parsed("Coordinator", REVIEW), None, traceability)
-    assert decision == "no_go" and "requirements analysis could not be read" in reasons[-1]
+    assessment = assess(Documents(review=parsed("Coordinator", REVIEW)), POLICY)
+    assert assessment.decision == "no_go" and assessment.quality.gate.status == "fail"
+    assert "The requirements analysis could not be read" in assessment.quality.gate.reasons[0]
 
 
 @pytest.mark.parametrize(

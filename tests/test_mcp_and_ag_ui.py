@@ -63,7 +63,8 @@ def test_mcp_tools_run_a_delivery_with_progress_per_step(start_service: Callable
     assert [(done, total) for done, total, _ in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert "ProductManager finished" in str(progress[0][2])
     result = answer["result"]
-    assert answer["status"]["status"] == "completed" and result["decision"] in ("go", "no_go")
+    assert answer["status"]["status"] == "completed" and result["decision"] == "go"
+    assert result["quality"]["gate"]["status"] == "pass", "the tool's result carries the findings and gate"
     assert [d["agent_name"] for d in result["deliverables"]] == AGENT_NAMES
     assert answer["resource"] == result["deliverables"][1]["content"]
     assert answer["unknown"][0] and "404" in answer["unknown"][1]
@@ -205,7 +206,7 @@ def test_ag_ui_runs_a_task_in_the_contracts_event_order(start_service: Callable[
     task_id = events[0].metadata["task_id"]
     snapshot = events[-2].snapshot
     assert snapshot["task_id"] == task_id and len(snapshot["deliverables"]) == 4
-    assert snapshot["traceability"]["coverage"] >= 0
+    assert snapshot["traceability"]["coverage"] >= 0 and snapshot["quality"]["gate"]["status"] in ("pass", "concerns")
     assert events[-1].outcome.type == "success" and events[-1].thread_id == "thread-1" and events[-1].run_id == "run-1"
     listed = httpx.get(f"{server.base_url}/api/tasks").json()["tasks"]
     assert task_id in {task["task_id"] for task in listed}

@@ -105,7 +105,7 @@ def test_gaps_are_reported_and_a_must_gap_turns_go_into_no_go(
     assert "Not covered: AC-1.2" in traced["content"]
     review = result["deliverables"][3]
     assert review["data"]["decision"] == "no_go", "the stub's review said go"
-    assert review["data"]["reasons"][-1] == "Must-have acceptance criteria without a test case: AC-1.2."
+    assert "Must-have acceptance criteria without a test case: AC-1.2." in review["data"]["reasons"]
     assert review["content"].startswith("# Delivery review\n\n## Decision: No-go")
     assert result["decision"] == "no_go" and result["traceability"]["coverage"] == 0.5
     coordinator_prompt = stub_requests(openai_stub, "/answers/gaps/", "Plan a school trip")[-1]["body"]["messages"]

@@ -60,6 +60,7 @@ def test_each_step_and_the_end_are_signed_messages_that_the_standard_verifier_ac
     assert [payload["data"]["agent_name"] for payload in by_sequence[:4]] == AGENT_NAMES
     completed = by_sequence[-1]
     assert completed["data"]["status"] == "completed" and completed["data"]["task_id"] == task_id
+    assert completed["data"]["gate"] == events[-1]["metadata"]["gate"]["status"]
     assert completed["data"]["result_url"] == f"https://delivery.example/api/task/{task_id}/result"
     assert completed["timestamp"] == events[-1]["timestamp"]
     assert len({request.webhook_id for request in got}) == 5

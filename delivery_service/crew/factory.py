@@ -13,7 +13,7 @@ from delivery_service.crew.event_handler import CrewEventsHandler
 from delivery_service.crew.structure import REPAIR_ATTEMPTS, StructuredAnswer
 from delivery_service.crewai_runtime import crewai, without_crewai_retries
 from delivery_service.deliverables.render import render_triage
-from delivery_service.prompts import DATA_PREAMBLE, JSON_ONLY, as_prompt_data, requirement_language
+from delivery_service.prompts import DATA_PREAMBLE, JSON_ONLY, as_prompt_data, is_chinese, requirement_language
 
 _SUMMARY_HEADING = re.compile(r"^#{1,6}\s*(summary|总结|摘要|概要)\b.*$", re.IGNORECASE | re.MULTILINE)
 _NEXT_HEADING = re.compile(r"^#{1,6}\s", re.MULTILINE)
@@ -32,6 +32,9 @@ _KEPT_WORK = (
 _TRACEABILITY = (
     "The service checked how these documents trace to each other (computed, not written by a model):\n\n"
     "<traceability>\n{traceability}\n</traceability>\n\n"
+    "The service's quality findings over them (rules, not a model) and its release gate:\n\n"
+    "<quality>\n{quality}\n</quality>\n\nAnswer every error and warning finding in `issues`: its target in `ids`, "
+    "the problem, and the fix.\n\n"
 )
 _CHANGES = (
     "What changed since the previous revision, by identifier (computed by the service):\n\n"
@@ -59,12 +62,13 @@ _TRIAGE = (
 
 @dataclass(frozen=True)
 class Handover:
-    """What the review's crew is given: the plan and design as written, their traceability as JSON, and
-    the must-have criteria no test covers (with any, the review cannot decide `go`)."""
+    """What the review's crew is given: the plan and design as written, their traceability and quality
+    (findings and gate) as JSON, and the reasons of a failing gate (with any, the review cannot decide `go`)."""
 
     work: str
     traceability: str
-    must_gaps: tuple[str, ...] = ()
+    quality: str = "{}"
+    blocking: tuple[str, ...] = ()
     changes: str | None = None  # a follow-up's changes since the previous revision, as JSON
 
 
@@ -104,7 +108,7 @@ def build_crew(
     of its crew as context; in a follow-up, also its agent's previous document and the request.
     """
     language = requirement_language(requirement)
-    chinese = language.startswith("Simplified Chinese")
+    chinese = is_chinese(requirement)
     tasks: list[crewai.Task] = []
     for step in steps:
         spec = AGENTS.at(step)
@@ -121,11 +125,13 @@ def build_crew(
         if handover is not None and handover.changes is not None:
             description = _CHANGES.format(changes=handover.changes) + description
         if handover is not None:
-            description = _TRACEABILITY.format(traceability=handover.traceability) + description
+            description = (
+                _TRACEABILITY.format(traceability=handover.traceability, quality=handover.quality) + description
+            )
             description = _EARLIER_WORK.format(work=handover.work) + description
         if analysis is not None and spec.phase != "analysis":
             description = _APPROVED_ANALYSIS.format(analysis=analysis) + description
-        answer = StructuredAnswer(spec.schema, spec.renderer, chinese, handover.must_gaps if handover else ())
+        answer = StructuredAnswer(spec.schema, spec.renderer, chinese, handover.blocking if handover else ())
         tasks.append(_task(spec, llm, description, spec.templates["full"].expected_output, answer, list(tasks)))
     return _crew(tasks), {str(task.id): step for step, task in zip(steps, tasks, strict=True)}
 
@@ -147,7 +153,7 @@ def build_triage_crew(requirement: str, llm: Any, follow_up: FollowUpContext) ->
     description = (
         DATA_PREAMBLE.format(requirement=as_prompt_data(requirement)) + triage + JSON_ONLY.format(language=language)
     )
-    answer = StructuredAnswer(AGENTS.triage_schema(), render_triage, language.startswith("Simplified Chinese"))
+    answer = StructuredAnswer(AGENTS.triage_schema(), render_triage, is_chinese(requirement))
     expected_output = "One JSON object: classification, rerun_from, reason."
     return _crew([_task(AGENTS[0], llm, description, expected_output, answer, context=[])]), answer
 

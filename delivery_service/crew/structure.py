@@ -1,7 +1,7 @@
 """`StructuredAnswer`: a CrewAI task guardrail that turns an agent's answer into its deliverable's data.
 
-A valid answer becomes the data and the markdown rendered from it; a review saying `go` over `must_gaps`
-(must-have criteria no test covers) becomes `no_go`. An invalid one is sent back once with its errors
+A valid answer becomes the data and the markdown rendered from it; a review saying `go` over a failing
+release gate (`blocking`: the gate's reasons) becomes `no_go`. An invalid one is sent back once with its errors
 (CrewAI's guardrail retry is the repair request); if that does not fit either, the model's text is kept
 with no data, `fallback_errors` says why, and the task goes on.
 """
@@ -15,19 +15,18 @@ from crewai.tasks.task_output import TaskOutput
 from delivery_service.deliverables.parsing import parse_deliverable, repair_request
 from delivery_service.deliverables.render import Renderer, render
 from delivery_service.deliverables.schemas import DeliveryReview, Document
-from delivery_service.deliverables.traceability import gap_reason
 
 REPAIR_ATTEMPTS = 1
 
 
 class StructuredAnswer:
     def __init__(
-        self, schema: type[Document], renderer: Renderer, chinese: bool, must_gaps: tuple[str, ...] = ()
+        self, schema: type[Document], renderer: Renderer, chinese: bool, blocking: tuple[str, ...] = ()
     ) -> None:
         self.schema = schema
         self.renderer = renderer
         self.chinese = chinese
-        self.must_gaps = must_gaps
+        self.blocking = blocking
         self.data: Document | None = None
         self.fallback_errors: list[str] | None = None
         self.attempts = 0  # answers checked: 1, or 2 after a repair request
@@ -40,7 +39,7 @@ class StructuredAnswer:
         self.attempts += 1
         parsed = parse_deliverable(self.schema, output.raw)
         if parsed.data is not None:
-            self.data = self._without_go_over_gaps(parsed.data)
+            self.data = self._without_go_over_a_failing_gate(parsed.data)
             return True, render(self.data, self.renderer, self.chinese)
         self._failures += 1
         if self._failures <= REPAIR_ATTEMPTS:
@@ -48,10 +47,11 @@ class StructuredAnswer:
         self.fallback_errors = parsed.errors
         return True, output.raw
 
-    def _without_go_over_gaps(self, data: Document) -> Document:
-        if not (isinstance(data, DeliveryReview) and data.decision == "go" and self.must_gaps):
+    def _without_go_over_a_failing_gate(self, data: Document) -> Document:
+        if not (isinstance(data, DeliveryReview) and data.decision == "go" and self.blocking):
             return data
-        return data.model_copy(update={"decision": "no_go", "reasons": [*data.reasons, gap_reason(self.must_gaps)]})
+        reasons = [*data.reasons, *(reason for reason in self.blocking if reason not in data.reasons)]
+        return data.model_copy(update={"decision": "no_go", "reasons": reasons})
 
     def public_data(self) -> dict[str, Any] | None:
         """The data as the API shows it (JSON-ready), or None."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pydantic_core
 
+from delivery_service.deliverables.gate import Quality
 from delivery_service.deliverables.parsing import FENCE_START
 from delivery_service.deliverables.schemas import Document, RequirementsAnalysis, TestPlan, Triage
 from delivery_service.deliverables.traceability import Traceability
@@ -62,6 +63,21 @@ _PHRASES = {
     ),
     "dangling": ("References to nothing", "引用了不存在的编号"),
     "unserved": ("Stories no component serves", "没有组件服务的用户故事"),
+    "quality": ("Quality", "质量"),
+    "gate": ("Release gate", "发布门禁"),
+    "gates": (
+        {"pass": "pass", "concerns": "concerns", "fail": "fail", "waived": "waived"},
+        {"pass": "通过", "concerns": "有疑虑", "fail": "不通过", "waived": "已豁免"},
+    ),
+    "waived_by": ("Waived by", "豁免人"),
+    "finding_columns": (
+        ("ID", "Rule", "Target", "Field", "Finding", "Suggestion"),
+        ("编号", "规则", "对象", "字段", "问题", "建议"),
+    ),
+    "severities": (
+        {"error": "Errors", "warning": "Warnings", "info": "Notes"},
+        {"error": "错误", "warning": "警告", "info": "提示"},
+    ),
 }
 WORDS = {chinese: {key: pair[chinese] for key, pair in _PHRASES.items()} for chinese in (False, True)}
 
@@ -243,4 +259,19 @@ def traceability_matrix(
         lines += ["", f"{words['dangling']}: " + ", ".join(f"{d['from']} → {d['to']}" for d in traceability.dangling)]
     if traceability.stories_without_component:
         lines += ["", f"{words['unserved']}: " + ", ".join(traceability.stories_without_component)]
+    return "\n".join(lines) + "\n"
+
+
+def quality_section(quality: Quality, chinese: bool = False) -> str:
+    """The gate and its reasons (and a waiver), then the findings by severity."""
+    words, gate = WORDS[chinese], quality.gate
+    lines = [f"## {words['quality']}", "", f"**{words['gate']}: {words['gates'][gate.status]}**", ""]
+    lines += [f"- {reason}" for reason in gate.reasons]
+    if gate.waiver is not None:
+        lines += ["", f"{words['waived_by']} {gate.waiver.by} ({gate.waiver.at}): {gate.waiver.reason}"]
+    for severity, heading in words["severities"].items():
+        found = [finding for finding in quality.findings if finding.severity == severity]
+        if found:
+            rows = [[f.id, f.rule, f.target, f.field, f.message, f.suggestion] for f in found]
+            lines += ["", f"### {heading}", "", *_table(words["finding_columns"], rows)]
     return "\n".join(lines) + "\n"

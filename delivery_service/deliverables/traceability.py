@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from delivery_service.deliverables.schemas import (
-    Decision,
     DeliveryReview,
     Document,
     RequirementsAnalysis,
@@ -81,22 +80,6 @@ def must_gaps(analysis: RequirementsAnalysis | None, traceability: Traceability)
     return [c.id for c in analysis.acceptance_criteria if c.story_id in must and c.id in uncovered]
 
 
-def decide(
-    review: DeliveryReview | None, analysis: RequirementsAnalysis | None, traceability: Traceability
-) -> tuple[Decision, list[str]]:
-    """The delivery's decision and its reasons: the Coordinator's, but never `go` with a `must` gap, and
-    `no_go` without a structured review or analysis (nothing vouches for a `go`)."""
-    reasons = list(review.reasons) if review else []
-    if review is None or analysis is None:
-        missing = "review" if review is None else "requirements analysis"
-        return "no_go", [*reasons, f"The {missing} could not be read as structured data, so coverage is unproven."]
-    gaps = must_gaps(analysis, traceability)
-    if gaps:
-        note = gap_reason(gaps)
-        return "no_go", [*reasons, note] if note not in reasons else reasons
-    return review.decision, reasons
-
-
 def gap_reason(gaps: list[str] | tuple[str, ...]) -> str:
     """The reason the service adds when must-have criteria have no test case."""
     return f"Must-have acceptance criteria without a test case: {', '.join(gaps)}."
@@ -119,8 +102,5 @@ class Documents:
         firsts = [next((document for document in present if type(document) is kind), None) for kind in known]
         return cls(*firsts, tuple(document for document in present if type(document) not in known))  # type: ignore[arg-type]
 
-    def assess(self) -> tuple[Traceability, Decision]:
-        """The traceability and the decision of a finished delivery."""
-        traceability = trace(self.analysis, self.test_plan, self.design, self.others)
-        decision, _ = decide(self.review, self.analysis, traceability)
-        return traceability, decision
+    def traceability(self) -> Traceability:
+        return trace(self.analysis, self.test_plan, self.design, self.others)

@@ -21,8 +21,10 @@ from pydantic import (
 )
 
 from delivery_service.agents import AGENTS
+from delivery_service.deliverables.gate import GatePolicy, GateStatus, Quality, assess
 from delivery_service.deliverables.schemas import Decision
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
+from delivery_service.prompts import is_chinese
 from delivery_service.service_layer.delivery import TaskState
 from delivery_service.settings import get_settings
 from delivery_service.store.outbox import Delivery
@@ -244,7 +246,11 @@ class TaskResultResponse(BaseModel):
     summary: str | None
     traceability: TraceabilityModel | None = Field(description="for a completed task; null otherwise")
     decision: Decision | None = Field(
-        description="the Coordinator's, but never go while a must story has an uncovered criterion; null unless completed"
+        description="the Coordinator's, but never go while the release gate fails; go once it is waived; "
+        "null unless completed"
+    )
+    quality: Quality | None = Field(
+        description="for a completed task: the findings of the service's rules and the release gate (docs/quality.md)"
     )
     parent_task_id: str | None = Field(description="the task this follow-up revises; null for a thread's first task")
     thread_id: str = Field(description="the id of the thread's first task")
@@ -255,11 +261,12 @@ class TaskResultResponse(BaseModel):
 
     @classmethod
     def of(cls, record: TaskRecord, with_html: bool = False) -> TaskResultResponse:
-        traceability, decision, changes = None, None, None
+        traceability, decision, quality, changes = None, None, None, None
         current = {d.agent_name: d.data for d in record.deliverables}
         if record.status is TaskStatus.COMPLETED:
-            computed, decision = AGENTS.documents(current).assess()
-            traceability = TraceabilityModel(**computed.model_dump())
+            found = assess(AGENTS.documents(current), gate_policy(record), chinese=is_chinese(record.requirement))
+            traceability = TraceabilityModel(**found.traceability.model_dump())
+            decision, quality = found.decision, found.quality
             if record.follow_up is not None:
                 previous = {d.agent_name: d.data for d in record.follow_up.parent_deliverables}
                 changes = ChangesModel(**AGENTS.changes(previous, current).model_dump())
@@ -268,8 +275,21 @@ class TaskResultResponse(BaseModel):
             for d in record.deliverables
         ]
         return cls(
-            **_fields(record, deliverables=deliverables, traceability=traceability, decision=decision, changes=changes)
+            **_fields(
+                record,
+                deliverables=deliverables,
+                traceability=traceability,
+                decision=decision,
+                quality=quality,
+                changes=changes,
+            )
         )
+
+
+def gate_policy(record: TaskRecord) -> GatePolicy:
+    """The policy a task's gate was computed with when it completed (the settings' for an older record)."""
+    stored = (record.gate or {}).get("min_coverage")
+    return GatePolicy(min_coverage=stored if isinstance(stored, int | float) else get_settings().gate_min_coverage)
 
 
 class StreamSummary(BaseModel):
@@ -298,14 +318,13 @@ class TaskSummary(BaseModel):
         "or the follow-up's request"
     )
     stream_token: str | None = Field(default=None, description="with authentication on: `?token=` for its stream")
+    gate: GateStatus | None = Field(description="a completed task's release gate; null otherwise")
 
     @classmethod
     def of(cls, record: TaskRecord, stream_token: str | None) -> TaskSummary:
-        return cls(
-            **_fields(
-                record, requirement=record.requirement[:200], request=record.request[:200], stream_token=stream_token
-            )
-        )
+        gate = (record.gate or {}).get("status") if record.status is TaskStatus.COMPLETED else None
+        short = {"requirement": record.requirement[:200], "request": record.request[:200]}
+        return cls(**_fields(record, **short, stream_token=stream_token, gate=gate))
 
 
 class TasksResponse(BaseModel):

@@ -83,7 +83,8 @@ async def start_delivery(
 
 
 async def get_delivery(task_id: str, ctx: Context) -> dict[str, Any]:
-    """Where a delivery stands; once it has finished, also its deliverables, traceability and decision."""
+    """Where a delivery stands; once it has finished, also its deliverables, traceability, quality (findings
+    and release gate) and decision."""
     state, who = _service(ctx)
     async with _as_tool_errors():
         return await _status_and_result(task_id, state, who)

@@ -22,7 +22,9 @@ def scripted_answer(role: str, prompt: str) -> str:
     if follow_up is not None and "<previous_documents>" in prompt:
         triage = json.dumps(scripted_answers.triage(follow_up), ensure_ascii=False)
         return f"Thought: I will triage the follow-up.\nFinal Answer: {triage}"
-    data = agent.scripted(Brief(requirement, tagged("feedback", prompt), follow_up))
+    quality = tagged("quality", prompt)
+    brief = Brief(requirement, tagged("feedback", prompt), follow_up, json.loads(quality) if quality else None)
+    data = agent.scripted(brief)
     return f"Thought: I will write the {agent.name} deliverable as the JSON asked for.\nFinal Answer: {json.dumps(data, ensure_ascii=False)}"
 
 

@@ -19,7 +19,8 @@ from pydantic import PrivateAttr
 
 from delivery_service.agents import AGENTS
 from delivery_service.llm.chunked import ChunkStreamingLLM, Conversation, tagged
-from delivery_service.prompts import SLOT_CLOSE, SLOT_OPEN, as_prompt_data, compact_template, requirement_language
+from delivery_service.prompts import SLOT_CLOSE, SLOT_OPEN, as_prompt_data, compact_template, is_chinese
+from delivery_service.scripted_answers import answered_findings
 
 SLOT_MAX_TOKENS = 36
 _SLOT = re.compile(re.escape(SLOT_OPEN) + r"([^⟧]*)" + re.escape(SLOT_CLOSE))
@@ -109,13 +110,16 @@ class SkeletonLLM(ChunkStreamingLLM):
         found = tagged("traceability", description)
         traceability = json.loads(found) if found is not None else {}
         covered, criteria = traceability.get("covered", 0), traceability.get("acceptance_criteria", 0)
-        chinese = requirement_language(self.requirement).startswith("Simplified Chinese")
+        chinese = is_chinese(self.requirement)
         coverage = (
             f"{criteria} 条验收标准中有 {covered} 条有测试用例。"
             if chinese
             else f"{covered} of {criteria} acceptance criteria have a test case."
         )
         decision = "go" if traceability.get("complete") else "no_go"
+        quality = tagged("quality", description)
+        issues = json.dumps(answered_findings(json.loads(quality) if quality else None), ensure_ascii=False)
+        skeleton = skeleton.replace('"issues": []', f'"issues": {issues}')
         return skeleton.replace("⟪decision⟫", decision).replace("⟪coverage⟫", coverage)
 
     def _continue(self, conversation: Conversation, opening: str) -> str:

@@ -1,7 +1,8 @@
 """The two phases of a task, wherever they run: an embedded worker thread or a Celery worker process.
 
-The *analysis*, then the *delivery*: a crew for the planning documents, their traceability (computed by
-the service, published as an `action`), and a crew for the review, given that traceability. A follow-up
+The *analysis*, then the *delivery*: a crew for the planning documents, their traceability and quality
+findings with the release gate (computed by the service, published as two `action`s), and a crew for the
+review, given both; the `end` event carries the gate of the whole delivery. A follow-up
 begins with the first agent's triage: the agents before the one it names are carried over from the parent
 without a model call.
 """
@@ -18,10 +19,11 @@ from typing import Any
 
 from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, delivery_summary
-from delivery_service.deliverables.traceability import Traceability, must_gaps, trace
+from delivery_service.deliverables.gate import GatePolicy, Quality, assess, assess_quality
+from delivery_service.deliverables.traceability import Traceability
 from delivery_service.llm.model_errors import describe_failure
 from delivery_service.llm.providers import model_info
-from delivery_service.prompts import requirement_language
+from delivery_service.prompts import is_chinese
 from delivery_service.runs.crew_execution import (
     CrewFailed,
     CrewJob,
@@ -106,6 +108,7 @@ class PhaseRunner:
     def __init__(self, settings: Settings, crews_in_processes: bool = False) -> None:
         self._settings = settings
         self._model = model_info(settings)
+        self._gate_policy = GatePolicy(min_coverage=settings.gate_min_coverage)
         labels = (self._model.provider, self._model.model)
         load_handler_class(settings.crew_events_handler)  # a wrong CREW_EVENTS_HANDLER fails at start
         self._crews: Callable[[CrewJob, EventSink], CrewResult] = (
@@ -138,7 +141,9 @@ class PhaseRunner:
                         self._ask_for_confirmation(work, sink)
                         return PhaseOutcome.AWAITING_CONFIRMATION
             planning = self._plan(work, sink)
-            handover = self._trace(work, planning, sink)
+            current = {AGENTS.at(AGENTS.analysis_steps[0]).name: work.analysis_data}
+            current |= {AGENTS.at(step).name: planning.data.get(step) for step in AGENTS.planning_steps}
+            handover = self._trace(work, planning, current, sink)
             review = self._run_crew(
                 work,
                 sink,
@@ -148,8 +153,13 @@ class PhaseRunner:
                 follow_up=work.follow_up_context(),
             )
             logger.info("task completed")
+            current |= {AGENTS.at(step).name: review.data.get(step) for step in AGENTS.review_steps}
+            final = assess(AGENTS.documents(current), self._gate_policy, chinese=is_chinese(work.requirement))
+            gate = {"status": final.quality.gate.status, "min_coverage": self._gate_policy.min_coverage}
             summary = delivery_summary(review.last_output)
-            sink.publish_system(EventType.END, summary, {"usage": work.usage, "deliverables": len(AGENTS)})
+            sink.publish_system(
+                EventType.END, summary, {"usage": work.usage, "deliverables": len(AGENTS), "gate": gate}
+            )
         except Exception as exc:
             if sink.terminated:
                 return PhaseOutcome.ENDED
@@ -175,7 +185,7 @@ class PhaseRunner:
             "model": self._model.public(),
             "total_steps": len(AGENTS),
             "agents": list(AGENTS.names),
-            "language": "zh" if requirement_language(work.requirement).startswith("Simplified Chinese") else "en",
+            "language": "zh" if is_chinese(work.requirement) else "en",
         }
         if work.worker:
             metadata["worker"] = work.worker
@@ -235,16 +245,16 @@ class PhaseRunner:
                 planning.outputs[step], planning.data[step] = deliverable.content, deliverable.data
         return planning
 
-    def _trace(self, work: PhaseWork, planning: CrewResult, sink: EventSink) -> Handover:
-        """The documents' traceability, published for everyone and handed to the review (with a
-        follow-up's changes since the previous revision)."""
-        current = {AGENTS.at(AGENTS.analysis_steps[0]).name: work.analysis_data}
-        current |= {AGENTS.at(step).name: planning.data.get(step) for step in AGENTS.planning_steps}
+    def _trace(self, work: PhaseWork, planning: CrewResult, current: dict[str, Any], sink: EventSink) -> Handover:
+        """The documents' traceability, then their findings and gate, published for everyone and handed to
+        the review (with a follow-up's changes since the previous revision)."""
         found = AGENTS.documents(current)
-        traceability = trace(found.analysis, found.test_plan, found.design, found.others)
+        traceability = found.traceability()
         sink.publish_system(
             EventType.ACTION, traceability_summary(traceability), {"kind": "traceability", **traceability.model_dump()}
         )
+        quality = assess_quality(found, traceability, self._gate_policy, chinese=is_chinese(work.requirement))
+        sink.publish_system(EventType.ACTION, quality_summary(quality), {"kind": "quality", **quality.model_dump()})
         changes = None
         if work.follow_up is not None:
             previous = {kept.agent_name: kept.data for kept in work.follow_up.parent_deliverables}
@@ -252,7 +262,8 @@ class PhaseRunner:
         return Handover(
             work="\n\n".join(planning.outputs[step] for step in AGENTS.planning_steps),
             traceability=traceability.model_dump_json(),
-            must_gaps=tuple(must_gaps(found.analysis, traceability)),
+            quality=quality.model_dump_json(),
+            blocking=tuple(quality.gate.reasons) if quality.gate.status == "fail" else (),
             changes=changes,
         )
 
@@ -289,3 +300,13 @@ def traceability_summary(traceability: Traceability) -> str:
     if traceability.stories_without_component:
         text += f" Stories no component serves: {', '.join(traceability.stories_without_component)}."
     return text
+
+
+def quality_summary(quality: Quality) -> str:
+    """The quality event's content, for people."""
+    counts = quality.counts
+    text = (
+        f"Quality: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes; "
+        f"release gate {quality.gate.status}."
+    )
+    return " ".join([text, *quality.gate.reasons]) if quality.gate.status != "pass" else text

@@ -57,6 +57,8 @@ def body_parts(event: TaskEvent, public_url: str) -> tuple[bytes, bytes] | None:
         data |= {"agent_name": event.agent_name, "step": event.metadata.get("step")}
         if event.metadata.get("carried_over"):
             data["carried_over"] = True
+    elif event.event_type is EventType.END and isinstance(event.metadata.get("gate"), dict):
+        data["gate"] = event.metadata["gate"].get("status")
     elif event.event_type is EventType.CONFIRMATION_REQUIRED:
         data["confirm_url"] = f"{public_url.rstrip('/')}/api/task/{event.task_id}/confirm"
     elif event.event_type in (EventType.ERROR, EventType.CANCELLED):

@@ -95,6 +95,7 @@ class TaskRecord:
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
     follow_up: FollowUp | None = None
     webhooks: tuple[WebhookTarget, ...] = ()
+    gate: dict[str, Any] | None = None  # a completed task's release gate: {"status", "min_coverage"} (`end` event)
 
     @property
     def finished(self) -> bool:
@@ -144,6 +145,8 @@ class TaskRecord:
             self.current_agent = None
             if kind is EventType.END:
                 self.summary = event.content
+                gate = event.metadata.get("gate")
+                self.gate = gate if isinstance(gate, dict) else None
             elif kind is EventType.ERROR:
                 self.error = event.content
         else:

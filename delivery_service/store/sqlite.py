@@ -95,6 +95,7 @@ def _task_row(record: TaskRecord) -> tuple[object, ...]:
         "status": record.status.value,
         "follow_up": json.dumps(asdict(record.follow_up)) if record.follow_up else None,
         "webhooks": json.dumps([asdict(target) for target in record.webhooks]) if record.webhooks else None,
+        "gate": json.dumps(record.gate) if record.gate is not None else None,
     }
     return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
 
@@ -118,6 +119,7 @@ def _record(row: sqlite3.Row) -> TaskRecord:
     del values["thread_id"]  # the record's thread is its follow-up's, or itself
     values["follow_up"] = FollowUp.from_dict(json.loads(values["follow_up"])) if values["follow_up"] else None
     values["webhooks"] = webhook_targets(json.loads(values["webhooks"])) if values["webhooks"] else ()
+    values["gate"] = json.loads(values["gate"]) if values["gate"] else None
     return TaskRecord(**values)
 
 
@@ -163,7 +165,7 @@ class SqliteTaskStore:
     def _add_missing_columns(self) -> None:
         """Bring a database written by an earlier version up to date (columns added since)."""
         present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
-        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks"):
+        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks", "gate"):
             if column not in present:
                 default = " NOT NULL DEFAULT '{}'" if column == "usage" else ""
                 self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT{default}")

@@ -191,7 +191,8 @@ async def _run_events(
         elif kind == "end":
             result = TaskResultResponse.of(await state.delivery.result(who, task_id))
             snapshot = result.model_dump(
-                mode="json", include={"task_id", "status", "deliverables", "traceability", "decision", "summary"}
+                mode="json",
+                include={"task_id", "status", "deliverables", "traceability", "decision", "quality", "summary"},
             )
             yield StateSnapshotEvent(snapshot=snapshot)
             yield RunFinishedEvent(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from delivery_service.agents import AGENTS
-from delivery_service.deliverables.render import traceability_matrix
+from delivery_service.deliverables.render import quality_section, traceability_matrix
 from delivery_service.deliverables.traceability import Traceability
 from delivery_service.http.api_models import (
     ConfirmRequest,
@@ -33,7 +33,7 @@ from delivery_service.http.dependencies import (
     Who,
     error_response,
 )
-from delivery_service.prompts import requirement_language
+from delivery_service.prompts import is_chinese
 from delivery_service.store.records import TaskRecord
 
 router = APIRouter(tags=["tasks"], responses=API_ERRORS)
@@ -152,7 +152,8 @@ async def task_result(
 
 
 def result_document(result: TaskResultResponse, requirement: str) -> str:
-    """All deliverables of a task as one markdown document, with the traceability matrix when there is one.
+    """All deliverables of a task as one markdown document, with the traceability matrix when there is one and
+    the quality section (gate and findings) of a completed task.
 
     The delivery summary is not repeated: it is the review's own summary section, already in the document.
     """
@@ -160,11 +161,13 @@ def result_document(result: TaskResultResponse, requirement: str) -> str:
     for deliverable in result.deliverables:
         parts += [f"---\n\n<!-- {deliverable.agent_name}: {deliverable.title} -->", deliverable.content]
     found = AGENTS.documents({d.agent_name: d.data for d in result.deliverables})
+    chinese = is_chinese(requirement)
     if result.traceability and found.analysis is not None:
         traceability = Traceability(**result.traceability.model_dump())
-        chinese = requirement_language(requirement).startswith("Simplified Chinese")
         parts += ["---", traceability_matrix(found.analysis, found.test_plan, traceability, chinese=chinese).strip()]
         parts.append(f"Decision: {result.decision}")
+    if result.quality is not None:
+        parts += ["---", quality_section(result.quality, chinese=chinese).strip()]
     return "\n\n".join(parts) + "\n"
 
 
