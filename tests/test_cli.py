@@ -22,11 +22,19 @@ from rich.console import Console
 
 from conftest import PROJECT_ROOT, ServerProcess, read_stream, start_task, status, wait_until
 from delivery_service.agents import AGENTS as AGENT_SPECS
+from delivery_service.cli.app import ExitCode, Gate, gate_meets
 from delivery_service.cli.display import LiveDisplay
 from delivery_service.llm.fake import scripted_answer
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "delivery"
 AGENTS = ["ProductManager", "QAEngineer", "SoftwareDeveloper", "Coordinator"]
+# The release gates of the scripted model's deliverables for these requirements (tests/test_release_gate.py).
+PASSES, CONCERNS, FAILS = (
+    "Build a todo app to track chores",
+    "Build a fast todo app",
+    "Build a todo app; the scale is TBD",
+)
+HEADINGS = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
 
 
 def cli(*args: str) -> list[str]:
@@ -185,6 +193,93 @@ def test_the_live_view_shows_a_deliverable_being_written_as_its_document() -> No
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     assert "## 验收标准" in shown and "- **US-2 (Should)" not in shown and "- **US-2 (应该):**" in shown
     assert '"user_stories"' not in shown and "{" not in shown, "the document, not its JSON"
+
+
+def run_to_the_end(base_url: str, requirement: str, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`delivery run` piped (plain lines), writing the result to `out` so the test knows the task."""
+    return run_cli("--url", base_url, "run", requirement, "--out", str(out), *options, timeout=120)
+
+
+def test_a_completed_run_prints_its_release_gate_and_findings_by_severity(
+    fake_service: ServerProcess, tmp_path: Path
+) -> None:
+    done = run_to_the_end(fake_service.base_url, CONCERNS, tmp_path)
+    assert done.returncode == 0, done.stderr
+    quality = json.loads((tmp_path / "result.json").read_text())["quality"]
+    assert quality["gate"]["status"] == "concerns" and {"warning", "info"} <= {
+        f["severity"] for f in quality["findings"]
+    }
+    lines = done.stdout.splitlines()
+    assert printed_sequences(done.stdout) == list(range(1, len(lines) + 1)), "stdout stays one line per event"
+
+    report = done.stderr.splitlines()  # whole lines: not wrapped at the 80 columns of a pipe
+    assert "Release gate: concerns  (0 errors, 1 warning, 1 note; minimum coverage 80%)" in report
+    assert [f"  - {reason}" for reason in quality["gate"]["reasons"]] == [line for line in report if line[:4] == "  - "]
+    heading_of: dict[str, str] = {}
+    for number, line in enumerate(report):
+        if line in HEADINGS.values():
+            heading = line
+        for finding in quality["findings"]:
+            if line == f"  {finding['id']}  {finding['rule']}  {finding['target']}  {finding['message']}":
+                heading_of[finding["id"]] = heading
+                assert report[number + 1] == f"      → {finding['suggestion']}"
+    assert heading_of == {finding["id"]: HEADINGS[finding["severity"]] for finding in quality["findings"]}
+    assert report.index("Warnings") < report.index("Notes"), "errors, then warnings, then notes"
+
+
+def test_require_gate_exits_6_when_the_completed_tasks_gate_is_worse(
+    fake_service: ServerProcess, tmp_path: Path
+) -> None:
+    base = fake_service.base_url
+    concerns = run_to_the_end(base, CONCERNS, tmp_path / "concerns", "--require-gate", "pass")
+    assert concerns.returncode == ExitCode.GATE_NOT_MET == 6, concerns.stderr
+    assert concerns.stdout.splitlines()[-1].split()[2] == "end", "the task completed; only its gate falls short"
+    assert "The release gate is concerns; --require-gate pass asks for pass or better" in concerns.stderr
+    accepted = run_to_the_end(base, CONCERNS, tmp_path / "accepted", "--require-gate", "concerns")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Release gate: concerns" in accepted.stderr
+
+    failed = run_to_the_end(base, FAILS, tmp_path / "fail", "--require-gate", "pass")
+    assert failed.returncode == 6, failed.stderr
+    assert "Release gate: fail" in failed.stderr and "The release gate is fail; --require-gate pass" in failed.stderr
+    task_id = json.loads((tmp_path / "fail" / "result.json").read_text())["task_id"]
+    watched = run_cli("--url", base, "watch", task_id, "--require-gate", "concerns", timeout=120)
+    assert watched.returncode == 6 and "The release gate is fail" in watched.stderr, "fail is worse than concerns"
+    unrequired = run_cli("--url", base, "watch", task_id, timeout=120)
+    assert unrequired.returncode == 0 and "Release gate: fail" in unrequired.stderr, "without the option: exit 0"
+
+    passed = run_to_the_end(base, PASSES, tmp_path / "pass", "--require-gate", "pass")
+    assert passed.returncode == 0 and "Release gate: pass" in passed.stderr, passed.stderr
+
+
+def test_the_gate_order_and_a_waiver() -> None:
+    statuses = ("pass", "concerns", "fail", "waived", None, "unknown")
+    assert [gate_meets(status, Gate.PASS) for status in statuses] == [True, False, False, True, False, False]
+    assert [gate_meets(status, Gate.CONCERNS) for status in statuses] == [True, True, False, True, False, False]
+
+
+def test_the_live_view_notes_the_quality_event_and_prints_the_gate_after_the_task() -> None:
+    console = Console(file=io.StringIO(), width=100)
+    display = LiveDisplay(console, "task-1")
+    finding = {"id": "Q-1", "rule": "unmeasurable-nfr", "severity": "error", "target": "NFR-3", "field": "target"}
+    finding |= {"message": "target “TBD” is not measurable", "suggestion": "Give a number with a unit."}
+    quality = {
+        "findings": [finding],
+        "counts": {"error": 1, "warning": 0, "info": 0},
+        "gate": {"status": "fail", "reasons": ["Error findings: NFR-3 (unmeasurable-nfr)."], "waiver": None},
+    }
+    event = {"sequence": 20, "agent_name": "System", "event_type": "action", "content": "Quality: ..."}
+    display.show({**event, "metadata": {"kind": "quality", **quality}, "timestamp": "2026-12-04T10:00:00Z"})
+    console.print(display.renderable())
+    assert "Quality: release gate fail; 1 error, 0 warnings, 0 notes." in console.file.getvalue()  # type: ignore[attr-defined]
+
+    waiver = {"reason": "NFR-3 is agreed with ops", "at": "2026-12-04T11:00:00Z", "by": "alice"}
+    display.report({**quality, "gate": {**quality["gate"], "status": "waived", "waiver": waiver}})
+    shown = console.file.getvalue().split("Quality: release gate fail")[-1]  # type: ignore[attr-defined]
+    assert "Release gate: waived  (1 error, 0 warnings, 0 notes)" in shown
+    assert "Waived by alice at 2026-12-04T11:00:00Z: NFR-3 is agreed with ops" in shown
+    assert shown.index("Errors") < shown.index("Q-1  unmeasurable-nfr  NFR-3  target “TBD” is not measurable")
+    assert "→ Give a number with a unit." in shown
 
 
 def test_the_confirmation_is_asked_in_a_terminal(start_service: Callable[..., ServerProcess], tmp_path: Path) -> None:

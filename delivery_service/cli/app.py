@@ -2,8 +2,9 @@
 
 Exit codes (also in docs/cli.md): 0 the task completed (or the command did its job), 1 the task failed,
 2 usage error (also an id prefix that names several tasks), 3 the task was cancelled, 4 the service cannot be
-reached, 5 the service refused the request (the message says why) or no task has the id given, 130 stopped
-watching with Ctrl-C (the task goes on). A task id may be shortened to any prefix that names one of your tasks.
+reached, 5 the service refused the request (the message says why) or no task has the id given, 6 the task
+completed but its release gate is worse than `--require-gate` asks, 130 stopped watching with Ctrl-C (the
+task goes on). A task id may be shortened to any prefix that names one of your tasks.
 """
 
 from __future__ import annotations
@@ -36,10 +37,27 @@ class ExitCode(enum.IntEnum):
     CANCELLED = 3
     CANNOT_CONNECT = 4
     REFUSED = 5
+    GATE_NOT_MET = 6
     STOPPED_WATCHING = 130
 
 
 EXIT_BY_STATUS = {"completed": ExitCode.COMPLETED, "failed": ExitCode.FAILED, "cancelled": ExitCode.CANCELLED}
+
+
+class Gate(str, enum.Enum):
+    """The least release gate `--require-gate` accepts."""
+
+    PASS = "pass"
+    CONCERNS = "concerns"
+
+
+GATE_RANK = {"fail": 0, "concerns": 1, "pass": 2}  # `waived` meets any requirement: a person signed it off
+
+
+def gate_meets(status: str | None, required: Gate) -> bool:
+    """Whether a gate of `status` is at least `required` (an unknown or missing gate is not)."""
+    return status == "waived" or GATE_RANK.get(str(status), -1) >= GATE_RANK[required.value]
+
 
 app = typer.Typer(
     cls=GlobalOptionsGroup,
@@ -120,6 +138,12 @@ Confirm = Annotated[bool, typer.Option("--confirm", help="Pause after the analys
 Tokens = Annotated[bool, typer.Option("--tokens", help="Show the agents' text as it is written.")]
 Priority = Annotated[int, typer.Option(min=0, max=9, help="0-9; higher starts first when tasks wait.")]
 Out = Annotated[Path | None, typer.Option(help="Write the deliverables (markdown) and result.json here.")]
+RequireGate = Annotated[
+    Gate | None,
+    typer.Option(
+        help="Exit 6 when the task completes with a worse release gate (pass > concerns > fail; waived meets both)."
+    ),
+]
 LIST_COLUMNS = ("task", "rev", "status", "created")  # then the request, in the width left
 MIN_REQUEST_WIDTH = 12  # in a terminal narrower than that, `list` prints its plain lines
 
@@ -132,9 +156,11 @@ def run(
     tokens: Tokens = False,
     priority: Priority = 0,
     out: Out = None,
+    require_gate: RequireGate = None,
 ) -> None:
     """Start a task and follow it to its end; write its deliverables with --out."""
-    _start(context.obj, "/api/run_task", {"user_requirement": requirement}, confirm, tokens, priority, out)
+    body = {"user_requirement": requirement}
+    _start(context.obj, "/api/run_task", body, confirm, tokens, priority, out, require_gate)
 
 
 @app.command("follow-up")
@@ -146,24 +172,32 @@ def follow_up(
     tokens: Tokens = False,
     priority: Priority = 0,
     out: Out = None,
+    require_gate: RequireGate = None,
 ) -> None:
     """Revise a completed task: a new revision in its thread, followed to its end."""
     path = f"/api/task/{context.obj.task_id(task_id)}/follow_up"
-    _start(context.obj, path, {"request": request}, confirm, tokens, priority, out)
+    _start(context.obj, path, {"request": request}, confirm, tokens, priority, out, require_gate)
 
 
 def _start(
-    session: Session, path: str, body: dict[str, Any], confirm: bool, tokens: bool, priority: int, out: Path | None
+    session: Session,
+    path: str,
+    body: dict[str, Any],
+    confirm: bool,
+    tokens: bool,
+    priority: int,
+    out: Path | None,
+    require_gate: Gate | None,
 ) -> NoReturn:
     body |= {"skip_confirmation": not confirm, "stream_tokens": tokens, "priority": priority}
-    raise typer.Exit(follow(session, session.client.post(path, body)["task_id"], out))
+    raise typer.Exit(follow(session, session.client.post(path, body)["task_id"], out, require_gate))
 
 
 @app.command()
-def watch(context: typer.Context, task_id: TaskId, out: Out = None) -> None:
+def watch(context: typer.Context, task_id: TaskId, out: Out = None, require_gate: RequireGate = None) -> None:
     """Follow any task from its first event; resumes by itself after a dropped connection or a restart."""
     session: Session = context.obj
-    raise typer.Exit(follow(session, session.task_id(task_id), out))
+    raise typer.Exit(follow(session, session.task_id(task_id), out, require_gate))
 
 
 @app.command()
@@ -253,8 +287,9 @@ def list_tasks(context: typer.Context, limit: Annotated[int, typer.Option(min=1,
     session.console.print(table)
 
 
-def follow(session: Session, task_id: str, out: Path | None) -> ExitCode:
-    """Show the task's events to its end (deciding a confirmation when asked); the exit code of its outcome."""
+def follow(session: Session, task_id: str, out: Path | None, require_gate: Gate | None = None) -> ExitCode:
+    """Show the task's events to its end (deciding a confirmation when asked), then a completed task's gate and
+    findings; the exit code of its outcome (or of a gate worse than `require_gate`)."""
     display = session.display(task_id)
     last = 0
     while True:
@@ -264,10 +299,11 @@ def follow(session: Session, task_id: str, out: Path | None) -> ExitCode:
                 display.show(event)
                 if event["event_type"] == "confirmation_required":
                     _decide(session, task_id, event, display)
-                if event["event_type"] in ENDING_STATUS:
-                    if event["event_type"] == "end" and out is not None:
-                        _write_deliverables(session, task_id, out)
-                    return EXIT_BY_STATUS[ENDING_STATUS[event["event_type"]]]
+                ending = ENDING_STATUS.get(event["event_type"])
+                if ending == "completed":
+                    return _completed(session, task_id, display, out, require_gate)
+                if ending is not None:
+                    return EXIT_BY_STATUS[ending]
         except KeyboardInterrupt:
             display.pause()
             if (
@@ -297,9 +333,40 @@ def _decide(session: Session, task_id: str, event: dict[str, Any], display: Disp
     display.resume()
 
 
-def _write_deliverables(session: Session, task_id: str, out: Path) -> None:
+def _completed(
+    session: Session, task_id: str, display: Display, out: Path | None, require_gate: Gate | None
+) -> ExitCode:
+    """After the `end` event: the deliverables written (--out), the gate and findings shown, the gate checked.
+
+    The gate is the result's, not the `end` event's: it includes a waiver given since the task ended.
+    """
+    try:
+        answer = session.client.get(f"/api/task/{task_id}/result")
+    except ServiceRefused as exc:
+        if out is not None or require_gate is not None:
+            raise
+        display.note(f"No release gate to show: {exc}")
+        return ExitCode.COMPLETED
+    if out is not None:
+        _write_deliverables(answer, out)
+    quality = answer.get("quality")  # none from a service older than the gate
+    if quality:
+        display.report(quality)
+    if require_gate is None:
+        return ExitCode.COMPLETED
+    gate = (quality or {}).get("gate") or {}
+    if gate_meets(gate.get("status"), require_gate):
+        return ExitCode.COMPLETED
+    errors.print(
+        f"[red]The release gate is {gate.get('status') or 'not reported'}; --require-gate {require_gate.value} "
+        f"asks for {require_gate.value} or better (or a waiver: POST /api/task/{task_id}/waive).[/red]",
+        soft_wrap=True,
+    )
+    return ExitCode.GATE_NOT_MET
+
+
+def _write_deliverables(answer: dict[str, Any], out: Path) -> None:
     """Each deliverable as `NN-Agent.md`, and the whole answer as result.json."""
-    answer = session.client.get(f"/api/task/{task_id}/result")
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     for number, deliverable in enumerate(answer["deliverables"], start=1):

@@ -1,7 +1,9 @@
 """How the command-line client shows a task's events: a live Rich view in a terminal, plain lines otherwise.
 
 In the live view, a structured deliverable being written shows as its document, rendered by the
-service's own renderer from the JSON so far, not as JSON.
+service's own renderer from the JSON so far, not as JSON. After a completed task, each view prints its
+release gate and quality findings (`quality_report`): on stdout under the live view, on stderr where stdout
+carries one line per event.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from delivery_service.agents import AGENTS
 from delivery_service.event_types import ENDING_STATUS
 
 TAIL_LINES = 12
+GATE_STYLES = {"pass": "green", "concerns": "yellow", "fail": "red", "waived": "cyan"}
+SEVERITIES = {"error": ("Errors", "red"), "warning": ("Warnings", "yellow"), "info": ("Notes", "cyan")}
 
 
 def _seconds(event: dict[str, Any]) -> float:
@@ -30,6 +34,57 @@ def _seconds(event: dict[str, Any]) -> float:
 def _one_line(text: str, width: int = 120) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _counted(counts: dict[str, Any]) -> str:
+    """`0 errors, 1 warning, 2 notes`."""
+    parts = []
+    for key, word in (("error", "error"), ("warning", "warning"), ("info", "note")):
+        number = counts.get(key, 0)
+        parts.append(f"{number} {word}{'' if number == 1 else 's'}")
+    return ", ".join(parts)
+
+
+def quality_line(quality: dict[str, Any]) -> str:
+    """The `quality` action event's metadata (or a result's `quality`) in one short line."""
+    status = (quality.get("gate") or {}).get("status", "unknown")
+    return f"Quality: release gate {status}; {_counted(quality.get('counts') or {})}."
+
+
+def quality_report(quality: dict[str, Any]) -> Group:
+    """A result's `quality`: the release gate, its reasons and any waiver, then the findings by severity
+    (id, rule, target, message, then the suggestion under it)."""
+    gate = quality.get("gate") or {}
+    status = str(gate.get("status", "unknown"))
+    details = _counted(quality.get("counts") or {})
+    min_coverage = (gate.get("policy") or {}).get("min_coverage")
+    if min_coverage is not None:
+        details += f"; minimum coverage {min_coverage:.0%}"
+    lines = [
+        Text.assemble(("Release gate: ", "bold"), (status, f"bold {GATE_STYLES.get(status, '')}"), f"  ({details})")
+    ]
+    lines += [Text(f"  - {reason}") for reason in gate.get("reasons") or []]
+    waiver = gate.get("waiver")
+    if waiver:
+        lines.append(Text(f"  Waived by {waiver.get('by')} at {waiver.get('at')}: {waiver.get('reason')}", "cyan"))
+    findings = quality.get("findings") or []
+    for severity, (heading, style) in SEVERITIES.items():
+        found = [finding for finding in findings if finding.get("severity") == severity]
+        if found:
+            lines.append(Text(heading, style=f"bold {style}"))
+        for finding in found:
+            lines.append(
+                Text.assemble(
+                    f"  {finding.get('id')}  ",
+                    (str(finding.get("rule")), style),
+                    "  ",
+                    (str(finding.get("target")), "bold"),
+                    f"  {finding.get('message')}",
+                )
+            )
+            if finding.get("suggestion"):
+                lines.append(Text(f"      → {finding['suggestion']}", style="dim"))
+    return Group(*lines)
 
 
 class PlainDisplay:
@@ -44,6 +99,10 @@ class PlainDisplay:
     def note(self, message: str) -> None:
         """Something about the connection or the client, not an event."""
         print(f"# {message}", file=sys.stderr, flush=True)
+
+    def report(self, quality: dict[str, Any]) -> None:
+        """A completed task's gate and findings, on stderr: stdout stays one line per event."""
+        Console(stderr=True).print(quality_report(quality), soft_wrap=True)
 
     def pause(self) -> None:
         """Stop drawing (before a prompt)."""
@@ -110,6 +169,8 @@ class LiveDisplay:
             step.status = "carried over" if event["metadata"].get("carried_over") else "done"
         elif kind == "confirmation_required":
             self._status = "awaiting confirmation"
+        elif kind == "action" and event["metadata"].get("kind") == "quality":
+            self.note(quality_line(event["metadata"]))
         elif kind in ENDING_STATUS:
             self._status = ENDING_STATUS[kind]
             for step in self._steps.values():
@@ -123,6 +184,11 @@ class LiveDisplay:
 
     def note(self, message: str) -> None:
         self._notes = [*self._notes[-2:], message]
+
+    def report(self, quality: dict[str, Any]) -> None:
+        """A completed task's gate and findings, under the view (which the `end` event stopped)."""
+        self._console.print()
+        self._console.print(quality_report(quality))
 
     def pause(self) -> None:
         self._live.stop()
