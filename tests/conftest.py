@@ -296,6 +296,10 @@ class Deployment:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def log(self) -> str:
+        """What the API processes have logged so far (the audit lines among it)."""
+        raise NotImplementedError
+
 
 class EmbeddedDeployment(Deployment):
     def __init__(self, workdir: Path, settings: dict[str, str], server: ServerProcess | None = None) -> None:
@@ -310,6 +314,9 @@ class EmbeddedDeployment(Deployment):
 
     def stop(self) -> None:
         self.server.stop()
+
+    def log(self) -> str:
+        return self.server.log()
 
 
 class ClusterDeployment(Deployment):
@@ -340,6 +347,9 @@ class ClusterDeployment(Deployment):
     def stop(self) -> None:
         self.nginx.stop()
         self.cluster.stop()
+
+    def log(self) -> str:
+        return "".join(replica.log() for replica in self.cluster.replicas)
 
 
 class Mode:
@@ -380,6 +390,16 @@ def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mode]:
     chosen = Mode(request.param, request, tmp_path)
     yield chosen
     chosen.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A webhook receiver on 127.0.0.1 that verifies every message with `standardwebhooks`."""
+    from webhook_receiver import WebhookReceiver, new_secret
+
+    server = WebhookReceiver(new_secret())
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ ROUTE_MENTION = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s`|
 ROUTE_HEADING = re.compile(r"^`(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)`$")
 HEADING = re.compile(r"^(#{1,6}) (.+?)\s*$", re.MULTILINE)
 SCHEMA_REF = re.compile(r'"#/components/schemas/([^"]+)"')
-REQUEST_MODELS = {"RunTaskRequest", "ConfirmRequest", "FollowUpRequest"}
+REQUEST_MODELS = {"RunTaskRequest", "ConfirmRequest", "FollowUpRequest", "WaiveRequest"}
 # Another protocol's request models: its own specification documents their fields (AG-UI's RunAgentInput;
 # the section names the ones the service reads).
 PROTOCOL_REQUEST_MODELS = {"RunAgentInput"}

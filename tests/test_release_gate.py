@@ -14,6 +14,7 @@ from delivery_service.agents import AGENTS
 from delivery_service.deliverables.gate import GatePolicy, gate
 from delivery_service.deliverables.traceability import Documents, Traceability
 from delivery_service.scripted_answers import Brief
+from webhook_receiver import WebhookReceiver, webhook_settings
 
 
 def delivered(base: str, requirement: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -97,3 +98,59 @@ def test_coverage_below_the_policy_is_a_concern_and_a_missing_document_a_failure
     assert gate(documents, traced(0.7, []), [], GatePolicy(min_coverage=0.7)).status == "pass"
     missing = gate(Documents(analysis=documents.analysis), traced(1.0, []), [], GatePolicy(min_coverage=0.0))
     assert missing.status == "fail" and "The test plan could not be read" in missing.reasons[0]
+
+
+ALICE = {"Authorization": "Bearer alice-key-0123"}
+BOB = {"Authorization": "Bearer bob-key-4567"}
+
+
+def waive(base: str, task_id: str, reason: object, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{base}/api/task/{task_id}/waive", json={"reason": reason}, headers=headers)
+
+
+def test_a_person_waives_a_gate_on_the_record_once(mode: Mode, receiver: WebhookReceiver) -> None:
+    keys = "alice:alice-key-0123,bob-key-4567"
+    deployment = mode.start(**webhook_settings(receiver.secret, API_KEYS=keys, LOG_LEVEL="info"))
+    base = deployment.base_url
+    started = httpx.post(
+        f"{base}/api/run_task",
+        json={"user_requirement": "Build a fast todo app", "webhook_url": receiver.url("/hooks")},
+        headers=ALICE,
+    )
+    task_id = started.json()["task_id"]
+    assert read_stream(base, task_id, headers=ALICE)[-1]["event_type"] == "end"
+
+    assert waive(base, task_id, "   ", ALICE).status_code == 422, "a reason with nothing visible"
+    assert waive(base, task_id, "x" * 2001, ALICE).status_code == 422
+    assert waive(base, task_id, "Agreed with the owner", BOB).status_code == 404, "another key's task"
+    waived = waive(base, task_id, "  Speed is agreed in NFR-1.  ", ALICE)
+    assert waived.status_code == 200, waived.text
+    gate = waived.json()["quality"]["gate"]
+    assert gate["status"] == "waived" and waived.json()["decision"] == "go"
+    assert {key: gate["waiver"][key] for key in ("reason", "by")} == {
+        "reason": "Speed is agreed in NFR-1.",
+        "by": "alice",
+    }
+    assert gate["reasons"], "the computed reasons stay on the record"
+
+    again = waive(base, task_id, "once more", ALICE)
+    assert again.status_code == 409 and "waived" in again.json()["detail"]
+    result = httpx.get(f"{base}/api/task/{task_id}/result", headers=ALICE).json()
+    assert result["quality"]["gate"] == gate
+    listed = httpx.get(f"{base}/api/tasks", headers=ALICE).json()["tasks"]
+    assert [task["gate"] for task in listed if task["task_id"] == task_id] == ["waived"]
+    markdown = httpx.get(f"{base}/api/task/{task_id}/result", params={"format": "markdown"}, headers=ALICE).text
+    assert "**Release gate: waived**" in markdown and "Waived by alice" in markdown
+
+    audit = [line for line in deployment.log().splitlines() if '"action": "task.waived"' in line]
+    assert len(audit) == 1 and '"gate": "concerns"' in audit[0] and task_id in audit[0]
+    [message] = [m for m in receiver.wait_for("/hooks", 6) if m.payload["type"] == "task.waived"]
+    assert message.verified and message.payload["data"]["waiver"] == gate["waiver"]
+    assert message.payload["data"]["gate"] == "waived" and message.payload["data"]["task_id"] == task_id
+
+    passed = httpx.post(
+        f"{base}/api/run_task", json={"user_requirement": "Build a todo app to track chores"}, headers=BOB
+    ).json()["task_id"]
+    assert read_stream(base, passed, headers=BOB)[-1]["event_type"] == "end"
+    refused = waive(base, passed, "no need", BOB)
+    assert refused.status_code == 409 and "gate is pass" in refused.json()["detail"]

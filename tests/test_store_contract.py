@@ -8,6 +8,7 @@ when it is read. A new store (Postgres) passes the same cases by adding one `Sto
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from delivery_service.cluster.redis_event_log import (
     APPEND_SCRIPT,
@@ -26,11 +28,13 @@ from delivery_service.cluster.redis_event_log import (
     thread_tasks,
     unsequenced_event,
 )
+from delivery_service.cluster.redis_outbox import RedisOutbox
 from delivery_service.cluster.store import RedisTaskStore
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable
 from delivery_service.store.memory import MemoryTaskStore
-from delivery_service.store.records import FollowUp, TaskRecord, TaskStatus
+from delivery_service.store.outbox import Delivery, waiver_messages
+from delivery_service.store.records import FollowUp, TaskRecord, TaskStatus, WebhookTarget
 from delivery_service.store.sqlite import SqliteTaskStore
 from delivery_service.store.task_event import EncodedEvent, EventType, TaskEvent
 
@@ -42,7 +46,7 @@ A_RUN: list[EventSpec] = [
     ("ProductManager", EventType.AGENT_START, "analysing", {}),
     ("ProductManager", EventType.OUTPUT, "# Requirements analysis", {"title": "Requirements analysis"}),
     ("ProductManager", EventType.STEP_END, "step 1 done", {"step": 1, "total_steps": 4, "usage": USAGE}),
-    ("System", EventType.END, "Delivered.", {"usage": USAGE}),
+    ("System", EventType.END, "Delivered.", {"usage": USAGE, "gate": {"status": "concerns", "min_coverage": 0.8}}),
 ]
 
 
@@ -52,6 +56,7 @@ class StoreUnderTest:
     write: Callable[[TaskRecord, list[EventSpec]], None]  # store a new task, then its events in order
     retention_elapsed: Callable[[str], None]  # what the store's retention does to a finished task's data
     unreachable: Callable[[], Any] | None  # the same store, unable to answer (None: it cannot fail)
+    deliveries: Callable[[str], list[Delivery]]  # the task's webhook messages, as its mode's outbox reads them
 
 
 def embedded(store: SqliteTaskStore | MemoryTaskStore) -> StoreUnderTest:
@@ -70,7 +75,7 @@ def embedded(store: SqliteTaskStore | MemoryTaskStore) -> StoreUnderTest:
             record.apply(event)
             store.save([record], [EncodedEvent.of(event)])
 
-    return StoreUnderTest(store, write, lambda task_id: None, None)
+    return StoreUnderTest(store, write, lambda task_id: None, None, store.outbox.deliveries)
 
 
 def in_redis(url: str) -> StoreUnderTest:
@@ -98,8 +103,15 @@ def in_redis(url: str) -> StoreUnderTest:
         assert client.pttl(keys.meta) > 0, "a finished task's keys expire by themselves"
         client.delete(keys.meta, keys.events)  # what the expiry does, now rather than in days
 
+    def deliveries(task_id: str) -> list[Delivery]:
+        async def read() -> list[Delivery]:
+            async with redis.asyncio.Redis.from_url(url) as reader:
+                return await RedisOutbox(reader, settings).deliveries(task_id)
+
+        return asyncio.run(read())
+
     dead = redis.Redis(port=1, socket_connect_timeout=1)
-    return StoreUnderTest(RedisTaskStore(client), write, retention_elapsed, lambda: RedisTaskStore(dead))
+    return StoreUnderTest(RedisTaskStore(client), write, retention_elapsed, lambda: RedisTaskStore(dead), deliveries)
 
 
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
@@ -163,6 +175,21 @@ def test_a_task_reads_as_its_events_made_it(under_test: StoreUnderTest) -> None:
     assert record.summary == "Delivered." and record.usage == USAGE
     deliverables = [(d.agent_name, d.title, d.content) for d in record.deliverables]
     assert deliverables == [("ProductManager", "Requirements analysis", "# Requirements analysis")]
+
+
+def test_a_waiver_is_recorded_once_with_its_webhook_messages(under_test: StoreUnderTest) -> None:
+    target = WebhookTarget("https://hooks.example/in", ("task.waived",))
+    under_test.write(new_record(ROOT, "2026-11-25T10:00:00.000Z", webhooks=(target,)), A_RUN)
+    record = under_test.store.task(ROOT)
+    assert record.gate == {"status": "concerns", "min_coverage": 0.8} and record.waiver is None
+    waiver = {"reason": "agreed", "at": "2026-11-25T11:00:00.000Z", "by": "alice"}
+    messages = waiver_messages(record, waiver, "")
+    assert under_test.store.waive(ROOT, waiver, messages) is True
+    assert under_test.store.waive(ROOT, {**waiver, "by": "bob"}, messages) is False, "the first waiver stands"
+    assert under_test.store.task(ROOT).waiver == waiver
+    assert [task.waiver for task in under_test.store.tasks(10, 0, None)[0]] == [waiver]
+    stored = under_test.deliveries(ROOT)
+    assert [(d.type, d.status, d.url) for d in stored] == [("task.waived", "pending", target.url)]
 
 
 def test_tasks_are_listed_newest_first_by_page_and_by_owner(under_test: StoreUnderTest) -> None:

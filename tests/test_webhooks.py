@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,13 +14,6 @@ from delivery_service.webhooks.sender import MAX_PER_RECEIVER
 from webhook_receiver import DripReceiver, WebhookReceiver, new_secret, webhook_settings
 
 STEP_AND_END = ["task.step_completed"] * 4 + ["task.completed"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver(new_secret())
-    yield server
-    server.close()
 
 
 def deliveries(base: str, task_id: str) -> list[dict[str, Any]]:

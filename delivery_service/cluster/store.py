@@ -1,13 +1,15 @@
 """Task records in Redis, projected from each task's events on read (blocking: call off the event loop).
 
 A task's hash holds its request and the last projected record with the stream entry it reflects; a read
-applies the entries after it and saves the result unless a record projected further is there already.
+applies the entries after it and saves the result unless a record projected further is there already. A
+person's waiver of the gate is a field of its own (`waiver`), set once, with its webhook messages.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from datetime import datetime
 
 import orjson
@@ -16,7 +18,10 @@ import redis
 from delivery_service.cluster.redis_event_log import (
     SAVE_RECORD_SCRIPT,
     TASKS,
+    WEBHOOKS_DUE,
     TaskKeys,
+    message_key,
+    now_ms,
     owner_tasks,
     redis_answers,
     script_args,
@@ -24,6 +29,7 @@ from delivery_service.cluster.redis_event_log import (
 )
 from delivery_service.runs.phases import PhaseWork
 from delivery_service.store.base import StoreUnavailable
+from delivery_service.store.outbox import OutboxMessage
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import TaskEvent
 
@@ -32,6 +38,27 @@ logger = logging.getLogger(__name__)
 
 # What a phase hands to the next, in the task's hash: the request, then PhaseWork's handed-on fields.
 WORK_FIELDS = ("request", "revisions", "analysis", "analysis_data", "feedback", "usage")
+
+
+# Sets the waiver unless there is one, and stores its messages as the append script stores an event's.
+WAIVE_SCRIPT = """
+local meta, due = KEYS[1], KEYS[2]
+local args = cjson.decode(ARGV[1])
+if redis.call('EXISTS', meta) == 0 or redis.call('HSETNX', meta, 'waiver', args.waiver) == 0 then return 0 end
+local ttl, list = redis.call('PTTL', meta), meta .. ':webhooks'
+for _, m in ipairs(args.messages) do
+  local key = args.key_prefix .. m.webhook_id
+  redis.call('HSET', key, 'task_id', m.task_id, 'sequence', m.sequence, 'type', m.type, 'url', m.url, 'body', m.body,
+    'created', args.now_ms, 'status', 'pending', 'attempts', 0, 'attempts_base', 0, 'next', args.now_ms)
+  redis.call('RPUSH', list, m.webhook_id)
+  redis.call('ZADD', due, args.now_ms, m.webhook_id)
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('PEXPIRE', list, ttl)
+  end
+end
+return 1
+"""
 
 
 def work_fields(work: PhaseWork) -> dict[str, str]:
@@ -64,6 +91,7 @@ class RedisTaskStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._save_record = client.register_script(SAVE_RECORD_SCRIPT)
+        self._waive = client.register_script(WAIVE_SCRIPT)
 
     def task(self, task_id: str) -> TaskRecord | None:
         """The task's record brought up to its last event, or None (unknown, or expired)."""
@@ -72,10 +100,11 @@ class RedisTaskStore:
 
     def _project(self, task_id: str) -> TaskRecord | None:
         keys = TaskKeys(task_id)
-        stored, applied_id = self._redis.hmget(keys.meta, "record", "applied_id")
+        stored, applied_id, waiver = self._redis.hmget(keys.meta, "record", "applied_id", "waiver")
         if stored is None:
             return None
         record = TaskRecord.from_json(stored)
+        record.waiver = orjson.loads(waiver) if waiver else None
         entries = self._redis.xrange(keys.events, min=b"(" + (applied_id or b"0-0"), max="+")
         if not entries:
             return record
@@ -86,6 +115,14 @@ class RedisTaskStore:
         )
         self._save_record(keys=[keys.meta], args=saved)
         return record
+
+    def waive(self, task_id: str, waiver: dict[str, str], messages: Sequence[OutboxMessage]) -> bool:
+        found = [asdict(message) for message in messages]
+        arguments = script_args(
+            waiver=orjson.dumps(waiver).decode(), messages=found, key_prefix=message_key(""), now_ms=now_ms()
+        )
+        with redis_answers(f"waiving the gate of task {task_id}"):
+            return bool(self._waive(keys=[TaskKeys(task_id).meta, WEBHOOKS_DUE], args=arguments))
 
     def initial_record(self, task_id: str) -> TaskRecord | None:
         """The task's record before its first event (a stream's tail applies every event to it)."""

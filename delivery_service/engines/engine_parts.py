@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from delivery_service.runs.task_control import Runner, TaskControl
 from delivery_service.settings import Settings
 from delivery_service.store.base import StoreUnavailable, TaskReads
+from delivery_service.store.outbox import waiver_messages
 from delivery_service.store.records import TaskRecord
 from delivery_service.store.task_event import iso_utc
 from delivery_service.task_streams import StreamView, TaskStreams
@@ -50,6 +51,10 @@ class EngineParts(TaskControl, Generic[Store, Streams]):
 
     async def thread(self, thread_id: str) -> list[TaskRecord]:
         return await asyncio.to_thread(self._store.thread, thread_id)
+
+    async def waive(self, record: TaskRecord, waiver: dict[str, str]) -> bool:
+        messages = waiver_messages(record, waiver, self._settings.public_url)
+        return await asyncio.to_thread(self._store.waive, record.task_id, waiver, messages)
 
     def frames_after(self, task_id: str, last_sequence: int) -> AsyncIterator[bytes]:
         return self._streams.frames_after(task_id, last_sequence)

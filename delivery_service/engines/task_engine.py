@@ -40,6 +40,9 @@ class TaskEngine(Protocol):
     async def confirm(self, task_id: str, approved: bool, feedback: str) -> None:
         """Decide on a task's analysis (NotAwaitingConfirmation unless it waits for a decision)."""
 
+    async def waive(self, record: TaskRecord, waiver: dict[str, str]) -> bool:
+        """Record a waiver of a completed task's gate and its `task.waived` messages; False if it has one."""
+
     async def queue_position(self, task_id: str) -> int | None: ...
 
     async def task(self, task_id: str) -> TaskRecord | None:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from delivery_service.agents import AGENTS
-from delivery_service.deliverables.gate import GatePolicy, GateStatus, Quality, assess
+from delivery_service.deliverables.gate import GatePolicy, GateStatus, Quality, Waiver, assess
 from delivery_service.deliverables.schemas import Decision
 from delivery_service.http.visible_text import require_visible, visible_text_pattern
 from delivery_service.prompts import is_chinese
@@ -59,7 +59,12 @@ def request_text(description: str) -> Any:
 
 
 WebhookEventType = Literal[
-    "task.completed", "task.failed", "task.cancelled", "task.awaiting_confirmation", "task.step_completed"
+    "task.completed",
+    "task.failed",
+    "task.cancelled",
+    "task.awaiting_confirmation",
+    "task.step_completed",
+    "task.waived",
 ]
 
 
@@ -81,7 +86,7 @@ class TaskOptions(BaseModel):
         "needs WEBHOOK_SECRET on the service; hosts resolving to private addresses are refused",
     )
     webhook_events: list[WebhookEventType] | None = Field(
-        default=None, min_length=1, description="the message types webhook_url receives; default: all five"
+        default=None, min_length=1, description="the message types webhook_url receives; default: all six"
     )
 
     @field_validator("priority", mode="before")
@@ -151,6 +156,18 @@ class ConfirmRequest(BaseModel):
         return self
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_confirm_schema)
+
+
+class WaiveRequest(BaseModel):
+    """A person's waiver of a completed task's release gate (fail or concerns): the gate becomes waived."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "NFR-3 is agreed later."}]})
+
+    reason: RequestText = Field(
+        max_length=2000,
+        description="why the gate is waived: 1 to 2000 characters after trimming, at least one visible",
+        json_schema_extra=lambda schema: schema.update(pattern=visible_text_pattern()),
+    )
 
 
 class RunTaskResponse(BaseModel):
@@ -264,7 +281,9 @@ class TaskResultResponse(BaseModel):
         traceability, decision, quality, changes = None, None, None, None
         current = {d.agent_name: d.data for d in record.deliverables}
         if record.status is TaskStatus.COMPLETED:
-            found = assess(AGENTS.documents(current), gate_policy(record), chinese=is_chinese(record.requirement))
+            waiver = Waiver(**record.waiver) if record.waiver else None
+            documents = AGENTS.documents(current)
+            found = assess(documents, gate_policy(record), chinese=is_chinese(record.requirement), waiver=waiver)
             traceability = TraceabilityModel(**found.traceability.model_dump())
             decision, quality = found.decision, found.quality
             if record.follow_up is not None:
@@ -323,6 +342,7 @@ class TaskSummary(BaseModel):
     @classmethod
     def of(cls, record: TaskRecord, stream_token: str | None) -> TaskSummary:
         gate = (record.gate or {}).get("status") if record.status is TaskStatus.COMPLETED else None
+        gate = "waived" if gate and record.waiver else gate
         short = {"requirement": record.requirement[:200], "request": record.request[:200]}
         return cls(**_fields(record, **short, stream_token=stream_token, gate=gate))
 

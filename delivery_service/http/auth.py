@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -26,12 +27,17 @@ def stream_token(key: str, task_id: str) -> str:
     return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()
 
 
+# An API_KEYS entry `name:key` gives the key a name (for the record: a waiver's `by`); `key` alone has none.
+_NAMED = re.compile(r"^([A-Za-z0-9_.@-]{1,64}):(.+)$")
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: `owner` is their key id, or None when authentication is off."""
+    """Who is calling: `owner` is their key id, or None when authentication is off; `name` the key's name."""
 
     owner: str | None
     key: str | None
+    name: str | None = None
 
     def token_for(self, task_id: str) -> str | None:
         return stream_token(self.key, task_id) if self.key else None
@@ -45,7 +51,11 @@ class ApiKeys:
 
     def __init__(self, settings: Settings) -> None:
         raw = settings.api_keys.get_secret_value() if settings.api_keys else ""
-        self._keys = [key.strip() for key in raw.split(",") if key.strip()]
+        self._names: dict[str, str | None] = {}
+        for entry in filter(None, (entry.strip() for entry in raw.split(","))):
+            named = _NAMED.match(entry)
+            self._names[named.group(2) if named else entry] = named.group(1) if named else None
+        self._keys = list(self._names)
 
     @property
     def enabled(self) -> bool:
@@ -70,7 +80,10 @@ class ApiKeys:
                 detail="Send a valid API key as 'Authorization: Bearer <key>' (authentication is on: API_KEYS).",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return Caller(owner=key_id(key), key=key)
+        return self._caller(key)
+
+    def _caller(self, key: str) -> Caller:
+        return Caller(owner=key_id(key), key=key, name=self._names[key])
 
     def stream_caller(self, request: Request, task_id: str, token: str | None) -> Caller:
         """The caller of a stream: a Bearer key, or a `?token=` issued for this very task."""
@@ -78,7 +91,7 @@ class ApiKeys:
             return self.caller(request)
         for key in self._keys:
             if hmac.compare_digest(stream_token(key, task_id).encode(), token.encode()):
-                return Caller(owner=key_id(key), key=key)
+                return self._caller(key)
         raise HTTPException(
             status_code=401,
             detail="This stream token is not valid for this task. Use the stream_token returned when the task started.",

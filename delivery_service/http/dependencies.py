@@ -46,7 +46,7 @@ CallerOf = Annotated[Caller, Depends(get_caller)]
 
 def requester_of(request: Request, caller: Caller) -> Requester:
     """The service layer's name for who asks: the caller's key id and the client's address."""
-    return Requester(caller.owner, request.client.host if request.client else None)
+    return Requester(caller.owner, request.client.host if request.client else None, caller.name)
 
 
 async def get_requester(request: Request, caller: CallerOf) -> Requester:

@@ -30,6 +30,7 @@ from delivery_service.store.records import TaskRecord, TaskStatus
 from delivery_service.store.task_event import utc_now_iso
 
 CONTROL_WAIT_SECONDS = 5.0
+WAIVABLE = ("fail", "concerns")  # the gates a person may waive
 
 audit_logger = logging.getLogger("audit")
 
@@ -40,6 +41,7 @@ class Requester:
 
     owner: str | None
     address: str | None
+    name: str | None = None  # the API key's name (API_KEYS `name:key`)
 
     def may_see(self, task_owner: str | None) -> bool:
         return self.owner is None or self.owner == task_owner
@@ -169,6 +171,22 @@ class DeliveryService:
             raise NotAwaitingConfirmation(f"{exc} Its status is {record.status.value}.") from exc
         self._audit("task.approved" if approved else "task.rejected", who, task_id)
         return await self._status_once_stored(who, task_id)
+
+    async def waive(self, who: Requester, task_id: str, reason: str) -> TaskRecord:
+        """Waive a completed task's failing or concerning gate on the record (Conflict otherwise)."""
+        record = await self.stored_task(who, task_id)
+        gate = (record.gate or {}).get("status")
+        if record.status is not TaskStatus.COMPLETED or record.waiver is not None or gate not in WAIVABLE:
+            now = "waived" if record.waiver is not None else gate or record.status.value
+            raise Conflict(
+                f"Task {task_id}'s gate is {now}: only a completed task whose gate is fail or concerns can be "
+                "waived. Read its quality in the result."
+            )
+        waiver = {"reason": reason, "at": utc_now_iso(), "by": who.name or who.owner or "anonymous"}
+        if not await self.engine.waive(record, waiver):
+            raise Conflict(f"Task {task_id}'s gate is waived already. Read the waiver in its result.")
+        self._audit("task.waived", who, task_id, gate=gate, reason=reason)
+        return await self.stored_task(who, task_id)
 
     async def _status_once_stored(self, who: Requester, task_id: str) -> TaskState:
         """The task's status after what a control request published is stored (bounded wait)."""

@@ -28,6 +28,10 @@ class TaskReads(Protocol):
     def thread(self, thread_id: str) -> list[TaskRecord]:
         """The tasks of a thread (its first task and every follow-up), oldest first, without deliverables."""
 
+    def waive(self, task_id: str, waiver: dict[str, str], messages: Sequence[OutboxMessage]) -> bool:
+        """Record a person's waiver of a completed task's gate with the webhook messages it causes, all or
+        nothing; False if the task has a waiver already (the one write outside the task's event log)."""
+
     def purge_finished_before(self, timestamp: str) -> int:
         """Delete tasks finished before `timestamp` (ISO 8601 UTC) with their events; how many went."""
 

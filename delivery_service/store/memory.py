@@ -35,6 +35,15 @@ class MemoryTaskStore:
                 self._events.setdefault(encoded.event.task_id, []).append((encoded.event.sequence, encoded.payload))
             sqlite_outbox.insert(self._outbox_db, messages)
 
+    def waive(self, task_id: str, waiver: dict[str, str], messages: Sequence[OutboxMessage]) -> bool:
+        with self._lock:
+            record = self._tasks.get(task_id)
+            if record is None or record.waiver is not None:
+                return False
+            record.waiver = waiver
+            sqlite_outbox.insert(self._outbox_db, messages)
+        return True
+
     @contextmanager
     def _outbox_transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         with self._lock:

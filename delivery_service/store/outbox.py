@@ -1,7 +1,8 @@
 """The webhook outbox: which messages an event causes, and what a store keeps of each one's delivery.
 
 A message comes from one stored event and one webhook target of its task, and is stored in the same
-transaction as the event (SQLite's `save`, the cluster's append script). Its body is fixed then; only the
+transaction as the event (SQLite's `save`, the cluster's append script); `task.waived`, from a person's
+waiver, in the same transaction as the waiver (the stores' `waive`). Its body is fixed then; only the
 signature and `webhook-timestamp` change between attempts.
 """
 
@@ -22,7 +23,8 @@ from delivery_service.store.task_event import EventType, TaskEvent
 MESSAGE_TYPES: dict[EventType, tuple[str, str]] = {
     kind: (facts.message_type, str(facts.status)) for kind, facts in EVENT_FACTS.items() if facts.message_type
 }
-ALL_MESSAGE_TYPES = tuple(message_type for message_type, _ in MESSAGE_TYPES.values())
+WAIVED = "task.waived"  # a person waived a completed task's release gate: no event causes it
+ALL_MESSAGE_TYPES = (*(message_type for message_type, _ in MESSAGE_TYPES.values()), WAIVED)
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -107,6 +109,26 @@ def messages_for(record: TaskRecord, event: TaskEvent, public_url: str) -> list[
         )
         for index, target in enumerate(record.webhooks, start=1)
         if message_type in target.events
+    ]
+
+
+def waiver_messages(record: TaskRecord, waiver: dict[str, str], public_url: str) -> list[OutboxMessage]:
+    """The `task.waived` messages of a completed task: one per target that wants them. The task's stream has
+    ended, so `sequence` is one past its last event: ordered by sequence, the waiver comes last."""
+    sequence = record.last_sequence + 1
+    data = {
+        "task_id": record.task_id,
+        "status": record.status.value,
+        "sequence": sequence,
+        "result_url": result_url(public_url, record.task_id),
+        "gate": "waived",
+        "waiver": waiver,
+    }
+    body = orjson.dumps({"type": WAIVED, "timestamp": waiver["at"], "data": data}).decode()
+    return [
+        OutboxMessage(webhook_id(record.task_id, sequence, index), record.task_id, sequence, WAIVED, target.url, body)
+        for index, target in enumerate(record.webhooks, start=1)
+        if WAIVED in target.events
     ]
 
 

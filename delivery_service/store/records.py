@@ -96,6 +96,7 @@ class TaskRecord:
     follow_up: FollowUp | None = None
     webhooks: tuple[WebhookTarget, ...] = ()
     gate: dict[str, Any] | None = None  # a completed task's release gate: {"status", "min_coverage"} (`end` event)
+    waiver: dict[str, str] | None = None  # a person's waiver of that gate, {"reason", "at", "by"}: not an event
 
     @property
     def finished(self) -> bool:

@@ -80,7 +80,7 @@ _TASK_COLUMNS = (*(field.name for field in fields(TaskRecord) if field.name != "
 # Set when a task is created and never changed: an update leaves them (and their indexes) alone.
 _FIXED_COLUMNS = frozenset(
     ("task_id", "requirement", "skip_confirmation", "stream_tokens", "priority", "model", "created_at", "owner")
-) | {"thread_id", "follow_up", "webhooks"}
+) | {"thread_id", "follow_up", "webhooks", "waiver"}  # the waiver: written by `waive` alone
 _UPSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in _TASK_COLUMNS)}) "
     "ON CONFLICT (task_id) DO UPDATE SET "
@@ -96,6 +96,7 @@ def _task_row(record: TaskRecord) -> tuple[object, ...]:
         "follow_up": json.dumps(asdict(record.follow_up)) if record.follow_up else None,
         "webhooks": json.dumps([asdict(target) for target in record.webhooks]) if record.webhooks else None,
         "gate": json.dumps(record.gate) if record.gate is not None else None,
+        "waiver": json.dumps(record.waiver) if record.waiver is not None else None,
     }
     return tuple(encoded[column] if column in encoded else getattr(record, column) for column in _TASK_COLUMNS)
 
@@ -120,6 +121,7 @@ def _record(row: sqlite3.Row) -> TaskRecord:
     values["follow_up"] = FollowUp.from_dict(json.loads(values["follow_up"])) if values["follow_up"] else None
     values["webhooks"] = webhook_targets(json.loads(values["webhooks"])) if values["webhooks"] else ()
     values["gate"] = json.loads(values["gate"]) if values["gate"] else None
+    values["waiver"] = json.loads(values["waiver"]) if values["waiver"] else None
     return TaskRecord(**values)
 
 
@@ -165,7 +167,7 @@ class SqliteTaskStore:
     def _add_missing_columns(self) -> None:
         """Bring a database written by an earlier version up to date (columns added since)."""
         present = {row["name"] for row in self._writer.execute("PRAGMA table_info(tasks)")}
-        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks", "gate"):
+        for column in ("owner", "usage", "thread_id", "follow_up", "webhooks", "gate", "waiver"):
             if column not in present:
                 default = " NOT NULL DEFAULT '{}'" if column == "usage" else ""
                 self._writer.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT{default}")
@@ -243,6 +245,15 @@ class SqliteTaskStore:
                 deliverables,
             )
             sqlite_outbox.insert(self._writer, messages)
+
+    def waive(self, task_id: str, waiver: dict[str, str], messages: Sequence[OutboxMessage]) -> bool:
+        with self._transaction("write to"):
+            updated = self._writer.execute(
+                "UPDATE tasks SET waiver = ? WHERE task_id = ? AND waiver IS NULL", (json.dumps(waiver), task_id)
+            )
+            if updated.rowcount:
+                sqlite_outbox.insert(self._writer, messages)
+        return bool(updated.rowcount)
 
     def _read(self, query: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._read_lock:

@@ -1,5 +1,5 @@
-"""Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, list them;
-threads: a task and its follow-ups, every revision in the order they were made."""
+"""Tasks: start one, follow its status, cancel it, confirm its analysis, fetch its deliverables, waive its
+release gate, list them; threads: a task and its follow-ups, every revision in the order they were made."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from delivery_service.http.api_models import (
     TaskSummary,
     ThreadResponse,
     ThreadTask,
+    WaiveRequest,
 )
 from delivery_service.http.dependencies import (
     API_ERRORS,
@@ -120,6 +121,18 @@ async def cancel_task(task_id: str, state: State, who: Who) -> TaskStatusRespons
 )
 async def confirm_task(task_id: str, body: ConfirmRequest, state: State, who: Who) -> TaskStatusResponse:
     return TaskStatusResponse.of(await state.delivery.confirm(who, task_id, body.approved, body.feedback))
+
+
+@router.post(
+    "/api/task/{task_id}/waive",
+    response_model=TaskResultResponse,
+    responses={**NOT_FOUND, 409: error_response("The task is not completed, or its gate is pass or waived already")},
+    summary="Waive a completed task's release gate (fail or concerns) on the record, with a reason",
+)
+async def waive_gate(task_id: str, body: WaiveRequest, state: State, who: Who) -> TaskResultResponse:
+    record = await state.delivery.waive(who, task_id, body.reason)
+    state.webhook_sender.wake()
+    return TaskResultResponse.of(record)
 
 
 @router.get(
