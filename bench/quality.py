@@ -4,8 +4,8 @@ Ten requirements (five English, five Chinese; small apps to larger systems) run 
 service with the model the environment configures (`LLM_PROVIDER`, `LLM_BASE_URL`, `LLM_MODEL`,
 `DASHSCOPE_API_KEY`...; as the service picks it: the embedded model without any). For each it reports the share of deliverables
 that fit their schema at the first answer and after the repair request, the traceability the service
-computed (coverage, dangling references, stories without a component), the decision, tokens and time;
-then the same overall. Writes `docs/benchmarks/quality-<provider>.json` and prints the summary.
+computed (coverage, dangling references, stories without a component), the quality findings by rule and
+the release gate (docs/quality.md), the decision, tokens and time; then the same overall. Writes `docs/benchmarks/quality-<provider>.json` and prints the summary.
 
     .venv/bin/python bench/quality.py                                  # the embedded model
     LLM_BASE_URL=https://... LLM_API_KEY=... LLM_MODEL=... .venv/bin/python bench/quality.py
@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ def one_requirement(base_url: str, requirement: str) -> dict[str, Any]:
         "coverage": traceability.get("coverage"),
         "dangling": len(traceability.get("dangling", [])),
         "stories_without_component": len(traceability.get("stories_without_component", [])),
+        "findings": dict(Counter(finding["rule"] for finding in (result.get("quality") or {}).get("findings", []))),
+        "gate": ((result.get("quality") or {}).get("gate") or {}).get("status"),
         "decision": result.get("decision"),
         "total_tokens": status["usage"]["total_tokens"],
         "seconds": round(seconds, 1),
@@ -78,6 +81,8 @@ def overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "median_coverage": round(statistics.median(coverages), 3) if coverages else None,
         "dangling_references": sum(row["dangling"] for row in rows),
         "stories_without_component": sum(row["stories_without_component"] for row in rows),
+        "findings_by_rule": dict(sum((Counter(row["findings"]) for row in rows), Counter()).most_common()),
+        "gates": {gate: sum(1 for row in rows if row["gate"] == gate) for gate in ("pass", "concerns", "fail", None)},
         "decisions": {d: sum(1 for row in rows if row["decision"] == d) for d in ("go", "no_go", None)},
         "total_tokens": sum(row["total_tokens"] for row in rows),
         "median_seconds": round(statistics.median(row["seconds"] for row in rows), 1),

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Mode, read_stream, start_task
+from conftest import Mode, read_stream, start_task, wait_until
 from delivery_service.agents import AGENTS
 from delivery_service.deliverables.gate import GatePolicy, gate
 from delivery_service.deliverables.traceability import Documents, Traceability
@@ -154,3 +154,10 @@ def test_a_person_waives_a_gate_on_the_record_once(mode: Mode, receiver: Webhook
     assert read_stream(base, passed, headers=BOB)[-1]["event_type"] == "end"
     refused = waive(base, passed, "no need", BOB)
     assert refused.status_code == 409 and "gate is pass" in refused.json()["detail"]
+    paused = httpx.post(
+        f"{base}/api/run_task", json={"user_requirement": "Build a fast app", "skip_confirmation": False}, headers=BOB
+    ).json()["task_id"]
+    status = f"{base}/api/task/{paused}/status"
+    wait_until(lambda: httpx.get(status, headers=BOB).json()["status"] == "awaiting_confirmation", 60, "a pause")
+    early = waive(base, paused, "too early", BOB)
+    assert early.status_code == 409 and "the task is awaiting_confirmation" in early.json()["detail"]

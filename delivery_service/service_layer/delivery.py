@@ -177,7 +177,7 @@ class DeliveryService:
         record = await self.stored_task(who, task_id)
         gate = (record.gate or {}).get("status")
         if record.status is not TaskStatus.COMPLETED or record.waiver is not None or gate not in WAIVABLE:
-            now = "waived" if record.waiver is not None else gate or record.status.value
+            now = "waived" if record.waiver is not None else gate or f"not recorded (the task is {record.status.value})"
             raise Conflict(
                 f"Task {task_id}'s gate is {now}: only a completed task whose gate is fail or concerns can be "
                 "waived. Read its quality in the result."
