@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect, sync_playwright
 
 from conftest import AGENT_NAMES, ServerProcess, StartService, on_stub, start_task
 from webhook_receiver import WebhookReceiver, new_secret, webhook_settings
@@ -355,6 +355,105 @@ def test_the_tasks_webhook_deliveries_are_shown_and_can_be_redelivered(
         assert [request.webhook_id for request in receiver.at("/ui")] == [row.get_attribute("data-webhook-id")] * 2
     finally:
         receiver.close()
+
+
+def analysis_item(page: Page, identifier: str) -> Locator:
+    """The list item of the rendered analysis that defines `identifier` (US-1, NFR-3 ...)."""
+    analysis = page.locator('#deliverables article[data-agent="ProductManager"]')
+    return analysis.locator("li").filter(has=page.locator(f'a.definition[id="ref-{identifier}"]'))
+
+
+def test_the_release_gate_and_each_finding_are_shown_by_their_items(
+    open_ui: OpenUI, start_service: StartService, tmp_path: Path
+) -> None:
+    service = start_service()
+    page = open_ui(service)
+    submit(page, "Build a fast todo app")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    task_id = page.inner_text("#task-id")
+    expect(page.locator("#gate-badge")).to_have_text("concerns")
+    expect(page.locator("#gate-badge")).to_have_attribute("data-gate", "concerns")
+    expect(page.locator("#quality-gate")).to_have_text("concerns")
+    expect(page.locator("#gate-reasons")).to_contain_text("US-1 (vague-term)")
+    by_us1 = analysis_item(page, "US-1").locator(".finding")
+    expect(by_us1).to_have_count(1), "the finding sits under the story it is about"
+    expect(by_us1).to_have_attribute("data-severity", "warning")
+    expect(by_us1).to_contain_text("vague-term")
+    expect(by_us1.locator(".suggestion")).to_contain_text("Use a number with a unit or a threshold instead.")
+    listed = page.locator('#findings > li[data-target="US-1"]')
+    expect(listed.locator("a.target")).to_have_attribute("href", "#ref-US-1")
+    expect(listed).to_contain_text("Use a number with a unit or a threshold instead.")
+    expect(page.locator("#findings > li").first).to_have_attribute("data-target", "US-1"), "the worst first"
+    expect(page.locator("#waive-form")).to_be_visible()
+    expect(page.locator(f'#recent li[data-task-id="{task_id}"] .gate')).to_have_text("concerns")
+    page.locator("#quality").screenshot(path=str(tmp_path / "quality.png"))
+
+    submit(page, "Build a todo app; the scale is TBD")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#gate-badge")).to_have_text("fail")
+    expect(page.locator("#quality-gate")).to_have_text("fail")
+    by_nfr3 = analysis_item(page, "NFR-3").locator(".finding")
+    expect(by_nfr3).to_have_attribute("data-severity", "error")
+    expect(by_nfr3).to_contain_text("unmeasurable-nfr")
+    expect(page.locator("#traceability h3")).to_contain_text("decision: no_go")
+    expect(page.locator("#waive-form")).to_be_visible()
+    expect(page.locator(f'#recent li[data-task-id="{page.inner_text("#task-id")}"] .gate')).to_have_text("fail")
+
+    submit(page, "Build a todo app to track chores")
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#gate-badge")).to_have_text("pass")
+    expect(page.locator("#waive-form")).to_be_hidden(), "a gate that passed has nothing to waive"
+    expect(analysis_item(page, "US-1").locator(".finding")).to_have_count(0)
+
+
+def refusal(response: httpx.Response) -> str:
+    """The words the page shows for a refused call: the `detail`, or a validation error's messages."""
+    detail = response.json()["detail"]
+    return " ".join(error["msg"] for error in detail) if isinstance(detail, list) else str(detail)
+
+
+def test_a_gate_is_waived_from_the_page_with_a_reason(open_ui: OpenUI, start_service: StartService) -> None:
+    service = start_service()
+    page = open_ui(
+        service, expected=("the server responded with a status of 422", "the server responded with a status of 409")
+    )
+    submit(page, "Build a todo app; the scale is TBD")
+    expect(page.locator("#task-status")).to_have_text("completed")  # the badge shows earlier, from the stream
+    expect(page.locator("#gate-badge")).to_have_text("fail")
+    task_id = page.inner_text("#task-id")
+
+    page.fill("#waive-reason", "   ")
+    page.click("#waive-submit")
+    blank = httpx.post(f"{service.base_url}/api/task/{task_id}/waive", json={"reason": "   "})
+    assert blank.status_code == 422, blank.text
+    expect(page.locator("#waive-error")).to_contain_text(f"The gate was not waived: {refusal(blank)}")
+    expect(page.locator("#gate-badge")).to_have_text("fail")
+
+    reason = "The scale is agreed with the customer: 50 users at launch."
+    page.fill("#waive-reason", reason)
+    page.click("#waive-submit")
+    expect(page.locator("#gate-badge")).to_have_text("waived")
+    expect(page.locator("#quality-gate")).to_have_text("waived")
+    expect(page.locator("#gate-waiver")).to_contain_text(reason)
+    expect(page.locator("#gate-waiver strong")).to_have_text("anonymous")
+    expect(page.locator("#waive-error")).to_have_text("")
+    expect(page.locator("#waive-form")).to_be_hidden()
+    expect(page.locator("#traceability h3")).to_contain_text("decision: go")
+    expect(page.locator(f'#recent li[data-task-id="{task_id}"] .gate')).to_have_text("waived")
+    waiver = httpx.get(f"{service.base_url}/api/task/{task_id}/result").json()["quality"]["gate"]["waiver"]
+    assert waiver["reason"] == reason and waiver["by"] == "anonymous", waiver
+
+    submit(page, "Build a fast todo app")  # waived meanwhile by another client: the page says why it refuses
+    expect(page.locator("#task-status")).to_have_text("completed")
+    expect(page.locator("#gate-badge")).to_have_text("concerns")
+    other = page.inner_text("#task-id")
+    first = httpx.post(f"{service.base_url}/api/task/{other}/waive", json={"reason": "Accepted elsewhere."})
+    assert first.status_code == 200, first.text
+    page.fill("#waive-reason", "Accepted here too.")
+    page.click("#waive-submit")
+    again = httpx.post(f"{service.base_url}/api/task/{other}/waive", json={"reason": "Once more."})
+    assert again.status_code == 409, again.text
+    expect(page.locator("#waive-error")).to_have_text(f"The gate was not waived: {refusal(again)}")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@
 import { $, ENDING_STATUS, api, rememberStreamToken, run, streamTokenOf, useApiKey } from "./test_ui_common.js";
 import { showDeliverables } from "./test_ui_deliverables.js";
 import { clearLog, logEvent } from "./test_ui_log.js";
+import { hideQuality, showGateStatus } from "./test_ui_quality.js";
 import { loadRecent } from "./test_ui_recent.js";
 import {
   addThought, appendLiveText, failWorkingStages, hideConfirmation, resetPanels, setStage, showConfirmation, showLiveText,
@@ -19,6 +20,7 @@ function resetRun(taskId) {
   $("thread-section").hidden = true;
   $("changes").hidden = true;
   hideWebhooks();
+  hideQuality();
   $("task-id").textContent = taskId;
   $("task-status").textContent = "-";
   $("terminal-message").textContent = "";
@@ -63,6 +65,9 @@ function showEvent(event) {
         $("task-status").textContent = `queued (position ${event.metadata.queue_position})`;
       }
       if (agent === "System" && event.metadata.kind === "resumed") hideConfirmation();
+      if (agent === "System" && event.metadata.kind === "quality") {
+        showGateStatus(event.metadata.gate.status, "over the analysis, test plan and design, before the review");
+      }
       break;
     case "confirmation_required":
       $("task-status").textContent = "awaiting confirmation";
@@ -87,6 +92,7 @@ function finish(event) {
   $("terminal-message").className = event.event_type === "end" ? "" : "error";
   if (event.event_type === "end") $("progress-bar").style.width = "100%";
   else failWorkingStages();
+  if (event.metadata?.gate) showGateStatus(event.metadata.gate.status);
   showDeliverables(run.taskId);
   showWebhooks();
   loadRecent();
@@ -208,6 +214,13 @@ $("reject").addEventListener("click", () => {
 });
 window.addEventListener("open-task", (open) => follow(open.detail.taskId, open.detail.streamToken || streamTokenOf(open.detail.taskId)));
 window.addEventListener("hashchange", openTaskFromAddress);
+// The task on screen changed without an event (a waived gate): its result, webhook messages and list entry.
+window.addEventListener("task-updated", (update) => {
+  if (update.detail.taskId !== run.taskId) return;
+  showDeliverables(run.taskId);
+  showWebhooks();
+  loadRecent();
+});
 
 api("/healthz").then((health) => {
   maxChars = health.max_requirement_chars;

@@ -1,6 +1,8 @@
 // The deliverables of a finished task: rendered by the server, identifiers linked to where they are
-// defined, the traceability matrix, the design's diagram, and a follow-up's changes since its parent.
+// defined, the traceability matrix, the design's diagram, a follow-up's changes since its parent, and the
+// release gate with each quality finding next to its item (test_ui_quality.js).
 import { $, api, element, run } from "./test_ui_common.js";
+import { showQuality } from "./test_ui_quality.js";
 import { showThread } from "./test_ui_thread.js";
 
 const IDENTIFIER = /\b(?:US-\d+|AC-\d+\.\d+|NFR-\d+|TC-\d+|C-\d+|R-\d+)\b/g;
@@ -121,6 +123,7 @@ export async function showDeliverables(taskId) {
     }
     linkIdentifiers(container, result.deliverables);
     showChanges(result, container);
+    showQuality(result, container);
     showTraceability(result);
     showDiagram(container, result.deliverables);
     $("download").href = `/api/task/${encodeURIComponent(taskId)}/result?format=markdown`;

@@ -1,7 +1,8 @@
 // The recent tasks, newest first, refreshed every RECENT_REFRESH_MS while the tab is visible (new tasks
 // appear, statuses stay current), and at once when the watched task changes state. A follow-up shows
-// its revision and request, and the requirement of the thread it belongs to.
+// its revision and request, and the requirement of the thread it belongs to; a completed task its release gate.
 import { $, api, element, openTask, rememberStreamToken } from "./test_ui_common.js";
+import { gateBadge } from "./test_ui_quality.js";
 
 const RECENT_REFRESH_MS = 3000;
 let recentTimer = null;
@@ -31,6 +32,7 @@ export async function loadRecent() {
       open.type = "button";
       open.addEventListener("click", () => openTask(task.task_id, task.stream_token));
       item.append(open, element("span", details, "muted"));
+      if (task.gate) item.append(" ", gateBadge(task.gate));
       list.append(item);
     }
   } catch (error) {
