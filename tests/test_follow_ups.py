@@ -121,6 +121,9 @@ def test_the_changes_of_a_scripted_revision_are_exactly_its_changed_identifiers(
     assert not [e for e in events if e["metadata"].get("carried_over")], "every agent runs again"
     revised = result(base, child)
     assert revised["changes"] == REVISED_CHANGES
+    listed = {kind: ", ".join(ids) for kind, ids in REVISED_CHANGES.items()}
+    review = {d["agent_name"]: d for d in revised["deliverables"]}["Coordinator"]["content"]
+    assert f"- Added: {listed['added']}\n- Removed: {listed['removed']}\n- Modified: {listed['modified']}" in review
     stories = {d["agent_name"]: d for d in revised["deliverables"]}["ProductManager"]["data"]["user_stories"]
     assert [story["id"] for story in stories] == ["US-1", "US-2"], "US-1 keeps its number"
 
@@ -194,4 +197,9 @@ def test_a_follow_up_after_a_restart_starts_from_the_stored_parent(mode: Mode) -
     child, events = followed(second.base_url, root, "Add a test for long titles")
     kept = next(e for e in events if e["metadata"].get("carried_over") and e["event_type"] == "output")
     assert kept["content"] == parent_result["deliverables"][0]["content"]
-    assert result(second.base_url, child)["changes"] == {"added": ["TC-7"], "removed": [], "modified": []}
+    revised = result(second.base_url, child)
+    assert revised["changes"] == {"added": ["TC-7"], "removed": [], "modified": []}
+    review = revised["deliverables"][-1]["content"]
+    assert review.endswith("## Changes since revision 1\n\n- Added: TC-7\n- Removed: none\n- Modified: none\n"), (
+        "the service ends the review with what changed, whatever the model wrote"
+    )

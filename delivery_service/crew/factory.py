@@ -69,6 +69,7 @@ class Handover:
     traceability: str
     quality: str = "{}"
     blocking: tuple[str, ...] = ()
+    appendix: str = ""  # what the service ends the review with: a revision's changes
     changes: str | None = None  # a follow-up's changes since the previous revision, as JSON
 
 
@@ -131,7 +132,8 @@ def build_crew(
             description = _EARLIER_WORK.format(work=handover.work) + description
         if analysis is not None and spec.phase != "analysis":
             description = _APPROVED_ANALYSIS.format(analysis=analysis) + description
-        answer = StructuredAnswer(spec.schema, spec.renderer, chinese, handover.blocking if handover else ())
+        blocking, appendix = (handover.blocking, handover.appendix) if handover and spec.reviews else ((), "")
+        answer = StructuredAnswer(spec.schema, spec.renderer, chinese, blocking, appendix)
         tasks.append(_task(spec, llm, description, spec.templates["full"].expected_output, answer, list(tasks)))
     return _crew(tasks), {str(task.id): step for step, task in zip(steps, tasks, strict=True)}
 

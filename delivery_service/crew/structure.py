@@ -1,7 +1,8 @@
 """`StructuredAnswer`: a CrewAI task guardrail that turns an agent's answer into its deliverable's data.
 
 A valid answer becomes the data and the markdown rendered from it; a review saying `go` over a failing
-release gate (`blocking`: the gate's reasons) becomes `no_go`. An invalid one is sent back once with its errors
+release gate (`blocking`: the gate's reasons) becomes `no_go`; a revision's review ends with the service's
+`appendix` (what changed), whatever the model wrote. An invalid one is sent back once with its errors
 (CrewAI's guardrail retry is the repair request); if that does not fit either, the model's text is kept
 with no data, `fallback_errors` says why, and the task goes on.
 """
@@ -21,12 +22,18 @@ REPAIR_ATTEMPTS = 1
 
 class StructuredAnswer:
     def __init__(
-        self, schema: type[Document], renderer: Renderer, chinese: bool, blocking: tuple[str, ...] = ()
+        self,
+        schema: type[Document],
+        renderer: Renderer,
+        chinese: bool,
+        blocking: tuple[str, ...] = (),
+        appendix: str = "",
     ) -> None:
         self.schema = schema
         self.renderer = renderer
         self.chinese = chinese
         self.blocking = blocking
+        self.appendix = appendix
         self.data: Document | None = None
         self.fallback_errors: list[str] | None = None
         self.attempts = 0  # answers checked: 1, or 2 after a repair request
@@ -40,12 +47,15 @@ class StructuredAnswer:
         parsed = parse_deliverable(self.schema, output.raw)
         if parsed.data is not None:
             self.data = self._without_go_over_a_failing_gate(parsed.data)
-            return True, render(self.data, self.renderer, self.chinese)
+            return True, self._with_appendix(render(self.data, self.renderer, self.chinese))
         self._failures += 1
         if self._failures <= REPAIR_ATTEMPTS:
             return False, repair_request(parsed.errors)
         self.fallback_errors = parsed.errors
-        return True, output.raw
+        return True, self._with_appendix(output.raw)
+
+    def _with_appendix(self, markdown: str) -> str:
+        return f"{markdown.rstrip()}\n\n{self.appendix}" if self.appendix else markdown
 
     def _without_go_over_a_failing_gate(self, data: Document) -> Document:
         if not (isinstance(data, DeliveryReview) and data.decision == "go" and self.blocking):

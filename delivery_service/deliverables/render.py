@@ -63,6 +63,12 @@ _PHRASES = {
     ),
     "dangling": ("References to nothing", "引用了不存在的编号"),
     "unserved": ("Stories no component serves", "没有组件服务的用户故事"),
+    "changes_since": ("Changes since revision", "自修订版本以来的变更："),
+    "change_kinds": (
+        {"added": "Added", "removed": "Removed", "modified": "Modified"},
+        {"added": "新增", "removed": "删除", "modified": "修改"},
+    ),
+    "none": ("none", "无"),
     "quality": ("Quality", "质量"),
     "gate": ("Release gate", "发布门禁"),
     "gates": (
@@ -274,4 +280,13 @@ def quality_section(quality: Quality, chinese: bool = False) -> str:
         if found:
             rows = [[f.id, f.rule, f.target, f.field, f.message, f.suggestion] for f in found]
             lines += ["", f"### {heading}", "", *_table(words["finding_columns"], rows)]
+    return "\n".join(lines) + "\n"
+
+
+def changes_section(changes: dict[str, list[str]], since: int, chinese: bool = False) -> str:
+    """What a revision changed, by identifier: the section the service ends a revision's review with."""
+    words = WORDS[chinese]
+    lines = [f"## {words['changes_since']} {since}", ""]
+    for kind, label in words["change_kinds"].items():
+        lines.append(f"- {label}: {', '.join(changes.get(kind, [])) or words['none']}")
     return "\n".join(lines) + "\n"

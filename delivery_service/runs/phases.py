@@ -20,6 +20,7 @@ from typing import Any
 from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, delivery_summary
 from delivery_service.deliverables.gate import GatePolicy, Quality, assess, assess_quality
+from delivery_service.deliverables.render import changes_section
 from delivery_service.deliverables.traceability import Traceability
 from delivery_service.llm.model_errors import describe_failure
 from delivery_service.llm.providers import model_info
@@ -255,15 +256,18 @@ class PhaseRunner:
         )
         quality = assess_quality(found, traceability, self._gate_policy, chinese=is_chinese(work.requirement))
         sink.publish_system(EventType.ACTION, quality_summary(quality), {"kind": "quality", **quality.model_dump()})
-        changes = None
+        changes, appendix = None, ""
         if work.follow_up is not None:
             previous = {kept.agent_name: kept.data for kept in work.follow_up.parent_deliverables}
-            changes = AGENTS.changes(previous, current).model_dump_json()
+            computed = AGENTS.changes(previous, current)
+            changes = computed.model_dump_json()
+            appendix = changes_section(computed.model_dump(), work.follow_up.since, is_chinese(work.requirement))
         return Handover(
             work="\n\n".join(planning.outputs[step] for step in AGENTS.planning_steps),
             traceability=traceability.model_dump_json(),
             quality=quality.model_dump_json(),
             blocking=tuple(quality.gate.reasons) if quality.gate.status == "fail" else (),
+            appendix=appendix,
             changes=changes,
         )
 

@@ -84,7 +84,7 @@ OVERDUE: dict[Condition, tuple[EventType, Callable[[Settings], tuple[str, dict[s
 
 def follow_up_of(parent: TaskRecord, request: str, revision: int) -> FollowUp:
     """A follow-up of `parent` (a completed task), starting from a copy of its deliverables."""
-    return FollowUp(parent.task_id, parent.thread_id, revision, request, tuple(parent.deliverables))
+    return FollowUp(parent.task_id, parent.thread_id, revision, request, tuple(parent.deliverables), parent.revision)
 
 
 @dataclass(frozen=True)

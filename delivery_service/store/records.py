@@ -52,6 +52,12 @@ class FollowUp:
     revision: int  # 2, 3, ... in the order the thread's follow-ups were made
     request: str
     parent_deliverables: tuple[Deliverable, ...] = ()
+    parent_revision: int = 0  # the parent's revision (0 in records stored before it was kept: `revision` - 1)
+
+    @property
+    def since(self) -> int:
+        """The revision this one's changes are counted from."""
+        return self.parent_revision or self.revision - 1
 
     def parent_deliverable(self, agent_name: str) -> Deliverable | None:
         return next((kept for kept in self.parent_deliverables if kept.agent_name == agent_name), None)
