@@ -110,7 +110,8 @@ def waive(base: str, task_id: str, reason: object, headers: dict[str, str]) -> h
 
 def test_a_person_waives_a_gate_on_the_record_once(mode: Mode, receiver: WebhookReceiver) -> None:
     keys = "alice:alice-key-0123,bob-key-4567"
-    deployment = mode.start(**webhook_settings(receiver.secret, API_KEYS=keys, LOG_LEVEL="info"))
+    settings = webhook_settings(receiver.secret, API_KEYS=keys, LOG_LEVEL="info", GATE_MIN_COVERAGE="0.5")
+    deployment = mode.start(**settings)
     base = deployment.base_url
     started = httpx.post(
         f"{base}/api/run_task",
@@ -132,6 +133,7 @@ def test_a_person_waives_a_gate_on_the_record_once(mode: Mode, receiver: Webhook
         "by": "alice",
     }
     assert gate["reasons"], "the computed reasons stay on the record"
+    assert gate["policy"] == {"min_coverage": 0.5}, "GATE_MIN_COVERAGE, as the task completed with it"
 
     again = waive(base, task_id, "once more", ALICE)
     assert again.status_code == 409 and "waived" in again.json()["detail"]

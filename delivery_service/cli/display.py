@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from delivery_service.agents import AGENTS
+from delivery_service.deliverables.gate import counted
 from delivery_service.event_types import ENDING_STATUS
 
 TAIL_LINES = 12
@@ -36,19 +37,10 @@ def _one_line(text: str, width: int = 120) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _counted(counts: dict[str, Any]) -> str:
-    """`0 errors, 1 warning, 2 notes`."""
-    parts = []
-    for key, word in (("error", "error"), ("warning", "warning"), ("info", "note")):
-        number = counts.get(key, 0)
-        parts.append(f"{number} {word}{'' if number == 1 else 's'}")
-    return ", ".join(parts)
-
-
 def quality_line(quality: dict[str, Any]) -> str:
     """The `quality` action event's metadata (or a result's `quality`) in one short line."""
     status = (quality.get("gate") or {}).get("status", "unknown")
-    return f"Quality: release gate {status}; {_counted(quality.get('counts') or {})}."
+    return f"Quality: release gate {status}; {counted(quality.get('counts') or {})}."
 
 
 def quality_report(quality: dict[str, Any]) -> Group:
@@ -56,7 +48,7 @@ def quality_report(quality: dict[str, Any]) -> Group:
     (id, rule, target, message, then the suggestion under it)."""
     gate = quality.get("gate") or {}
     status = str(gate.get("status", "unknown"))
-    details = _counted(quality.get("counts") or {})
+    details = counted(quality.get("counts") or {})
     min_coverage = (gate.get("policy") or {}).get("min_coverage")
     if min_coverage is not None:
         details += f"; minimum coverage {min_coverage:.0%}"

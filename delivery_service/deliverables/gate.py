@@ -8,6 +8,7 @@ a model; `waived` once a person has waived a gate that did not pass (docs/qualit
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,15 @@ class Quality(BaseModel):
     findings: list[Finding]
     counts: dict[str, int]
     gate: Gate
+
+
+def counted(counts: Mapping[str, int]) -> str:
+    """Findings by severity in words: `0 errors, 1 warning, 2 notes`."""
+    numbers = [
+        (counts.get(severity, 0), word)
+        for severity, word in (("error", "error"), ("warning", "warning"), ("info", "note"))
+    ]
+    return ", ".join(f"{number} {word}{'' if number == 1 else 's'}" for number, word in numbers)
 
 
 def _listed(findings: list[Finding]) -> str:

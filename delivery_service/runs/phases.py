@@ -19,7 +19,7 @@ from typing import Any
 
 from delivery_service.agents import AGENTS
 from delivery_service.crew.factory import FollowUpContext, Handover, Revision, delivery_summary
-from delivery_service.deliverables.gate import GatePolicy, Quality, assess, assess_quality
+from delivery_service.deliverables.gate import GatePolicy, Quality, assess, assess_quality, counted
 from delivery_service.deliverables.render import changes_section
 from delivery_service.deliverables.traceability import Traceability
 from delivery_service.llm.model_errors import describe_failure
@@ -308,9 +308,5 @@ def traceability_summary(traceability: Traceability) -> str:
 
 def quality_summary(quality: Quality) -> str:
     """The quality event's content, for people."""
-    counts = quality.counts
-    text = (
-        f"Quality: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes; "
-        f"release gate {quality.gate.status}."
-    )
+    text = f"Quality: {counted(quality.counts)}; release gate {quality.gate.status}."
     return " ".join([text, *quality.gate.reasons]) if quality.gate.status != "pass" else text
