@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from limits import parse
@@ -186,7 +186,7 @@ class DeliveryService:
         if not await self.engine.waive(record, waiver):
             raise Conflict(f"Task {task_id}'s gate is waived already. Read the waiver in its result.")
         self._audit("task.waived", who, task_id, gate=gate, reason=reason)
-        return await self.stored_task(who, task_id)
+        return replace(record, waiver=waiver)
 
     async def _status_once_stored(self, who: Requester, task_id: str) -> TaskState:
         """The task's status after what a control request published is stored (bounded wait)."""
